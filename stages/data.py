@@ -1,0 +1,80 @@
+"""Reading input tables and writing every output atomically (temp file + rename), so a killed
+stage never leaves a half-written file behind and a failed one never replaces a good one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from stages.errors import UserError, problem
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
+
+
+def read_table(path: str | Path, *, where: str = "data.path") -> pd.DataFrame:
+    """Read a CSV or Parquet table; a missing, empty or unreadable file is a `UserError`."""
+    path = Path(path)
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise UserError(problem(where, "must be a .csv or .parquet file", str(path)))
+    if not path.is_file():
+        raise UserError(problem(where, "file not found", str(path),
+                                "Point data.path at an existing CSV or Parquet file"))
+    if path.stat().st_size == 0:
+        raise UserError(problem(where, "file is empty", str(path)))
+    try:
+        frame = reader(path)
+    except Exception as exc:  # pandas and pyarrow raise many types for a bad file
+        raise UserError(problem(where, f"cannot be read as {path.suffix[1:]} ({exc})", str(path))) from exc
+    if frame.empty:
+        raise UserError(problem(where, "has no rows", str(path)))
+    return frame
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it over `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual mode
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def write_json(data: Any, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def frame_hash(frame: pd.DataFrame) -> str:
+    """A content hash of a frame (values, column names and order), stable across runs."""
+    digest = hashlib.sha256()
+    digest.update("\x1f".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]

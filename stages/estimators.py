@@ -1,0 +1,116 @@
+"""The model registry and the shipped model object.
+
+`MODELS` maps each `model:` name to its classifier and regressor factories, so adding a
+model is one table entry, never a copied branch. `TabularModel` is what train saves: the
+fitted featurizer and estimator in one sklearn Pipeline plus the schema, so it takes raw
+feature columns and returns labels in the user's own classes; serving cannot drift from
+training because there is no second copy of the preprocessing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from stages.errors import UserError, did_you_mean, problem
+from stages.schema import Schema
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model's estimators live and the settings the project always passes them."""
+
+    classifier: str  # "module:Class"
+    regressor: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+
+    def estimator_class(self, task: str) -> type:
+        module, name = (self.classifier if task == "classification" else self.regressor).split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+MODELS: dict[str, ModelSpec] = {
+    "random_forest": ModelSpec("sklearn.ensemble:RandomForestClassifier",
+                               "sklearn.ensemble:RandomForestRegressor"),
+    "xgboost": ModelSpec("xgboost:XGBClassifier", "xgboost:XGBRegressor", {"verbosity": 0}),
+    "lightgbm": ModelSpec("lightgbm:LGBMClassifier", "lightgbm:LGBMRegressor", {"verbose": -1}),
+}
+
+
+def hyperparameter_problems(*, model: str, task: str, hyperparameters: dict[str, Any]) -> list[str]:
+    """Names in `train.<model>` the estimator does not accept, each with a did-you-mean."""
+    known = set(MODELS[model].estimator_class(task)().get_params())
+    return [problem(f"train.{model}.{name}", f"is not a parameter of {model}", None,
+                    "See the estimator's documentation for its parameters") + did_you_mean(name, known)
+            for name in hyperparameters if name not in known]
+
+
+def build_estimator(*, model: str, task: str, hyperparameters: dict[str, Any], seed: int) -> Any:
+    """An unfitted estimator; `random_state` comes from the top-level seed."""
+    problems = hyperparameter_problems(model=model, task=task, hyperparameters=hyperparameters)
+    if problems:
+        raise UserError("\n".join(problems))
+    spec = MODELS[model]
+    settings = {**hyperparameters, **spec.fixed, "random_state": seed}
+    try:
+        return spec.estimator_class(task)(**settings)
+    except (TypeError, ValueError) as exc:
+        raise UserError(problem(f"train.{model}", f"rejected by the estimator ({exc})", hyperparameters)) from None
+
+
+class TabularModel:
+    """Raw feature columns in, predictions out; the one object train saves and serving loads."""
+
+    def __init__(self, *, pipeline: Pipeline, schema: Schema, threshold: float | None = None) -> None:
+        self.pipeline, self.schema, self.threshold = pipeline, schema, threshold
+
+    @property
+    def classes(self) -> np.ndarray:
+        return np.array(self.schema.classes, dtype=object)
+
+    def _features(self, rows: pd.DataFrame) -> pd.DataFrame:
+        missing = [c for c in self.schema.features if c not in rows.columns]
+        if missing:
+            raise UserError(problem("input rows", "lack feature columns the model was trained on",
+                                    ", ".join(missing), "Pass every column listed in the model metadata"))
+        return rows[list(self.schema.features)]
+
+    def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
+        """Class probabilities, columns in `schema.classes` order."""
+        if self.schema.task != "classification":
+            raise TypeError("predict_proba applies to classification models only")
+        return self.pipeline.predict_proba(self._features(rows))
+
+    def positive_index(self) -> int:
+        return list(self.schema.classes).index(self.schema.positive_class)
+
+    def predict_index(self, rows: pd.DataFrame) -> np.ndarray:
+        """Predicted class indices; binary models apply the stored decision threshold."""
+        proba = self.predict_proba(rows)
+        if len(self.schema.classes) == 2 and self.threshold is not None:
+            positive = self.positive_index()
+            return np.where(proba[:, positive] >= self.threshold, positive, 1 - positive)
+        return proba.argmax(axis=1)
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        """Labels in the user's own classes, or numbers for regression."""
+        if self.schema.task == "regression":
+            return self.pipeline.predict(self._features(rows))
+        return self.classes[self.predict_index(rows)]
+
+
+def encode_target(values: pd.Series, schema: Schema) -> np.ndarray:
+    """Class labels → indices into `schema.classes` (what every booster expects)."""
+    if schema.task == "regression":
+        return values.to_numpy(dtype=float)
+    index = {str(c): i for i, c in enumerate(schema.classes)}
+    unknown = sorted({str(v) for v in values} - set(index))
+    if unknown:
+        raise UserError(problem(f"target '{schema.target}'", f"has classes unseen in training {list(index)}",
+                                unknown))
+    return np.array([index[str(v)] for v in values], dtype=int)

@@ -1,0 +1,76 @@
+"""Metrics by task, from one table so the names in params (`metric:`) and in reports agree.
+
+Classification metrics take class indices and probabilities. Binary ones score the positive
+class; multiclass ones are macro averages (every class counts the same, which is what an
+imbalanced problem needs), with ROC-AUC one-vs-rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn import metrics as skm
+from sklearn.preprocessing import label_binarize
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What a metric sees: true and predicted labels (or values), probabilities, positive index."""
+
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    proba: np.ndarray | None = None
+    positive: int | None = None
+
+    @property
+    def binary(self) -> bool:
+        return self.proba is not None and self.proba.shape[1] == 2
+
+    @property
+    def average(self) -> str:
+        return "binary" if self.binary else "macro"
+
+
+def _roc_auc(s: Scored) -> float:
+    if s.binary:
+        return skm.roc_auc_score(s.y_true == s.positive, s.proba[:, s.positive])
+    return skm.roc_auc_score(s.y_true, s.proba, multi_class="ovr", average="macro",
+                             labels=range(s.proba.shape[1]))
+
+
+def _pr_auc(s: Scored) -> float:
+    if s.binary:
+        return skm.average_precision_score(s.y_true == s.positive, s.proba[:, s.positive])
+    onehot = label_binarize(s.y_true, classes=range(s.proba.shape[1]))
+    return skm.average_precision_score(onehot, s.proba, average="macro")
+
+
+def _with_average(function: Callable[..., float]) -> Callable[[Scored], float]:
+    def score(s: Scored) -> float:
+        kwargs = {"pos_label": s.positive} if s.binary else {}
+        return function(s.y_true, s.y_pred, average=s.average, zero_division=0, **kwargs)
+    return score
+
+
+CLASSIFICATION: dict[str, Callable[[Scored], float]] = {
+    "roc_auc": _roc_auc,
+    "pr_auc": _pr_auc,
+    "f1": _with_average(skm.f1_score),
+    "recall": _with_average(skm.recall_score),
+    "precision": _with_average(skm.precision_score),
+    "accuracy": lambda s: skm.accuracy_score(s.y_true, s.y_pred),
+}
+REGRESSION: dict[str, Callable[[Scored], float]] = {
+    "rmse": lambda s: skm.root_mean_squared_error(s.y_true, s.y_pred),
+    "mae": lambda s: skm.mean_absolute_error(s.y_true, s.y_pred),
+    "r2": lambda s: skm.r2_score(s.y_true, s.y_pred),
+}
+BY_TASK = {"classification": CLASSIFICATION, "regression": REGRESSION}
+LOWER_IS_BETTER = {"rmse", "mae"}
+
+
+def score_all(task: str, scored: Scored) -> dict[str, float]:
+    """Every metric of the task, rounded for stable diffs."""
+    return {name: round(float(function(scored)), 6) for name, function in BY_TASK[task].items()}

@@ -1,0 +1,50 @@
+"""The preprocessing that turns raw feature columns into model inputs.
+
+Kept out of the featurize stage module on purpose: the fitted transformer is pickled, and
+pickles refer to functions by module, so these must live in an importable library module
+(not `__main__`). tune builds the same transformer unfitted, inside every CV fold.
+
+Numbers (and booleans as 0/1) are imputed, optionally flagged as missing and scaled;
+categories are one-hot encoded with rare ones grouped into one "infrequent" column. A category
+never seen in training maps to that group (or to all zeros), so prediction never crashes on it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+from stages.params import FeaturizeParams
+from stages.schema import Schema
+
+MISSING = "__missing__"
+def to_float(frame: pd.DataFrame) -> pd.DataFrame:
+    """Booleans and nullable numbers to plain floats (NA → NaN) so the imputer sees one dtype."""
+    return frame.apply(lambda column: pd.to_numeric(column.astype("object"), errors="coerce")).astype(float)
+
+
+def to_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categories as text with missing values as their own category."""
+    return frame.astype("object").where(frame.notna(), MISSING).astype(str).astype(object)
+
+
+def build_featurizer(*, schema: Schema, config: FeaturizeParams) -> ColumnTransformer:
+    """An unfitted transformer for the schema's features; fitted on training rows by the caller."""
+    numeric = [("to_float", FunctionTransformer(to_float, feature_names_out="one-to-one")),
+               ("impute", SimpleImputer(strategy=config.numeric_imputer,
+                                        add_indicator=config.missing_indicators, keep_empty_features=True))]
+    if config.scale:
+        numeric.append(("scale", StandardScaler()))
+    categorical = [("to_text", FunctionTransformer(to_text, feature_names_out="one-to-one")),
+                   ("encode", OneHotEncoder(handle_unknown="infrequent_if_exist", sparse_output=False,
+                                            min_frequency=config.rare_category_min_share or None,
+                                            max_categories=config.max_categories, dtype=np.float32))]
+    transformer = ColumnTransformer(
+        [("numeric", Pipeline(numeric), list(schema.numeric)),
+         ("categorical", Pipeline(categorical), list(schema.categorical))],
+        remainder="drop", verbose_feature_names_out=False)
+    return transformer.set_output(transform="pandas")

@@ -1,0 +1,52 @@
+"""What every stage's `main` shares: logging set-up, timing, and turning a `UserError` into
+one clear message and exit status 2 instead of a traceback."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from stages.errors import UserError
+
+LOG_DIR = Path("reports/logs")
+log = logging.getLogger("stages")
+
+
+def configure_logging(stage: str, log_dir: Path = LOG_DIR) -> None:
+    """Console plus `reports/logs/<stage>.log`, configured once per stage run."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter(f"[{stage}] %(levelname)s %(message)s"))
+    file = logging.FileHandler(log_dir / f"{stage}.log", mode="w")
+    file.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [console, file]
+    root.setLevel(logging.INFO)
+    for noisy in ("matplotlib", "PIL", "dvc_render", "dvclive", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def stage_main(stage: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorate a stage's `main(argv)`: log set-up, elapsed time, user errors → exit 2."""
+
+    def wrap(main: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(main)
+        def run(argv: list[str] | None = None) -> None:
+            configure_logging(stage)
+            started = time.perf_counter()
+            try:
+                main(argv)
+            except UserError as exc:
+                log.error("%s", exc)
+                log.error("stage %s failed; outputs already written were left as they were", stage)
+                raise SystemExit(2) from None
+            log.info("stage %s done in %.1fs", stage, time.perf_counter() - started)
+
+        return run
+
+    return wrap
