@@ -79,8 +79,7 @@ def generate(*, rows: int = 30_000, seed: int = 0, drift: float = 0.0) -> pd.Dat
     logit = -4.2 + 0.6 * drift + 1.5 * signal + rng.normal(0, 0.4, rows)
     churned = rng.random(rows) < 1 / (1 + np.exp(-logit))
     spend = np.round(
-        monthly * (1 - discount / 100) + 4.0 * tickets + 0.3 * session - 25 * churned
-        + rng.normal(0, 6, rows), 2
+        monthly * (1 - discount / 100) + 4.0 * tickets + 0.3 * session - 25 * churned + rng.normal(0, 6, rows), 2
     )
 
     total = np.round(monthly * np.maximum(tenure, 0) + rng.normal(0, 20, rows), 2).clip(0)
@@ -110,8 +109,12 @@ def generate(*, rows: int = 30_000, seed: int = 0, drift: float = 0.0) -> pd.Dat
             "next_month_spend": spend,
         }
     )
-    for column, share in (("satisfaction_score", 0.12), ("avg_session_minutes", 0.05),
-                          ("payment_method", 0.02), ("age", 0.03)):
+    for column, share in (
+        ("satisfaction_score", 0.12),
+        ("avg_session_minutes", 0.05),
+        ("payment_method", 0.02),
+        ("age", 0.03),
+    ):
         frame.loc[rng.random(rows) < share, column] = None
     return frame
 

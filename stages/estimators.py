@@ -35,8 +35,7 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {
-    "random_forest": ModelSpec("sklearn.ensemble:RandomForestClassifier",
-                               "sklearn.ensemble:RandomForestRegressor"),
+    "random_forest": ModelSpec("sklearn.ensemble:RandomForestClassifier", "sklearn.ensemble:RandomForestRegressor"),
     "xgboost": ModelSpec("xgboost:XGBClassifier", "xgboost:XGBRegressor", {"verbosity": 0}),
     "lightgbm": ModelSpec("lightgbm:LGBMClassifier", "lightgbm:LGBMRegressor", {"verbose": -1}),
 }
@@ -45,9 +44,17 @@ MODELS: dict[str, ModelSpec] = {
 def hyperparameter_problems(*, model: str, task: str, hyperparameters: dict[str, Any]) -> list[str]:
     """Names in `train.<model>` the estimator does not accept, each with a did-you-mean."""
     known = set(MODELS[model].estimator_class(task)().get_params())
-    return [problem(f"train.{model}.{name}", f"is not a parameter of {model}", None,
-                    "See the estimator's documentation for its parameters") + did_you_mean(name, known)
-            for name in hyperparameters if name not in known]
+    return [
+        problem(
+            f"train.{model}.{name}",
+            f"is not a parameter of {model}",
+            None,
+            "See the estimator's documentation for its parameters",
+        )
+        + did_you_mean(name, known)
+        for name in hyperparameters
+        if name not in known
+    ]
 
 
 def build_estimator(*, model: str, task: str, hyperparameters: dict[str, Any], seed: int) -> Any:
@@ -76,15 +83,21 @@ class TabularModel:
     def _features(self, rows: pd.DataFrame) -> pd.DataFrame:
         missing = [c for c in self.schema.features if c not in rows.columns]
         if missing:
-            raise UserError(problem("input rows", "lack feature columns the model was trained on",
-                                    ", ".join(missing), "Pass every column listed in the model metadata"))
+            raise UserError(
+                problem(
+                    "input rows",
+                    "lack feature columns the model was trained on",
+                    ", ".join(missing),
+                    "Pass every column listed in the model metadata",
+                )
+            )
         return rows[list(self.schema.features)]
 
     def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
         """Class probabilities, columns in `schema.classes` order."""
         if self.schema.task != "classification":
             raise TypeError("predict_proba applies to classification models only")
-        return self.pipeline.predict_proba(self._features(rows))
+        return np.asarray(self.pipeline.predict_proba(self._features(rows)), dtype=float)
 
     def positive_index(self) -> int:
         return list(self.schema.classes).index(self.schema.positive_class)
@@ -111,6 +124,5 @@ def encode_target(values: pd.Series, schema: Schema) -> np.ndarray:
     index = {str(c): i for i, c in enumerate(schema.classes)}
     unknown = sorted({str(v) for v in values} - set(index))
     if unknown:
-        raise UserError(problem(f"target '{schema.target}'", f"has classes unseen in training {list(index)}",
-                                unknown))
+        raise UserError(problem(f"target '{schema.target}'", f"has classes unseen in training {list(index)}", unknown))
     return np.array([index[str(v)] for v in values], dtype=int)

@@ -41,8 +41,9 @@ def score(model: TabularModel, rows: pd.DataFrame) -> tuple[Scored, dict[str, fl
         scored = Scored(y_true=truth, y_pred=model.predict(rows))
     else:
         positive = model.positive_index() if len(schema.classes) == 2 else None
-        scored = Scored(y_true=truth, y_pred=model.predict_index(rows), proba=model.predict_proba(rows),
-                        positive=positive)
+        scored = Scored(
+            y_true=truth, y_pred=model.predict_index(rows), proba=model.predict_proba(rows), positive=positive
+        )
     return scored, score_all(schema.task, scored)
 
 
@@ -108,10 +109,10 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_path(Path(args.out_dir) / "predictions.csv") as tmp:
         predictions(model, test_rows, test_scored).to_csv(tmp, index=False)
     test = results["test"][2]
-    log.info("test %s = %.4f (validation %.4f) on %d rows", key, test[key], results["validation"][2][key],
-             len(test_rows))
+    log.info(
+        "test %s = %.4f (validation %.4f) on %d rows", key, test[key], results["validation"][2][key], len(test_rows)
+    )
 
 
 if __name__ == "__main__":
     main()
-

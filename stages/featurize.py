@@ -28,8 +28,9 @@ PARAMS = ("featurize",)
 log = logging.getLogger(__name__)
 
 
-def featurize(*, train: pd.DataFrame, validation: pd.DataFrame, schema: Schema, config: FeaturizeParams
-              ) -> tuple[ColumnTransformer, pd.DataFrame, pd.DataFrame]:
+def featurize(
+    *, train: pd.DataFrame, validation: pd.DataFrame, schema: Schema, config: FeaturizeParams
+) -> tuple[ColumnTransformer, pd.DataFrame, pd.DataFrame]:
     """Fit on train, transform both splits; the target column is carried over unchanged."""
     featurizer = build_featurizer(schema=schema, config=config).fit(train[list(schema.features)])
     outputs = []
@@ -52,15 +53,18 @@ def main(argv: list[str] | None = None) -> None:
     featurizer, train, validation = featurize(
         train=pd.read_parquet(prepared / "train.parquet"),
         validation=pd.read_parquet(prepared / "validation.parquet"),
-        schema=schema, config=params.featurize)
+        schema=schema,
+        config=params.featurize,
+    )
     params.record_reads()
     out = Path(args.out_dir)
     with atomic_path(out / "featurizer.joblib") as tmp:
         joblib.dump(featurizer, tmp)
     write_table(train, out / "train.parquet")
     write_table(validation, out / "validation.parquet")
-    log.info("%d raw features → %d model features on %d training rows",
-             len(schema.features), train.shape[1] - 1, len(train))
+    log.info(
+        "%d raw features → %d model features on %d training rows", len(schema.features), train.shape[1] - 1, len(train)
+    )
 
 
 if __name__ == "__main__":

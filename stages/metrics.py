@@ -36,8 +36,7 @@ class Scored:
 def _roc_auc(s: Scored) -> float:
     if s.binary:
         return skm.roc_auc_score(s.y_true == s.positive, s.proba[:, s.positive])
-    return skm.roc_auc_score(s.y_true, s.proba, multi_class="ovr", average="macro",
-                             labels=range(s.proba.shape[1]))
+    return skm.roc_auc_score(s.y_true, s.proba, multi_class="ovr", average="macro", labels=range(s.proba.shape[1]))
 
 
 def _pr_auc(s: Scored) -> float:
@@ -51,6 +50,7 @@ def _with_average(function: Callable[..., float]) -> Callable[[Scored], float]:
     def score(s: Scored) -> float:
         kwargs = {"pos_label": s.positive} if s.binary else {}
         return function(s.y_true, s.y_pred, average=s.average, zero_division=0, **kwargs)
+
     return score
 
 

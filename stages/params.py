@@ -52,9 +52,13 @@ class PrepareParams(Section):
     @model_validator(mode="after")
     def _sizes_leave_training_rows(self) -> PrepareParams:
         if self.test_size + self.validation_size >= 0.9:
-            raise ValueError(problem(
-                "test_size + validation_size", "must be below 0.9 so training keeps rows",
-                round(self.test_size + self.validation_size, 4)))
+            raise ValueError(
+                problem(
+                    "test_size + validation_size",
+                    "must be below 0.9 so training keeps rows",
+                    round(self.test_size + self.validation_size, 4),
+                )
+            )
         return self
 
 
@@ -114,8 +118,9 @@ def _format_error(error: dict[str, Any], model: type[BaseModel]) -> str:
         return one_of(where, error["input"], expected)
     if kind == "extra_forbidden":
         allowed = _fields_at(model, loc[:-1])
-        return problem(where, "is not a known key", None,
-                       f"Known keys here: {', '.join(allowed)}") + did_you_mean(loc[-1], allowed)
+        return problem(where, "is not a known key", None, f"Known keys here: {', '.join(allowed)}") + did_you_mean(
+            loc[-1], allowed
+        )
     if kind == "missing":
         return problem(where, "is required")
     if kind == "value_error":  # our own validators already speak the grammar
@@ -176,7 +181,8 @@ class StageParams:
         if name not in self._keys:
             raise AttributeError(
                 f"stage '{self._stage}' reads params key '{name}' that it does not declare; "
-                f"add it to PARAMS in stages/{self._stage}.py and to the stage's params in dvc.yaml")
+                f"add it to PARAMS in stages/{self._stage}.py and to the stage's params in dvc.yaml"
+            )
         self._read.add(name)
         return getattr(self._params, name)
 

@@ -40,7 +40,8 @@ def select_columns(frame: pd.DataFrame, *, data: DataParams) -> pd.DataFrame:
     missing = [
         problem(where, "column not found", name, f"Columns: {', '.join(map(str, columns))}")
         + did_you_mean(name, map(str, columns))
-        for where, name in named if name not in frame.columns
+        for where, name in named
+        if name not in frame.columns
     ]
     if missing:
         raise UserError("\n".join(missing))
@@ -75,34 +76,59 @@ def check_target(frame: pd.DataFrame, *, target: str, task: str) -> pd.DataFrame
     values = frame[target]
     if task == "regression":
         if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-            raise UserError(problem(f"data.target '{target}'", "must be numeric for task regression",
-                                    f"{values.dtype} values such as {values.iloc[0]!r}",
-                                    "Choose a numeric target or set task: classification"))
+            raise UserError(
+                problem(
+                    f"data.target '{target}'",
+                    "must be numeric for task regression",
+                    f"{values.dtype} values such as {values.iloc[0]!r}",
+                    "Choose a numeric target or set task: classification",
+                )
+            )
         if len(frame) < 10:
             raise UserError(problem(f"data.target '{target}'", "needs at least 10 rows with a value", len(frame)))
         return frame
     counts = values.value_counts()
     if len(counts) < 2:
-        raise UserError(problem(f"data.target '{target}'", "must have at least two classes for task classification",
-                                f"only {counts.index.tolist()}", "Check the target column or the data file"))
+        raise UserError(
+            problem(
+                f"data.target '{target}'",
+                "must have at least two classes for task classification",
+                f"only {counts.index.tolist()}",
+                "Check the target column or the data file",
+            )
+        )
     if len(counts) > MAX_CLASSES:
-        raise UserError(problem(f"data.target '{target}'", f"has more than {MAX_CLASSES} classes",
-                                len(counts), "Set task: regression for a numeric quantity"))
+        raise UserError(
+            problem(
+                f"data.target '{target}'",
+                f"has more than {MAX_CLASSES} classes",
+                len(counts),
+                "Set task: regression for a numeric quantity",
+            )
+        )
     if counts.min() < 3:
-        raise UserError(problem(f"data.target '{target}'", "needs at least 3 rows of every class to split",
-                                counts[counts < 3].to_dict(), "Remove or merge the rarest classes"))
+        raise UserError(
+            problem(
+                f"data.target '{target}'",
+                "needs at least 3 rows of every class to split",
+                counts[counts < 3].to_dict(),
+                "Remove or merge the rarest classes",
+            )
+        )
     return frame
 
 
-def split(frame: pd.DataFrame, *, target: str, task: str, test_size: float,
-          validation_size: float, seed: int) -> dict[str, pd.DataFrame]:
+def split(
+    frame: pd.DataFrame, *, target: str, task: str, test_size: float, validation_size: float, seed: int
+) -> dict[str, pd.DataFrame]:
     """One seeded split into train / validation / test, stratified for classification."""
     stratify = frame[target] if task == "classification" else None
     rest, test = train_test_split(frame, test_size=test_size, random_state=seed, stratify=stratify)
     stratify = rest[target] if task == "classification" else None
-    train, validation = train_test_split(rest, test_size=validation_size / (1 - test_size),
-                                         random_state=seed, stratify=stratify)
-    return {name: part.reset_index(drop=True) for name, part in zip(SPLITS, (train, validation, test))}
+    train, validation = train_test_split(
+        rest, test_size=validation_size / (1 - test_size), random_state=seed, stratify=stratify
+    )
+    return {name: part.reset_index(drop=True) for name, part in zip(SPLITS, (train, validation, test), strict=False)}
 
 
 def summarize(splits: dict[str, pd.DataFrame], *, target: str, task: str) -> dict[str, Any]:
@@ -118,16 +144,26 @@ def summarize(splits: dict[str, pd.DataFrame], *, target: str, task: str) -> dic
     return summary
 
 
-def prepare(frame: pd.DataFrame, *, task: str, seed: int, data: DataParams,
-            test_size: float, validation_size: float, text_min_share: float,
-            ) -> tuple[dict[str, pd.DataFrame], Schema, dict[str, Any]]:
+def prepare(
+    frame: pd.DataFrame,
+    *,
+    task: str,
+    seed: int,
+    data: DataParams,
+    test_size: float,
+    validation_size: float,
+    text_min_share: float,
+) -> tuple[dict[str, pd.DataFrame], Schema, dict[str, Any]]:
     """The whole stage without IO: returns the splits, the schema and a summary."""
     frame = select_columns(frame, data=data)
     keep = {data.target, *([data.id_column] if data.id_column else [])}
     frame, converted = text_to_numbers(frame, min_share=text_min_share, skip=keep | set(data.categorical_columns))
     frame, empty, constant = drop_useless(frame, keep=keep)
-    for what, columns in (("stored as text, converted to numbers", converted),
-                          ("entirely empty, dropped", empty), ("constant, dropped", constant)):
+    for what, columns in (
+        ("stored as text, converted to numbers", converted),
+        ("entirely empty, dropped", empty),
+        ("constant, dropped", constant),
+    ):
         if columns:
             log.warning("columns %s: %s", what, ", ".join(columns))
     duplicates = int(frame.drop(columns=[data.id_column] if data.id_column else []).duplicated().sum())
@@ -137,16 +173,27 @@ def prepare(frame: pd.DataFrame, *, task: str, seed: int, data: DataParams,
     frame = check_target(frame, target=data.target, task=task)
     if len(frame) < rows_before:
         log.warning("%d rows without a target value dropped", rows_before - len(frame))
-    schema = Schema.infer(frame, task=task, target=data.target, id_column=data.id_column,
-                          categorical=data.categorical_columns, positive_class=data.positive_class)
+    schema = Schema.infer(
+        frame,
+        task=task,
+        target=data.target,
+        id_column=data.id_column,
+        categorical=data.categorical_columns,
+        positive_class=data.positive_class,
+    )
     if not schema.features:
         raise UserError(problem("data", "no feature columns left after dropping ids, empty and constant columns"))
-    splits = split(frame, target=data.target, task=task, test_size=test_size,
-                   validation_size=validation_size, seed=seed)
+    splits = split(
+        frame, target=data.target, task=task, test_size=test_size, validation_size=validation_size, seed=seed
+    )
     summary = summarize(splits, target=data.target, task=task)
-    summary["cleaning"] = {"text_to_number": converted, "dropped_empty": empty,
-                           "dropped_constant": constant, "duplicate_rows": duplicates,
-                           "rows_without_target": rows_before - len(frame)}
+    summary["cleaning"] = {
+        "text_to_number": converted,
+        "dropped_empty": empty,
+        "dropped_constant": constant,
+        "duplicate_rows": duplicates,
+        "rows_without_target": rows_before - len(frame),
+    }
     return splits, schema, summary
 
 
@@ -159,9 +206,14 @@ def main(argv: list[str] | None = None) -> None:
     params = load_stage_params("prepare", PARAMS)
     frame = read_table(params.data.path)
     splits, schema, summary = prepare(
-        frame, task=params.task, seed=params.seed, data=params.data,
-        test_size=params.prepare.test_size, validation_size=params.prepare.validation_size,
-        text_min_share=params.prepare.text_to_number_min_share)
+        frame,
+        task=params.task,
+        seed=params.seed,
+        data=params.data,
+        test_size=params.prepare.test_size,
+        validation_size=params.prepare.validation_size,
+        text_min_share=params.prepare.text_to_number_min_share,
+    )
     params.record_reads()
     out = Path(args.out_dir)
     for name, part in splits.items():
@@ -169,9 +221,14 @@ def main(argv: list[str] | None = None) -> None:
     write_json(schema.to_dict(), out / "schema.json")
     write_json(summary, args.summary)
     balance = summary["train"].get("class_share", {})
-    log.info("%d rows, %d features (%d categorical); train/validation/test %s; train class share %s",
-             len(frame), len(schema.features), len(schema.categorical),
-             "/".join(str(summary[s]["rows"]) for s in SPLITS), balance or "n/a")
+    log.info(
+        "%d rows, %d features (%d categorical); train/validation/test %s; train class share %s",
+        len(frame),
+        len(schema.features),
+        len(schema.categorical),
+        "/".join(str(summary[s]["rows"]) for s in SPLITS),
+        balance or "n/a",
+    )
 
 
 def _is_text(values: pd.Series) -> bool:
@@ -180,4 +237,3 @@ def _is_text(values: pd.Series) -> bool:
 
 if __name__ == "__main__":
     main()
-

@@ -22,6 +22,8 @@ from stages.params import FeaturizeParams
 from stages.schema import Schema
 
 MISSING = "__missing__"
+
+
 def to_float(frame: pd.DataFrame) -> pd.DataFrame:
     """Booleans and nullable numbers to plain floats (NA → NaN) so the imputer sees one dtype."""
     return frame.apply(lambda column: pd.to_numeric(column.astype("object"), errors="coerce")).astype(float)
@@ -34,17 +36,36 @@ def to_text(frame: pd.DataFrame) -> pd.DataFrame:
 
 def build_featurizer(*, schema: Schema, config: FeaturizeParams) -> ColumnTransformer:
     """An unfitted transformer for the schema's features; fitted on training rows by the caller."""
-    numeric = [("to_float", FunctionTransformer(to_float, feature_names_out="one-to-one")),
-               ("impute", SimpleImputer(strategy=config.numeric_imputer,
-                                        add_indicator=config.missing_indicators, keep_empty_features=True))]
+    numeric = [
+        ("to_float", FunctionTransformer(to_float, feature_names_out="one-to-one")),
+        (
+            "impute",
+            SimpleImputer(
+                strategy=config.numeric_imputer, add_indicator=config.missing_indicators, keep_empty_features=True
+            ),
+        ),
+    ]
     if config.scale:
         numeric.append(("scale", StandardScaler()))
-    categorical = [("to_text", FunctionTransformer(to_text, feature_names_out="one-to-one")),
-                   ("encode", OneHotEncoder(handle_unknown="infrequent_if_exist", sparse_output=False,
-                                            min_frequency=config.rare_category_min_share or None,
-                                            max_categories=config.max_categories, dtype=np.float32))]
+    categorical = [
+        ("to_text", FunctionTransformer(to_text, feature_names_out="one-to-one")),
+        (
+            "encode",
+            OneHotEncoder(
+                handle_unknown="infrequent_if_exist",
+                sparse_output=False,
+                min_frequency=config.rare_category_min_share or None,
+                max_categories=config.max_categories,
+                dtype=np.float32,
+            ),
+        ),
+    ]
     transformer = ColumnTransformer(
-        [("numeric", Pipeline(numeric), list(schema.numeric)),
-         ("categorical", Pipeline(categorical), list(schema.categorical))],
-        remainder="drop", verbose_feature_names_out=False)
+        [
+            ("numeric", Pipeline(numeric), list(schema.numeric)),
+            ("categorical", Pipeline(categorical), list(schema.categorical)),
+        ],
+        remainder="drop",
+        verbose_feature_names_out=False,
+    )
     return transformer.set_output(transform="pandas")

@@ -43,7 +43,11 @@ def stage_main(stage: str) -> Callable[[Callable[..., None]], Callable[..., None
                 main(argv)
             except UserError as exc:
                 log.error("%s", exc)
-                log.error("stage %s failed; outputs already written were left as they were", stage)
+                log.error(
+                    "stage %s failed and wrote nothing; under dvc repro, `dvc checkout` restores "
+                    "the outputs DVC cleared before the run",
+                    stage,
+                )
                 raise SystemExit(2) from None
             log.info("stage %s done in %.1fs", stage, time.perf_counter() - started)
 

@@ -27,29 +27,54 @@ class Schema:
         return self.numeric + self.categorical
 
     @classmethod
-    def infer(cls, frame: pd.DataFrame, *, task: str, target: str, id_column: str | None,
-              categorical: tuple[str, ...] = (), positive_class: Any = None) -> Schema:
+    def infer(
+        cls,
+        frame: pd.DataFrame,
+        *,
+        task: str,
+        target: str,
+        id_column: str | None,
+        categorical: tuple[str, ...] = (),
+        positive_class: Any = None,
+    ) -> Schema:
         """Numbers and booleans are numeric; text, categories and the named columns are categorical."""
         features = [c for c in frame.columns if c not in (target, id_column)]
-        is_cat = {c: c in categorical or not (pd.api.types.is_numeric_dtype(frame[c])
-                                             or pd.api.types.is_bool_dtype(frame[c])) for c in features}
+        is_cat = {
+            c: c in categorical or not (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))
+            for c in features
+        }
         classes: tuple[Any, ...] = ()
         if task == "classification":
             classes = tuple(_native(v) for v in _sorted(frame[target].unique().tolist()))
             positive_class = _positive_class(frame[target], classes, positive_class)
-        return cls(task=task, target=target, id_column=id_column,
-                   numeric=tuple(c for c in features if not is_cat[c]),
-                   categorical=tuple(c for c in features if is_cat[c]),
-                   classes=classes, positive_class=positive_class)
+        return cls(
+            task=task,
+            target=target,
+            id_column=id_column,
+            numeric=tuple(c for c in features if not is_cat[c]),
+            categorical=tuple(c for c in features if is_cat[c]),
+            classes=classes,
+            positive_class=positive_class,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "numeric": list(self.numeric), "categorical": list(self.categorical),
-                "classes": list(self.classes)}
+        return {
+            **asdict(self),
+            "numeric": list(self.numeric),
+            "categorical": list(self.categorical),
+            "classes": list(self.classes),
+        }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Schema:
-        return cls(**{**raw, "numeric": tuple(raw["numeric"]), "categorical": tuple(raw["categorical"]),
-                      "classes": tuple(raw["classes"])})
+        return cls(
+            **{
+                **raw,
+                "numeric": tuple(raw["numeric"]),
+                "categorical": tuple(raw["categorical"]),
+                "classes": tuple(raw["classes"]),
+            }
+        )
 
 
 def _positive_class(values: pd.Series, classes: tuple[Any, ...], wanted: Any) -> Any:
@@ -59,8 +84,14 @@ def _positive_class(values: pd.Series, classes: tuple[Any, ...], wanted: Any) ->
     """
     if len(classes) != 2:
         if wanted is not None:
-            raise UserError(problem("data.positive_class", "applies to binary targets only",
-                                    wanted, f"The target has {len(classes)} classes"))
+            raise UserError(
+                problem(
+                    "data.positive_class",
+                    "applies to binary targets only",
+                    wanted,
+                    f"The target has {len(classes)} classes",
+                )
+            )
         return None
     if wanted is not None:
         match = [c for c in classes if str(c) == str(wanted)]

@@ -43,23 +43,30 @@ def merge_hyperparameters(*, defaults: dict[str, Any], tuned: dict[str, Any]) ->
     return {**defaults, **tuned}
 
 
-def fit(*, features: pd.DataFrame, schema: Schema, featurizer: Any, model: str,
-        hyperparameters: dict[str, Any], seed: int) -> TabularModel:
+def fit(
+    *, features: pd.DataFrame, schema: Schema, featurizer: Any, model: str, hyperparameters: dict[str, Any], seed: int
+) -> TabularModel:
     """Fit the estimator on already-featurized training rows and wrap it with its featurizer."""
     estimator = build_estimator(model=model, task=schema.task, hyperparameters=hyperparameters, seed=seed)
     estimator.fit(features.drop(columns=[schema.target]), encode_target(features[schema.target], schema))
     return TabularModel(pipeline=Pipeline([("features", featurizer), ("model", estimator)]), schema=schema)
 
 
-def metadata(*, model: str, schema: Schema, hyperparameters: dict[str, Any], features: pd.DataFrame,
-             tuning: dict[str, Any]) -> dict[str, Any]:
+def metadata(
+    *, model: str, schema: Schema, hyperparameters: dict[str, Any], features: pd.DataFrame, tuning: dict[str, Any]
+) -> dict[str, Any]:
     return {
-        "model": model, "task": schema.task, "target": schema.target,
+        "model": model,
+        "task": schema.task,
+        "target": schema.target,
         "features": {"numeric": list(schema.numeric), "categorical": list(schema.categorical)},
         "model_features": [c for c in features.columns if c != schema.target],
-        "classes": list(schema.classes), "positive_class": schema.positive_class,
-        "hyperparameters": hyperparameters, "tuned_by": tuning.get("tuner"),
-        "training_rows": len(features), "training_data_hash": frame_hash(features),
+        "classes": list(schema.classes),
+        "positive_class": schema.positive_class,
+        "hyperparameters": hyperparameters,
+        "tuned_by": tuning.get("tuner"),
+        "training_rows": len(features),
+        "training_data_hash": frame_hash(features),
         "libraries": {name: _version(name) for name in LIBRARIES},
         "git_commit": _git_commit(),
     }
@@ -77,12 +84,20 @@ def main(argv: list[str] | None = None) -> None:
     schema = Schema.from_dict(read_json(args.schema))
     features = pd.read_parquet(Path(args.features) / "train.parquet")
     tuning = read_json(args.best_params)
-    hyperparameters = merge_hyperparameters(defaults=getattr(params.train, params.model),
-                                            tuned=tuning.get("params", {}))
-    model = fit(features=features, schema=schema, featurizer=joblib.load(Path(args.features) / "featurizer.joblib"),
-                model=params.model, hyperparameters=hyperparameters, seed=params.seed)
-    meta = metadata(model=params.model, schema=schema, hyperparameters=hyperparameters,
-                    features=features, tuning=tuning)
+    hyperparameters = merge_hyperparameters(
+        defaults=getattr(params.train, params.model), tuned=tuning.get("params", {})
+    )
+    model = fit(
+        features=features,
+        schema=schema,
+        featurizer=joblib.load(Path(args.features) / "featurizer.joblib"),
+        model=params.model,
+        hyperparameters=hyperparameters,
+        seed=params.seed,
+    )
+    meta = metadata(
+        model=params.model, schema=schema, hyperparameters=hyperparameters, features=features, tuning=tuning
+    )
     params.record_reads()
     out = Path(args.out_dir)
     with atomic_path(out / "model.joblib") as tmp:

@@ -24,8 +24,13 @@ log = logging.getLogger(__name__)
 
 def no_search(*, model: str) -> dict[str, Any]:
     """The honest result of `tuner: none`: no params found, nothing searched."""
-    return {"tuner": "none", "model": model, "searched": False, "params": {},
-            "note": f"no search ran (tuner: none); train uses train.{model} from params.yaml"}
+    return {
+        "tuner": "none",
+        "model": model,
+        "searched": False,
+        "params": {},
+        "note": f"no search ran (tuner: none); train uses train.{model} from params.yaml",
+    }
 
 
 @stage_main("tune")

@@ -1,0 +1,87 @@
+"""Shared fixtures: tiny frames for unit tests, and a real temporary git + DVC repository
+(a copy of this project on a small sample of the demo data) for integration tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from stages.demo_data import generate
+from stages.params import parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "tests",
+    "GIT_AUTHOR_EMAIL": "tests@localhost",
+    "GIT_COMMITTER_NAME": "tests",
+    "GIT_COMMITTER_EMAIL": "tests@localhost",
+}
+
+
+def base_params(**overrides) -> dict:
+    """params.yaml as shipped, with top-level or section overrides merged in."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return raw
+
+
+@pytest.fixture
+def params():
+    return parse_params(base_params())
+
+
+@pytest.fixture(scope="session")
+def churn_small() -> pd.DataFrame:
+    return generate(rows=600, seed=3)
+
+
+def tool_env(extra: dict | None = None) -> dict:
+    """Environment for subprocesses: this interpreter's bin first (so dvc runs our python)."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        **GIT_IDENTITY,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "DVC_NO_ANALYTICS": "1",
+        **(extra or {}),
+    }
+
+
+def sh(args: list[str], cwd: Path, *, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, env=tool_env(env), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def make_repo(path: Path, *, rows: int = 2500) -> Path:
+    """Copy the tracked project files into `path`, shrink the data, and commit as a fresh repo."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for name in tracked.splitlines():
+        source = ROOT / name
+        if source.is_file() and not name.startswith(("tests/", "bench/")):
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, path / name)
+    full = pd.read_parquet(ROOT / "data/raw/churn.parquet")
+    full.sample(rows, random_state=0).to_parquet(path / "data/raw/churn.parquet", index=False)
+    sh(["git", "init", "-q", "-b", "main"], path)
+    sh(["git", "add", "-A"], path)
+    sh(["git", "commit", "-q", "-m", "project copy"], path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A real git + DVC repository of this project with a 2,500-row sample; shared by a module."""
+    return make_repo(tmp_path_factory.mktemp("repo"))

@@ -1,0 +1,100 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.errors import UserError
+from stages.estimators import MODELS, TabularModel, build_estimator, encode_target
+from stages.featurize import featurize
+from stages.params import FeaturizeParams
+from stages.schema import Schema
+from stages.train import fit
+
+SMALL = {
+    "random_forest": {"n_estimators": 20},
+    "xgboost": {"n_estimators": 20},
+    "lightgbm": {"n_estimators": 20, "min_child_samples": 2},
+}
+
+
+def tiny(task: str, classes: int = 2) -> tuple[pd.DataFrame, Schema]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=60)
+    frame = pd.DataFrame({"x": x, "c": rng.choice(["a", "b"], 60)})
+    if task == "regression":
+        frame["y"] = 3 * x + rng.normal(scale=0.1, size=60)
+    else:
+        frame["y"] = np.array(["low", "mid", "high"][:classes])[
+            np.digitize(x, np.quantile(x, [1 / 3, 2 / 3])[: classes - 1])
+        ]
+    schema = Schema.infer(frame, task=task, target="y", id_column=None)
+    return frame, schema
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("task,classes", [("classification", 2), ("classification", 3), ("regression", 0)])
+def test_every_model_and_task_trains_and_predicts_raw_rows(model, task, classes):
+    frame, schema = tiny(task, classes)
+    featurizer, features, _ = featurize(train=frame, validation=frame.head(5), schema=schema, config=FeaturizeParams())
+    trained = fit(
+        features=features, schema=schema, featurizer=featurizer, model=model, hyperparameters=SMALL[model], seed=0
+    )
+    raw = frame.drop(columns=["y"]).head(10)
+    predicted = trained.predict(raw)
+    assert len(predicted) == 10
+    if task == "classification":
+        assert set(predicted) <= set(schema.classes)
+        assert trained.predict_proba(raw).shape == (10, classes)
+        assert (predicted == frame["y"].head(10)).mean() >= 0.7
+    else:
+        assert np.corrcoef(predicted, frame["y"].head(10))[0, 1] > 0.8
+
+
+def test_unknown_hyperparameter_is_reported_with_suggestion():
+    with pytest.raises(
+        UserError,
+        match=r"train\.xgboost\.max_dept: is not a parameter of xgboost.*"
+        r"Did you mean 'max_depth'\?",
+    ):
+        build_estimator(model="xgboost", task="classification", hyperparameters={"max_dept": 3}, seed=0)
+
+
+def test_seed_is_applied():
+    estimator = build_estimator(model="random_forest", task="regression", hyperparameters={}, seed=7)
+    assert estimator.random_state == 7
+
+
+def test_missing_feature_columns_are_named():
+    frame, schema = tiny("classification")
+    featurizer, features, _ = featurize(train=frame, validation=frame, schema=schema, config=FeaturizeParams())
+    trained = fit(
+        features=features,
+        schema=schema,
+        featurizer=featurizer,
+        model="random_forest",
+        hyperparameters=SMALL["random_forest"],
+        seed=0,
+    )
+    with pytest.raises(UserError, match=r"input rows: lack feature columns the model was trained on\. Got 'c'"):
+        trained.predict(frame[["x"]])
+
+
+def test_threshold_decides_binary_labels():
+    frame, schema = tiny("classification")
+    featurizer, features, _ = featurize(train=frame, validation=frame, schema=schema, config=FeaturizeParams())
+    trained: TabularModel = fit(
+        features=features,
+        schema=schema,
+        featurizer=featurizer,
+        model="random_forest",
+        hyperparameters=SMALL["random_forest"],
+        seed=0,
+    )
+    trained.threshold = 0.0
+    assert set(trained.predict(frame)) == {schema.positive_class}
+
+
+def test_encode_target_rejects_unseen_classes():
+    schema = Schema(task="classification", target="y", numeric=("x",), categorical=(), classes=("a", "b"))
+    assert encode_target(pd.Series(["b", "a"]), schema).tolist() == [1, 0]
+    with pytest.raises(UserError, match=r"target 'y': has classes unseen in training"):
+        encode_target(pd.Series(["c"]), schema)

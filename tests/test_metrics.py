@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+
+from stages.metrics import Scored, score_all
+
+
+def test_binary_metrics_score_the_positive_class():
+    scored = Scored(
+        y_true=np.array([0, 0, 1, 1]),
+        y_pred=np.array([0, 1, 1, 1]),
+        proba=np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.2, 0.8]]),
+        positive=1,
+    )
+    values = score_all("classification", scored)
+    assert values["precision"] == pytest.approx(2 / 3)
+    assert values["recall"] == 1.0
+    assert values["f1"] == pytest.approx(0.8)
+    assert values["accuracy"] == 0.75
+    assert values["roc_auc"] == 1.0 and values["pr_auc"] == 1.0
+
+
+def test_positive_class_can_be_index_zero():
+    scored = Scored(
+        y_true=np.array([0, 0, 1, 1]),
+        y_pred=np.array([0, 0, 0, 1]),
+        proba=np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.2, 0.8]]),
+        positive=0,
+    )
+    values = score_all("classification", scored)
+    assert values["recall"] == 1.0 and values["precision"] == pytest.approx(2 / 3)
+
+
+def test_multiclass_metrics_are_macro_averages():
+    scored = Scored(
+        y_true=np.array([0, 1, 2, 2]),
+        y_pred=np.array([0, 1, 2, 1]),
+        proba=np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.2, 0.7], [0.1, 0.5, 0.4]]),
+    )
+    values = score_all("classification", scored)
+    assert values["recall"] == pytest.approx((1 + 1 + 0.5) / 3)
+    assert values["roc_auc"] == 1.0
+
+
+def test_regression_metrics():
+    values = score_all("regression", Scored(y_true=np.array([1.0, 2.0, 3.0]), y_pred=np.array([1.0, 2.0, 5.0])))
+    assert values == {
+        "rmse": pytest.approx(np.sqrt(4 / 3), abs=1e-6),
+        "mae": pytest.approx(2 / 3, abs=1e-6),
+        "r2": pytest.approx(-1.0),
+    }

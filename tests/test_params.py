@@ -1,0 +1,101 @@
+import pytest
+
+from stages import metrics
+from stages.errors import UserError
+from stages.estimators import MODELS
+from stages.params import METRICS, Params, StageParams, load_params, parse_params
+from stages.params import MODELS as MODEL_NAMES
+from tests.conftest import ROOT, base_params
+
+
+def test_shipped_params_load():
+    params = load_params(ROOT / "params.yaml")
+    assert params.task == "classification"
+    assert params.data.target == "churned"
+
+
+def test_unknown_model_names_choices_and_suggests():
+    with pytest.raises(
+        UserError,
+        match=r"model: must be one of random_forest, xgboost, lightgbm\. "
+        r"Got 'xgbost'\. Did you mean 'xgboost'\?",
+    ):
+        parse_params(base_params(model="xgbost"))
+
+
+def test_unknown_task_is_reported():
+    with pytest.raises(UserError, match=r"task: must be one of classification, regression\. Got 'regresion'"):
+        parse_params(base_params(task="regresion"))
+
+
+def test_every_problem_is_reported_at_once():
+    raw = base_params(model="xgbost", seed=-1, prepare={"test_size": 1.5}, featurize={"scal": True})
+    with pytest.raises(UserError) as info:
+        parse_params(raw)
+    message = str(info.value)
+    assert "model: must be one of" in message
+    assert "seed: input should be greater than or equal to 0. Got -1." in message
+    assert "prepare.test_size: input should be less than 1. Got 1.5." in message
+    assert "featurize.scal: is not a known key." in message and "Did you mean 'scale'?" in message
+
+
+def test_unknown_top_level_key_lists_known_keys():
+    with pytest.raises(
+        UserError,
+        match=r"sampeler: is not a known key\. Known keys here: task, model.*"
+        r"Did you mean 'sampler'\?",
+    ):
+        parse_params({**base_params(), "sampeler": "smote"})
+
+
+def test_metric_must_fit_task():
+    with pytest.raises(
+        UserError,
+        match=r"metric \(task regression\): must be one of rmse, mae, r2\. "
+        r"Got 'roc_auc'.*is a classification metric",
+    ):
+        parse_params(base_params(task="regression", metric="roc_auc"))
+
+
+def test_missing_target_is_required():
+    raw = base_params()
+    del raw["data"]["target"]
+    with pytest.raises(UserError, match=r"data\.target: is required\."):
+        parse_params(raw)
+
+
+def test_split_sizes_must_leave_training_rows():
+    with pytest.raises(UserError, match=r"test_size \+ validation_size: must be below 0\.9"):
+        parse_params(base_params(prepare={"test_size": 0.5, "validation_size": 0.45}))
+
+
+def test_params_file_must_be_a_mapping(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(UserError, match=r"params\.yaml: must be a mapping of keys to values\. Got 'list'"):
+        load_params(path)
+
+
+def test_names_in_params_match_the_registries():
+    assert set(MODEL_NAMES) == set(MODELS)
+    assert {task: set(names) for task, names in METRICS.items()} == {
+        task: set(table) for task, table in metrics.BY_TASK.items()
+    }
+
+
+def test_stage_view_refuses_undeclared_keys(params):
+    view = StageParams(params, stage="featurize", keys=("featurize",))
+    assert view.featurize.scale is False
+    with pytest.raises(AttributeError, match=r"stage 'featurize' reads params key 'seed' that it does not declare"):
+        _ = view.seed
+
+
+def test_stage_view_rejects_unknown_declared_keys(params):
+    with pytest.raises(KeyError, match="unknown params keys"):
+        StageParams(params, stage="x", keys=("nope",))
+
+
+def test_params_are_frozen(params):
+    with pytest.raises(Exception, match="frozen"):
+        params.seed = 1  # type: ignore[misc]
+    assert isinstance(params, Params)

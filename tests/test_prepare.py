@@ -1,0 +1,106 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.errors import UserError
+from stages.params import DataParams
+from stages.prepare import check_target, drop_useless, prepare, select_columns, split, text_to_numbers
+
+
+def data(**kwargs) -> DataParams:
+    return DataParams(**{"target": "y", **kwargs})
+
+
+def test_missing_target_lists_columns_and_suggests_closest():
+    frame = pd.DataFrame({"churned": [0, 1], "age": [1, 2]})
+    with pytest.raises(
+        UserError,
+        match=r"data\.target: column not found\. Got 'churn'\. "
+        r"Columns: churned, age\. Did you mean 'churned'\?",
+    ):
+        select_columns(frame, data=data(target="churn"))
+
+
+def test_every_missing_column_is_reported():
+    frame = pd.DataFrame({"y": [0, 1], "a": [1, 2]})
+    with pytest.raises(UserError) as info:
+        select_columns(frame, data=data(drop_columns=("b",), id_column="id"))
+    assert "data.id_column: column not found. Got 'id'" in str(info.value)
+    assert "data.drop_columns: column not found. Got 'b'" in str(info.value)
+
+
+def test_text_numbers_become_numbers_and_blanks_become_missing():
+    frame = pd.DataFrame({"total": ["1.5", " ", "3"], "city": ["a", "b", "3"], "y": [0, 1, 0]})
+    out, converted = text_to_numbers(frame, min_share=0.95, skip={"y"})
+    assert converted == ["total"]
+    assert out["total"].tolist()[0] == 1.5 and np.isnan(out["total"].tolist()[1])
+    assert out["city"].tolist() == ["a", "b", "3"]
+
+
+def test_empty_and_constant_columns_are_dropped_but_target_kept():
+    frame = pd.DataFrame({"empty": [None, None, None], "same": [7, 7, 7], "x": [1, 2, 3], "y": [1, 1, 1]})
+    out, empty, constant = drop_useless(frame, keep={"y"})
+    assert (empty, constant) == (["empty"], ["same"])
+    assert list(out.columns) == ["x", "y"]
+
+
+def test_target_with_one_class_is_an_error():
+    with pytest.raises(UserError, match=r"must have at least two classes.*Got \"only \['yes'\]\""):
+        check_target(pd.DataFrame({"y": ["yes"] * 5}), target="y", task="classification")
+
+
+def test_regression_on_text_target_is_an_error():
+    with pytest.raises(UserError, match=r"data\.target 'y': must be numeric for task regression"):
+        check_target(pd.DataFrame({"y": ["a", "b"] * 6}), target="y", task="regression")
+
+
+def test_class_too_small_to_split_is_an_error():
+    frame = pd.DataFrame({"y": [0] * 20 + [1] * 2})
+    with pytest.raises(UserError, match=r"needs at least 3 rows of every class.*\{1: 2\}"):
+        check_target(frame, target="y", task="classification")
+
+
+def test_rows_without_target_are_dropped():
+    frame = pd.DataFrame({"y": [1.0, None, 2.0] * 5})
+    assert len(check_target(frame, target="y", task="regression")) == 10
+
+
+def test_split_is_stratified_disjoint_and_seeded():
+    frame = pd.DataFrame({"id": range(100), "y": [1] * 10 + [0] * 90})
+    parts = split(frame, target="y", task="classification", test_size=0.2, validation_size=0.2, seed=1)
+    assert [len(parts[s]) for s in ("train", "validation", "test")] == [60, 20, 20]
+    assert [int(parts[s]["y"].sum()) for s in ("train", "validation", "test")] == [6, 2, 2]
+    ids = [set(parts[s]["id"]) for s in parts]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    again = split(frame, target="y", task="classification", test_size=0.2, validation_size=0.2, seed=1)
+    assert parts["test"]["id"].tolist() == again["test"]["id"].tolist()
+
+
+def test_prepare_end_to_end_on_demo_sample(churn_small):
+    _splits, schema, summary = prepare(
+        churn_small,
+        task="classification",
+        seed=0,
+        data=data(target="churned", id_column="customer_id", drop_columns=("next_month_spend",)),
+        test_size=0.2,
+        validation_size=0.2,
+        text_min_share=0.95,
+    )
+    assert schema.classes == (False, True) and schema.positive_class is True
+    assert "total_charges" in schema.numeric and "contract" in schema.categorical
+    assert "customer_id" not in schema.features and "next_month_spend" not in schema.features
+    assert summary["cleaning"]["text_to_number"] == ["total_charges"]
+    assert sum(summary[s]["rows"] for s in ("train", "validation", "test")) == len(churn_small)
+
+
+def test_prepare_regression_on_demo_sample(churn_small):
+    _splits, schema, _ = prepare(
+        churn_small,
+        task="regression",
+        seed=0,
+        data=data(target="next_month_spend", id_column="customer_id"),
+        test_size=0.2,
+        validation_size=0.2,
+        text_min_share=0.95,
+    )
+    assert schema.classes == () and "churned" in schema.numeric
