@@ -41,9 +41,9 @@ def score(model: TabularModel, rows: pd.DataFrame) -> tuple[Scored, dict[str, fl
         scored = Scored(y_true=truth, y_pred=model.predict(rows))
     else:
         positive = model.positive_index() if len(schema.classes) == 2 else None
-        scored = Scored(
-            y_true=truth, y_pred=model.predict_index(rows), proba=model.predict_proba(rows), positive=positive
-        )
+        # Rounded so thread-order noise in the last float digit does not change the report files.
+        proba = model.predict_proba(rows).round(10)
+        scored = Scored(y_true=truth, y_pred=model.predict_index(rows), proba=proba, positive=positive)
     return scored, score_all(schema.task, scored)
 
 
