@@ -35,8 +35,8 @@ splits, schema, _ = prepare(pd.read_parquet(p.data.path), task=p.task, seed=p.se
                             text_min_share=p.prepare.text_to_number_min_share)
 featurizer, train, _ = featurize(train=splits["train"], validation=splits["validation"], schema=schema,
                                  config=p.featurize)
-model = fit(features=train, schema=schema, featurizer=featurizer, model=p.model,
-            hyperparameters=getattr(p.train, p.model), seed=p.seed)
+model, _ = fit(features=train, schema=schema, featurizer=featurizer, model=p.model,
+               hyperparameters=getattr(p.train, p.model), seed=p.seed, sampler=p.sampler, sampling=p.sampling)
 for split in ("validation", "test"):
     score(model, splits[split])
 """
@@ -45,7 +45,13 @@ for split in ("validation", "test"):
 def copy_repo(target: Path) -> None:
     from tests.conftest import sh
 
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for name in tracked.splitlines():
         if (ROOT / name).is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)

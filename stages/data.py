@@ -66,7 +66,7 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
 
 def write_json(data: Any, path: str | Path) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
 
 
 def read_json(path: str | Path) -> Any:

@@ -73,8 +73,10 @@ def build_estimator(*, model: str, task: str, hyperparameters: dict[str, Any], s
 class TabularModel:
     """Raw feature columns in, predictions out; the one object train saves and serving loads."""
 
-    def __init__(self, *, pipeline: Pipeline, schema: Schema, threshold: float | None = None) -> None:
-        self.pipeline, self.schema, self.threshold = pipeline, schema, threshold
+    def __init__(
+        self, *, pipeline: Pipeline, schema: Schema, threshold: float | None = None, calibrator: Any = None
+    ) -> None:
+        self.pipeline, self.schema, self.threshold, self.calibrator = pipeline, schema, threshold, calibrator
 
     @property
     def classes(self) -> np.ndarray:
@@ -93,11 +95,15 @@ class TabularModel:
             )
         return rows[list(self.schema.features)]
 
-    def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
-        """Class probabilities, columns in `schema.classes` order."""
+    def predict_proba(self, rows: pd.DataFrame, *, calibrated: bool = True) -> np.ndarray:
+        """Class probabilities, columns in `schema.classes` order; `calibrated=False` gives the
+        estimator's own probabilities when a calibrator was fitted (for before/after curves)."""
         if self.schema.task != "classification":
             raise TypeError("predict_proba applies to classification models only")
-        return np.asarray(self.pipeline.predict_proba(self._features(rows)), dtype=float)
+        proba = np.asarray(self.pipeline.predict_proba(self._features(rows)), dtype=float)
+        if calibrated and self.calibrator is not None:
+            proba = self.calibrator.transform(proba)
+        return proba
 
     def positive_index(self) -> int:
         return list(self.schema.classes).index(self.schema.positive_class)

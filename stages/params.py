@@ -15,13 +15,24 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stages.errors import UserError, did_you_mean, one_of, problem
 
 TASKS = ("classification", "regression")
 MODELS = ("random_forest", "xgboost", "lightgbm")
-SAMPLERS = ("none",)
+SAMPLERS = (
+    "none",
+    "auto",
+    "random_over",
+    "smote",
+    "adasyn",
+    "borderline_smote",
+    "random_under",
+    "smote_tomek",
+    "smote_enn",
+)
+STRATEGIES = ("auto", "minority", "not minority", "not majority", "all", "majority")
 TUNERS = ("none",)
 METRICS = {
     "classification": ("roc_auc", "pr_auc", "f1", "recall", "precision", "accuracy"),
@@ -70,6 +81,24 @@ class FeaturizeParams(Section):
     max_categories: int = Field(30, ge=2)
 
 
+class SamplingParams(Section):
+    """Settings shared by the samplers (see stages/sampling.py)."""
+
+    # A name understood by imblearn, or for binary targets the minority/majority ratio wanted after resampling.
+    sampling_strategy: str | float = "auto"
+    k_neighbors: int = Field(5, ge=1)
+    auto_min_ratio: float = Field(3.0, ge=1)
+
+    @field_validator("sampling_strategy")
+    @classmethod
+    def _known_strategy(cls, value: str | float) -> str | float:
+        if isinstance(value, str) and value not in STRATEGIES:
+            raise ValueError(one_of("sampling.sampling_strategy", value, STRATEGIES) + " Or give a number in (0, 1].")
+        if not isinstance(value, str) and not 0 < value <= 1:
+            raise ValueError(problem("sampling.sampling_strategy", "must be a number in (0, 1] or a name", value))
+        return value
+
+
 class TuneParams(Section):
     pass
 
@@ -94,6 +123,7 @@ class Params(Section):
     data: DataParams
     prepare: PrepareParams = PrepareParams()
     featurize: FeaturizeParams = FeaturizeParams()
+    sampling: SamplingParams = SamplingParams()
     tune: TuneParams = TuneParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
@@ -105,6 +135,15 @@ class Params(Section):
             other = next(t for t in TASKS if t != self.task)
             hint = f" ('{self.metric}' is a {other} metric)" if self.metric in METRICS[other] else ""
             raise ValueError(one_of(f"metric (task {self.task})", self.metric, allowed) + hint)
+        if self.task == "regression" and self.sampler not in ("none", "auto"):
+            raise ValueError(
+                problem(
+                    "sampler",
+                    "balances classes, so it applies to classification only",
+                    self.sampler,
+                    "Use sampler: none (or auto, which turns balancing off) with task: regression",
+                )
+            )
         return self
 
 

@@ -69,3 +69,19 @@ def build_featurizer(*, schema: Schema, config: FeaturizeParams) -> ColumnTransf
         verbose_feature_names_out=False,
     )
     return transformer.set_output(transform="pandas")
+
+
+def one_hot_groups(featurizer: ColumnTransformer) -> dict[str, list[str]]:
+    """Output column names of each categorical input column, so samplers can treat a one-hot
+    group as one categorical value."""
+    if "categorical" not in featurizer.named_transformers_ or not featurizer.transformers_[1][2]:
+        return {}
+    encoder = featurizer.named_transformers_["categorical"].named_steps["encode"]
+    names = list(encoder.get_feature_names_out())
+    groups, start = {}, 0
+    infrequent = getattr(encoder, "infrequent_categories_", [None] * len(encoder.categories_))
+    for column, categories, rare in zip(encoder.feature_names_in_, encoder.categories_, infrequent):
+        width = len(categories) - (len(rare) - 1 if rare is not None else 0)
+        groups[str(column)], start = names[start : start + width], start + width
+    assert start == len(names), "one-hot widths do not add up to the encoder's output"
+    return groups

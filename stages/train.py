@@ -2,8 +2,9 @@
 
 Reads   data/features/{train.parquet,featurizer.joblib}, data/prepared/schema.json,
         models/best_params.json
-Writes  models/model.joblib (a TabularModel: featurizer + estimator), models/model.json (metadata)
-Params  model, seed, train
+Writes  models/model.joblib (a TabularModel: featurizer + estimator), models/model.json (metadata),
+        reports/train/metrics.json (the sampler used and why, class balance, resampled rows)
+Params  model, seed, train, sampler, sampling
 
 Tuned params (from tune) are merged over `train.<model>` and the merge is logged, so a reader
 of the log knows exactly which value came from where.
@@ -24,11 +25,13 @@ from sklearn.pipeline import Pipeline
 
 from stages.data import atomic_path, frame_hash, read_json, write_json
 from stages.estimators import TabularModel, build_estimator, encode_target
-from stages.params import load_stage_params
+from stages.params import SamplingParams, load_stage_params
+from stages.preprocessing import one_hot_groups
 from stages.runner import stage_main
+from stages.sampling import balance
 from stages.schema import Schema
 
-PARAMS = ("model", "seed", "train")
+PARAMS = ("model", "seed", "train", "sampler", "sampling")
 LIBRARIES = ("scikit-learn", "xgboost-cpu", "lightgbm", "imbalanced-learn", "pandas", "numpy", "dvc")
 log = logging.getLogger(__name__)
 
@@ -44,12 +47,31 @@ def merge_hyperparameters(*, defaults: dict[str, Any], tuned: dict[str, Any]) ->
 
 
 def fit(
-    *, features: pd.DataFrame, schema: Schema, featurizer: Any, model: str, hyperparameters: dict[str, Any], seed: int
-) -> TabularModel:
-    """Fit the estimator on already-featurized training rows and wrap it with its featurizer."""
+    *,
+    features: pd.DataFrame,
+    schema: Schema,
+    featurizer: Any,
+    model: str,
+    hyperparameters: dict[str, Any],
+    seed: int,
+    sampler: str = "none",
+    sampling: SamplingParams = SamplingParams(),
+) -> tuple[TabularModel, dict[str, Any]]:
+    """Fit on already-featurized training rows (resampled first if asked) and wrap the estimator
+    with its featurizer; the saved model has no sampler, so predictions never resample."""
     estimator = build_estimator(model=model, task=schema.task, hyperparameters=hyperparameters, seed=seed)
-    estimator.fit(features.drop(columns=[schema.target]), encode_target(features[schema.target], schema))
-    return TabularModel(pipeline=Pipeline([("features", featurizer), ("model", estimator)]), schema=schema)
+    X, y, summary = balance(
+        X=features.drop(columns=[schema.target]),
+        y=encode_target(features[schema.target], schema),
+        task=schema.task,
+        one_hot=one_hot_groups(featurizer),
+        sampler=sampler,
+        config=sampling,
+        seed=seed,
+    )
+    estimator.fit(X, y)
+    pipeline = Pipeline([("features", featurizer), ("model", estimator)])
+    return TabularModel(pipeline=pipeline, schema=schema), summary
 
 
 def metadata(
@@ -79,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--schema", default="data/prepared/schema.json")
     parser.add_argument("--best-params", default="models/best_params.json")
     parser.add_argument("--out-dir", default="models")
+    parser.add_argument("--metrics", default="reports/train/metrics.json")
     args = parser.parse_args(argv)
     params = load_stage_params("train", PARAMS)
     schema = Schema.from_dict(read_json(args.schema))
@@ -87,13 +110,15 @@ def main(argv: list[str] | None = None) -> None:
     hyperparameters = merge_hyperparameters(
         defaults=getattr(params.train, params.model), tuned=tuning.get("params", {})
     )
-    model = fit(
+    model, balancing = fit(
         features=features,
         schema=schema,
         featurizer=joblib.load(Path(args.features) / "featurizer.joblib"),
         model=params.model,
         hyperparameters=hyperparameters,
         seed=params.seed,
+        sampler=params.sampler,
+        sampling=params.sampling,
     )
     meta = metadata(
         model=params.model, schema=schema, hyperparameters=hyperparameters, features=features, tuning=tuning
@@ -102,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out_dir)
     with atomic_path(out / "model.joblib") as tmp:
         joblib.dump(model, tmp)
-    write_json(meta, out / "model.json")
+    write_json({**meta, "balancing": balancing}, out / "model.json")
+    write_json(balancing, args.metrics)
     log.info("%s %s fitted on %d rows × %d features", params.model, schema.task, len(features), features.shape[1] - 1)
 
 

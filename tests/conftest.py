@@ -67,7 +67,13 @@ def sh(args: list[str], cwd: Path, *, check: bool = True, env: dict | None = Non
 
 def make_repo(path: Path, *, rows: int = 2500) -> Path:
     """Copy the tracked project files into `path`, shrink the data, and commit as a fresh repo."""
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    tracked = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for name in tracked.splitlines():
         source = ROOT / name
         if source.is_file() and not name.startswith(("tests/", "bench/")):

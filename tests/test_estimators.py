@@ -35,7 +35,7 @@ def tiny(task: str, classes: int = 2) -> tuple[pd.DataFrame, Schema]:
 def test_every_model_and_task_trains_and_predicts_raw_rows(model, task, classes):
     frame, schema = tiny(task, classes)
     featurizer, features, _ = featurize(train=frame, validation=frame.head(5), schema=schema, config=FeaturizeParams())
-    trained = fit(
+    trained, _ = fit(
         features=features, schema=schema, featurizer=featurizer, model=model, hyperparameters=SMALL[model], seed=0
     )
     raw = frame.drop(columns=["y"]).head(10)
@@ -66,7 +66,7 @@ def test_seed_is_applied():
 def test_missing_feature_columns_are_named():
     frame, schema = tiny("classification")
     featurizer, features, _ = featurize(train=frame, validation=frame, schema=schema, config=FeaturizeParams())
-    trained = fit(
+    trained, _ = fit(
         features=features,
         schema=schema,
         featurizer=featurizer,
@@ -81,7 +81,7 @@ def test_missing_feature_columns_are_named():
 def test_threshold_decides_binary_labels():
     frame, schema = tiny("classification")
     featurizer, features, _ = featurize(train=frame, validation=frame, schema=schema, config=FeaturizeParams())
-    trained: TabularModel = fit(
+    trained, _ = fit(
         features=features,
         schema=schema,
         featurizer=featurizer,

@@ -58,6 +58,19 @@ def test_exp_run_with_changed_model_reruns_only_dependent_stages(repo):
     assert revision["metrics"]["reports/evaluate/metrics.json"]["data"]["test"]["roc_auc"] > 0.7
 
 
+def test_exp_run_with_a_sampler_reruns_only_train_and_evaluate(repo):
+    sh([DVC, "repro"], repo)
+    result = sh([DVC, "exp", "run", "-S", "sampler=adasyn", "--name", "try-adasyn"], repo)
+    assert ran_stages(result.stdout) == ["train", "evaluate"]
+    assert "sampler adasyn → adasyn" in result.stderr
+    shown = json.loads(sh([DVC, "exp", "show", "--json"], repo).stdout)
+    experiments = {exp["name"]: exp for commit in shown for exp in (commit.get("experiments") or [])}
+    data = experiments["try-adasyn"]["revs"][0]["data"]
+    assert data["params"]["params.yaml"]["data"]["sampler"] == "adasyn"
+    balancing = data["metrics"]["reports/train/metrics.json"]["data"]
+    assert balancing["sampler_used"] == "adasyn" and balancing["training_rows_resampled"] > balancing["training_rows"]
+
+
 def test_bad_params_fail_cleanly_and_leave_the_cache_intact(repo):
     sh([DVC, "repro"], repo)
     params = repo / "params.yaml"

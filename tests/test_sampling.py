@@ -1,0 +1,144 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from stages.errors import UserError
+from stages.featurize import featurize
+from stages.params import SAMPLERS as SAMPLER_NAMES, FeaturizeParams, SamplingParams
+from stages.preprocessing import one_hot_groups
+from stages.sampling import SAMPLERS, balance, categorical_groups, decide
+from stages.schema import Schema
+from stages.train import fit
+
+CONFIG = SamplingParams()
+
+
+def imbalanced(classes: int = 2, categorical: bool = True, rows: int = 240, seed: int = 0):
+    """Features of a frame whose last class holds ~10% of rows; with a categorical column and a flag."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(classes, size=rows, p=[0.9, 0.1] if classes == 2 else [0.6, 0.3, 0.1])
+    frame = pd.DataFrame({"x": rng.normal(size=rows) + y, "z": rng.normal(size=rows), "flag": rng.random(rows) < 0.5})
+    if categorical:
+        frame["c"] = rng.choice(["a", "b", "c"], size=rows)
+    frame["y"] = y
+    schema = Schema.infer(frame, task="classification", target="y", id_column=None)
+    featurizer, features, _ = featurize(train=frame, validation=frame.head(3), schema=schema, config=FeaturizeParams())
+    return featurizer, features, schema
+
+
+def run(name: str, classes: int = 2, categorical: bool = True, config: SamplingParams = CONFIG):
+    featurizer, features, _ = imbalanced(classes, categorical)
+    X, y = features.drop(columns=["y"]), features["y"].to_numpy()
+    X_out, y_out, summary = balance(
+        X=X, y=y, task="classification", one_hot=one_hot_groups(featurizer), sampler=name, config=config, seed=0
+    )
+    return X, y, X_out, y_out, summary
+
+
+def test_registry_names_match_params():
+    assert set(SAMPLERS) | {"auto"} == set(SAMPLER_NAMES)
+
+
+@pytest.mark.parametrize("name", sorted(set(SAMPLERS) - {"none"}))
+@pytest.mark.parametrize("classes", [2, 3])
+@pytest.mark.parametrize("categorical", [True, False])
+def test_every_sampler_balances_and_keeps_categories_valid(name, classes, categorical):
+    X, y, X_out, y_out, summary = run(name, classes, categorical)
+    counts = np.bincount(y_out)
+    assert summary["sampler_used"] == name
+    assert counts.max() / counts.min() < np.bincount(y).max() / np.bincount(y).min()
+    assert list(X_out.columns) == list(X.columns)
+    for column in ("flag", "missingindicator_x") if "missingindicator_x" in X else ("flag",):
+        assert set(np.unique(X_out[column])) <= {0.0, 1.0}
+    if categorical:
+        one_hot = X_out[["c_a", "c_b", "c_c"]].to_numpy()
+        assert set(np.unique(one_hot)) <= {0.0, 1.0}
+        assert (one_hot.sum(axis=1) == 1).all()  # every synthetic row has exactly one category
+
+
+def test_oversampling_to_a_requested_ratio():
+    _, y, _, y_out, _ = run("random_over", config=SamplingParams(sampling_strategy=0.5))
+    majority = np.bincount(y).max()
+    assert np.bincount(y_out).tolist() == [majority, int(majority * 0.5)]
+
+
+def test_smote_auto_strategy_equalizes_binary_classes():
+    _, y, _, y_out, _ = run("smote")
+    assert np.bincount(y_out).tolist() == [np.bincount(y).max()] * 2
+
+
+def test_undersampling_keeps_all_minority_rows():
+    _, y, _, y_out, _ = run("random_under")
+    assert np.bincount(y_out).tolist() == [np.bincount(y).min()] * 2
+
+
+def test_original_rows_are_kept_by_oversamplers():
+    X, y, X_out, y_out, _ = run("smote")
+    pd.testing.assert_frame_equal(X_out.head(len(X)), X.reset_index(drop=True), check_dtype=False)
+    assert (y_out[: len(y)] == y).all()
+
+
+@pytest.mark.parametrize(
+    "y,expected",
+    [
+        (np.array([0] * 60 + [1] * 40), "none"),  # ratio 1.5: balanced enough
+        (np.array([0] * 90 + [1] * 10), "smote"),  # ratio 9
+        (np.array([0] * 97 + [1] * 3), "random_over"),  # 3 minority rows ≤ k_neighbors 5
+        (np.array([0] * 45 + [1] * 45 + [2] * 10), "smote"),  # multiclass, smallest class drives the ratio
+    ],
+)
+def test_auto_decision_from_the_target(y, expected):
+    decision = decide(sampler="auto", task="classification", y=y, config=CONFIG)
+    assert decision.sampler == expected
+    assert decision.imbalance_ratio == pytest.approx(np.bincount(y).max() / np.bincount(y).min())
+
+
+def test_auto_turns_balancing_off_for_regression():
+    assert decide(sampler="auto", task="regression", y=np.arange(10.0), config=CONFIG).sampler == "none"
+
+
+def test_too_few_minority_rows_for_k_neighbors_names_both_numbers():
+    featurizer, features, _ = imbalanced()
+    y = features["y"].to_numpy()
+    minority = np.bincount(y).min()
+    with pytest.raises(UserError, match=rf"sampling\.k_neighbors: must be below.*k_neighbors 50 with {minority} rows"):
+        balance(
+            X=features.drop(columns=["y"]),
+            y=y,
+            task="classification",
+            one_hot=one_hot_groups(featurizer),
+            sampler="smote",
+            config=SamplingParams(k_neighbors=50),
+            seed=0,
+        )
+
+
+def test_impossible_strategy_is_a_user_error():
+    with pytest.raises(UserError, match=r"sampler: cannot resample the training rows"):
+        run("random_over", classes=3, config=SamplingParams(sampling_strategy=0.5))
+
+
+def test_saved_model_has_no_sampler_and_predicts_every_row():
+    featurizer, features, schema = imbalanced()
+    model, summary = fit(
+        features=features,
+        schema=schema,
+        featurizer=featurizer,
+        model="random_forest",
+        hyperparameters={"n_estimators": 10},
+        seed=0,
+        sampler="smote",
+        sampling=CONFIG,
+    )
+    assert [name for name, _ in model.pipeline.steps] == ["features", "model"]
+    assert summary["training_rows_resampled"] > summary["training_rows"]
+    raw = pd.DataFrame({"x": [0.1, 2.0], "z": [0.0, 0.0], "flag": [True, False], "c": ["a", "new"]})
+    assert len(model.predict(raw)) == 2
+
+
+def test_categorical_groups_cover_one_hot_and_flags():
+    featurizer, features, _ = imbalanced()
+    X = features.drop(columns=["y"])
+    groups = categorical_groups(list(X.columns), one_hot_groups(featurizer), X)
+    named = [[X.columns[i] for i in g] for g in groups]
+    assert ["c_a", "c_b", "c_c"] in named and ["flag"] in named and ["x"] not in named
