@@ -11,7 +11,6 @@ fresh temporary copy of the repository.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import subprocess
 import sys
@@ -42,25 +41,6 @@ for split in ("validation", "test"):
 """
 
 
-def copy_repo(target: Path) -> None:
-    from tests.conftest import sh
-
-    tracked = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    for name in tracked.splitlines():
-        if (ROOT / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, target / name)
-    sh(["git", "init", "-q", "-b", "main"], target)
-    sh(["git", "add", "-A"], target)
-    sh(["git", "commit", "-q", "-m", "bench copy"], target)
-
-
 def timed(args: list[str], cwd: Path, env: dict) -> float:
     started = time.perf_counter()
     subprocess.run(args, cwd=cwd, env=env, check=True, capture_output=True)
@@ -68,7 +48,7 @@ def timed(args: list[str], cwd: Path, env: dict) -> float:
 
 
 def main() -> None:
-    from tests.conftest import tool_env
+    from tests.conftest import make_repo, tool_env
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -79,7 +59,7 @@ def main() -> None:
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as tmp:
             repo = Path(tmp)
-            copy_repo(repo)
+            make_repo(repo, rows=None)
             full.append(timed([dvc, "repro", "--force"], repo, env))
             noop.append(timed([dvc, "repro"], repo, env))
             bare.append(timed([sys.executable, "-c", BARE], repo, env))

@@ -65,7 +65,7 @@ def sh(args: list[str], cwd: Path, *, check: bool = True, env: dict | None = Non
     return result
 
 
-def make_repo(path: Path, *, rows: int = 2500) -> Path:
+def make_repo(path: Path, *, rows: int | None = 2500) -> Path:
     """Copy the tracked project files into `path`, shrink the data, and commit as a fresh repo."""
     tracked = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
@@ -80,7 +80,8 @@ def make_repo(path: Path, *, rows: int = 2500) -> Path:
             (path / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, path / name)
     full = pd.read_parquet(ROOT / "data/raw/churn.parquet")
-    full.sample(rows, random_state=0).to_parquet(path / "data/raw/churn.parquet", index=False)
+    if rows is not None:  # None keeps the full demo table (the benchmark)
+        full.sample(rows, random_state=0).to_parquet(path / "data/raw/churn.parquet", index=False)
     sh(["git", "init", "-q", "-b", "main"], path)
     sh(["git", "add", "-A"], path)
     sh(["git", "commit", "-q", "-m", "project copy"], path)
