@@ -2,7 +2,9 @@
 
 Classification metrics take class indices and probabilities. Binary ones score the positive
 class; multiclass ones are macro averages (every class counts the same, which is what an
-imbalanced problem needs), with ROC-AUC one-vs-rest.
+imbalanced problem needs), with ROC-AUC one-vs-rest. Brier score and log-loss judge the
+probabilities themselves (lower is better; multiclass Brier sums over classes). MAPE is a
+fraction (0.1 = 10 %), undefined when a true value is 0, so such rows make it infinite.
 """
 
 from __future__ import annotations
@@ -54,6 +56,22 @@ def _with_average(function: Callable[..., float]) -> Callable[[Scored], float]:
     return score
 
 
+def _log_loss(s: Scored) -> float:
+    return skm.log_loss(s.y_true, s.proba, labels=range(s.proba.shape[1]))
+
+
+def _brier(s: Scored) -> float:
+    if s.binary:
+        return skm.brier_score_loss(s.y_true == s.positive, s.proba[:, s.positive])
+    return skm.brier_score_loss(s.y_true, s.proba, labels=range(s.proba.shape[1]))
+
+
+def _mape(s: Scored) -> float:
+    if np.any(s.y_true == 0):
+        return float("inf")
+    return skm.mean_absolute_percentage_error(s.y_true, s.y_pred)
+
+
 CLASSIFICATION: dict[str, Callable[[Scored], float]] = {
     "roc_auc": _roc_auc,
     "pr_auc": _pr_auc,
@@ -61,14 +79,23 @@ CLASSIFICATION: dict[str, Callable[[Scored], float]] = {
     "recall": _with_average(skm.recall_score),
     "precision": _with_average(skm.precision_score),
     "accuracy": lambda s: skm.accuracy_score(s.y_true, s.y_pred),
+    "balanced_accuracy": lambda s: skm.balanced_accuracy_score(s.y_true, s.y_pred),
+    "log_loss": _log_loss,
+    "brier": _brier,
 }
 REGRESSION: dict[str, Callable[[Scored], float]] = {
     "rmse": lambda s: skm.root_mean_squared_error(s.y_true, s.y_pred),
     "mae": lambda s: skm.mean_absolute_error(s.y_true, s.y_pred),
     "r2": lambda s: skm.r2_score(s.y_true, s.y_pred),
+    "mape": _mape,
 }
 BY_TASK = {"classification": CLASSIFICATION, "regression": REGRESSION}
-LOWER_IS_BETTER = {"rmse", "mae"}
+LOWER_IS_BETTER = {"rmse", "mae", "mape", "log_loss", "brier"}
+
+
+def better(metric: str, candidate: float, incumbent: float) -> bool:
+    """Whether `candidate` beats `incumbent` for this metric's direction."""
+    return candidate < incumbent if metric in LOWER_IS_BETTER else candidate > incumbent
 
 
 def score_all(task: str, scored: Scored) -> dict[str, float]:

@@ -35,8 +35,18 @@ SAMPLERS = (
 STRATEGIES = ("auto", "minority", "not minority", "not majority", "all", "majority")
 TUNERS = ("none",)
 METRICS = {
-    "classification": ("roc_auc", "pr_auc", "f1", "recall", "precision", "accuracy"),
-    "regression": ("rmse", "mae", "r2"),
+    "classification": (
+        "roc_auc",
+        "pr_auc",
+        "f1",
+        "recall",
+        "precision",
+        "accuracy",
+        "balanced_accuracy",
+        "log_loss",
+        "brier",
+    ),
+    "regression": ("rmse", "mae", "r2", "mape"),
 }
 AUDIT_ENV = "STAGES_PARAMS_AUDIT"  # file to which each stage appends the keys it read
 Scalar = bool | int | float | str | None

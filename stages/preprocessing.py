@@ -80,7 +80,7 @@ def one_hot_groups(featurizer: ColumnTransformer) -> dict[str, list[str]]:
     names = list(encoder.get_feature_names_out())
     groups, start = {}, 0
     infrequent = getattr(encoder, "infrequent_categories_", [None] * len(encoder.categories_))
-    for column, categories, rare in zip(encoder.feature_names_in_, encoder.categories_, infrequent):
+    for column, categories, rare in zip(encoder.feature_names_in_, encoder.categories_, infrequent, strict=True):
         width = len(categories) - (len(rare) - 1 if rare is not None else 0)
         groups[str(column)], start = names[start : start + width], start + width
     assert start == len(names), "one-hot widths do not add up to the encoder's output"

@@ -55,7 +55,7 @@ def fit(
     hyperparameters: dict[str, Any],
     seed: int,
     sampler: str = "none",
-    sampling: SamplingParams = SamplingParams(),
+    sampling: SamplingParams | None = None,
 ) -> tuple[TabularModel, dict[str, Any]]:
     """Fit on already-featurized training rows (resampled first if asked) and wrap the estimator
     with its featurizer; the saved model has no sampler, so predictions never resample."""
@@ -66,7 +66,7 @@ def fit(
         task=schema.task,
         one_hot=one_hot_groups(featurizer),
         sampler=sampler,
-        config=sampling,
+        config=sampling or SamplingParams(),
         seed=seed,
     )
     estimator.fit(X, y)

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from stages.errors import UserError
-from stages.estimators import MODELS, TabularModel, build_estimator, encode_target
+from stages.estimators import MODELS, build_estimator, encode_target
 from stages.featurize import featurize
 from stages.params import FeaturizeParams
 from stages.schema import Schema

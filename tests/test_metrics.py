@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stages.metrics import Scored, score_all
+from stages.metrics import Scored, better, score_all
 
 
 def test_binary_metrics_score_the_positive_class():
@@ -47,4 +47,28 @@ def test_regression_metrics():
         "rmse": pytest.approx(np.sqrt(4 / 3), abs=1e-6),
         "mae": pytest.approx(2 / 3, abs=1e-6),
         "r2": pytest.approx(-1.0),
+        "mape": pytest.approx((2 / 3) / 3, abs=1e-6),
     }
+
+
+def test_mape_with_a_zero_truth_is_infinite_not_huge():
+    values = score_all("regression", Scored(y_true=np.array([0.0, 2.0]), y_pred=np.array([1.0, 2.0])))
+    assert values["mape"] == float("inf")
+
+
+def test_probability_metrics_binary_and_multiclass():
+    binary = Scored(
+        y_true=np.array([0, 1]), y_pred=np.array([0, 1]), proba=np.array([[0.8, 0.2], [0.4, 0.6]]), positive=1
+    )
+    values = score_all("classification", binary)
+    assert values["brier"] == pytest.approx((0.2**2 + 0.4**2) / 2)
+    assert values["log_loss"] == pytest.approx(-(np.log(0.8) + np.log(0.6)) / 2, abs=1e-6)
+    multi = Scored(y_true=np.array([0, 2]), y_pred=np.array([0, 2]), proba=np.array([[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]]))
+    values = score_all("classification", multi)
+    assert values["brier"] == pytest.approx((0 + 0.25 + 0.25) / 2)
+    assert values["balanced_accuracy"] == 1.0
+
+
+def test_better_follows_each_metrics_direction():
+    assert better("roc_auc", 0.9, 0.8) and not better("roc_auc", 0.8, 0.9)
+    assert better("rmse", 1.0, 2.0) and better("log_loss", 0.1, 0.2) and not better("brier", 0.3, 0.2)

@@ -51,7 +51,7 @@ def test_unknown_top_level_key_lists_known_keys():
 def test_metric_must_fit_task():
     with pytest.raises(
         UserError,
-        match=r"metric \(task regression\): must be one of rmse, mae, r2\. "
+        match=r"metric \(task regression\): must be one of rmse, mae, r2, mape\. "
         r"Got 'roc_auc'.*is a classification metric",
     ):
         parse_params(base_params(task="regression", metric="roc_auc"))

@@ -4,7 +4,8 @@ import pytest
 
 from stages.errors import UserError
 from stages.featurize import featurize
-from stages.params import SAMPLERS as SAMPLER_NAMES, FeaturizeParams, SamplingParams
+from stages.params import SAMPLERS as SAMPLER_NAMES
+from stages.params import FeaturizeParams, SamplingParams
 from stages.preprocessing import one_hot_groups
 from stages.sampling import SAMPLERS, balance, categorical_groups, decide
 from stages.schema import Schema
