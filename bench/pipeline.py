@@ -35,7 +35,7 @@ splits, schema, _ = prepare(pd.read_parquet(p.data.path), task=p.task, seed=p.se
 featurizer, train, _ = featurize(train=splits["train"], validation=splits["validation"], schema=schema,
                                  config=p.featurize)
 model, _ = fit(features=train, schema=schema, featurizer=featurizer, model=p.model,
-               hyperparameters=getattr(p.train, p.model), seed=p.seed, sampler=p.sampler, sampling=p.sampling)
+               hyperparameters=getattr(p.hyperparameters, p.model), seed=p.seed, sampler=p.sampler, sampling=p.sampling)
 for split in ("validation", "test"):
     score(model, splits[split])
 """

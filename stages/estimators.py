@@ -10,6 +10,7 @@ training because there is no second copy of the preprocessing.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,13 +22,31 @@ from stages.errors import UserError, did_you_mean, problem
 from stages.schema import Schema
 
 
+def _xgboost_early_stopping(estimator: Any, X: Any, y: Any, eval_set: tuple[Any, Any], rounds: int) -> int:
+    estimator.set_params(early_stopping_rounds=rounds)
+    estimator.fit(X, y, eval_set=[eval_set], verbose=False)
+    return int(estimator.best_iteration) + 1  # 0-based index → rounds kept
+
+
+def _lightgbm_early_stopping(estimator: Any, X: Any, y: Any, eval_set: tuple[Any, Any], rounds: int) -> int:
+    import lightgbm
+
+    estimator.fit(X, y, eval_set=[eval_set], callbacks=[lightgbm.early_stopping(rounds, verbose=False)])
+    return int(estimator.best_iteration_ or estimator.n_estimators)
+
+
+EarlyStopping = Callable[[Any, Any, Any, tuple[Any, Any], int], int]
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """Where a model's estimators live and the settings the project always passes them."""
+    """Where a model's estimators live, the settings the project always passes them, and how it
+    stops early on held-out rows (None: it cannot, e.g. a random forest)."""
 
     classifier: str  # "module:Class"
     regressor: str
     fixed: dict[str, Any] = field(default_factory=dict)
+    early_stopping: EarlyStopping | None = None
 
     def estimator_class(self, task: str) -> type:
         module, name = (self.classifier if task == "classification" else self.regressor).split(":")
@@ -36,17 +55,36 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "random_forest": ModelSpec("sklearn.ensemble:RandomForestClassifier", "sklearn.ensemble:RandomForestRegressor"),
-    "xgboost": ModelSpec("xgboost:XGBClassifier", "xgboost:XGBRegressor", {"verbosity": 0}),
-    "lightgbm": ModelSpec("lightgbm:LGBMClassifier", "lightgbm:LGBMRegressor", {"verbose": -1}),
+    "xgboost": ModelSpec("xgboost:XGBClassifier", "xgboost:XGBRegressor", {"verbosity": 0}, _xgboost_early_stopping),
+    "lightgbm": ModelSpec(
+        "lightgbm:LGBMClassifier", "lightgbm:LGBMRegressor", {"verbose": -1}, _lightgbm_early_stopping
+    ),
 }
 
 
+def fit_estimator(
+    estimator: Any,
+    X: Any,
+    y: Any,
+    *,
+    model: str,
+    eval_set: tuple[Any, Any] | None = None,
+    early_stopping_rounds: int | None = None,
+) -> int | None:
+    """Fit, stopping early on `eval_set` when the model can; returns the rounds kept (None if not)."""
+    stop = MODELS[model].early_stopping
+    if stop is None or eval_set is None or not early_stopping_rounds:
+        estimator.fit(X, y)
+        return None
+    return stop(estimator, X, y, eval_set, early_stopping_rounds)
+
+
 def hyperparameter_problems(*, model: str, task: str, hyperparameters: dict[str, Any]) -> list[str]:
-    """Names in `train.<model>` the estimator does not accept, each with a did-you-mean."""
+    """Names in `hyperparameters.<model>` the estimator does not accept, each with a did-you-mean."""
     known = set(MODELS[model].estimator_class(task)().get_params())
     return [
         problem(
-            f"train.{model}.{name}",
+            f"hyperparameters.{model}.{name}",
             f"is not a parameter of {model}",
             None,
             "See the estimator's documentation for its parameters",
@@ -67,7 +105,7 @@ def build_estimator(*, model: str, task: str, hyperparameters: dict[str, Any], s
     try:
         return spec.estimator_class(task)(**settings)
     except (TypeError, ValueError) as exc:
-        raise UserError(problem(f"train.{model}", f"rejected by the estimator ({exc})", hyperparameters)) from None
+        raise UserError(problem(f"hyperparameters.{model}", f"rejected by the estimator ({exc})", hyperparameters)) from None
 
 
 class TabularModel:

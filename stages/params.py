@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -33,7 +33,7 @@ SAMPLERS = (
     "smote_enn",
 )
 STRATEGIES = ("auto", "minority", "not minority", "not majority", "all", "majority")
-TUNERS = ("none",)
+TUNERS = ("none", "grid", "random", "optuna")
 METRICS = {
     "classification": (
         "roc_auc",
@@ -109,14 +109,120 @@ class SamplingParams(Section):
         return value
 
 
+class Rule(ValueError):
+    """A validator's complaint without its location; the formatter adds the dotted path."""
+
+    def __init__(self, rule: str, got: object = None) -> None:
+        super().__init__(rule)
+        self.rule, self.got = rule, got
+
+
+class Distribution(Section):
+    """One searched hyperparameter for random and optuna: a range (`low`, `high`, optional `log`
+    or `step`; integers when both ends are integers) or a list of `choices`."""
+
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    step: int | float | None = None
+    choices: tuple[Scalar, ...] | None = None
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> Distribution:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None:
+                raise Rule("takes either choices or low/high, not both")
+            if not self.choices:
+                raise Rule("has empty choices")
+            return self
+        if self.low is None or self.high is None:
+            raise Rule("needs low and high (a range) or choices (a list)")
+        if self.low >= self.high:
+            raise Rule(f"needs low below high (low {self.low}, high {self.high})")
+        if self.log and self.low <= 0:
+            raise Rule(f"needs low above 0 for a log range (low {self.low})")
+        if self.log and self.step is not None:
+            raise Rule("cannot combine log and step")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int) and not isinstance(self.step, float)
+
+
+GridValues = tuple[Scalar, ...]
+TASK_KEYS = ("classification", "regression")
+SHARED = "shared"  # internal key for the entries of a model's space that apply to every task
+
+
+class GridSpace(Section):
+    shared: dict[str, GridValues] = {}
+    classification: dict[str, GridValues] = {}
+    regression: dict[str, GridValues] = {}
+
+
+class DistributionSpace(Section):
+    shared: dict[str, Distribution] = {}
+    classification: dict[str, Distribution] = {}
+    regression: dict[str, Distribution] = {}
+
+
+def _nest_shared(value: Any) -> Any:
+    """`{max_depth: ..., classification: {...}}` → `{shared: {max_depth: ...}, classification: {...}}`."""
+    if not isinstance(value, dict):
+        return value
+    return {SHARED: {k: v for k, v in value.items() if k not in TASK_KEYS}} | {
+        k: v for k, v in value.items() if k in TASK_KEYS
+    }
+
+
 class TuneParams(Section):
-    pass
+    """How tune searches (stages/tune.py, stages/tuning.py)."""
+
+    cv_folds: int = Field(3, ge=0)  # 0 = hold-out: fit on train, score on the validation split
+    n_trials: int = Field(20, ge=1)  # random and optuna; grid tries its whole grid
+    timeout_minutes: float | None = Field(30, gt=0)
+    n_jobs: int = Field(1, ge=1)
+    early_stopping_rounds: int | None = Field(30, ge=1)
+    pruning: bool = True
+    storage: str | None = None
+    grid: dict[str, GridSpace] = {}
+    space: dict[str, DistributionSpace] = {}
+
+    @field_validator("cv_folds")
+    @classmethod
+    def _not_one_fold(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError(problem("tune.cv_folds", "must be 0 (hold-out) or at least 2", value))
+        return value
+
+    @field_validator("grid", "space", mode="before")
+    @classmethod
+    def _known_models(cls, value: Any, info: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        for model in value:
+            if model not in MODELS:
+                raise ValueError(one_of(f"tune.{info.field_name}", model, MODELS))
+        return {model: _nest_shared(space) for model, space in value.items()}
+
+    def search_space(self, *, kind: str, model: str, task: str) -> dict[str, Any]:
+        """The `grid` or `space` of one model for one task: shared entries plus the task's block."""
+        space = getattr(self, kind).get(model)
+        return {} if space is None else {**space.shared, **getattr(space, task)}
 
 
-class TrainParams(Section):
+class HyperparameterParams(Section):
+    """Estimator settings per model; tune's trials start from these and train merges tune's
+    best values over them."""
+
     random_forest: dict[str, Scalar] = {}
     xgboost: dict[str, Scalar] = {}
     lightgbm: dict[str, Scalar] = {}
+
+
+class TrainParams(Section):
+    pass
 
 
 class EvaluateParams(Section):
@@ -135,6 +241,7 @@ class Params(Section):
     featurize: FeaturizeParams = FeaturizeParams()
     sampling: SamplingParams = SamplingParams()
     tune: TuneParams = TuneParams()
+    hyperparameters: HyperparameterParams = HyperparameterParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
 
@@ -154,12 +261,23 @@ class Params(Section):
                     "Use sampler: none (or auto, which turns balancing off) with task: regression",
                 )
             )
+        if self.tuner != "none":
+            kind = "grid" if self.tuner == "grid" else "space"
+            if not self.tune.search_space(kind=kind, model=self.model, task=self.task):
+                raise ValueError(
+                    problem(
+                        f"tune.{kind}.{self.model}",
+                        f"is empty, so tuner {self.tuner} has nothing to search",
+                        None,
+                        f"Add hyperparameters to tune.{kind}.{self.model} (see params.yaml), or use tuner: none",
+                    )
+                )
         return self
 
 
 def _format_error(error: dict[str, Any], model: type[BaseModel]) -> str:
     """Turn one pydantic error into the project's grammar."""
-    loc = [str(part) for part in error["loc"]]
+    loc = [str(part) for part in error["loc"] if part != SHARED]
     where = ".".join(loc) or "params.yaml"
     kind = error["type"]
     if kind == "literal_error":
@@ -170,21 +288,35 @@ def _format_error(error: dict[str, Any], model: type[BaseModel]) -> str:
         return problem(where, "is not a known key", None, f"Known keys here: {', '.join(allowed)}") + did_you_mean(
             loc[-1], allowed
         )
+    if kind in ("tuple_type", "list_type"):
+        return problem(where, "must be a list of values", error.get("input"))
     if kind == "missing":
         return problem(where, "is required")
     if kind == "value_error":  # our own validators already speak the grammar
-        return str(error["ctx"]["error"])
+        cause = error["ctx"]["error"]
+        return problem(where, cause.rule, cause.got) if isinstance(cause, Rule) else str(cause)
     return problem(where, error["msg"][0].lower() + error["msg"][1:], error.get("input"))
 
 
 def _fields_at(model: type[BaseModel], loc: list[str]) -> list[str]:
+    """Known keys of the section at `loc`; dict levels (a model name, a hyperparameter) are stepped over."""
+    annotation: Any = model
     for part in loc:
-        field = model.model_fields.get(part)
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        if get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            fields = annotation.model_fields
+            if part in fields:
+                annotation = fields[part].annotation
+            elif SHARED in fields:  # a hyperparameter name inside a model's shared space
+                annotation = get_args(fields[SHARED].annotation)[1]
+            else:
+                return []
+        else:
             return []
-        model = annotation
-    return list(model.model_fields)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [name for name in annotation.model_fields if name != SHARED]
+    return []
 
 
 def parse_params(raw: Any) -> Params:

@@ -4,9 +4,9 @@ Reads   data/features/{train.parquet,featurizer.joblib}, data/prepared/schema.js
         models/best_params.json
 Writes  models/model.joblib (a TabularModel: featurizer + estimator), models/model.json (metadata),
         reports/train/metrics.json (the sampler used and why, class balance, resampled rows)
-Params  model, seed, train, sampler, sampling
+Params  model, seed, hyperparameters, train, sampler, sampling
 
-Tuned params (from tune) are merged over `train.<model>` and the merge is logged, so a reader
+Tuned params (from tune) are merged over `hyperparameters.<model>` and the merge is logged, so a reader
 of the log knows exactly which value came from where.
 """
 
@@ -31,7 +31,7 @@ from stages.runner import stage_main
 from stages.sampling import balance
 from stages.schema import Schema
 
-PARAMS = ("model", "seed", "train", "sampler", "sampling")
+PARAMS = ("model", "seed", "hyperparameters", "train", "sampler", "sampling")
 LIBRARIES = ("scikit-learn", "xgboost-cpu", "lightgbm", "imbalanced-learn", "pandas", "numpy", "dvc")
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     features = pd.read_parquet(Path(args.features) / "train.parquet")
     tuning = read_json(args.best_params)
     hyperparameters = merge_hyperparameters(
-        defaults=getattr(params.train, params.model), tuned=tuning.get("params", {})
+        defaults=getattr(params.hyperparameters, params.model), tuned=tuning.get("params", {})
     )
     model, balancing = fit(
         features=features,

@@ -52,7 +52,7 @@ def test_every_model_and_task_trains_and_predicts_raw_rows(model, task, classes)
 def test_unknown_hyperparameter_is_reported_with_suggestion():
     with pytest.raises(
         UserError,
-        match=r"train\.xgboost\.max_dept: is not a parameter of xgboost.*"
+        match=r"hyperparameters\.xgboost\.max_dept: is not a parameter of xgboost.*"
         r"Did you mean 'max_depth'\?",
     ):
         build_estimator(model="xgboost", task="classification", hyperparameters={"max_dept": 3}, seed=0)
