@@ -31,9 +31,11 @@ def test_repro_writes_sane_metrics_and_every_declared_plot(repo):
         assert (repo / next(iter(plot))).is_file()
     rendered = json.loads(sh([DVC, "plots", "show", "--json"], repo).stdout)
     assert "errors" not in json.dumps(rendered).lower() or not rendered.get("errors")
-    # each stage read exactly the params keys it declares in dvc.yaml
+    # each stage read exactly the params keys it declares in dvc.yaml (tune with tuner: none
+    # needs only two of them; tests/test_tune.py audits a real search)
     reads = {row["stage"]: row["read"] for row in map(json.loads, audit.read_text().splitlines())}
-    assert reads == {name: sorted(stage["params"]) for name, stage in pipeline["stages"].items()}
+    declared = {name: sorted(stage["params"]) for name, stage in pipeline["stages"].items()}
+    assert reads == {**declared, "tune": ["model", "tuner"]}
 
 
 def test_second_repro_runs_nothing(repo):
@@ -58,10 +60,11 @@ def test_exp_run_with_changed_model_reruns_only_dependent_stages(repo):
     assert revision["metrics"]["reports/evaluate/metrics.json"]["data"]["test"]["roc_auc"] > 0.7
 
 
-def test_exp_run_with_a_sampler_reruns_only_train_and_evaluate(repo):
+def test_exp_run_with_a_sampler_reruns_only_the_stages_that_resample(repo):
     sh([DVC, "repro"], repo)
     result = sh([DVC, "exp", "run", "-S", "sampler=adasyn", "--name", "try-adasyn"], repo)
-    assert ran_stages(result.stdout) == ["train", "evaluate"]
+    # tune resamples inside its CV folds, train before fitting; prepare and featurize are untouched
+    assert ran_stages(result.stdout) == ["tune", "train", "evaluate"]
     assert "sampler adasyn → adasyn" in result.stderr
     shown = json.loads(sh([DVC, "exp", "show", "--json"], repo).stdout)
     experiments = {exp["name"]: exp for commit in shown for exp in (commit.get("experiments") or [])}

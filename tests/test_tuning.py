@@ -1,0 +1,194 @@
+"""The search itself on small real data: every tuner, resuming, early stopping, bad spaces."""
+
+import numpy as np
+import optuna
+import pytest
+
+from stages import tuning
+from stages.errors import UserError
+from stages.params import FeaturizeParams, SamplingParams, TuneParams, parse_params
+from stages.prepare import prepare
+from stages.train import fit, merge_hyperparameters
+from tests.conftest import base_params
+
+SMALL = {
+    "random_forest": {"n_estimators": 15, "n_jobs": 1},
+    "xgboost": {"n_estimators": 60, "n_jobs": 1},
+    "lightgbm": {"n_estimators": 60, "n_jobs": 1, "verbose": -1},
+}
+
+
+@pytest.fixture(scope="module")
+def split(churn_small):
+    p = parse_params(base_params())
+    splits, schema, _ = prepare(
+        churn_small, task="classification", seed=0, data=p.data, test_size=0.2, validation_size=0.2, text_min_share=0.95
+    )
+    return splits, schema
+
+
+def make_search(split, *, model="random_forest", cv_folds=2, metric="roc_auc", sampler="none", early=None):
+    splits, schema = split
+    folds = tuning.build_folds(
+        train=splits["train"],
+        validation=splits["validation"],
+        schema=schema,
+        cv_folds=cv_folds,
+        featurize=FeaturizeParams(),
+        sampler=sampler,
+        sampling=SamplingParams(),
+        seed=0,
+    )
+    return tuning.Search(
+        folds=folds, schema=schema, model=model, base=SMALL[model], metric=metric, seed=0, early_stopping_rounds=early
+    )
+
+
+def config(tuner: str, model: str, **space) -> tuple[TuneParams, dict]:
+    kind = tuning.TUNERS[tuner].kind
+    tune = TuneParams(**{kind: {model: space}}, n_trials=4, timeout_minutes=None)
+    return tune, tune.search_space(kind=kind, model=model, task="classification")
+
+
+@pytest.mark.parametrize(
+    ("tuner", "space"),
+    [
+        ("grid", {"max_depth": [2, 6], "min_samples_leaf": [1, 10]}),
+        ("random", {"max_depth": {"low": 2, "high": 6}, "max_features": {"low": 0.2, "high": 0.9}}),
+        ("optuna", {"max_depth": {"low": 2, "high": 6}, "criterion": {"choices": ["gini", "entropy"]}}),
+    ],
+)
+def test_each_tuner_finds_params_inside_its_space_and_train_uses_them(split, tuner, space):
+    search = make_search(split)
+    tune, resolved = config(tuner, "random_forest", **space)
+    study = tuning.run(search=search, tuner=tuner, space=resolved, config=tune, storage=None, name=f"t-{tuner}")
+    best = tuning.best_result(study, search=search)
+    assert best["trials"]["complete"] == 4
+    for name, value in best["params"].items():
+        spec = resolved[name]
+        if isinstance(spec, tuple):
+            assert value in spec
+        elif spec.choices is not None:
+            assert value in spec.choices
+        else:
+            assert spec.low <= value <= spec.high
+    # the found values reach the fitted estimator through train's merge
+    splits, schema = split
+    from stages.featurize import featurize
+
+    featurizer, features, _ = featurize(
+        train=splits["train"], validation=splits["validation"], schema=schema, config=FeaturizeParams()
+    )
+    model, _ = fit(
+        features=features,
+        schema=schema,
+        featurizer=featurizer,
+        model="random_forest",
+        hyperparameters=merge_hyperparameters(defaults=SMALL["random_forest"], tuned=best["params"]),
+        seed=0,
+    )
+    fitted = model.pipeline.named_steps["model"].get_params()
+    assert {k: fitted[k] for k in best["params"]} == best["params"]
+
+
+def test_grid_tries_every_point_once(split):
+    search = make_search(split)
+    tune, space = config("grid", "random_forest", max_depth=[2, 4, 6])
+    study = tuning.run(search=search, tuner="grid", space=space, config=tune, storage=None, name="grid")
+    assert sorted(t.params["max_depth"] for t in study.trials) == [2, 4, 6]
+
+
+def test_rerunning_with_more_trials_continues_the_study(split, tmp_path):
+    search = make_search(split)
+    journal = str(tmp_path / "study.journal")
+    tune, space = config("optuna", "random_forest", max_depth={"low": 2, "high": 8})
+    first = tuning.run(
+        search=search, tuner="optuna", space=space, config=tune, storage=tuning.open_storage(None, journal), name="s"
+    )
+    assert len(first.trials) == 4
+    first_params = [t.params for t in first.trials]
+    more = tune.model_copy(update={"n_trials": 7})
+    second = tuning.run(
+        search=search, tuner="optuna", space=space, config=more, storage=tuning.open_storage(None, journal), name="s"
+    )
+    assert len(second.trials) == 7
+    assert [t.params for t in second.trials[:4]] == first_params
+
+
+def test_boosters_stop_early_inside_the_search_and_report_the_rounds(split):
+    search = make_search(split, model="xgboost", early=5)
+    search = tuning.Search(**{**search.__dict__, "base": {"n_estimators": 400, "learning_rate": 0.5, "n_jobs": 1}})
+    score, rounds = tuning.evaluate({"max_depth": 6}, search)
+    assert 0.5 < score <= 1.0
+    assert rounds is not None and rounds < 400
+
+
+def test_lower_is_better_metrics_minimize(split):
+    search = make_search(split, metric="log_loss")
+    tune, space = config("random", "random_forest", max_depth={"low": 2, "high": 6})
+    study = tuning.run(search=search, tuner="random", space=space, config=tune, storage=None, name="ll")
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    assert study.best_value == min(t.value for t in study.trials)
+
+
+def test_hold_out_scores_on_the_validation_split(split):
+    search = make_search(split, cv_folds=0)
+    splits, _ = split
+    assert len(search.folds) == 1 and len(search.folds[0].y_held) == len(splits["validation"])
+
+
+def test_folds_never_resample_held_out_rows(split):
+    search = make_search(split, sampler="random_over")
+    splits, _ = split
+    held = sum(len(f.y_held) for f in search.folds)
+    assert held == len(splits["train"])  # each training row held out once, none invented
+    assert all(len(f.y) > len(splits["train"]) - len(f.y_held) for f in search.folds)  # fit rows oversampled
+
+
+def test_a_grid_value_the_estimator_rejects_is_named(split):
+    search = make_search(split)
+    with pytest.raises(UserError, match=r"tune\.grid\.random_forest\.max_features: value is rejected.*Got 'sqrtt'"):
+        tuning.check_space(space={"max_features": ("sqrt", "sqrtt")}, where="tune.grid.random_forest", search=search)
+
+
+def test_an_unknown_hyperparameter_in_the_space_is_named(split):
+    search = make_search(split)
+    with pytest.raises(UserError, match=r"tune\.space\.random_forest\.max_dept: is not a parameter"):
+        tuning.check_space(space={"max_dept": (3,)}, where="tune.space.random_forest", search=search)
+
+
+def test_too_many_folds_for_the_smallest_class():
+    with pytest.raises(UserError, match=r"tune\.cv_folds: must not exceed .* Got '5 folds with 3 rows'"):
+        tuning.split_indices(y=np.array([0] * 20 + [1] * 3), cv_folds=5, task="classification", seed=0)
+
+
+@pytest.mark.parametrize("url", ["postgresql://user:secret@127.0.0.1:1/db", "sqlite:////no/such/dir/study.db"])
+def test_unreachable_storage_is_a_clear_error_without_the_password(url):
+    with pytest.raises(UserError, match=r"tune\.storage: cannot be opened") as caught:
+        storage = tuning.open_storage(url, "unused")
+        optuna.create_study(storage=storage)
+    assert "secret" not in str(caught.value)
+
+
+def test_redact_hides_only_the_password():
+    assert tuning.redact("postgresql://me:pw@host:5432/db") == "postgresql://me:***@host:5432/db"
+    assert tuning.redact(None) is None and tuning.redact("sqlite:///x.db") == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize(
+    ("tune", "message"),
+    [
+        ({"grid": {"random_forest": {}}}, r"tune\.grid\.random_forest: is empty, so tuner grid has nothing to search"),
+        ({"space": {"random_forest": {"max_depth": {"low": 9, "high": 2}}}}, r"needs low below high \(low 9, high 2\)"),
+        ({"grid": {"random_forest": {"max_depth": 3}}}, r"tune\.grid\.random_forest\.max_depth: must be a list"),
+        ({"timeout_minutes": 0}, r"tune\.timeout_minutes: input should be greater than 0"),
+        ({"cv_folds": 1}, r"tune\.cv_folds: must be 0 \(hold-out\) or at least 2"),
+    ],
+)
+def test_bad_tune_params_are_clear(tune, message):
+    raw = base_params(tuner="grid" if "grid" in tune else "random")
+    raw["tune"] = {**raw["tune"], **tune}
+    if "grid" in tune:
+        raw["tune"]["grid"] = tune["grid"]
+    with pytest.raises(UserError, match=message):
+        parse_params(raw)
