@@ -9,6 +9,7 @@ training because there is no second copy of the preprocessing.
 
 from __future__ import annotations
 
+import copy
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +36,30 @@ def _lightgbm_early_stopping(estimator: Any, X: Any, y: Any, eval_set: tuple[Any
     return int(estimator.best_iteration_ or estimator.n_estimators)
 
 
+def _xgboost_continue(new: Any, old: Any, X: Any, y: Any, eval_set: Any, rounds: int | None) -> Any:
+    if eval_set is not None and rounds:
+        new.set_params(early_stopping_rounds=rounds)
+    new.fit(X, y, xgb_model=old.get_booster(), eval_set=[eval_set] if eval_set else None, verbose=False)
+    return new
+
+
+def _lightgbm_continue(new: Any, old: Any, X: Any, y: Any, eval_set: Any, rounds: int | None) -> Any:
+    import lightgbm
+
+    stop = [lightgbm.early_stopping(rounds, verbose=False)] if eval_set is not None and rounds else None
+    new.fit(X, y, init_model=old.booster_, eval_set=[eval_set] if eval_set else None, callbacks=stop)
+    return new
+
+
+def _forest_continue(new: Any, old: Any, X: Any, y: Any, eval_set: Any, rounds: int | None) -> Any:
+    """More trees on the new rows: a copy of the old forest with warm_start (old trees kept)."""
+    grown = copy.deepcopy(old)
+    grown.set_params(warm_start=True, n_estimators=len(old.estimators_) + new.get_params()["n_estimators"])
+    return grown.fit(X, y)
+
+
 EarlyStopping = Callable[[Any, Any, Any, tuple[Any, Any], int], int]
+Continue = Callable[[Any, Any, Any, Any, Any, "int | None"], Any]
 
 
 @dataclass(frozen=True)
@@ -47,6 +71,8 @@ class ModelSpec:
     regressor: str
     fixed: dict[str, Any] = field(default_factory=dict)
     early_stopping: EarlyStopping | None = None
+    continue_training: Continue = _forest_continue  # new estimator, loaded one, X, y, eval_set, rounds
+    size: Callable[[Any], int] = lambda estimator: len(estimator.estimators_)  # trees or boosting rounds
 
     def estimator_class(self, task: str) -> type:
         module, name = (self.classifier if task == "classification" else self.regressor).split(":")
@@ -55,11 +81,28 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {
     "random_forest": ModelSpec("sklearn.ensemble:RandomForestClassifier", "sklearn.ensemble:RandomForestRegressor"),
-    "xgboost": ModelSpec("xgboost:XGBClassifier", "xgboost:XGBRegressor", {"verbosity": 0}, _xgboost_early_stopping),
+    "xgboost": ModelSpec(
+        "xgboost:XGBClassifier",
+        "xgboost:XGBRegressor",
+        {"verbosity": 0},
+        _xgboost_early_stopping,
+        _xgboost_continue,
+        lambda estimator: estimator.get_booster().num_boosted_rounds(),
+    ),
     "lightgbm": ModelSpec(
-        "lightgbm:LGBMClassifier", "lightgbm:LGBMRegressor", {"verbose": -1}, _lightgbm_early_stopping
+        "lightgbm:LGBMClassifier",
+        "lightgbm:LGBMRegressor",
+        {"verbose": -1},
+        _lightgbm_early_stopping,
+        _lightgbm_continue,
+        lambda estimator: estimator.booster_.current_iteration(),
     ),
 }
+
+
+def model_name(estimator: Any, task: str) -> str | None:
+    """The registry name of a fitted estimator (None when it is none of ours)."""
+    return next((name for name, spec in MODELS.items() if type(estimator) is spec.estimator_class(task)), None)
 
 
 def fit_estimator(
@@ -105,7 +148,9 @@ def build_estimator(*, model: str, task: str, hyperparameters: dict[str, Any], s
     try:
         return spec.estimator_class(task)(**settings)
     except (TypeError, ValueError) as exc:
-        raise UserError(problem(f"hyperparameters.{model}", f"rejected by the estimator ({exc})", hyperparameters)) from None
+        raise UserError(
+            problem(f"hyperparameters.{model}", f"rejected by the estimator ({exc})", hyperparameters)
+        ) from None
 
 
 class TabularModel:

@@ -221,8 +221,34 @@ class HyperparameterParams(Section):
     lightgbm: dict[str, Scalar] = {}
 
 
+THRESHOLD_METRICS = ("f1", "precision", "recall", "accuracy", "balanced_accuracy")
+
+
 class TrainParams(Section):
-    pass
+    """How train fits (stages/train.py) and turns probabilities into decisions (stages/decision.py)."""
+
+    early_stopping_rounds: int | None = Field(None, ge=1)  # boosters stop on the validation split
+    init_model: str | None = None  # a previous model.joblib to continue training from
+    threshold: Literal["auto"] | float | None = "auto"  # binary only; None = 0.5
+    threshold_metric: Literal[THRESHOLD_METRICS] = "f1"  # type: ignore[valid-type]
+    min_recall: float | None = Field(None, gt=0, le=1)
+    min_precision: float | None = Field(None, gt=0, le=1)
+    calibration: Literal["none", "sigmoid", "isotonic"] = "none"
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _threshold_in_unit_interval(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool) and not 0 <= value <= 1:
+            raise ValueError(problem("train.threshold", "must be auto, null or a number in [0, 1]", value))
+        if isinstance(value, str) and value != "auto":
+            raise ValueError(one_of("train.threshold", value, ["auto", "null", "a number in [0, 1]"]))
+        return value
+
+    @model_validator(mode="after")
+    def _one_floor(self) -> TrainParams:
+        if self.min_recall is not None and self.min_precision is not None:
+            raise ValueError(problem("train.min_recall / train.min_precision", "set at most one of the two"))
+        return self
 
 
 class EvaluateParams(Section):
@@ -259,6 +285,15 @@ class Params(Section):
                     "balances classes, so it applies to classification only",
                     self.sampler,
                     "Use sampler: none (or auto, which turns balancing off) with task: regression",
+                )
+            )
+        if self.task == "regression" and self.train.calibration != "none":
+            raise ValueError(
+                problem(
+                    "train.calibration",
+                    "calibrates class probabilities, so it applies to classification only",
+                    self.train.calibration,
+                    "Use train.calibration: none with task: regression",
                 )
             )
         if self.tuner != "none":

@@ -3,16 +3,21 @@
 Reads   data/features/{train.parquet,featurizer.joblib}, data/prepared/schema.json,
         models/best_params.json
 Writes  models/model.joblib (a TabularModel: featurizer + estimator), models/model.json (metadata),
-        reports/train/metrics.json (the sampler used and why, class balance, resampled rows)
+        reports/train/metrics.json (the sampler used and why, class balance, resampled rows,
+        early stopping's kept rounds, the threshold and its validation score at 0.5 and at it)
 Params  model, seed, hyperparameters, train, sampler, sampling
 
-Tuned params (from tune) are merged over `hyperparameters.<model>` and the merge is logged, so a reader
-of the log knows exactly which value came from where.
+Tuned params (from tune) are merged over `hyperparameters.<model>` and the merge is logged, so
+a reader of the log knows exactly which value came from where. The validation split serves
+early stopping, calibration and the threshold (stages/decision.py); the test split is never
+read here. `train.init_model` continues a previous model (boosters add rounds, a forest adds
+trees); that file is only read.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata
 import logging
 import subprocess
@@ -20,12 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from stages.data import atomic_path, frame_hash, read_json, write_json
-from stages.estimators import TabularModel, build_estimator, encode_target
-from stages.params import SamplingParams, load_stage_params
+from stages.decision import best_threshold, fit_calibrator
+from stages.errors import UserError, problem
+from stages.estimators import MODELS, TabularModel, build_estimator, encode_target, fit_estimator, model_name
+from stages.metrics import CLASSIFICATION, Scored
+from stages.params import SamplingParams, TrainParams, load_stage_params
 from stages.preprocessing import one_hot_groups
 from stages.runner import stage_main
 from stages.sampling import balance
@@ -46,6 +55,60 @@ def merge_hyperparameters(*, defaults: dict[str, Any], tuned: dict[str, Any]) ->
     return {**defaults, **tuned}
 
 
+def check_training_classes(y: np.ndarray, schema: Schema) -> None:
+    """Every class must be in the training split: a model cannot predict a class it never saw."""
+    if schema.task != "classification":
+        return
+    missing = [schema.classes[k] for k in sorted(set(range(len(schema.classes))) - set(np.unique(y).tolist()))]
+    if missing:
+        raise UserError(
+            problem(
+                f"target '{schema.target}'",
+                "has classes absent from the training split",
+                missing,
+                "Add rows of those classes, merge rare classes, or drop them from the table",
+            )
+        )
+
+
+def load_init_model(path: str | Path, *, model: str, schema: Schema, feature_names: list[str]) -> Any:
+    """The estimator of a previous model to continue from, after checking it fits this run.
+
+    Only read, never written: the continued model goes to models/model.joblib."""
+    where = "train.init_model"
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            problem(
+                where,
+                "file not found",
+                str(path),
+                "Get a previous model first: dvc get . models/model.joblib --rev <commit> -o models/previous.joblib",
+            )
+        )
+    try:
+        previous = joblib.load(path)
+    except Exception as exc:  # a truncated or foreign pickle raises many types
+        raise UserError(problem(where, f"cannot be loaded ({type(exc).__name__}: {exc})", str(path))) from None
+    if not isinstance(previous, TabularModel):
+        raise UserError(problem(where, "is not a model saved by the train stage", type(previous).__name__))
+    old, estimator = previous.schema, previous.pipeline.named_steps["model"]
+    differences = []
+    if old.task != schema.task:
+        differences.append(f"task {old.task} (now {schema.task})")
+    elif model_name(estimator, old.task) != model:
+        differences.append(f"model {model_name(estimator, old.task) or type(estimator).__name__} (now {model})")
+    if list(old.classes) != list(schema.classes):
+        differences.append(f"classes {list(old.classes)} (now {list(schema.classes)})")
+    old_names = [str(n) for n in previous.pipeline.named_steps["features"].get_feature_names_out()]
+    if old_names != feature_names:
+        gone, new = sorted(set(old_names) - set(feature_names)), sorted(set(feature_names) - set(old_names))
+        differences.append(f"features (missing now: {gone or 'none'}; new: {new or 'none'})")
+    if differences:
+        raise UserError(problem(where, "was trained on something else: " + "; ".join(differences), str(path)))
+    return estimator
+
+
 def fit(
     *,
     features: pd.DataFrame,
@@ -56,22 +119,99 @@ def fit(
     seed: int,
     sampler: str = "none",
     sampling: SamplingParams | None = None,
+    validation: pd.DataFrame | None = None,
+    settings: TrainParams | None = None,
+    previous: Any = None,
 ) -> tuple[TabularModel, dict[str, Any]]:
-    """Fit on already-featurized training rows (resampled first if asked) and wrap the estimator
-    with its featurizer; the saved model has no sampler, so predictions never resample."""
+    """Fit on already-featurized training rows (resampled first if asked), then calibrate and
+    choose the threshold on the featurized validation rows. The saved model has no sampler, so
+    predictions never resample. `previous` is an estimator to continue training from."""
+    settings = settings or TrainParams(threshold=None)
     estimator = build_estimator(model=model, task=schema.task, hyperparameters=hyperparameters, seed=seed)
+    y_train = encode_target(features[schema.target], schema)
+    check_training_classes(y_train, schema)
     X, y, summary = balance(
         X=features.drop(columns=[schema.target]),
-        y=encode_target(features[schema.target], schema),
+        y=y_train,
         task=schema.task,
         one_hot=one_hot_groups(featurizer),
         sampler=sampler,
         config=sampling or SamplingParams(),
         seed=seed,
     )
-    estimator.fit(X, y)
+    held = None
+    if validation is not None and len(validation):
+        held = (validation.drop(columns=[schema.target]), encode_target(validation[schema.target], schema))
+    rounds = settings.early_stopping_rounds
+    if rounds and held is None:
+        raise UserError(problem("train.early_stopping_rounds", "needs rows in the validation split", rounds))
+    if rounds and MODELS[model].early_stopping is None:
+        log.info("%s has no early stopping; train.early_stopping_rounds is ignored", model)
+    spec = MODELS[model]
+    if previous is not None:
+        before = spec.size(previous)
+        estimator = spec.continue_training(estimator, previous, X, y, held, rounds)
+        summary["continued_from_size"] = before
+        log.info("continued %s from %d to %d trees/rounds", model, before, spec.size(estimator))
+    else:
+        kept = fit_estimator(estimator, X, y, model=model, eval_set=held, early_stopping_rounds=rounds)
+        if kept is not None:
+            summary["best_iteration"] = kept
+            log.info("early stopping kept %d of %s rounds", kept, hyperparameters.get("n_estimators", "default"))
+    summary["size"] = spec.size(estimator)
     pipeline = Pipeline([("features", featurizer), ("model", estimator)])
-    return TabularModel(pipeline=pipeline, schema=schema), summary
+    tabular = TabularModel(pipeline=pipeline, schema=schema)
+    if schema.task == "classification" and held is not None:
+        summary.update(decide(tabular, estimator=estimator, held=held, settings=settings))
+    return tabular, summary
+
+
+def decide(
+    tabular: TabularModel, *, estimator: Any, held: tuple[pd.DataFrame, np.ndarray], settings: TrainParams
+) -> dict[str, Any]:
+    """Fit the calibrator and choose the binary threshold on validation; sets them on the model."""
+    X_held, y_held = held
+    proba = estimator.predict_proba(X_held)
+    tabular.calibrator = fit_calibrator(method=settings.calibration, proba=proba, y=y_held)
+    calibrated = tabular.calibrator.transform(proba) if tabular.calibrator is not None else proba
+    out: dict[str, Any] = {"calibration": settings.calibration}
+    if len(tabular.schema.classes) != 2:
+        if settings.threshold not in (None, "auto"):
+            log.info("train.threshold applies to binary targets; ignored for %d classes", len(tabular.schema.classes))
+        return out
+    positive = tabular.positive_index()
+    is_positive = (y_held == positive).astype(int)
+    if settings.threshold == "auto":
+        tabular.threshold, _ = best_threshold(
+            positive_proba=calibrated[:, positive],
+            is_positive=is_positive,
+            metric=settings.threshold_metric,
+            min_recall=settings.min_recall,
+            min_precision=settings.min_precision,
+        )
+    else:
+        tabular.threshold = settings.threshold
+    chosen = 0.5 if tabular.threshold is None else tabular.threshold
+    metric = CLASSIFICATION[settings.threshold_metric]
+    two = np.column_stack([1 - is_positive, is_positive])
+    at = {
+        label: round(float(metric(Scored(is_positive, (calibrated[:, positive] >= t).astype(int), two, 1))), 6)
+        for label, t in (("at_0.5", 0.5), ("at_threshold", chosen))
+    }
+    log.info(
+        "threshold %.4f (%s); validation %s %.4f at 0.5 → %.4f at the threshold",
+        chosen,
+        settings.threshold,
+        settings.threshold_metric,
+        at["at_0.5"],
+        at["at_threshold"],
+    )
+    return {
+        "threshold": round(chosen, 6),
+        "threshold_metric": settings.threshold_metric,
+        f"validation_{settings.threshold_metric}_at_0.5": at["at_0.5"],
+        f"validation_{settings.threshold_metric}_at_threshold": at["at_threshold"],
+    }
 
 
 def metadata(
@@ -106,30 +246,56 @@ def main(argv: list[str] | None = None) -> None:
     params = load_stage_params("train", PARAMS)
     schema = Schema.from_dict(read_json(args.schema))
     features = pd.read_parquet(Path(args.features) / "train.parquet")
+    validation = pd.read_parquet(Path(args.features) / "validation.parquet")
     tuning = read_json(args.best_params)
     hyperparameters = merge_hyperparameters(
         defaults=getattr(params.hyperparameters, params.model), tuned=tuning.get("params", {})
     )
-    model, balancing = fit(
+    settings = params.train
+    featurizer = joblib.load(Path(args.features) / "featurizer.joblib")
+    previous = None
+    if settings.init_model:
+        out_path = Path(args.out_dir) / "model.joblib"
+        if Path(settings.init_model).resolve() == out_path.resolve():
+            raise UserError(
+                problem(
+                    "train.init_model",
+                    "cannot be train's own output (DVC removes it before train runs)",
+                    settings.init_model,
+                    "Copy it first: dvc get . models/model.joblib --rev <commit> -o models/previous.joblib",
+                )
+            )
+        names = [str(n) for n in featurizer.get_feature_names_out()]
+        previous = load_init_model(settings.init_model, model=params.model, schema=schema, feature_names=names)
+    model, summary = fit(
         features=features,
         schema=schema,
-        featurizer=joblib.load(Path(args.features) / "featurizer.joblib"),
+        featurizer=featurizer,
         model=params.model,
         hyperparameters=hyperparameters,
         seed=params.seed,
         sampler=params.sampler,
         sampling=params.sampling,
+        validation=validation,
+        settings=settings,
+        previous=previous,
     )
     meta = metadata(
         model=params.model, schema=schema, hyperparameters=hyperparameters, features=features, tuning=tuning
     )
+    if settings.init_model:
+        meta["init_model"] = {"path": settings.init_model, "sha256": file_hash(settings.init_model)}
     params.record_reads()
     out = Path(args.out_dir)
     with atomic_path(out / "model.joblib") as tmp:
         joblib.dump(model, tmp)
-    write_json({**meta, "balancing": balancing}, out / "model.json")
-    write_json(balancing, args.metrics)
+    write_json({**meta, "threshold": model.threshold, "training": summary}, out / "model.json")
+    write_json(summary, args.metrics)
     log.info("%s %s fitted on %d rows × %d features", params.model, schema.task, len(features), features.shape[1] - 1)
+
+
+def file_hash(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _version(package: str) -> str | None:
