@@ -32,7 +32,9 @@ def _xgboost_early_stopping(estimator: Any, X: Any, y: Any, eval_set: tuple[Any,
 def _lightgbm_early_stopping(estimator: Any, X: Any, y: Any, eval_set: tuple[Any, Any], rounds: int) -> int:
     import lightgbm
 
-    estimator.fit(X, y, eval_set=[eval_set], callbacks=[lightgbm.early_stopping(rounds, verbose=False)])
+    estimator.fit(
+        X, y, eval_X=eval_set[0], eval_y=eval_set[1], callbacks=[lightgbm.early_stopping(rounds, verbose=False)]
+    )
     return int(estimator.best_iteration_ or estimator.n_estimators)
 
 
@@ -47,7 +49,8 @@ def _lightgbm_continue(new: Any, old: Any, X: Any, y: Any, eval_set: Any, rounds
     import lightgbm
 
     stop = [lightgbm.early_stopping(rounds, verbose=False)] if eval_set is not None and rounds else None
-    new.fit(X, y, init_model=old.booster_, eval_set=[eval_set] if eval_set else None, callbacks=stop)
+    held = {"eval_X": eval_set[0], "eval_y": eval_set[1]} if eval_set is not None else {}
+    new.fit(X, y, init_model=old.booster_, callbacks=stop, **held)
     return new
 
 

@@ -174,6 +174,7 @@ def decide(
     proba = estimator.predict_proba(X_held)
     tabular.calibrator = fit_calibrator(method=settings.calibration, proba=proba, y=y_held)
     calibrated = tabular.calibrator.transform(proba) if tabular.calibrator is not None else proba
+    calibrated = calibrated.round(10)  # multi-threaded forests differ in the last float digit between runs
     out: dict[str, Any] = {"calibration": settings.calibration}
     if len(tabular.schema.classes) != 2:
         if settings.threshold not in (None, "auto"):

@@ -1,0 +1,249 @@
+"""train on real data: early stopping, continued training, threshold, calibration, reproducibility."""
+
+import shutil
+import sys
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+
+from stages.demo_data import generate
+from stages.errors import UserError
+from stages.featurize import featurize
+from stages.metrics import CLASSIFICATION, Scored
+from stages.params import FeaturizeParams, TrainParams, parse_params
+from stages.prepare import prepare
+from stages.train import fit, load_init_model
+from tests.conftest import base_params, sh
+
+SMALL = {
+    "random_forest": {"n_estimators": 20, "n_jobs": 1},
+    "xgboost": {"n_estimators": 20, "n_jobs": 1},
+    "lightgbm": {"n_estimators": 20, "n_jobs": 1},
+}
+DVC = str(Path(sys.executable).parent / "dvc")
+
+
+def split_data(rows: int, *, task: str = "classification", seed: int = 0):
+    frame = generate(rows=rows, seed=seed)
+    data = base_params()["data"]
+    if task == "regression":
+        data = {**data, "target": "next_month_spend", "drop_columns": ["churned"]}
+    p = parse_params(base_params(task=task, data=data, metric="rmse" if task == "regression" else "roc_auc"))
+    splits, schema, _ = prepare(
+        frame, task=task, seed=0, data=p.data, test_size=0.2, validation_size=0.2, text_min_share=0.95
+    )
+    featurizer, train, validation = featurize(
+        train=splits["train"], validation=splits["validation"], schema=schema, config=FeaturizeParams()
+    )
+    return splits, schema, featurizer, train, validation
+
+
+@pytest.fixture(scope="module")
+def churn():
+    return split_data(3000)
+
+
+def train(churn, model="random_forest", settings=None, hyperparameters=None, **kwargs):
+    _, schema, featurizer, features, validation = churn
+    return fit(
+        features=features,
+        schema=schema,
+        featurizer=featurizer,
+        model=model,
+        hyperparameters=hyperparameters or SMALL[model],
+        seed=0,
+        validation=validation,
+        settings=settings or TrainParams(),
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("model", ["xgboost", "lightgbm"])
+def test_early_stopping_stops_before_the_round_limit(churn, model):
+    many = {"n_estimators": 2000, "learning_rate": 0.3, "n_jobs": 1}
+    _, summary = train(churn, model, TrainParams(early_stopping_rounds=10), many)
+    assert summary["best_iteration"] < 2000
+    assert summary["size"] < 2000
+
+
+def test_early_stopping_needs_validation_rows(churn):
+    _, schema, featurizer, features, validation = churn
+    with pytest.raises(UserError, match=r"train\.early_stopping_rounds: needs rows in the validation split"):
+        fit(
+            features=features,
+            schema=schema,
+            featurizer=featurizer,
+            model="xgboost",
+            hyperparameters=SMALL["xgboost"],
+            seed=0,
+            validation=validation.head(0),
+            settings=TrainParams(early_stopping_rounds=5),
+        )
+
+
+@pytest.mark.parametrize("model", ["random_forest", "xgboost", "lightgbm"])
+def test_continued_training_grows_the_model_and_leaves_the_source_untouched(churn, model, tmp_path):
+    _, schema, featurizer, features, _ = churn
+    first, summary = train(churn, model)
+    source = tmp_path / "previous.joblib"
+    joblib.dump(first, source)
+    before = source.read_bytes()
+    names = [str(n) for n in featurizer.get_feature_names_out()]
+    previous = load_init_model(source, model=model, schema=schema, feature_names=names)
+    continued, more = train(churn, model, previous=previous)
+    assert more["continued_from_size"] == summary["size"] == 20
+    assert more["size"] == 40
+    assert source.read_bytes() == before
+    assert continued.predict_proba(features.head(0).pipe(lambda _: churn[0]["test"])).shape[1] == 2
+
+
+def test_continuing_from_an_incompatible_model_names_what_differs(churn, tmp_path):
+    _, schema, featurizer, _, _ = churn
+    names = [str(n) for n in featurizer.get_feature_names_out()]
+    forest, _ = train(churn, "random_forest")
+    joblib.dump(forest, tmp_path / "forest.joblib")
+    with pytest.raises(UserError, match=r"train\.init_model: was trained on something else: model random_forest"):
+        load_init_model(tmp_path / "forest.joblib", model="xgboost", schema=schema, feature_names=names)
+    with pytest.raises(UserError, match=r"features \(missing now: \['tenure_months'\]"):
+        load_init_model(
+            tmp_path / "forest.joblib",
+            model="random_forest",
+            schema=schema,
+            feature_names=[n for n in names if "tenure" not in n],
+        )
+    regression = split_data(600, task="regression")
+    other, _ = fit(
+        features=regression[3],
+        schema=regression[1],
+        featurizer=regression[2],
+        model="random_forest",
+        hyperparameters=SMALL["random_forest"],
+        seed=0,
+    )
+    joblib.dump(other, tmp_path / "regression.joblib")
+    with pytest.raises(UserError, match=r"task regression \(now classification\)"):
+        load_init_model(tmp_path / "regression.joblib", model="random_forest", schema=schema, feature_names=names)
+    (tmp_path / "corrupt.joblib").write_bytes(b"not a pickle")
+    with pytest.raises(UserError, match=r"train\.init_model: cannot be loaded"):
+        load_init_model(tmp_path / "corrupt.joblib", model="random_forest", schema=schema, feature_names=names)
+    with pytest.raises(UserError, match=r"train\.init_model: file not found.*dvc get"):
+        load_init_model(tmp_path / "absent.joblib", model="random_forest", schema=schema, feature_names=names)
+
+
+def test_auto_threshold_maximizes_the_metric_on_validation(churn):
+    schema = churn[1]
+    trained, summary = train(churn)
+    assert summary["validation_f1_at_threshold"] >= summary["validation_f1_at_0.5"]
+    # recompute on validation: no other candidate threshold does better
+    rows = churn[0]["validation"]
+    proba = trained.predict_proba(rows)[:, trained.positive_index()]
+    truth = (rows[schema.target] == schema.positive_class).to_numpy().astype(int)
+    two = np.column_stack([1 - proba, proba])
+
+    def f1(t):
+        return CLASSIFICATION["f1"](Scored(truth, (proba >= t).astype(int), two, 1))
+
+    assert f1(trained.threshold) == pytest.approx(summary["validation_f1_at_threshold"], abs=1e-6)
+    assert all(f1(t) <= f1(trained.threshold) + 1e-9 for t in np.unique(proba))
+
+
+def test_threshold_with_a_recall_floor(churn):
+    trained, _ = train(churn, settings=TrainParams(threshold_metric="precision", min_recall=0.8))
+    rows = churn[0]["validation"]
+    predicted = trained.predict(rows)
+    positive = trained.schema.positive_class
+    recall = ((predicted == positive) & (rows["churned"] == positive)).sum() / (rows["churned"] == positive).sum()
+    assert recall >= 0.8
+
+
+def test_calibration_improves_the_brier_score_of_a_miscalibrated_model():
+    splits, schema, featurizer, features, validation = split_data(6000, seed=4)
+    scores = {}
+    for method in ("none", "isotonic", "sigmoid"):
+        trained, _ = fit(
+            features=features,
+            schema=schema,
+            featurizer=featurizer,
+            model="random_forest",
+            hyperparameters={"n_estimators": 60, "min_samples_leaf": 5, "n_jobs": 1},
+            seed=0,
+            sampler="random_under",  # balanced training rows: churn probabilities far too high
+            validation=validation,
+            settings=TrainParams(calibration=method),
+        )
+        test = splits["test"]
+        proba = trained.predict_proba(test)
+        truth = (test["churned"] == schema.positive_class).to_numpy().astype(int)
+        scores[method] = float(np.mean((proba[:, trained.positive_index()] - truth) ** 2))
+    assert scores["isotonic"] < 0.8 * scores["none"]
+    assert scores["sigmoid"] < 0.8 * scores["none"]
+
+
+def test_calibrated_multiclass_probabilities_sum_to_one():
+    from stages.decision import Calibrator
+
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet([1, 1, 1], size=200)
+    y = rng.integers(0, 3, size=200)
+    out = Calibrator("isotonic").fit(proba, y).transform(proba)
+    assert out.shape == (200, 3) and np.allclose(out.sum(axis=1), 1)
+
+
+def test_a_class_missing_from_the_training_split_is_named():
+    _, schema, featurizer, features, _ = split_data(600)
+    only_false = features[features["churned"] == False]  # noqa: E712
+    with pytest.raises(UserError, match=r"target 'churned': has classes absent from the training split.*True"):
+        fit(
+            features=only_false,
+            schema=schema,
+            featurizer=featurizer,
+            model="random_forest",
+            hyperparameters=SMALL["random_forest"],
+            seed=0,
+        )
+
+
+@pytest.mark.parametrize("model", ["random_forest", "xgboost", "lightgbm"])
+def test_same_seed_and_data_give_the_same_model(churn, model):
+    first, a = train(churn, model)
+    second, b = train(churn, model)
+    rows = churn[0]["test"]
+    assert a == b
+    assert np.array_equal(first.predict_proba(rows), second.predict_proba(rows))
+
+
+@pytest.mark.parametrize(
+    ("train_params", "message"),
+    [
+        ({"threshold": 1.5}, r"train\.threshold: must be auto, null or a number in \[0, 1\]\. Got 1\.5"),
+        ({"threshold": "best"}, r"train\.threshold: must be one of auto, null"),
+        ({"min_recall": 0.5, "min_precision": 0.5}, r"set at most one of the two"),
+    ],
+)
+def test_bad_train_params(train_params, message):
+    with pytest.raises(UserError, match=message):
+        parse_params(base_params(train=train_params))
+
+
+def test_calibration_for_regression_is_refused():
+    data = {**base_params()["data"], "target": "next_month_spend"}
+    with pytest.raises(UserError, match=r"train\.calibration: calibrates class probabilities.*Got 'isotonic'"):
+        parse_params(base_params(task="regression", metric="rmse", data=data, train={"calibration": "isotonic"}))
+
+
+@pytest.mark.integration
+def test_the_threshold_never_looks_at_the_test_split(repo):
+    """Replace the test split with garbage: train must still run and choose the same threshold."""
+    sh([DVC, "repro", "train"], repo)
+    chosen = joblib.load(repo / "models/model.joblib").threshold
+    test = repo / "data/prepared/test.parquet"
+    backup = repo / "test.parquet.bak"
+    shutil.move(test, backup)
+    test.write_bytes(b"garbage, not parquet")
+    try:
+        sh([sys.executable, "-m", "stages.train"], repo)
+        assert joblib.load(repo / "models/model.joblib").threshold == chosen
+    finally:
+        shutil.move(backup, test)
