@@ -11,16 +11,21 @@ log-odds) suits small validation sets; `isotonic` is more flexible but needs mor
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from stages.errors import UserError, problem
+from stages.estimators import TabularModel
 from stages.metrics import CLASSIFICATION, Scored
+from stages.params import TrainParams
 
 EPSILON = 1e-6
+log = logging.getLogger(__name__)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -119,3 +124,52 @@ def best_threshold(
             )
         )
     return best
+
+
+def decide(
+    tabular: TabularModel, *, estimator: Any, held: tuple[pd.DataFrame, np.ndarray], settings: TrainParams
+) -> dict[str, Any]:
+    """Fit the calibrator and choose the binary threshold on validation; sets them on the model."""
+    X_held, y_held = held
+    proba = estimator.predict_proba(X_held)
+    tabular.calibrator = fit_calibrator(method=settings.calibration, proba=proba, y=y_held)
+    calibrated = tabular.calibrator.transform(proba) if tabular.calibrator is not None else proba
+    calibrated = calibrated.round(10)  # multi-threaded forests differ in the last float digit between runs
+    out: dict[str, Any] = {"calibration": settings.calibration}
+    if len(tabular.schema.classes) != 2:
+        if settings.threshold not in (None, "auto"):
+            log.info("train.threshold applies to binary targets; ignored for %d classes", len(tabular.schema.classes))
+        return out
+    positive = tabular.positive_index()
+    is_positive = (y_held == positive).astype(int)
+    if settings.threshold == "auto":
+        tabular.threshold, _ = best_threshold(
+            positive_proba=calibrated[:, positive],
+            is_positive=is_positive,
+            metric=settings.threshold_metric,
+            min_recall=settings.min_recall,
+            min_precision=settings.min_precision,
+        )
+    else:
+        tabular.threshold = settings.threshold
+    chosen = 0.5 if tabular.threshold is None else tabular.threshold
+    metric = CLASSIFICATION[settings.threshold_metric]
+    two = np.column_stack([1 - is_positive, is_positive])
+    at = {
+        label: round(float(metric(Scored(is_positive, (calibrated[:, positive] >= t).astype(int), two, 1))), 6)
+        for label, t in (("at_0.5", 0.5), ("at_threshold", chosen))
+    }
+    log.info(
+        "threshold %.4f (%s); validation %s %.4f at 0.5 → %.4f at the threshold",
+        chosen,
+        settings.threshold,
+        settings.threshold_metric,
+        at["at_0.5"],
+        at["at_threshold"],
+    )
+    return {
+        "threshold": round(chosen, 6),
+        "threshold_metric": settings.threshold_metric,
+        f"validation_{settings.threshold_metric}_at_0.5": at["at_0.5"],
+        f"validation_{settings.threshold_metric}_at_threshold": at["at_threshold"],
+    }

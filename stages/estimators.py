@@ -13,8 +13,10 @@ import copy
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
@@ -207,6 +209,44 @@ class TabularModel:
         if self.schema.task == "regression":
             return self.pipeline.predict(self._features(rows))
         return self.classes[self.predict_index(rows)]
+
+
+def load_previous(path: str | Path, *, model: str, schema: Schema, feature_names: list[str]) -> Any:
+    """The estimator of a previous model to continue from, after checking it fits this run.
+
+    Only read, never written: the continued model goes to models/model.joblib."""
+    where = "train.init_model"
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            problem(
+                where,
+                "file not found",
+                str(path),
+                "Get a previous model first: dvc get . models/model.joblib --rev <commit> -o models/previous.joblib",
+            )
+        )
+    try:
+        previous = joblib.load(path)
+    except Exception as exc:  # a truncated or foreign pickle raises many types
+        raise UserError(problem(where, f"cannot be loaded ({type(exc).__name__}: {exc})", str(path))) from None
+    if not isinstance(previous, TabularModel):
+        raise UserError(problem(where, "is not a model saved by the train stage", type(previous).__name__))
+    old, estimator = previous.schema, previous.pipeline.named_steps["model"]
+    differences = []
+    if old.task != schema.task:
+        differences.append(f"task {old.task} (now {schema.task})")
+    elif model_name(estimator, old.task) != model:
+        differences.append(f"model {model_name(estimator, old.task) or type(estimator).__name__} (now {model})")
+    if list(old.classes) != list(schema.classes):
+        differences.append(f"classes {list(old.classes)} (now {list(schema.classes)})")
+    old_names = [str(n) for n in previous.pipeline.named_steps["features"].get_feature_names_out()]
+    if old_names != feature_names:
+        gone, new = sorted(set(old_names) - set(feature_names)), sorted(set(feature_names) - set(old_names))
+        differences.append(f"features (missing now: {gone or 'none'}; new: {new or 'none'})")
+    if differences:
+        raise UserError(problem(where, "was trained on something else: " + "; ".join(differences), str(path)))
+    return estimator
 
 
 def encode_target(values: pd.Series, schema: Schema) -> np.ndarray:

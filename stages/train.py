@@ -30,10 +30,9 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from stages.data import atomic_path, frame_hash, read_json, write_json
-from stages.decision import best_threshold, fit_calibrator
+from stages.decision import decide
 from stages.errors import UserError, problem
-from stages.estimators import MODELS, TabularModel, build_estimator, encode_target, fit_estimator, model_name
-from stages.metrics import CLASSIFICATION, Scored
+from stages.estimators import MODELS, TabularModel, build_estimator, encode_target, fit_estimator, load_previous
 from stages.params import SamplingParams, TrainParams, load_stage_params
 from stages.preprocessing import one_hot_groups
 from stages.runner import stage_main
@@ -69,44 +68,6 @@ def check_training_classes(y: np.ndarray, schema: Schema) -> None:
                 "Add rows of those classes, merge rare classes, or drop them from the table",
             )
         )
-
-
-def load_init_model(path: str | Path, *, model: str, schema: Schema, feature_names: list[str]) -> Any:
-    """The estimator of a previous model to continue from, after checking it fits this run.
-
-    Only read, never written: the continued model goes to models/model.joblib."""
-    where = "train.init_model"
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(
-            problem(
-                where,
-                "file not found",
-                str(path),
-                "Get a previous model first: dvc get . models/model.joblib --rev <commit> -o models/previous.joblib",
-            )
-        )
-    try:
-        previous = joblib.load(path)
-    except Exception as exc:  # a truncated or foreign pickle raises many types
-        raise UserError(problem(where, f"cannot be loaded ({type(exc).__name__}: {exc})", str(path))) from None
-    if not isinstance(previous, TabularModel):
-        raise UserError(problem(where, "is not a model saved by the train stage", type(previous).__name__))
-    old, estimator = previous.schema, previous.pipeline.named_steps["model"]
-    differences = []
-    if old.task != schema.task:
-        differences.append(f"task {old.task} (now {schema.task})")
-    elif model_name(estimator, old.task) != model:
-        differences.append(f"model {model_name(estimator, old.task) or type(estimator).__name__} (now {model})")
-    if list(old.classes) != list(schema.classes):
-        differences.append(f"classes {list(old.classes)} (now {list(schema.classes)})")
-    old_names = [str(n) for n in previous.pipeline.named_steps["features"].get_feature_names_out()]
-    if old_names != feature_names:
-        gone, new = sorted(set(old_names) - set(feature_names)), sorted(set(feature_names) - set(old_names))
-        differences.append(f"features (missing now: {gone or 'none'}; new: {new or 'none'})")
-    if differences:
-        raise UserError(problem(where, "was trained on something else: " + "; ".join(differences), str(path)))
-    return estimator
 
 
 def fit(
@@ -166,55 +127,6 @@ def fit(
     return tabular, summary
 
 
-def decide(
-    tabular: TabularModel, *, estimator: Any, held: tuple[pd.DataFrame, np.ndarray], settings: TrainParams
-) -> dict[str, Any]:
-    """Fit the calibrator and choose the binary threshold on validation; sets them on the model."""
-    X_held, y_held = held
-    proba = estimator.predict_proba(X_held)
-    tabular.calibrator = fit_calibrator(method=settings.calibration, proba=proba, y=y_held)
-    calibrated = tabular.calibrator.transform(proba) if tabular.calibrator is not None else proba
-    calibrated = calibrated.round(10)  # multi-threaded forests differ in the last float digit between runs
-    out: dict[str, Any] = {"calibration": settings.calibration}
-    if len(tabular.schema.classes) != 2:
-        if settings.threshold not in (None, "auto"):
-            log.info("train.threshold applies to binary targets; ignored for %d classes", len(tabular.schema.classes))
-        return out
-    positive = tabular.positive_index()
-    is_positive = (y_held == positive).astype(int)
-    if settings.threshold == "auto":
-        tabular.threshold, _ = best_threshold(
-            positive_proba=calibrated[:, positive],
-            is_positive=is_positive,
-            metric=settings.threshold_metric,
-            min_recall=settings.min_recall,
-            min_precision=settings.min_precision,
-        )
-    else:
-        tabular.threshold = settings.threshold
-    chosen = 0.5 if tabular.threshold is None else tabular.threshold
-    metric = CLASSIFICATION[settings.threshold_metric]
-    two = np.column_stack([1 - is_positive, is_positive])
-    at = {
-        label: round(float(metric(Scored(is_positive, (calibrated[:, positive] >= t).astype(int), two, 1))), 6)
-        for label, t in (("at_0.5", 0.5), ("at_threshold", chosen))
-    }
-    log.info(
-        "threshold %.4f (%s); validation %s %.4f at 0.5 → %.4f at the threshold",
-        chosen,
-        settings.threshold,
-        settings.threshold_metric,
-        at["at_0.5"],
-        at["at_threshold"],
-    )
-    return {
-        "threshold": round(chosen, 6),
-        "threshold_metric": settings.threshold_metric,
-        f"validation_{settings.threshold_metric}_at_0.5": at["at_0.5"],
-        f"validation_{settings.threshold_metric}_at_threshold": at["at_threshold"],
-    }
-
-
 def metadata(
     *, model: str, schema: Schema, hyperparameters: dict[str, Any], features: pd.DataFrame, tuning: dict[str, Any]
 ) -> dict[str, Any]:
@@ -267,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
             )
         names = [str(n) for n in featurizer.get_feature_names_out()]
-        previous = load_init_model(settings.init_model, model=params.model, schema=schema, feature_names=names)
+        previous = load_previous(settings.init_model, model=params.model, schema=schema, feature_names=names)
     model, summary = fit(
         features=features,
         schema=schema,

@@ -10,11 +10,12 @@ import pytest
 
 from stages.demo_data import generate
 from stages.errors import UserError
+from stages.estimators import load_previous
 from stages.featurize import featurize
 from stages.metrics import CLASSIFICATION, Scored
 from stages.params import FeaturizeParams, TrainParams, parse_params
 from stages.prepare import prepare
-from stages.train import fit, load_init_model
+from stages.train import fit
 from tests.conftest import base_params, sh
 
 SMALL = {
@@ -91,7 +92,7 @@ def test_continued_training_grows_the_model_and_leaves_the_source_untouched(chur
     joblib.dump(first, source)
     before = source.read_bytes()
     names = [str(n) for n in featurizer.get_feature_names_out()]
-    previous = load_init_model(source, model=model, schema=schema, feature_names=names)
+    previous = load_previous(source, model=model, schema=schema, feature_names=names)
     continued, more = train(churn, model, previous=previous)
     assert more["continued_from_size"] == summary["size"] == 20
     assert more["size"] == 40
@@ -105,9 +106,9 @@ def test_continuing_from_an_incompatible_model_names_what_differs(churn, tmp_pat
     forest, _ = train(churn, "random_forest")
     joblib.dump(forest, tmp_path / "forest.joblib")
     with pytest.raises(UserError, match=r"train\.init_model: was trained on something else: model random_forest"):
-        load_init_model(tmp_path / "forest.joblib", model="xgboost", schema=schema, feature_names=names)
+        load_previous(tmp_path / "forest.joblib", model="xgboost", schema=schema, feature_names=names)
     with pytest.raises(UserError, match=r"features \(missing now: \['tenure_months'\]"):
-        load_init_model(
+        load_previous(
             tmp_path / "forest.joblib",
             model="random_forest",
             schema=schema,
@@ -124,12 +125,12 @@ def test_continuing_from_an_incompatible_model_names_what_differs(churn, tmp_pat
     )
     joblib.dump(other, tmp_path / "regression.joblib")
     with pytest.raises(UserError, match=r"task regression \(now classification\)"):
-        load_init_model(tmp_path / "regression.joblib", model="random_forest", schema=schema, feature_names=names)
+        load_previous(tmp_path / "regression.joblib", model="random_forest", schema=schema, feature_names=names)
     (tmp_path / "corrupt.joblib").write_bytes(b"not a pickle")
     with pytest.raises(UserError, match=r"train\.init_model: cannot be loaded"):
-        load_init_model(tmp_path / "corrupt.joblib", model="random_forest", schema=schema, feature_names=names)
+        load_previous(tmp_path / "corrupt.joblib", model="random_forest", schema=schema, feature_names=names)
     with pytest.raises(UserError, match=r"train\.init_model: file not found.*dvc get"):
-        load_init_model(tmp_path / "absent.joblib", model="random_forest", schema=schema, feature_names=names)
+        load_previous(tmp_path / "absent.joblib", model="random_forest", schema=schema, feature_names=names)
 
 
 def test_auto_threshold_maximizes_the_metric_on_validation(churn):
