@@ -48,8 +48,9 @@ class Calibrator:
         return self
 
     def _fit_one(self, p: np.ndarray, hit: np.ndarray) -> Any:
-        if self.method == "isotonic":
-            return IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(p, hit)
+        if self.method == "isotonic":  # kept off exact 0/1 (half a row's worth), which log-loss punishes without end
+            floor = 0.5 / len(hit)
+            return IsotonicRegression(y_min=floor, y_max=1 - floor, out_of_bounds="clip").fit(p, hit)
         return LogisticRegression(C=1e6).fit(_logit(p), hit)
 
     def _apply(self, model: Any, p: np.ndarray) -> np.ndarray:

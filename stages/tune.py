@@ -78,8 +78,8 @@ def write_reports(
     metric: str = "",
 ) -> None:
     """Metrics and plots through dvclive (JSON for `dvc plots`, PNG for people), trials as CSV.
-    Without a search the plots directory still exists, holding an empty history, so DVC finds
-    every declared output."""
+    Without a search the plot files still exist, holding empty lists, so every plot declared in
+    dvc.yaml loads (DVC fails on a missing file, draws nothing for an empty one)."""
     history = history if history is not None else pd.DataFrame(columns=["trial", "score", "best"])
     importances = importances if importances is not None else pd.DataFrame(columns=["param", "importance"])
     with atomic_path(reports / "trials.csv") as tmp:
@@ -88,8 +88,7 @@ def write_reports(
         for name, value in metrics.items():
             live.log_metric(name, value, plot=False)
         live.log_plot("history", history, x="trial", y="best", template="linear", title=f"Best {metric} so far")
-        if not importances.empty:
-            live.log_plot("importance", importances, x="importance", y="param", template="bar_horizontal")
+        live.log_plot("importance", importances, x="importance", y="param", template="bar_horizontal")
         if not history.empty:
             for key, figure in figures(history, importances, metric=metric).items():
                 live.log_image(f"{key}.png", figure)

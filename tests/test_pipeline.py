@@ -27,8 +27,10 @@ def test_repro_writes_sane_metrics_and_every_declared_plot(repo):
     assert 0.7 < metrics["test"]["roc_auc"] <= 1.0
     assert 0.0 <= metrics["test"]["f1"] <= 1.0
     pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
-    for plot in pipeline["plots"]:
-        assert (repo / next(iter(plot))).is_file()
+    for plot in pipeline["plots"]:  # a path, or a named plot whose y maps its data files
+        name, props = next(iter(plot.items())) if isinstance(plot, dict) else (plot, None)
+        for source in props["y"] if props and isinstance(props.get("y"), dict) else [name]:
+            assert (repo / source).exists(), source
     rendered = json.loads(sh([DVC, "plots", "show", "--json"], repo).stdout)
     assert "errors" not in json.dumps(rendered).lower() or not rendered.get("errors")
     # each stage read exactly the params keys it declares in dvc.yaml (tune with tuner: none
