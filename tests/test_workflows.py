@@ -1,0 +1,104 @@
+"""The GitHub workflows: valid against GitHub's workflow schema (checked offline with
+check-jsonschema's bundled copy, which also rejects a broken file), and calling the commands the
+README documents and the review module accepts."""
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.review import parser as review_parser
+from tests.conftest import ROOT
+
+WORKFLOWS = ROOT / ".github/workflows"
+CHECK_JSONSCHEMA = str(Path(sys.executable).parent / "check-jsonschema")
+
+
+def validate(*paths: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CHECK_JSONSCHEMA, "--builtin-schema", "vendor.github-workflows", *map(str, paths)],
+        capture_output=True,
+        text=True,
+    )
+
+
+def load(name: str) -> dict:
+    workflow = yaml.safe_load((WORKFLOWS / name).read_text())
+    workflow["on"] = workflow.pop(True, workflow.get("on"))  # YAML 1.1 reads the key `on` as true
+    return workflow
+
+
+def steps(workflow: dict) -> list[dict]:
+    return [step for job in workflow["jobs"].values() for step in job["steps"]]
+
+
+def run_lines(workflow: dict) -> list[str]:
+    return [line.strip() for step in steps(workflow) for line in step.get("run", "").splitlines() if line.strip()]
+
+
+def test_both_workflows_are_valid():
+    result = validate(WORKFLOWS / "tests.yml", WORKFLOWS / "pr-review.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "pattern", "replacement", "error"),
+    [
+        ("tests.yml", r"\n\s+runs-on: ubuntu-latest", "", "'runs-on' is a required property"),
+        ("pr-review.yml", r"\n(\s+)steps:", r"\n\1step:", "'step' was unexpected"),
+        ("pr-review.yml", r"pull-requests: write", "pull-requests: sometimes", "'sometimes' is not one of"),
+    ],
+)
+def test_a_broken_copy_fails_validation(tmp_path, name, pattern, replacement, error):
+    text = (WORKFLOWS / name).read_text()
+    broken, count = re.subn(pattern, replacement, text, count=1)
+    assert count == 1
+    (tmp_path / name).write_text(broken)
+    result = validate(tmp_path / name)
+    assert result.returncode != 0
+    assert error in result.stdout + result.stderr
+
+
+def readme_commands() -> set[str]:
+    """The two set-up commands of the README's first code block."""
+    block = re.search(r"## Set-up.*?```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    return {line.split("#")[0].strip() for line in block.splitlines() if line.strip()}
+
+
+def test_readme_still_documents_the_commands_the_workflows_run():
+    assert readme_commands() == {"python3 run.py pipeline", "python3 run.py test"}
+
+
+def test_tests_workflow_runs_the_readme_test_command_on_push_and_pull_request():
+    workflow = load("tests.yml")
+    assert {"push", "pull_request"} <= set(workflow["on"])
+    assert "python3 run.py test" in run_lines(workflow)
+    assert (ROOT / ".ci/run").read_text().rstrip().endswith("python3 run.py test")
+
+
+def test_review_workflow_reproduces_reviews_and_comments():
+    workflow = load("pr-review.yml")
+    assert set(workflow["on"]) == {"pull_request"}
+    assert workflow["permissions"]["pull-requests"] == "write"
+    by_use = {step["uses"].split("@")[0]: step for step in steps(workflow) if "uses" in step}
+    assert by_use["actions/checkout"]["with"]["fetch-depth"] == 0
+    assert str(by_use["actions/setup-python"]["with"]["python-version"]) == "3.11"
+    assert by_use["actions/upload-artifact"]["with"]["path"].rstrip("/") == "reports/review"
+
+    lines = run_lines(workflow)
+    assert lines.index("python3 run.py setup") < lines.index("python3 run.py pipeline")
+    pull = next(step for step in steps(workflow) if "dvc pull" in step.get("run", ""))
+    assert "--run-cache" in pull["run"] and pull["continue-on-error"] is True
+    assert pull["if"] == "env.AWS_ACCESS_KEY_ID != ''"
+
+    review = next(line for line in lines if "stages.review" in line)
+    assert lines.index(review) > lines.index("python3 run.py pipeline")
+    args = review_parser().parse_args(shlex.split(review)[3:])  # the flags exist and parse
+    assert args.base == "origin/$BASE_REF" and args.head is None and args.out == "reports/review"
+    comment = next(step for step in steps(workflow) if "gh pr comment" in step.get("run", ""))
+    assert "--edit-last" in comment["run"] and "reports/review/comment.md" in comment["run"]
+    assert "GH_TOKEN" in comment["env"]
