@@ -368,7 +368,7 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
-@stage_main("review")
+@stage_main("review", in_pipeline=False)
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     root = check_repository(Path.cwd(), {"--base": args.base, "--head": args.head})

@@ -31,8 +31,9 @@ def configure_logging(stage: str, log_dir: Path = LOG_DIR) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def stage_main(stage: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Decorate a stage's `main(argv)`: log set-up, elapsed time, user errors → exit 2."""
+def stage_main(stage: str, *, in_pipeline: bool = True) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Decorate a stage's `main(argv)`: log set-up, elapsed time, user errors → exit 2.
+    `in_pipeline=False` for report commands run outside `dvc repro` (no DVC outputs to restore)."""
 
     def wrap(main: Callable[..., None]) -> Callable[..., None]:
         @functools.wraps(main)
@@ -43,11 +44,12 @@ def stage_main(stage: str) -> Callable[[Callable[..., None]], Callable[..., None
                 main(argv)
             except UserError as exc:
                 log.error("%s", exc)
-                log.error(
-                    "stage %s failed and wrote nothing; under dvc repro, `dvc checkout` restores "
-                    "the outputs DVC cleared before the run",
-                    stage,
-                )
+                if in_pipeline:
+                    log.error(
+                        "stage %s failed and wrote nothing; under dvc repro, `dvc checkout` restores "
+                        "the outputs DVC cleared before the run",
+                        stage,
+                    )
                 raise SystemExit(2) from None
             log.info("stage %s done in %.1fs", stage, time.perf_counter() - started)
 
