@@ -1,8 +1,9 @@
 """Class balancing: the sampler registry, the `auto` decision, and categorical-aware SMOTE.
 
-Samplers only ever see training rows: train (and tune, inside each CV fold) puts them in an
-`imblearn.pipeline.Pipeline`, which resamples when fitting and is a no-op when predicting;
-the saved model has no sampler step at all.
+Samplers only ever see training rows: `balance` is called by train on the featurized training
+split and by tune on each CV fold's training rows after that fold's featurizer is fitted, the
+same order an `imblearn.pipeline.Pipeline` keeps (resample when fitting, never when
+predicting). Held-out rows are never resampled, and the saved model has no sampler step at all.
 
 Why a wrapper around the SMOTE family: samplers run on featurized rows, where a category is a
 group of one-hot columns and a flag (boolean feature, missing-value indicator) is a 0/1 column.
