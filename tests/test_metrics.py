@@ -63,9 +63,13 @@ def test_probability_metrics_binary_and_multiclass():
     values = score_all("classification", binary)
     assert values["brier"] == pytest.approx((0.2**2 + 0.4**2) / 2)
     assert values["log_loss"] == pytest.approx(-(np.log(0.8) + np.log(0.6)) / 2, abs=1e-6)
-    multi = Scored(y_true=np.array([0, 2]), y_pred=np.array([0, 2]), proba=np.array([[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]]))
+    multi = Scored(
+        y_true=np.array([0, 1, 2]),
+        y_pred=np.array([0, 1, 2]),
+        proba=np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.5, 0.5]]),
+    )
     values = score_all("classification", multi)
-    assert values["brier"] == pytest.approx((0 + 0.25 + 0.25) / 2)
+    assert values["brier"] == pytest.approx((0 + 0 + 0.25 + 0.25) / 3, abs=1e-6)
     assert values["balanced_accuracy"] == 1.0
 
 
