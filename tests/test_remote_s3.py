@@ -118,3 +118,31 @@ def test_default_local_remote_round_trip(origin):
     clone = origin.parent / "clone-beside-origin"
     sh(["git", "clone", "-q", str(origin), str(clone)], origin.parent)
     assert_pull_restores_everything(origin, clone, remote=["-r", "storage"])
+
+
+def test_run_cache_restores_a_teammates_experiment_without_retraining(tmp_path_factory, tmp_path):
+    """A result dvc.lock does not record (a teammate's other sampler) comes back from the run
+    cache: tune and train are restored, not run (prepare and featurize did not change);
+    evaluate, whose metrics stay in git (cache: false, for diffs in pull requests), re-scores
+    the restored model."""
+    origin = reproduced_repo(tmp_path_factory, "teammate")
+    store = tmp_path / "store"
+    sh([DVC, "remote", "add", "-f", "team", str(store)], origin)
+    sh([DVC, "push", "-r", "team"], origin)  # the committed baseline
+    sh([DVC, "exp", "run", "-S", "sampler=random_over"], origin)
+    sh([DVC, "push", "-r", "team", "--run-cache"], origin)
+    trained = (origin / "models/model.joblib").read_bytes()
+
+    clone = tmp_path / "clone"
+    sh(["git", "clone", "-q", str(origin), str(clone)], tmp_path)
+    sh([DVC, "remote", "add", "-f", "-d", "team", str(store)], clone)
+    sh([DVC, "pull", "--run-cache"], clone)
+    params = clone / "params.yaml"
+    params.write_text(params.read_text().replace("sampler: none ", "sampler: random_over "))
+    result = sh([DVC, "repro", "--pull"], clone)  # --pull fetches the outputs the run cache points to
+    ran = [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]
+    assert ran == ["evaluate"], result.stdout
+    for stage in ("tune", "train"):
+        assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in result.stdout, result.stdout
+    assert (clone / "models/model.joblib").read_bytes() == trained
+    assert not (clone / "reports/logs/train.log").exists()
