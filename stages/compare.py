@@ -4,7 +4,7 @@
 
 Reads   `dvc exp show --json` (the workspace, its baseline and every experiment on it)
 Writes  reports/compare/<by>.md (test metrics ranked by the metric, the sampler `auto` chose,
-        time of each run) and reports/compare/<by>.png (the metric per value, as bars)
+        the experiment's name and time) and reports/compare/<by>.png (the metric per value, as bars)
 
 Queue the experiments first, e.g. for samplers (README, "Compare class balancing strategies"):
     dvc exp run --queue -S 'sampler=none,auto,smote,adasyn' && dvc exp run --run-all
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,8 @@ TRAIN_FILE = "reports/train/metrics.json"
 
 
 def experiment_rows(shown: list[dict[str, Any]], *, by: str) -> pd.DataFrame:
-    """One row per experiment (and the baseline): the compared param, test metrics, balancing."""
+    """One row per experiment (and the workspace and baseline): the compared param, test metrics,
+    the sampler used, where the row comes from (`source`) and when it was made (`timestamp`)."""
     rows = []
     for commit in shown:
         for exp in [commit, *(commit.get("experiments") or [])]:
@@ -45,21 +47,36 @@ def experiment_rows(shown: list[dict[str, Any]], *, by: str) -> pd.DataFrame:
                 if by not in params or not test:
                     continue
                 train = (metrics.get(TRAIN_FILE) or {}).get("data", {})
+                name = rev.get("name") or exp.get("name") or data.get("rev")
+                source = "experiment" if exp is not commit else "workspace" if name == "workspace" else "baseline"
+                value = params[by]
                 rows.append(
                     {
-                        by: params[by],
-                        "experiment": rev.get("name") or exp.get("name") or data.get("rev"),
+                        by: json.dumps(value) if isinstance(value, list | dict) else value,
+                        "experiment": name,
                         "sampler_used": train.get("sampler_used"),
                         **test,
+                        "source": source,
+                        "timestamp": data.get("timestamp"),
                     }
                 )
     frame = pd.DataFrame(rows)
     return frame.drop_duplicates(subset=[by, "experiment"]) if not frame.empty else frame
 
 
+SOURCE_ORDER = {"experiment": 0, "workspace": 1, "baseline": 2}
+INTERNAL = ("source",)
+
+
 def rank(frame: pd.DataFrame, *, by: str, metric: str) -> pd.DataFrame:
-    """Best first; for a value run more than once, the latest (first listed) row is kept."""
-    if frame.empty or metric not in frame:
+    """Best first, one row per value of `by`; rows without the metric are left out.
+
+    A value run more than once keeps its most recent experiment. The workspace and the baseline
+    commit only stand in for values no experiment ran: their metrics can predate the changes the
+    queued experiments were run with (or come from other data), which would not be a fair comparison.
+    """
+    scored = frame[frame[metric].notna()] if metric in frame else frame.iloc[0:0]
+    if scored.empty:
         raise UserError(
             problem(
                 "compare",
@@ -68,14 +85,19 @@ def rank(frame: pd.DataFrame, *, by: str, metric: str) -> pd.DataFrame:
                 "Run the experiments first (see the module docstring)",
             )
         )
+    latest_first = (
+        scored.assign(_order=scored["source"].map(SOURCE_ORDER))
+        .sort_values(["_order", "timestamp"], ascending=[True, False], na_position="last")
+        .drop(columns="_order")
+        .drop_duplicates(subset=[by])
+    )
     ascending = metric in LOWER_IS_BETTER
-    return frame.drop_duplicates(subset=[by]).sort_values(metric, ascending=ascending).reset_index(drop=True)
+    return latest_first.sort_values(metric, ascending=ascending, kind="stable").reset_index(drop=True)
 
 
 def markdown(frame: pd.DataFrame, *, by: str, metric: str) -> str:
-    columns = [by, "sampler_used", metric] + [
-        c for c in frame.columns if c not in (by, "sampler_used", metric, "experiment")
-    ]
+    first, last = [by, "sampler_used", metric], ["experiment", "timestamp"]
+    columns = first + [c for c in frame.columns if c not in (*first, *last, *INTERNAL)] + last
     table = frame[[c for c in columns if c in frame]]
     header = "| rank | " + " | ".join(table.columns) + " |\n|" + "---|" * (len(table.columns) + 1) + "\n"
     body = "".join(
@@ -94,7 +116,8 @@ def plot(frame: pd.DataFrame, *, by: str, metric: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(frame) + 1.2))
     ax.barh(frame[by].astype(str)[::-1], frame[metric][::-1], color="#4c72b0")
     low = frame[metric].min()
-    ax.set_xlim(max(0.0, low - 0.1 * (frame[metric].max() - low + 1e-9) - 0.01), None)
+    left = low - 0.1 * (frame[metric].max() - low + 1e-9) - 0.01
+    ax.set_xlim(max(0.0, left) if low >= 0 else left, None)  # bars of negative values (r2) stay visible
     ax.set_xlabel(f"test {metric}")
     ax.set_title(f"{metric} by {by}")
     fig.tight_layout()
@@ -104,6 +127,8 @@ def plot(frame: pd.DataFrame, *, by: str, metric: str, path: Path) -> None:
 
 
 def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
