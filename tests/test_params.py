@@ -99,3 +99,31 @@ def test_params_are_frozen(params):
     with pytest.raises(Exception, match="frozen"):
         params.seed = 1  # type: ignore[misc]
     assert isinstance(params, Params)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            {"sampler": "adasin"},
+            r"sampler: must be one of none, auto, random_over, .*\. Got 'adasin'\. Did you mean 'adasyn'\?",
+        ),
+        (
+            {"sampling": {"sampling_strategy": "minorty"}},
+            r"sampling\.sampling_strategy: must be one of auto, minority, .*Got 'minorty'\. Did you mean 'minority'\?",
+        ),
+        (
+            {"sampling": {"sampling_strategy": 1.5}},
+            r"sampling\.sampling_strategy: must be a number in \(0, 1\] or a name\. Got 1\.5\.",
+        ),
+        (
+            {"task": "regression", "metric": "rmse", "sampler": "smote"},
+            r"sampler: balances classes, so it applies to classification only\. Got 'smote'\. "
+            r"Use sampler: none \(or auto",
+        ),
+        ({"sampling": {"k_neighbors": 0}}, r"sampling\.k_neighbors: input should be greater than or equal to 1"),
+    ],
+)
+def test_bad_sampler_settings_are_reported(overrides, message):
+    with pytest.raises(UserError, match=message):
+        parse_params(base_params(**overrides))

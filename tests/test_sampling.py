@@ -10,19 +10,25 @@ from stages.preprocessing import one_hot_groups
 from stages.sampling import SAMPLERS, balance, categorical_groups, decide
 from stages.schema import Schema
 from stages.train import fit
+from stages.tuning import build_folds
 
 CONFIG = SamplingParams()
 
 
-def imbalanced(classes: int = 2, categorical: bool = True, rows: int = 240, seed: int = 0):
-    """Features of a frame whose last class holds ~10% of rows; with a categorical column and a flag."""
+def raw_imbalanced(classes: int = 2, categorical: bool = True, rows: int = 240, seed: int = 0):
+    """A raw frame whose last class holds ~10% of rows; with a categorical column and a flag."""
     rng = np.random.default_rng(seed)
     y = rng.choice(classes, size=rows, p=[0.9, 0.1] if classes == 2 else [0.6, 0.3, 0.1])
     frame = pd.DataFrame({"x": rng.normal(size=rows) + y, "z": rng.normal(size=rows), "flag": rng.random(rows) < 0.5})
     if categorical:
         frame["c"] = rng.choice(["a", "b", "c"], size=rows)
     frame["y"] = y
-    schema = Schema.infer(frame, task="classification", target="y", id_column=None)
+    return frame, Schema.infer(frame, task="classification", target="y", id_column=None)
+
+
+def imbalanced(classes: int = 2, categorical: bool = True, rows: int = 240, seed: int = 0):
+    """Featurizer, featurized rows and schema of raw_imbalanced()."""
+    frame, schema = raw_imbalanced(classes, categorical, rows, seed)
     featurizer, features, _ = featurize(train=frame, validation=frame.head(3), schema=schema, config=FeaturizeParams())
     return featurizer, features, schema
 
@@ -143,3 +149,61 @@ def test_categorical_groups_cover_one_hot_and_flags():
     groups = categorical_groups(list(X.columns), one_hot_groups(featurizer), X)
     named = [[X.columns[i] for i in g] for g in groups]
     assert ["c_a", "c_b", "c_c"] in named and ["flag"] in named and ["x"] not in named
+
+
+@pytest.mark.parametrize("name", sorted(set(SAMPLERS) - {"none"}))
+@pytest.mark.parametrize("classes", [2, 3])
+@pytest.mark.parametrize("categorical", [True, False])
+def test_every_sampler_trains_a_model_that_predicts_raw_rows(name, classes, categorical):
+    frame, schema = raw_imbalanced(classes, categorical, rows=300)
+    train, validation = frame.iloc[:240], frame.iloc[240:]
+    featurizer, features, held = featurize(train=train, validation=validation, schema=schema, config=FeaturizeParams())
+    model, summary = fit(
+        features=features,
+        schema=schema,
+        featurizer=featurizer,
+        model="lightgbm",
+        hyperparameters={"n_estimators": 20, "min_child_samples": 5},
+        seed=0,
+        sampler=name,
+        sampling=CONFIG,
+        validation=held,
+    )
+    assert summary["sampler_used"] == name
+    assert summary["training_rows_resampled"] != summary["training_rows"]
+    probabilities = model.predict_proba(validation.drop(columns=["y"]))
+    assert probabilities.shape == (len(validation), classes)
+    assert np.allclose(probabilities.sum(axis=1), 1)
+
+
+@pytest.mark.parametrize("cv_folds", [0, 3])
+@pytest.mark.parametrize(
+    "name,balanced_to",
+    [("smote", "majority"), ("random_over", "majority"), ("adasyn", None), ("random_under", "minority")],
+)
+def test_held_out_rows_are_never_resampled_and_fit_rows_follow_the_strategy(cv_folds, name, balanced_to):
+    frame, schema = raw_imbalanced(rows=300)
+    train, validation = frame.iloc[:240], frame.iloc[240:]
+    folds = build_folds(
+        train=train,
+        validation=validation,
+        schema=schema,
+        cv_folds=cv_folds,
+        featurize=FeaturizeParams(),
+        sampler=name,
+        sampling=CONFIG,
+        seed=0,
+    )
+    held_counts = sum(np.bincount(fold.y_held, minlength=2) for fold in folds)
+    source = validation if cv_folds == 0 else train  # every held-out row once, as it was
+    assert held_counts.tolist() == np.bincount(source["y"], minlength=2).tolist()
+    for fold in folds:
+        assert len(fold.X_held) == len(fold.y_held)
+        fit_counts = np.bincount(fold.y)
+        original = len(source) - len(fold.y_held) if cv_folds else len(train)
+        if balanced_to == "majority":
+            assert fit_counts[0] == fit_counts[1] and fit_counts.sum() > original
+        elif balanced_to == "minority":
+            assert fit_counts[0] == fit_counts[1] and fit_counts.sum() < original
+        else:  # adasyn: the minority class grows to about the majority's size
+            assert fit_counts[1] > 0.8 * fit_counts[0] and fit_counts.sum() > original
