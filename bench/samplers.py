@@ -46,7 +46,7 @@ def in_process(
     from stages.evaluate import score
     from stages.featurize import featurize
     from stages.params import load_params
-    from stages.prepare import prepare
+    from stages.prepare import prepare_with
     from stages.train import fit
 
     p = load_params(ROOT / "params.yaml")
@@ -54,15 +54,7 @@ def in_process(
     frame = pd.read_parquet(ROOT / p.data.path)
     if rows is not None:
         frame = frame.sample(rows, random_state=0)
-    splits, schema, _ = prepare(
-        frame,
-        task=p.task,
-        seed=p.seed,
-        data=p.data,
-        test_size=p.prepare.test_size,
-        validation_size=p.prepare.validation_size,
-        text_min_share=p.prepare.text_to_number_min_share,
-    )
+    splits, schema, _ = prepare_with(frame, p)
     settings = p.train if threshold is None else p.train.model_copy(update={"threshold": _threshold(threshold)})
     featurizer, train, validation = featurize(
         train=splits["train"], validation=splits["validation"], schema=schema, config=p.featurize

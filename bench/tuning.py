@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from stages import tuning  # noqa: E402
 from stages.metrics import better  # noqa: E402
 from stages.params import load_params  # noqa: E402
-from stages.prepare import prepare  # noqa: E402
+from stages.prepare import prepare_with  # noqa: E402
 
 
 def search_for(p, splits, schema, *, model: str, metric: str) -> tuning.Search:
@@ -73,15 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     p = load_params(ROOT / "params.yaml")
     frame = pd.read_parquet(ROOT / p.data.path)
-    splits, schema, _ = prepare(
-        frame,
-        task=p.task,
-        seed=p.seed,
-        data=p.data,
-        test_size=p.prepare.test_size,
-        validation_size=p.prepare.validation_size,
-        text_min_share=p.prepare.text_to_number_min_share,
-    )
+    splits, schema, _ = prepare_with(frame, p)
     search = search_for(p, splits, schema, model=args.model, metric=args.metric)
     grid = p.tune.search_space(kind="grid", model=args.model, task=p.task)
     space = p.tune.search_space(kind="space", model=args.model, task=p.task)

@@ -197,15 +197,9 @@ def prepare(
     return splits, schema, summary
 
 
-@stage_main("prepare")
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Validate, clean and split the raw table.")
-    parser.add_argument("--out-dir", default="data/prepared")
-    parser.add_argument("--summary", default="reports/prepare/summary.json")
-    args = parser.parse_args(argv)
-    params = load_stage_params("prepare", PARAMS)
-    frame = read_table(params.data.path)
-    splits, schema, summary = prepare(
+def prepare_with(frame: pd.DataFrame, params: Any) -> tuple[dict[str, pd.DataFrame], Schema, dict[str, Any]]:
+    """prepare() with the settings of params.yaml (the stage and the benchmarks split alike)."""
+    return prepare(
         frame,
         task=params.task,
         seed=params.seed,
@@ -214,6 +208,17 @@ def main(argv: list[str] | None = None) -> None:
         validation_size=params.prepare.validation_size,
         text_min_share=params.prepare.text_to_number_min_share,
     )
+
+
+@stage_main("prepare")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Validate, clean and split the raw table.")
+    parser.add_argument("--out-dir", default="data/prepared")
+    parser.add_argument("--summary", default="reports/prepare/summary.json")
+    args = parser.parse_args(argv)
+    params = load_stage_params("prepare", PARAMS)
+    frame = read_table(params.data.path)
+    splits, schema, summary = prepare_with(frame, params)
     params.record_reads()
     out = Path(args.out_dir)
     for name, part in splits.items():
