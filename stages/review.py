@@ -203,6 +203,10 @@ def diff_rows(table: str) -> int:
     return max(0, sum(line.startswith("|") for line in table.splitlines()) - 2)
 
 
+# First line of comment.md: the workflow finds and edits its own comment by it, never another bot's.
+COMMENT_MARKER = "<!-- reprotab experiment review -->"
+
+
 def report_markdown(
     *,
     base: str,
@@ -392,7 +396,11 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(report_markdown(base=labels[0], head=labels[1], images=images, **texts), encoding="utf-8")
     if args.artifact_url:
-        body = report_markdown(base=labels[0], head=labels[1], images=images, images_url=args.artifact_url, **texts)
+        body = (
+            COMMENT_MARKER
+            + "\n"
+            + report_markdown(base=labels[0], head=labels[1], images=images, images_url=args.artifact_url, **texts)
+        )
         with atomic_path(out / "comment.md") as tmp:
             tmp.write_text(body, encoding="utf-8")
     log.info(

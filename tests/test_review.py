@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from stages.review import (
+    COMMENT_MARKER,
     Plot,
     choose_axes,
     clip_infinite,
@@ -349,6 +350,7 @@ def test_review_between_a_commit_and_the_workspace(history):
         samplers=("random_under", "none"),
     )
     comment = (repo / "reports/review/comment.md").read_text()
+    assert comment.splitlines()[0] == COMMENT_MARKER  # the workflow finds its own comment by it
     assert "(https://ci.example/runs/1)" in comment and "![" not in comment
 
 

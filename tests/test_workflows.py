@@ -100,5 +100,7 @@ def test_review_workflow_reproduces_reviews_and_comments():
     args = review_parser().parse_args(shlex.split(review)[3:])  # the flags exist and parse
     assert args.base == "origin/$BASE_REF" and args.head is None and args.out == "reports/review"
     comment = next(step for step in steps(workflow) if "gh pr comment" in step.get("run", ""))
-    assert "--edit-last" in comment["run"] and "reports/review/comment.md" in comment["run"]
+    # its own comment is found by the marker on comment.md's first line, edited, or else created
+    assert "head -n 1 reports/review/comment.md" in comment["run"] and "startswith" in comment["run"]
+    assert "--method PATCH" in comment["run"] and "body=@reports/review/comment.md" in comment["run"]
     assert "GH_TOKEN" in comment["env"]
