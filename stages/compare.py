@@ -25,7 +25,7 @@ import pandas as pd
 
 from stages.data import atomic_path
 from stages.errors import UserError, problem
-from stages.metrics import LOWER_IS_BETTER
+from stages.metrics import LOWER_IS_BETTER, flatten
 from stages.runner import stage_main
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def experiment_rows(shown: list[dict[str, Any]], *, by: str) -> pd.DataFrame:
                         by: json.dumps(value) if isinstance(value, list | dict) else value,
                         "experiment": name,
                         "sampler_used": train.get("sampler_used"),
-                        **test,
+                        **flatten(test),  # nested sections as at_0.5/f1, like dvclive
                         "source": source,
                         "timestamp": data.get("timestamp"),
                     }

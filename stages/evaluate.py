@@ -35,7 +35,7 @@ from stages import reporting
 from stages.data import atomic_path
 from stages.errors import UserError, problem
 from stages.estimators import TabularModel, encode_target
-from stages.metrics import Scored, score_all
+from stages.metrics import Scored, flatten, score_all
 from stages.params import load_stage_params
 from stages.runner import stage_main
 
@@ -95,17 +95,6 @@ def predictions(model: TabularModel, rows: pd.DataFrame, scored: Scored) -> pd.D
         for index, label in enumerate(schema.classes):
             out[f"proba_{label}"] = scored.proba[:, index].round(6)
     return out
-
-
-def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """{"test": {"at_0.5": {"f1": x}}} → {"test/at_0.5/f1": x}, the names dvclive logs."""
-    flat: dict[str, float] = {}
-    for name, value in values.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{name}/"))
-        else:
-            flat[f"{prefix}{name}"] = value
-    return flat
 
 
 def load_model(path: str | Path) -> TabularModel:

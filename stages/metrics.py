@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn import metrics as skm
@@ -101,3 +102,14 @@ def better(metric: str, candidate: float, incumbent: float) -> bool:
 def score_all(task: str, scored: Scored) -> dict[str, float]:
     """Every metric of the task, rounded for stable diffs."""
     return {name: round(float(function(scored)), 6) for name, function in BY_TASK[task].items()}
+
+
+def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """{"test": {"at_0.5": {"f1": x}}} → {"test/at_0.5/f1": x}, the names dvclive logs."""
+    flat: dict[str, float] = {}
+    for name, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{name}/"))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat

@@ -360,3 +360,11 @@ def test_queued_samplers_are_run_and_ranked(repo):
         (name, pytest.approx(value, abs=5e-5)) for name, value in expected
     ]
     assert (repo / "reports/compare/sampler.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_nested_test_metrics_become_columns_named_like_dvclive():
+    test = {"f1": 0.4, "at_0.5": {"f1": 0.05, "recall": 0.03}}
+    shown = baseline_with(experiment("a", "2026-01-02T00:00:00", {"sampler": "none"}, test))
+    rows = experiment_rows(shown, by="sampler")
+    assert rows.iloc[0][["f1", "at_0.5/f1", "at_0.5/recall"]].tolist() == [0.4, 0.05, 0.03]
+    assert "| 0.0500 |" in markdown(rank(rows, by="sampler", metric="f1"), by="sampler", metric="f1")

@@ -158,11 +158,6 @@ def test_binary_metrics_at_0_5_only_with_a_stored_threshold(churn_small):
     assert evaluate.score(model, splits["test"])[1] == evaluate.split_metrics(model, scored, raw)
 
 
-def test_flatten_gives_dvclive_metric_names():
-    nested = {"test": {"f1": 0.5, "at_0.5": {"f1": 0.25}}, "threshold": 0.3}
-    assert evaluate.flatten(nested) == {"test/f1": 0.5, "test/at_0.5/f1": 0.25, "threshold": 0.3}
-
-
 def declared_sources() -> dict[str, frozenset[str]]:
     """Each evaluate data file dvc.yaml's plots read → its x and y fields (in either role: the
     normalized confusion matrix swaps them)."""

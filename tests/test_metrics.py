@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stages.metrics import Scored, better, score_all
+from stages.metrics import Scored, better, flatten, score_all
 
 
 def test_binary_metrics_score_the_positive_class():
@@ -76,3 +76,8 @@ def test_probability_metrics_binary_and_multiclass():
 def test_better_follows_each_metrics_direction():
     assert better("roc_auc", 0.9, 0.8) and not better("roc_auc", 0.8, 0.9)
     assert better("rmse", 1.0, 2.0) and better("log_loss", 0.1, 0.2) and not better("brier", 0.3, 0.2)
+
+
+def test_flatten_gives_dvclive_metric_names():
+    nested = {"test": {"f1": 0.5, "at_0.5": {"f1": 0.25}}, "threshold": 0.3}
+    assert flatten(nested) == {"test/f1": 0.5, "test/at_0.5/f1": 0.25, "threshold": 0.3}
