@@ -36,26 +36,35 @@ sys.path.insert(0, str(ROOT))
 REPORTED = ("pr_auc", "f1", "recall", "precision")
 
 
-def in_process(
-    *, samplers: list[str], model: str | None, rows: int | None, threshold: str | None
-) -> tuple[list[dict[str, Any]], str]:
+def bench_params(threshold: str | None) -> Any:
+    """params.yaml with --threshold as train.threshold, checked by the params loader like any edit."""
+    import yaml
+
+    from stages.params import parse_params
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    if threshold is not None:
+        value = None if threshold.lower() == "none" else yaml.safe_load(threshold)  # "auto", null or a number
+        raw.setdefault("train", {})["threshold"] = value
+    return parse_params(raw)
+
+
+def in_process(p: Any, *, samplers: list[str], model: str | None, rows: int | None) -> tuple[list[dict[str, Any]], str]:
     """One row per sampler: sampler used, resampled training rows, threshold, test metrics, fit seconds."""
     import pandas as pd
 
     from stages.errors import UserError
     from stages.evaluate import score
     from stages.featurize import featurize
-    from stages.params import load_params
     from stages.prepare import prepare_with
     from stages.train import fit
 
-    p = load_params(ROOT / "params.yaml")
     model = model or p.model
     frame = pd.read_parquet(ROOT / p.data.path)
     if rows is not None:
         frame = frame.sample(rows, random_state=0)
     splits, schema, _ = prepare_with(frame, p)
-    settings = p.train if threshold is None else p.train.model_copy(update={"threshold": _threshold(threshold)})
+    settings = p.train
     featurizer, train, validation = featurize(
         train=splits["train"], validation=splits["validation"], schema=schema, config=p.featurize
     )
@@ -158,11 +167,8 @@ def dvc_recipe(*, samplers: list[str], jobs: int) -> None:
         print((repo / "reports/compare/sampler.md").read_text(encoding="utf-8"))
 
 
-def _threshold(text: str) -> str | float | None:
-    return None if text.lower() in ("none", "null") else "auto" if text == "auto" else float(text)
-
-
 def main() -> None:
+    from stages.errors import UserError
     from stages.params import METRICS, SAMPLERS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -180,10 +186,14 @@ def main() -> None:
     unknown = sorted(set(samplers) - set(SAMPLERS))
     if unknown:
         parser.error(f"unknown samplers {unknown}; known: {', '.join(SAMPLERS)}")
+    try:
+        p = bench_params(args.threshold)
+    except UserError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     started = time.perf_counter()
-    results, header = in_process(samplers=samplers, model=args.model, rows=args.rows, threshold=args.threshold)
+    results, header = in_process(p, samplers=samplers, model=args.model, rows=args.rows)
     print(header)
     print(f"in-process: prepare + featurize once, then resample + fit + score per sampler ({args.metric} first)\n")
     print_table(results, metric=args.metric)
