@@ -26,7 +26,8 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 
 
 def _lock_digest() -> str:
-    return hashlib.sha256(LOCK.read_bytes()).hexdigest()
+    """What the environment was built from: the lock and the project's own metadata (its command)."""
+    return hashlib.sha256(LOCK.read_bytes() + (ROOT / "pyproject.toml").read_bytes()).hexdigest()
 
 
 def ensure_environment() -> None:
@@ -39,6 +40,8 @@ def ensure_environment() -> None:
     print("run.py: installing the locked dependencies (first run only)", flush=True)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "--no-deps", "-r", str(LOCK)], check=True)
+    # The project itself, editable and without dependencies: installs the `reprotab` command.
+    subprocess.run([*pip, "--no-deps", "-e", str(ROOT)], check=True)
     STAMP.write_text(_lock_digest())
 
 

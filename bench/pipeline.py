@@ -23,21 +23,10 @@ sys.path.insert(0, str(ROOT))
 
 BARE = """
 import pandas as pd
-from stages.params import load_params
-from stages.prepare import prepare
-from stages.featurize import featurize
-from stages.train import fit
-from stages.evaluate import score
+from reprotab.params import load_params
+from reprotab.pipeline import run
 p = load_params()
-splits, schema, _ = prepare(pd.read_parquet(p.data.path), task=p.task, seed=p.seed, data=p.data,
-                            test_size=p.prepare.test_size, validation_size=p.prepare.validation_size,
-                            text_min_share=p.prepare.text_to_number_min_share)
-featurizer, train, _ = featurize(train=splits["train"], validation=splits["validation"], schema=schema,
-                                 config=p.featurize)
-model, _ = fit(features=train, schema=schema, featurizer=featurizer, model=p.model,
-               hyperparameters=getattr(p.hyperparameters, p.model), seed=p.seed, sampler=p.sampler, sampling=p.sampling)
-for split in ("validation", "test"):
-    score(model, splits[split])
+run(pd.read_parquet(p.data.path), p)
 """
 
 
@@ -70,7 +59,7 @@ def main() -> None:
     print(f"bare script          : {b:6.2f} s")
     print(f"overhead ratio       : {f / b:6.2f}  (pipeline / bare; target <= 1.3)")
     print("where the overhead goes: each stage is its own process and pays its imports")
-    for stage in ("prepare", "featurize", "tune", "train", "evaluate"):
+    for stage in ("validate", "prepare", "featurize", "tune", "train", "evaluate"):
         started = time.perf_counter()
         subprocess.run([sys.executable, "-c", f"import stages.{stage}"], cwd=ROOT, env=env, check=True)
         print(f"  start-up of stages.{stage:<9}: {time.perf_counter() - started:5.2f} s")

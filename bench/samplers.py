@@ -4,8 +4,8 @@
                                        [--samplers none,smote] [--rows N] [--dvc [--jobs 1]]
 
 In-process (always): read data/raw/churn.parquet, prepare and featurize once with params.yaml,
-then for each sampler of stages.params.SAMPLERS call stages.train.fit (resampling, fit, and the
-decision threshold chosen on the validation split per `train` params) and stages.evaluate.score
+then for each registered sampler call reprotab.training.fit (resampling, fit, and the
+decision threshold chosen on the validation split per `train` params) and reprotab.evaluation.score
 on the test split, exactly as the pipeline stages do. Prints per sampler: the sampler actually
 used (what `auto` chose), training rows after resampling, the decision threshold, the test
 metrics (--metric first, then pr_auc, f1, recall, precision; f1, recall and precision depend on
@@ -14,7 +14,7 @@ then the ranking by --metric, with the difference to `none`.
 
 --dvc: also run the README recipe ("Compare class balancing strategies") at full size in a
 fresh temporary copy of the repository: `dvc exp run --queue -S sampler=...` for every sampler,
-`dvc exp run --run-all`, `python -m stages.compare --by sampler`; prints the times and the
+`dvc exp run --run-all`, `reprotab compare --by sampler`; prints the times and the
 report it writes (reports/compare/sampler.md).
 """
 
@@ -40,7 +40,7 @@ def bench_params(threshold: str | None) -> Any:
     """params.yaml with --threshold as train.threshold, checked by the params loader like any edit."""
     import yaml
 
-    from stages.params import parse_params
+    from reprotab.params import parse_params
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     if threshold is not None:
@@ -53,11 +53,11 @@ def in_process(p: Any, *, samplers: list[str], model: str | None, rows: int | No
     """One row per sampler: sampler used, resampled training rows, threshold, test metrics, fit seconds."""
     import pandas as pd
 
-    from stages.errors import UserError
-    from stages.evaluate import score
-    from stages.featurize import featurize
-    from stages.prepare import prepare_with
-    from stages.train import fit
+    from reprotab.errors import UserError
+    from reprotab.evaluation import score
+    from reprotab.prepare import prepare_with
+    from reprotab.preprocessing import featurize
+    from reprotab.training import fit
 
     model = model or p.model
     frame = pd.read_parquet(ROOT / p.data.path)
@@ -86,7 +86,7 @@ def in_process(p: Any, *, samplers: list[str], model: str | None, rows: int | No
                 schema=schema,
                 featurizer=featurizer,
                 model=model,
-                hyperparameters=dict(getattr(p.hyperparameters, model)),
+                hyperparameters=dict(p.hyperparameters.get(model, {})),
                 seed=p.seed,
                 sampler=sampler,
                 sampling=p.sampling,
@@ -126,7 +126,7 @@ def print_table(results: list[dict[str, Any]], *, metric: str) -> None:
 
 
 def print_ranking(results: list[dict[str, Any]], *, metric: str) -> None:
-    from stages.metrics import LOWER_IS_BETTER
+    from reprotab.metrics import LOWER_IS_BETTER
 
     scored = [r for r in results if "error" not in r]
     ranked = sorted(scored, key=lambda r: r[metric], reverse=metric not in LOWER_IS_BETTER)
@@ -150,7 +150,7 @@ def dvc_recipe(*, samplers: list[str], jobs: int) -> None:
         for label, args in (
             ("dvc exp run --queue", [dvc, "exp", "run", "--queue", "-S", f"sampler={','.join(samplers)}"]),
             ("dvc exp run --run-all", [dvc, "exp", "run", "--run-all", "--jobs", str(jobs)]),
-            ("python -m stages.compare", [sys.executable, "-m", "stages.compare", "--by", "sampler"]),
+            ("reprotab compare", [sys.executable, "-m", "reprotab", "compare", "--by", "sampler"]),
         ):
             started = time.perf_counter()
             done = subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True)
@@ -168,8 +168,10 @@ def dvc_recipe(*, samplers: list[str], jobs: int) -> None:
 
 
 def main() -> None:
-    from stages.errors import UserError
-    from stages.params import METRICS, SAMPLERS
+    from reprotab.errors import UserError
+    from reprotab.params import registry
+
+    METRICS, SAMPLERS = registry("metrics"), registry("samplers")
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--metric", default="roc_auc", choices=METRICS["classification"])

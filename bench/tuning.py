@@ -21,10 +21,10 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
-from stages import tuning  # noqa: E402
-from stages.metrics import better  # noqa: E402
-from stages.params import load_params  # noqa: E402
-from stages.prepare import prepare_with  # noqa: E402
+from reprotab import tuning  # noqa: E402
+from reprotab.metrics import better  # noqa: E402
+from reprotab.params import load_params  # noqa: E402
+from reprotab.prepare import prepare_with  # noqa: E402
 
 
 def search_for(p, splits, schema, *, model: str, metric: str) -> tuning.Search:
@@ -38,7 +38,7 @@ def search_for(p, splits, schema, *, model: str, metric: str) -> tuning.Search:
         sampling=p.sampling,
         seed=p.seed,
     )
-    base = dict(getattr(p.hyperparameters, model))
+    base = dict(p.hyperparameters.get(model, {}))
     return tuning.Search(folds, schema, model, base, metric, p.seed, p.tune.early_stopping_rounds)
 
 

@@ -4,7 +4,7 @@ Reads   data/prepared/{train,validation}.parquet, data/prepared/schema.json
 Writes  data/features/featurizer.joblib (fitted), data/features/{train,validation}.parquet
 Params  featurize
 
-What the featurizer does is in stages/preprocessing.py. The test split is not read here:
+What the featurizer does is in reprotab/preprocessing.py. The test split is not read here:
 only evaluate touches it.
 """
 
@@ -16,29 +16,15 @@ from pathlib import Path
 
 import joblib
 import pandas as pd
-from sklearn.compose import ColumnTransformer
 
-from stages.data import atomic_path, read_json, write_table
-from stages.params import FeaturizeParams, load_stage_params
-from stages.preprocessing import build_featurizer
-from stages.runner import stage_main
-from stages.schema import Schema
+from reprotab.data import atomic_path, read_json, write_table
+from reprotab.params import load_stage_params
+from reprotab.preprocessing import featurize
+from reprotab.runner import stage_main
+from reprotab.schema import Schema
 
 PARAMS = ("featurize",)
 log = logging.getLogger(__name__)
-
-
-def featurize(
-    *, train: pd.DataFrame, validation: pd.DataFrame, schema: Schema, config: FeaturizeParams
-) -> tuple[ColumnTransformer, pd.DataFrame, pd.DataFrame]:
-    """Fit on train, transform both splits; the target column is carried over unchanged."""
-    featurizer = build_featurizer(schema=schema, config=config).fit(train[list(schema.features)])
-    outputs = []
-    for part in (train, validation):
-        features = featurizer.transform(part[list(schema.features)])
-        features[schema.target] = part[schema.target].to_numpy()
-        outputs.append(features)
-    return featurizer, outputs[0], outputs[1]
 
 
 @stage_main("featurize")

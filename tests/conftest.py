@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from stages.demo_data import generate
-from stages.params import parse_params
+from reprotab.demo_data import generate
+from reprotab.params import parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
 GIT_IDENTITY = {

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from stages.compare import _params_metric, experiment_rows, markdown, plot, rank
-from stages.errors import UserError
-from stages.metrics import LOWER_IS_BETTER
+from reprotab.compare import _params_metric, experiment_rows, markdown, plot, rank
+from reprotab.errors import UserError
+from reprotab.metrics import LOWER_IS_BETTER
 from tests.conftest import sh
 
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -333,7 +333,7 @@ def test_default_metric_is_the_workspace_params_metric():
 def test_queued_samplers_are_run_and_ranked(repo):
     sh([DVC, "exp", "run", "--queue", "-S", "sampler=none,random_over"], repo)
     sh([DVC, "exp", "run", "--run-all"], repo)
-    result = sh([sys.executable, "-m", "stages.compare", "--by", "sampler"], repo)
+    result = sh([sys.executable, "-m", "reprotab", "compare", "--by", "sampler"], repo)
     assert "2 values of sampler compared" in result.stderr
 
     shown = json.loads(sh([DVC, "exp", "show", "--json"], repo).stdout)

@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from stages.data import atomic_path, frame_hash, read_table, write_table
-from stages.errors import UserError
+from reprotab.data import atomic_path, frame_hash, read_table, write_table
+from reprotab.errors import UserError
 
 
 def test_reads_csv_and_parquet(tmp_path):

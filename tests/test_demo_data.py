@@ -1,8 +1,9 @@
 import pandas as pd
 import pytest
 
-from stages.data import frame_hash
-from stages.demo_data import generate
+from reprotab.data import frame_hash
+from reprotab.demo_data import generate
+from reprotab.errors import UserError
 from tests.conftest import ROOT
 
 
@@ -32,8 +33,9 @@ def test_drift_shifts_prices_and_churn():
 
 
 @pytest.mark.parametrize(
-    "kwargs,message", [({"rows": 0}, "rows: must be at least 1"), ({"drift": 2.0}, "drift: must be between 0 and 1")]
+    "kwargs,message",
+    [({"rows": 0}, "--rows: must be at least 1"), ({"drift": 2.0}, "--drift: must be between 0 and 1")],
 )
 def test_bad_generator_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UserError, match=message):
         generate(**kwargs)

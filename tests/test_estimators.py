@@ -2,12 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.errors import UserError
-from stages.estimators import MODELS, build_estimator, encode_target
-from stages.featurize import featurize
-from stages.params import FeaturizeParams
-from stages.schema import Schema
-from stages.train import fit
+from reprotab.errors import UserError
+from reprotab.models import MODELS, build_estimator
+from reprotab.params import FeaturizeParams
+from reprotab.preprocessing import featurize
+from reprotab.schema import Schema, encode_target
+from reprotab.training import fit
 
 SMALL = {
     "random_forest": {"n_estimators": 20},

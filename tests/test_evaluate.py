@@ -5,17 +5,18 @@ import re
 import sys
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 import yaml
 
-from stages import evaluate, reporting
-from stages.data import write_table
-from stages.featurize import featurize
-from stages.params import FeaturizeParams, parse_params
-from stages.prepare import prepare
-from stages.train import fit
+from reprotab import evaluation, served
+from reprotab.data import write_table
+from reprotab.params import FeaturizeParams, parse_params
+from reprotab.prepare import prepare
+from reprotab.preprocessing import featurize
+from reprotab.report import PLOTS
+from reprotab.training import fit
+from stages import evaluate
 from tests.conftest import ROOT, base_params, make_repo, sh
 
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -89,7 +90,7 @@ def evaluated(request, churn_small, tmp_path_factory):
     (work / "params.yaml").write_text(yaml.safe_dump(raw))
     for split in ("validation", "test"):
         write_table(splits[split], work / "prepared" / f"{split}.parquet")
-    joblib.dump(model, work / "model.joblib")
+    served.save(model, work / "model.joblib")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(work)
         evaluate.main(["--model", "model.joblib", "--prepared", "prepared", "--out-dir", "out"])
@@ -107,13 +108,12 @@ def test_every_report_file_is_written(evaluated):
     for path in (out / "figures").glob("*.png"):
         assert path.read_bytes().startswith(b"\x89PNG")
     written = {path.stem: json.loads(path.read_text()) for path in (out / "plots/custom").glob("*.json")}
-    assert set(written) == set(reporting.PLOTS)
+    assert set(written) == set(PLOTS)
     empty = {name for name, rows in written.items() if not rows}
     expected_empty = {
         "binary": {"residuals", "predicted_vs_actual"},
         "multiclass": {"residuals", "predicted_vs_actual", "calibration_uncalibrated"},
-        "regression": set(reporting.PLOTS)
-        - {"residuals", "predicted_vs_actual", "importance_model", "importance_permutation"},
+        "regression": set(PLOTS) - {"residuals", "predicted_vs_actual", "importance_model", "importance_permutation"},
     }[case]
     assert empty == expected_empty
     predictions = (out / "predictions.csv").read_text().splitlines()
@@ -152,10 +152,10 @@ def test_metrics_hold_both_splits_and_the_decisions(evaluated):
 def test_binary_metrics_at_0_5_only_with_a_stored_threshold(churn_small):
     """Without a threshold the model decides at 0.5 already, so there is nothing to add."""
     model, splits = small_model(churn_small, base_params(), trees=10)
-    scored, raw = evaluate.scored_predictions(model, splits["test"], raw=True)
+    scored, raw = evaluation.scored_predictions(model, splits["test"], raw=True)
     assert raw is None
-    assert "at_0.5" not in evaluate.split_metrics(model, scored, raw)
-    assert evaluate.score(model, splits["test"])[1] == evaluate.split_metrics(model, scored, raw)
+    assert "at_0.5" not in evaluation.split_metrics(model, scored, raw)
+    assert evaluation.score(model, splits["test"])[1] == evaluation.split_metrics(model, scored, raw)
 
 
 def declared_sources() -> dict[str, frozenset[str]]:
@@ -173,7 +173,7 @@ def declared_sources() -> dict[str, frozenset[str]]:
 
 
 def test_dvc_yaml_declares_every_plot_file_evaluate_writes_with_its_fields():
-    expected = {PLOT_FILES.format(name): frozenset(fields) for name, fields in reporting.PLOTS.items()}
+    expected = {PLOT_FILES.format(name): frozenset(fields) for name, fields in PLOTS.items()}
     assert declared_sources() == expected
 
 
@@ -188,7 +188,7 @@ def test_evaluate_declares_its_report_outputs():
         "reports/evaluate/summary.md",
     }
     assert "reports/evaluate/figures" in PIPELINE["plots"]
-    assert "stages/reporting.py" in stage["deps"]
+    assert "reprotab/report.py" in stage["deps"]
 
 
 @pytest.mark.integration

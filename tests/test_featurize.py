@@ -1,9 +1,9 @@
 import numpy as np
 import pandas as pd
 
-from stages.featurize import featurize
-from stages.params import FeaturizeParams
-from stages.schema import Schema
+from reprotab.params import FeaturizeParams
+from reprotab.preprocessing import featurize
+from reprotab.schema import Schema
 
 SCHEMA = Schema(
     task="classification", target="y", numeric=("n", "flag"), categorical=("c",), classes=(0, 1), positive_class=1

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stages.metrics import Scored, better, flatten, score_all
+from reprotab.metrics import Scored, better, flatten, score_all
 
 
 def test_binary_metrics_score_the_positive_class():

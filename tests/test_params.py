@@ -1,10 +1,9 @@
 import pytest
 
-from stages import metrics
-from stages.errors import UserError
-from stages.estimators import MODELS
-from stages.params import METRICS, Params, StageParams, load_params, parse_params
-from stages.params import MODELS as MODEL_NAMES
+from reprotab import metrics
+from reprotab.errors import UserError
+from reprotab.models import MODELS
+from reprotab.params import Params, StageParams, load_params, parse_params, registry
 from tests.conftest import ROOT, base_params
 
 
@@ -77,8 +76,8 @@ def test_params_file_must_be_a_mapping(tmp_path):
 
 
 def test_names_in_params_match_the_registries():
-    assert set(MODEL_NAMES) == set(MODELS)
-    assert {task: set(names) for task, names in METRICS.items()} == {
+    assert set(registry("models")) == set(MODELS)
+    assert {task: set(names) for task, names in registry("metrics").items()} == {
         task: set(table) for task, table in metrics.BY_TASK.items()
     }
 

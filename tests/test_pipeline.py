@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.params import AUDIT_ENV
+from reprotab.params import AUDIT_ENV
 from tests.conftest import sh
 
 pytestmark = pytest.mark.integration

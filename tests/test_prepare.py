@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.errors import UserError
-from stages.params import DataParams
-from stages.prepare import check_target, drop_useless, prepare, select_columns, split, text_to_numbers
+from reprotab.errors import UserError
+from reprotab.params import DataParams
+from reprotab.prepare import check_target, drop_useless, prepare, select_columns, split, text_to_numbers
 
 
 def data(**kwargs) -> DataParams:

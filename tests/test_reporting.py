@@ -6,12 +6,12 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.pipeline import Pipeline
 
-from stages import reporting
-from stages.estimators import TabularModel, encode_target
-from stages.metrics import Scored
-from stages.params import FeaturizeParams
-from stages.preprocessing import build_featurizer
-from stages.schema import Schema
+from reprotab import importance, plot_data, report, summary
+from reprotab.metrics import Scored
+from reprotab.params import FeaturizeParams
+from reprotab.preprocessing import build_featurizer
+from reprotab.schema import Schema, encode_target
+from reprotab.served import TabularModel
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +36,15 @@ def tiny_model() -> tuple[TabularModel, pd.DataFrame]:
 
 def test_confusion_table_counts_and_shares_of_each_true_class():
     y_true, y_pred = np.array([0, 0, 0, 1, 1]), np.array([0, 0, 1, 1, 0])
-    counts = reporting.confusion_table(y_true, y_pred, ["no", "yes"], normalized=False)
-    shares = reporting.confusion_table(y_true, y_pred, ["no", "yes"], normalized=True)
+    counts = plot_data.confusion_table(y_true, y_pred, ["no", "yes"], normalized=False)
+    shares = plot_data.confusion_table(y_true, y_pred, ["no", "yes"], normalized=True)
     assert counts.to_numpy().tolist() == [[2, 1], [1, 1]]
     assert shares.to_numpy() == pytest.approx(np.array([[2 / 3, 1 / 3], [0.5, 0.5]]))
     assert list(shares.index) == ["no", "yes"] and shares.index.name == "actual"
 
 
 def test_confusion_records_are_one_row_per_prediction_as_text():
-    records = reporting.confusion_records([True, False], [True, True])
+    records = plot_data.confusion_records([True, False], [True, True])
     assert records.to_dict("records") == [
         {"actual": "True", "predicted": "True"},
         {"actual": "False", "predicted": "True"},
@@ -54,7 +54,7 @@ def test_confusion_records_are_one_row_per_prediction_as_text():
 def test_calibration_bins_hold_equal_row_counts_in_probability_order():
     score = np.array([0.9, 0.1, 0.4, 0.2, 0.8, 0.3])
     hit = np.array([1, 0, 0, 0, 1, 1])
-    frame = reporting.calibration_frame(hit, score, bins=3)
+    frame = plot_data.calibration_frame(hit, score, bins=3)
     assert frame.to_dict("list") == {
         "prob_pred": [0.15, 0.35, 0.85],
         "prob_true": [0.0, 0.5, 1.0],
@@ -64,59 +64,59 @@ def test_calibration_bins_hold_equal_row_counts_in_probability_order():
 
 def test_calibration_target_is_the_positive_class_or_the_top_label():
     proba = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
-    hit, score = reporting.calibration_target(np.array([0, 1]), proba, None)
+    hit, score = plot_data.calibration_target(np.array([0, 1]), proba, None)
     assert hit.tolist() == [True, False] and score.tolist() == [0.7, 0.6]
-    hit, score = reporting.calibration_target(np.array([0, 1]), proba[:, :2], 1)
+    hit, score = plot_data.calibration_target(np.array([0, 1]), proba[:, :2], 1)
     assert hit.tolist() == [False, True] and score.tolist() == [0.2, 0.3]
 
 
 def test_per_class_table_and_its_bar_records():
-    table = reporting.per_class_table(np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 1, 1, 2, 0]), ["a", "b", "c"])
+    table = plot_data.per_class_table(np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 1, 1, 2, 0]), ["a", "b", "c"])
     assert table["precision"].tolist() == [0.5, 0.666667, 1.0]
     assert table["recall"].tolist() == [0.5, 1.0, 0.5]
     assert table["f1"].tolist() == [0.5, 0.8, 0.666667]
     assert table["support"].tolist() == [2, 2, 2]
-    records = reporting.per_class_records(table)
+    records = plot_data.per_class_records(table)
     assert len(records) == 9
     assert records.iloc[0].to_dict() == {"label": "a precision", "class": "a", "metric": "precision", "value": 0.5}
 
 
 def test_roc_and_precision_recall_frames_have_no_infinite_threshold():
     hit, score = np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])
-    roc = reporting.roc_frame(hit, score)
+    roc = plot_data.roc_frame(hit, score)
     assert roc.iloc[0][["fpr", "tpr"]].tolist() == [0.0, 0.0] and pd.isna(roc["threshold"].iloc[0])
     assert roc.iloc[-1][["fpr", "tpr", "threshold"]].tolist() == [1.0, 1.0, 0.1]
-    pr = reporting.precision_recall_frame(hit, score)
+    pr = plot_data.precision_recall_frame(hit, score)
     assert pr.iloc[-1][["recall", "precision"]].tolist() == [0.0, 1.0] and pd.isna(pr["threshold"].iloc[-1])
     assert not np.isinf(pd.concat([roc["threshold"], pr["threshold"]]).astype(float)).any()
 
 
 def test_thin_keeps_the_ends_and_at_most_the_asked_points():
     frame = pd.DataFrame({"v": range(1000)})
-    thinned = reporting.thin(frame, max_points=10)
+    thinned = plot_data.thin(frame, max_points=10)
     assert len(thinned) == 10 and thinned["v"].iloc[0] == 0 and thinned["v"].iloc[-1] == 999
-    assert reporting.thin(frame.head(5), max_points=10).equals(frame.head(5))
+    assert plot_data.thin(frame.head(5), max_points=10).equals(frame.head(5))
 
 
 def test_macro_roc_of_a_perfect_and_a_random_class_is_their_mean():
-    perfect = reporting.roc_frame(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]))
+    perfect = plot_data.roc_frame(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]))
     diagonal = pd.DataFrame({"fpr": [0.0, 1.0], "tpr": [0.0, 1.0]})
-    macro = reporting.macro_roc([perfect, diagonal], points=5)
+    macro = plot_data.macro_roc([perfect, diagonal], points=5)
     assert macro["fpr"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert macro["tpr"].tolist() == [0.5, 0.625, 0.75, 0.875, 1.0]
 
 
 def test_one_vs_rest_curves():
     proba = np.array([[0.8, 0.2], [0.3, 0.7]])
-    binary = reporting.one_vs_rest(np.array([0, 1]), proba, labels=["no", "yes"], positive=1)
+    binary = plot_data.one_vs_rest(np.array([0, 1]), proba, labels=["no", "yes"], positive=1)
     assert list(binary) == ["yes"] and binary["yes"][1].tolist() == [0.2, 0.7]
-    multi = reporting.one_vs_rest(np.array([0, 2]), np.eye(3)[[0, 2]], labels=["a", "b", "c"], positive=None)
+    multi = plot_data.one_vs_rest(np.array([0, 2]), np.eye(3)[[0, 2]], labels=["a", "b", "c"], positive=None)
     assert list(multi) == ["a", "b", "c"] and multi["c"][0].tolist() == [False, True]
 
 
 def test_operating_points_at_given_thresholds():
     hit = np.array([True, True, False, False])
-    points = reporting.operating_points(hit, np.array([0.9, 0.4, 0.6, 0.1]), {"0.5": 0.5, "low": 0.3})
+    points = plot_data.operating_points(hit, np.array([0.9, 0.4, 0.6, 0.1]), {"0.5": 0.5, "low": 0.3})
     assert points.set_index("name")[["fpr", "tpr", "precision", "recall"]].to_dict("index") == {
         "0.5": {"fpr": 0.5, "tpr": 0.5, "precision": 0.5, "recall": 0.5},
         "low": {"fpr": 0.5, "tpr": 1.0, "precision": 2 / 3, "recall": 1.0},
@@ -125,7 +125,7 @@ def test_operating_points_at_given_thresholds():
 
 def test_one_hot_columns_and_missing_flags_fold_into_their_raw_column():
     names = ["age", "missingindicator_age", "plan_a", "plan_b", "plan_infrequent_sklearn", "missingindicator_x"]
-    mapping = reporting.source_columns(
+    mapping = importance.source_columns(
         names,
         features=["age", "plan", "missingindicator_x"],
         one_hot={"plan": ["plan_a", "plan_b", "plan_infrequent_sklearn"]},
@@ -139,14 +139,14 @@ def test_one_hot_columns_and_missing_flags_fold_into_their_raw_column():
         "missingindicator_x": "missingindicator_x",  # a raw column that happens to carry the prefix
     }
     importances = pd.Series([2.0, 1.0, 3.0, 2.0, 2.0, 0.0], index=names)
-    shares = reporting.aggregate_importance(importances, mapping)
+    shares = importance.aggregate_importance(importances, mapping)
     assert shares.to_dict() == pytest.approx({"plan": 0.7, "age": 0.3, "missingindicator_x": 0.0})
     assert list(shares.index) == ["plan", "age", "missingindicator_x"]
 
 
 def test_model_importance_of_a_fitted_model_is_per_raw_column(tiny_model):
     model, _ = tiny_model
-    shares = reporting.model_importance(model)
+    shares = importance.model_importance(model)
     assert set(shares.index) == {"x", "plan"}
     assert shares.sum() == pytest.approx(1.0)
     assert shares.index[0] == "x"
@@ -156,15 +156,15 @@ def test_permutation_importance_on_raw_columns_is_seeded(tiny_model):
     model, frame = tiny_model
     y = encode_target(frame["churned"], model.schema)
     run = dict(metric="roc_auc", seed=3, n_repeats=3, max_rows=30)
-    first = reporting.permutation_importance(model, frame, y, **run)
+    first = importance.permutation_importance(model, frame, y, **run)
     assert list(first["feature"]) == ["x", "plan"] and first["importance"].iloc[0] > 0.1
-    assert first.equals(reporting.permutation_importance(model, frame, y, **run))
+    assert first.equals(importance.permutation_importance(model, frame, y, **run))
 
 
 def test_loss_metrics_count_a_rise_as_importance(tiny_model):
     model, frame = tiny_model
     y = encode_target(frame["churned"], model.schema)
-    frame = reporting.permutation_importance(model, frame, y, metric="log_loss", seed=0, n_repeats=2, max_rows=40)
+    frame = importance.permutation_importance(model, frame, y, metric="log_loss", seed=0, n_repeats=2, max_rows=40)
     assert frame.set_index("feature").loc["x", "importance"] > 0
 
 
@@ -173,20 +173,20 @@ def test_build_report_fills_every_declared_plot_and_empties_those_of_other_tasks
     proba = model.predict_proba(frame)
     test = Scored(encode_target(frame["churned"], model.schema), model.predict_index(frame), proba, positive=1)
     permutation = pd.DataFrame({"feature": ["x", "plan"], "importance": [0.3, 0.0], "std": [0.01, 0.0]})
-    report = reporting.build_report(
+    built = report.build_report(
         model=model,
         test=test,
         raw_proba=None,
-        own_importance=reporting.model_importance(model),
+        own_importance=importance.model_importance(model),
         permutation=permutation,
         metric="roc_auc",
     )
-    assert set(report.plots) == set(reporting.PLOTS)
-    empty = {name for name, plot in report.plots.items() if plot.empty}
+    assert set(built.plots) == set(report.PLOTS)
+    empty = {name for name, plot in built.plots.items() if plot.empty}
     assert empty == {"residuals", "predicted_vs_actual", "calibration_uncalibrated"}
-    for name, (x, y) in reporting.PLOTS.items():
-        assert name in empty or {x, y} <= set(report.plots[name].columns)
-    assert set(report.figures) == {
+    for name, (x, y) in report.PLOTS.items():
+        assert name in empty or {x, y} <= set(built.plots[name].columns)
+    assert set(built.figures) == {
         "confusion_matrix",
         "confusion_matrix_normalized",
         "roc",
@@ -196,7 +196,7 @@ def test_build_report_fills_every_declared_plot_and_empties_those_of_other_tasks
         "importance_model",
         "importance_permutation",
     }
-    assert report.tables["importance"].to_dict("list")["feature"] == ["x", "plan"]
+    assert built.tables["importance"].to_dict("list")["feature"] == ["x", "plan"]
 
 
 def test_summary_lists_metrics_decisions_features_and_links(tiny_model):
@@ -210,7 +210,7 @@ def test_summary_lists_metrics_decisions_features_and_links(tiny_model):
     importance = pd.DataFrame(
         {"feature": ["x", "plan"], "permutation": [0.2, 0.01], "permutation_std": [0.02, 0.01], "model": [0.9, 0.1]}
     )
-    text = reporting.summary_markdown(
+    text = summary.summary_markdown(
         model=model,
         metrics=metrics,
         metric="f1",

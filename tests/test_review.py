@@ -12,7 +12,7 @@ import matplotlib.image
 import pytest
 import yaml
 
-from stages.review import (
+from reprotab.review import (
     COMMENT_MARKER,
     Plot,
     choose_axes,
@@ -242,7 +242,7 @@ def test_find_dvc_root_walks_up(tmp_path):
 
 
 def review(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return sh([sys.executable, "-m", "stages.review", *args], cwd, check=check)
+    return sh([sys.executable, "-m", "reprotab", "review", *args], cwd, check=check)
 
 
 @pytest.mark.parametrize(
@@ -256,7 +256,7 @@ def test_outside_a_git_and_dvc_repository_is_a_user_error(tmp_path, make_dvc_fol
     if make_dvc_folder:
         (tmp_path / ".dvc").mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "stages.review", "--base", "HEAD"],
+        [sys.executable, "-m", "reprotab", "review", "--base", "HEAD"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

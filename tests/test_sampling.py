@@ -2,15 +2,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages.errors import UserError
-from stages.featurize import featurize
-from stages.params import SAMPLERS as SAMPLER_NAMES
-from stages.params import FeaturizeParams, SamplingParams
-from stages.preprocessing import one_hot_groups
-from stages.sampling import SAMPLERS, balance, categorical_groups, decide
-from stages.schema import Schema
-from stages.train import fit
-from stages.tuning import build_folds
+from reprotab.errors import UserError
+from reprotab.params import FeaturizeParams, SamplingParams, registry
+from reprotab.preprocessing import featurize, one_hot_groups
+from reprotab.sampling import SAMPLERS, balance, categorical_groups, decide
+from reprotab.schema import Schema
+from reprotab.training import fit
+from reprotab.tuning import build_folds
 
 CONFIG = SamplingParams()
 
@@ -43,7 +41,7 @@ def run(name: str, classes: int = 2, categorical: bool = True, config: SamplingP
 
 
 def test_registry_names_match_params():
-    assert set(SAMPLERS) | {"auto"} == set(SAMPLER_NAMES)
+    assert set(SAMPLERS) | {"auto"} == set(registry("samplers"))
 
 
 @pytest.mark.parametrize("name", sorted(set(SAMPLERS) - {"none"}))

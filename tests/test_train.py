@@ -8,14 +8,13 @@ import joblib
 import numpy as np
 import pytest
 
-from stages.demo_data import generate
-from stages.errors import UserError
-from stages.estimators import load_previous
-from stages.featurize import featurize
-from stages.metrics import CLASSIFICATION, Scored
-from stages.params import FeaturizeParams, TrainParams, parse_params
-from stages.prepare import prepare
-from stages.train import fit
+from reprotab.demo_data import generate
+from reprotab.errors import UserError
+from reprotab.metrics import CLASSIFICATION, Scored
+from reprotab.params import FeaturizeParams, TrainParams, parse_params
+from reprotab.prepare import prepare
+from reprotab.preprocessing import featurize
+from reprotab.training import fit, load_previous
 from tests.conftest import base_params, sh
 
 SMALL = {
@@ -183,7 +182,7 @@ def test_calibration_improves_the_brier_score_of_a_miscalibrated_model():
 
 
 def test_calibrated_multiclass_probabilities_sum_to_one():
-    from stages.decision import Calibrator
+    from reprotab.decision import Calibrator
 
     rng = np.random.default_rng(0)
     proba = rng.dirichlet([1, 1, 1], size=200)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from stages.params import AUDIT_ENV
+from reprotab.params import AUDIT_ENV
 from tests.conftest import sh, tool_env
 
 pytestmark = pytest.mark.integration

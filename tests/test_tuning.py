@@ -4,11 +4,11 @@ import numpy as np
 import optuna
 import pytest
 
-from stages import tuning
-from stages.errors import UserError
-from stages.params import FeaturizeParams, SamplingParams, TuneParams, parse_params
-from stages.prepare import prepare
-from stages.train import fit, merge_hyperparameters
+from reprotab import tuning
+from reprotab.errors import UserError
+from reprotab.params import FeaturizeParams, SamplingParams, TuneParams, parse_params
+from reprotab.prepare import prepare
+from reprotab.training import fit, merge_hyperparameters
 from tests.conftest import base_params
 
 SMALL = {
@@ -74,7 +74,7 @@ def test_each_tuner_finds_params_inside_its_space_and_train_uses_them(split, tun
             assert spec.low <= value <= spec.high
     # the found values reach the fitted estimator through train's merge
     splits, schema = split
-    from stages.featurize import featurize
+    from reprotab.preprocessing import featurize
 
     featurizer, features, _ = featurize(
         train=splits["train"], validation=splits["validation"], schema=schema, config=FeaturizeParams()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.review import parser as review_parser
+from reprotab.review import parser as review_parser
 from tests.conftest import ROOT
 
 WORKFLOWS = ROOT / ".github/workflows"

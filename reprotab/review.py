@@ -1,6 +1,6 @@
 """review: what changed between two revisions (metrics, params, plots) in one Markdown report.
 
-    python -m stages.review --base origin/main [--head <rev>] [--out reports/review]
+    reprotab review --base origin/main [--head <rev>] [--out reports/review]
 
 Reads   `dvc metrics diff`, `dvc params diff` and `dvc plots diff --json` between --base and --head
         (git revisions; --head defaults to the workspace). Metrics and params are git-tracked; plot
@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stages.data import atomic_path
-from stages.errors import UserError, problem
-from stages.runner import stage_main
+from reprotab.data import atomic_path
+from reprotab.errors import UserError, problem
+from reprotab.runner import stage_main
 
 log = logging.getLogger(__name__)
 WORKSPACE = "workspace"  # DVC's name for the working tree in diffs
@@ -364,7 +364,9 @@ def check_repository(cwd: Path, revisions: Mapping[str, str | None]) -> Path:
 
 
 def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Metrics, params and plots of two revisions in one report.")
+    parser = argparse.ArgumentParser(
+        prog="reprotab review", description="Metrics, params and plots of two revisions in one report."
+    )
     parser.add_argument("--base", required=True, help="git revision to compare against (e.g. origin/main)")
     parser.add_argument("--head", default=None, help="git revision to review (default: the workspace)")
     parser.add_argument("--out", default="reports/review", help="folder for report.md and the images")

@@ -29,18 +29,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from imblearn import combine, over_sampling, under_sampling
 from sklearn.base import BaseEstimator, clone
 from sklearn.neighbors import NearestNeighbors
 
-from stages.errors import UserError, problem
-from stages.params import SamplingParams
+from reprotab.errors import UserError, problem
+from reprotab.params import SamplingParams
 
 log = logging.getLogger(__name__)
 SMOTE_FAMILY = {"smote", "adasyn", "borderline_smote", "smote_tomek", "smote_enn"}
 
 
+def _imblearn(module: str) -> Any:
+    """An imbalanced-learn module, imported when a sampler is built (not when params load)."""
+    import importlib
+
+    return importlib.import_module(f"imblearn.{module}")
+
+
 def _smote(config: SamplingParams, seed: int, categorical: list[int] | None, n_columns: int) -> Any:
+    over_sampling = _imblearn("over_sampling")
     common = {"sampling_strategy": config.sampling_strategy, "random_state": seed, "k_neighbors": config.k_neighbors}
     if not categorical:
         return over_sampling.SMOTE(**common)
@@ -52,23 +59,23 @@ def _smote(config: SamplingParams, seed: int, categorical: list[int] | None, n_c
 # name → factory(config, seed, categorical column indices or None, number of columns)
 SAMPLERS: dict[str, Callable[[SamplingParams, int, list[int] | None, int], Any] | None] = {
     "none": None,
-    "random_over": lambda c, s, cat, n: over_sampling.RandomOverSampler(
+    "random_over": lambda c, s, cat, n: _imblearn("over_sampling").RandomOverSampler(
         sampling_strategy=c.sampling_strategy, random_state=s
     ),
     "smote": _smote,
-    "adasyn": lambda c, s, cat, n: over_sampling.ADASYN(
+    "adasyn": lambda c, s, cat, n: _imblearn("over_sampling").ADASYN(
         sampling_strategy=c.sampling_strategy, random_state=s, n_neighbors=c.k_neighbors
     ),
-    "borderline_smote": lambda c, s, cat, n: over_sampling.BorderlineSMOTE(
+    "borderline_smote": lambda c, s, cat, n: _imblearn("over_sampling").BorderlineSMOTE(
         sampling_strategy=c.sampling_strategy, random_state=s, k_neighbors=c.k_neighbors
     ),
-    "random_under": lambda c, s, cat, n: under_sampling.RandomUnderSampler(
+    "random_under": lambda c, s, cat, n: _imblearn("under_sampling").RandomUnderSampler(
         sampling_strategy=c.sampling_strategy, random_state=s
     ),
-    "smote_tomek": lambda c, s, cat, n: combine.SMOTETomek(
+    "smote_tomek": lambda c, s, cat, n: _imblearn("combine").SMOTETomek(
         smote=_smote(c, s, cat, n), random_state=s, sampling_strategy=c.sampling_strategy
     ),
-    "smote_enn": lambda c, s, cat, n: combine.SMOTEENN(
+    "smote_enn": lambda c, s, cat, n: _imblearn("combine").SMOTEENN(
         smote=_smote(c, s, cat, n), random_state=s, sampling_strategy=c.sampling_strategy
     ),
 }

@@ -1,6 +1,6 @@
 """Compare DVC experiments that differ in one param (for example every sampler) in one report.
 
-    python -m stages.compare --by sampler [--metric roc_auc] [--out-dir reports/compare]
+    reprotab compare --by sampler [--metric roc_auc] [--out-dir reports/compare]
 
 Reads   `dvc exp show --json` (the workspace, its baseline and every experiment on it)
 Writes  reports/compare/<by>.md (test metrics ranked by the metric, the sampler `auto` chose,
@@ -23,10 +23,10 @@ from typing import Any
 
 import pandas as pd
 
-from stages.data import atomic_path
-from stages.errors import UserError, problem
-from stages.metrics import LOWER_IS_BETTER, flatten
-from stages.runner import stage_main
+from reprotab.data import atomic_path
+from reprotab.errors import UserError, problem
+from reprotab.metrics import LOWER_IS_BETTER, flatten
+from reprotab.runner import stage_main
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "reports/evaluate/metrics.json"
@@ -134,7 +134,7 @@ def _cell(value: Any) -> str:
 
 @stage_main("compare")
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Compare DVC experiments by one param.")
+    parser = argparse.ArgumentParser(prog="reprotab compare", description="Compare DVC experiments by one param.")
     parser.add_argument("--by", default="sampler", help="top-level param that differs between experiments")
     parser.add_argument("--metric", default=None, help="test metric to rank by (default: params metric)")
     parser.add_argument("--out-dir", default="reports/compare")

@@ -1,8 +1,9 @@
 """How probabilities become decisions: probability calibration and the binary decision threshold.
 
 Both are fitted by train on the validation split (never the training rows the model has
-already seen, never the test split, which only evaluate reads) and stored in the model, so
-evaluate and every prediction apply exactly what was chosen.
+already seen, never the test split, which only evaluate reads). `decide` returns them and
+train builds the model with them once, so evaluate and every prediction apply exactly what
+was chosen.
 
 `Calibrator` is one-vs-rest: binary models calibrate the positive class; multiclass models
 calibrate each class and renormalize rows to sum to 1. `sigmoid` (Platt scaling on the
@@ -15,14 +16,14 @@ import logging
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from stages.errors import UserError, problem
-from stages.estimators import TabularModel
-from stages.metrics import CLASSIFICATION, Scored
-from stages.params import TrainParams
+from reprotab.errors import UserError, problem
+from reprotab.metrics import CLASSIFICATION, Scored
+from reprotab.params import TrainParams
+from reprotab.schema import Schema
+from reprotab.served import DEFAULT_THRESHOLD
 
 EPSILON = 1e-6
 log = logging.getLogger(__name__)
@@ -128,23 +129,25 @@ def best_threshold(
 
 
 def decide(
-    tabular: TabularModel, *, estimator: Any, held: tuple[pd.DataFrame, np.ndarray], settings: TrainParams
-) -> dict[str, Any]:
-    """Fit the calibrator and choose the binary threshold on validation; sets them on the model."""
-    X_held, y_held = held
-    proba = estimator.predict_proba(X_held)
-    tabular.calibrator = fit_calibrator(method=settings.calibration, proba=proba, y=y_held)
-    calibrated = tabular.calibrator.transform(proba) if tabular.calibrator is not None else proba
+    *, schema: Schema, proba: np.ndarray, y: np.ndarray, settings: TrainParams
+) -> tuple[float | None, Calibrator | None, dict[str, Any]]:
+    """Fit the calibrator and choose the binary threshold on held-out rows.
+
+    `proba` is the estimator's own probabilities on those rows. Returns (threshold, calibrator,
+    summary); the caller builds the model with them (the threshold is None when none applies)."""
+    calibrator = fit_calibrator(method=settings.calibration, proba=proba, y=y)
+    calibrated = calibrator.transform(proba) if calibrator is not None else proba
     calibrated = calibrated.round(10)  # multi-threaded forests differ in the last float digit between runs
-    out: dict[str, Any] = {"calibration": settings.calibration}
-    if len(tabular.schema.classes) != 2:
+    summary: dict[str, Any] = {"calibration": settings.calibration}
+    if len(schema.classes) != 2:
         if settings.threshold not in (None, "auto"):
-            log.info("train.threshold applies to binary targets; ignored for %d classes", len(tabular.schema.classes))
-        return out
-    positive = tabular.positive_index()
-    is_positive = (y_held == positive).astype(int)
+            log.info("train.threshold applies to binary targets; ignored for %d classes", len(schema.classes))
+        return None, calibrator, summary
+    positive = list(schema.classes).index(schema.positive_class)
+    is_positive = (y == positive).astype(int)
+    threshold: float | None
     if settings.threshold == "auto":
-        tabular.threshold, _ = best_threshold(
+        threshold, _ = best_threshold(
             positive_proba=calibrated[:, positive],
             is_positive=is_positive,
             metric=settings.threshold_metric,
@@ -152,13 +155,13 @@ def decide(
             min_precision=settings.min_precision,
         )
     else:
-        tabular.threshold = settings.threshold
-    chosen = 0.5 if tabular.threshold is None else tabular.threshold
+        threshold = settings.threshold
+    chosen = DEFAULT_THRESHOLD if threshold is None else threshold
     metric = CLASSIFICATION[settings.threshold_metric]
     two = np.column_stack([1 - is_positive, is_positive])
     at = {
         label: round(float(metric(Scored(is_positive, (calibrated[:, positive] >= t).astype(int), two, 1))), 6)
-        for label, t in (("at_0.5", 0.5), ("at_threshold", chosen))
+        for label, t in (("at_0.5", DEFAULT_THRESHOLD), ("at_threshold", chosen))
     }
     log.info(
         "threshold %.4f (%s); validation %s %.4f at 0.5 → %.4f at the threshold",
@@ -168,9 +171,12 @@ def decide(
         at["at_0.5"],
         at["at_threshold"],
     )
-    return {
-        "threshold": round(chosen, 6),
-        "threshold_metric": settings.threshold_metric,
-        f"validation_{settings.threshold_metric}_at_0.5": at["at_0.5"],
-        f"validation_{settings.threshold_metric}_at_threshold": at["at_threshold"],
-    }
+    summary.update(
+        {
+            "threshold": round(chosen, 6),
+            "threshold_metric": settings.threshold_metric,
+            f"validation_{settings.threshold_metric}_at_0.5": at["at_0.5"],
+            f"validation_{settings.threshold_metric}_at_threshold": at["at_threshold"],
+        }
+    )
+    return threshold, calibrator, summary

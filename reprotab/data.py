@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from stages.errors import UserError, problem
+from reprotab.errors import UserError, problem
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -79,3 +80,17 @@ def frame_hash(frame: pd.DataFrame) -> str:
     digest.update("\x1f".join(map(str, frame.columns)).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+@contextmanager
+def fresh_dir(path: Path) -> Iterator[Path]:
+    """An empty directory beside `path` that replaces `path` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        yield tmp
+        tmp.chmod(path.parent.stat().st_mode & 0o777)
+        shutil.rmtree(path, ignore_errors=True)  # never half-written: the old one or none, then the new
+        tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

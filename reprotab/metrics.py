@@ -92,6 +92,8 @@ REGRESSION: dict[str, Callable[[Scored], float]] = {
 }
 BY_TASK = {"classification": CLASSIFICATION, "regression": REGRESSION}
 LOWER_IS_BETTER = {"rmse", "mae", "mape", "log_loss", "brier"}
+# Metrics that judge probabilities only; the others depend on the decision threshold.
+PROBABILITY_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier")
 
 
 def better(metric: str, candidate: float, incumbent: float) -> bool:

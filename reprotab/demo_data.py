@@ -12,7 +12,7 @@ support_tickets, avg_session_minutes, days_since_last_login, satisfaction_score,
 age, discount_pct, referral_count, churned (binary target), next_month_spend (regression
 target).
 
-Usage: python -m stages.demo_data [--rows N] [--seed S] [--drift D] [--out PATH]
+Usage: reprotab demo-data [--rows N] [--seed S] [--drift D] [--out PATH]
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from stages.data import write_table
+from reprotab.data import write_table
+from reprotab.errors import UserError, problem
+from reprotab.runner import stage_main
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +41,9 @@ def generate(*, rows: int = 30_000, seed: int = 0, drift: float = 0.0) -> pd.Dat
     """Return a churn table of `rows` rows; `drift` in [0, 1] shifts prices, contract mix,
     usage and the churn rate, for monitoring experiments (0 = the reference distribution)."""
     if rows < 1:
-        raise ValueError(f"rows: must be at least 1. Got {rows}.")
+        raise UserError(problem("--rows", "must be at least 1", rows))
     if not 0.0 <= drift <= 1.0:
-        raise ValueError(f"drift: must be between 0 and 1. Got {drift}.")
+        raise UserError(problem("--drift", "must be between 0 and 1", drift))
     rng = np.random.default_rng(seed)
 
     contract_p = np.array([0.55 + 0.2 * drift, 0.25 - 0.1 * drift, 0.20 - 0.1 * drift])
@@ -119,8 +121,9 @@ def generate(*, rows: int = 30_000, seed: int = 0, drift: float = 0.0) -> pd.Dat
     return frame
 
 
+@stage_main("demo-data", in_pipeline=False)
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="reprotab demo-data", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=30_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--drift", type=float, default=0.0)
@@ -128,7 +131,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     frame = generate(rows=args.rows, seed=args.seed, drift=args.drift)
     write_table(frame, args.out)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     log.info("wrote %s: %d rows, %.1f%% churned", args.out, len(frame), 100 * frame["churned"].mean())
 
 

@@ -17,37 +17,10 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stages.errors import UserError, did_you_mean, one_of, problem
+from reprotab.errors import UserError, did_you_mean, one_of, problem
 
 TASKS = ("classification", "regression")
-MODELS = ("random_forest", "xgboost", "lightgbm")
-SAMPLERS = (
-    "none",
-    "auto",
-    "random_over",
-    "smote",
-    "adasyn",
-    "borderline_smote",
-    "random_under",
-    "smote_tomek",
-    "smote_enn",
-)
 STRATEGIES = ("auto", "minority", "not minority", "not majority", "all", "majority")
-TUNERS = ("none", "grid", "random", "optuna")
-METRICS = {
-    "classification": (
-        "roc_auc",
-        "pr_auc",
-        "f1",
-        "recall",
-        "precision",
-        "accuracy",
-        "balanced_accuracy",
-        "log_loss",
-        "brier",
-    ),
-    "regression": ("rmse", "mae", "r2", "mape"),
-}
 AUDIT_ENV = "STAGES_PARAMS_AUDIT"  # file to which each stage appends the keys it read
 Scalar = bool | int | float | str | None
 
@@ -202,23 +175,13 @@ class TuneParams(Section):
         if not isinstance(value, dict):
             return value
         for model in value:
-            if model not in MODELS:
-                raise ValueError(one_of(f"tune.{info.field_name}", model, MODELS))
+            _registered(f"tune.{info.field_name}", model, "models")
         return {model: _nest_shared(space) for model, space in value.items()}
 
     def search_space(self, *, kind: str, model: str, task: str) -> dict[str, Any]:
         """The `grid` or `space` of one model for one task: shared entries plus the task's block."""
         space = getattr(self, kind).get(model)
         return {} if space is None else {**space.shared, **getattr(space, task)}
-
-
-class HyperparameterParams(Section):
-    """Estimator settings per model; tune's trials start from these and train merges tune's
-    best values over them."""
-
-    random_forest: dict[str, Scalar] = {}
-    xgboost: dict[str, Scalar] = {}
-    lightgbm: dict[str, Scalar] = {}
 
 
 THRESHOLD_METRICS = ("f1", "precision", "recall", "accuracy", "balanced_accuracy")
@@ -257,9 +220,9 @@ class EvaluateParams(Section):
 
 class Params(Section):
     task: Literal[TASKS] = "classification"  # type: ignore[valid-type]
-    model: Literal[MODELS] = "random_forest"  # type: ignore[valid-type]
-    sampler: Literal[SAMPLERS] = "none"  # type: ignore[valid-type]
-    tuner: Literal[TUNERS] = "none"  # type: ignore[valid-type]
+    model: str = "random_forest"
+    sampler: str = "none"
+    tuner: str = "none"
     metric: str = "roc_auc"
     seed: int = Field(42, ge=0)
     data: DataParams
@@ -267,16 +230,30 @@ class Params(Section):
     featurize: FeaturizeParams = FeaturizeParams()
     sampling: SamplingParams = SamplingParams()
     tune: TuneParams = TuneParams()
-    hyperparameters: HyperparameterParams = HyperparameterParams()
+    # per model: estimator settings; tune's trials start from these and train merges tune's best over them
+    hyperparameters: dict[str, dict[str, Scalar]] = {}
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
 
+    @field_validator("model", "sampler", "tuner")
+    @classmethod
+    def _registered_name(cls, value: str, info: Any) -> str:
+        return _registered(info.field_name, value, f"{info.field_name}s")
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _hyperparameters_of_models(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for model in value:
+            _registered("hyperparameters", model, "models")
+        return value
+
     @model_validator(mode="after")
     def _metric_fits_task(self) -> Params:
-        allowed = METRICS[self.task]
+        metrics = registry("metrics")
+        allowed = metrics[self.task]
         if self.metric not in allowed:
             other = next(t for t in TASKS if t != self.task)
-            hint = f" ('{self.metric}' is a {other} metric)" if self.metric in METRICS[other] else ""
+            hint = f" ('{self.metric}' is a {other} metric)" if self.metric in metrics[other] else ""
             raise ValueError(one_of(f"metric (task {self.task})", self.metric, allowed) + hint)
         if self.task == "regression" and self.sampler not in ("none", "auto"):
             raise ValueError(
@@ -308,6 +285,38 @@ class Params(Section):
                     )
                 )
         return self
+
+
+def registry(kind: str) -> Any:
+    """The names a strategy key accepts, read from the registry that implements them (one source:
+    adding an entry there is all it takes). Imported here, not at module level, because those
+    modules import this one for their params types."""
+    if kind == "models":
+        from reprotab.models import MODELS
+
+        return tuple(MODELS)
+    if kind == "samplers":
+        from reprotab.sampling import SAMPLERS
+
+        names = list(SAMPLERS)
+        names.insert(1, "auto")  # resolved to a registry sampler from the training target
+        return tuple(names)
+    if kind == "tuners":
+        from reprotab.tuners import TUNERS
+
+        return ("none", *TUNERS)
+    if kind == "metrics":
+        from reprotab.metrics import BY_TASK
+
+        return {task: tuple(metrics) for task, metrics in BY_TASK.items()}
+    raise KeyError(kind)
+
+
+def _registered(where: str, value: Any, kind: str) -> Any:
+    names = registry(kind)
+    if value not in names:
+        raise ValueError(one_of(where, value, names))
+    return value
 
 
 def _format_error(error: dict[str, Any], model: type[BaseModel]) -> str:

@@ -10,10 +10,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from stages.errors import UserError
+from reprotab.errors import UserError
 
 LOG_DIR = Path("reports/logs")
-log = logging.getLogger("stages")
+log = logging.getLogger("reprotab")
 
 
 def configure_logging(stage: str, log_dir: Path = LOG_DIR) -> None:
@@ -51,7 +51,8 @@ def stage_main(stage: str, *, in_pipeline: bool = True) -> Callable[[Callable[..
                         stage,
                     )
                 raise SystemExit(2) from None
-            log.info("stage %s done in %.1fs", stage, time.perf_counter() - started)
+            what = f"stage {stage}" if in_pipeline else stage
+            log.info("%s done in %.1fs", what, time.perf_counter() - started)
 
         return run
 

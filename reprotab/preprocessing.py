@@ -1,8 +1,9 @@
 """The preprocessing that turns raw feature columns into model inputs.
 
-Kept out of the featurize stage module on purpose: the fitted transformer is pickled, and
-pickles refer to functions by module, so these must live in an importable library module
-(not `__main__`). tune builds the same transformer unfitted, inside every CV fold.
+The core of the featurize stage; tune builds the same transformer unfitted inside every CV
+fold. The fitted transformer is pickled inside the served model, and pickles refer to
+functions by module, so `to_float` and `to_text` must keep their module path
+(see reprotab/served.py on format versions).
 
 Numbers (and booleans as 0/1) are imputed, optionally flagged as missing and scaled;
 categories are one-hot encoded with rare ones grouped into one "infrequent" column. A category
@@ -18,8 +19,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from stages.params import FeaturizeParams
-from stages.schema import Schema
+from reprotab.params import FeaturizeParams
+from reprotab.schema import Schema
 
 MISSING = "__missing__"
 
@@ -85,3 +86,17 @@ def one_hot_groups(featurizer: ColumnTransformer) -> dict[str, list[str]]:
         groups[str(column)], start = names[start : start + width], start + width
     assert start == len(names), "one-hot widths do not add up to the encoder's output"
     return groups
+
+
+def featurize(
+    *, train: pd.DataFrame, validation: pd.DataFrame, schema: Schema, config: FeaturizeParams
+) -> tuple[ColumnTransformer, pd.DataFrame, pd.DataFrame]:
+    """Fit on train, transform both splits; the target column is carried over unchanged.
+    The test split is never passed here: only evaluate touches it."""
+    featurizer = build_featurizer(schema=schema, config=config).fit(train[list(schema.features)])
+    outputs = []
+    for part in (train, validation):
+        features = featurizer.transform(part[list(schema.features)])
+        features[schema.target] = part[schema.target].to_numpy()
+        outputs.append(features)
+    return featurizer, outputs[0], outputs[1]

@@ -7,9 +7,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from stages.errors import UserError, problem
+from reprotab.errors import UserError, problem
 
 
 @dataclass(frozen=True)
@@ -113,3 +114,14 @@ def _sorted(values: list[Any]) -> list[Any]:
 
 def _native(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
+
+
+def encode_target(values: pd.Series, schema: Schema) -> np.ndarray:
+    """Class labels → indices into `schema.classes` (what every booster expects)."""
+    if schema.task == "regression":
+        return values.to_numpy(dtype=float)
+    index = {str(c): i for i, c in enumerate(schema.classes)}
+    unknown = sorted({str(v) for v in values} - set(index))
+    if unknown:
+        raise UserError(problem(f"target '{schema.target}'", f"has classes unseen in training {list(index)}", unknown))
+    return np.array([index[str(v)] for v in values], dtype=int)

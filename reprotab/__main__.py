@@ -1,0 +1,5 @@
+"""`python -m reprotab` is the `reprotab` command."""
+
+from reprotab.cli import main
+
+main()

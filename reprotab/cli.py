@@ -1,0 +1,61 @@
+"""The `reprotab` command: everything a user runs outside `dvc repro`.
+
+    reprotab <command> [options]      (or: python -m reprotab <command> ...)
+
+Each command is a module with a `main(argv)`; `COMMANDS` maps the command name to it, so a new
+command is one entry here and `reprotab --help` lists it. Modules are imported only when their
+command runs, so `reprotab --help` is instant. Every command exits 2 with one clear message on
+bad input (reprotab/runner.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from reprotab.errors import did_you_mean
+
+# name → (module with main(argv), one line of help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("reprotab.checks", "check params.yaml as the pipeline's validate stage does"),
+    "compare": ("reprotab.compare", "rank DVC experiments that differ in one param"),
+    "review": ("reprotab.review", "metrics, params and plots of two revisions in one report"),
+    "demo-data": ("reprotab.demo_data", "write the seeded demo table or a later batch with drift"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(
+        [
+            "usage: reprotab <command> [options]",
+            "",
+            "Retrain tabular models reproducibly: the commands beside the DVC pipeline.",
+            "",
+            "commands:",
+            *lines,
+            "",
+            "`reprotab <command> --help` for a command's options.",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        raise SystemExit(0 if argv else 2)
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(
+            f"reprotab: command: must be one of {', '.join(COMMANDS)}. Got {name!r}.{did_you_mean(name, COMMANDS)}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    module = importlib.import_module(COMMANDS[name][0])
+    module.main(rest)
+
+
+if __name__ == "__main__":
+    main()

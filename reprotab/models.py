@@ -1,0 +1,185 @@
+"""The model registry: each `model:` name, its estimators, and how it fits, stops early and continues.
+
+`MODELS` is the one source of model names: params validation, the README table and the
+tests read it, so adding a model is one `ModelSpec` entry plus its `hyperparameters` block in
+params.yaml, never a copied branch. Estimator classes are imported only when a model is built,
+so a stage that never fits XGBoost does not pay for importing it.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from reprotab.errors import UserError, did_you_mean, problem
+
+
+def _xgboost_early_stopping(estimator: Any, X: Any, y: Any, eval_set: tuple[Any, Any], rounds: int) -> int:
+    estimator.set_params(early_stopping_rounds=rounds)
+    estimator.fit(X, y, eval_set=[eval_set], verbose=False)
+    return int(estimator.best_iteration) + 1  # 0-based index → rounds kept
+
+
+def _lightgbm_early_stopping(estimator: Any, X: Any, y: Any, eval_set: tuple[Any, Any], rounds: int) -> int:
+    import lightgbm
+
+    estimator.fit(
+        X, y, eval_X=eval_set[0], eval_y=eval_set[1], callbacks=[lightgbm.early_stopping(rounds, verbose=False)]
+    )
+    return int(estimator.best_iteration_ or estimator.n_estimators)
+
+
+def _xgboost_continue(new: Any, old: Any, X: Any, y: Any, eval_set: Any, rounds: int | None) -> Any:
+    if eval_set is not None and rounds:
+        new.set_params(early_stopping_rounds=rounds)
+    new.fit(X, y, xgb_model=old.get_booster(), eval_set=[eval_set] if eval_set else None, verbose=False)
+    return new
+
+
+def _lightgbm_continue(new: Any, old: Any, X: Any, y: Any, eval_set: Any, rounds: int | None) -> Any:
+    import lightgbm
+
+    stop = [lightgbm.early_stopping(rounds, verbose=False)] if eval_set is not None and rounds else None
+    held = {"eval_X": eval_set[0], "eval_y": eval_set[1]} if eval_set is not None else {}
+    new.fit(X, y, init_model=old.booster_, callbacks=stop, **held)
+    return new
+
+
+def _forest_continue(new: Any, old: Any, X: Any, y: Any, eval_set: Any, rounds: int | None) -> Any:
+    """More trees on the new rows: a copy of the old forest with warm_start (old trees kept)."""
+    grown = copy.deepcopy(old)
+    grown.set_params(warm_start=True, n_estimators=len(old.estimators_) + new.get_params()["n_estimators"])
+    return grown.fit(X, y)
+
+
+EarlyStopping = Callable[[Any, Any, Any, tuple[Any, Any], int], int]
+Continue = Callable[[Any, Any, Any, Any, Any, "int | None"], Any]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model's estimators live, the settings the project always passes them, and how it
+    stops early on held-out rows (None: it cannot, e.g. a random forest)."""
+
+    classifier: str  # "module:Class"
+    regressor: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+    early_stopping: EarlyStopping | None = None
+    continue_training: Continue = _forest_continue  # new estimator, loaded one, X, y, eval_set, rounds
+    size: Callable[[Any], int] = lambda estimator: len(estimator.estimators_)  # trees or boosting rounds
+    summary: str = ""  # one line for the README's table of models
+
+    def estimator_class(self, task: str) -> type:
+        module, name = (self.classifier if task == "classification" else self.regressor).split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+MODELS: dict[str, ModelSpec] = {
+    "random_forest": ModelSpec(
+        "sklearn.ensemble:RandomForestClassifier",
+        "sklearn.ensemble:RandomForestRegressor",
+        summary="scikit-learn random forest; continued training adds trees",
+    ),
+    "xgboost": ModelSpec(
+        "xgboost:XGBClassifier",
+        "xgboost:XGBRegressor",
+        {"verbosity": 0},
+        _xgboost_early_stopping,
+        _xgboost_continue,
+        lambda estimator: estimator.get_booster().num_boosted_rounds(),
+        "XGBoost gradient boosting; early stopping, continued training adds rounds",
+    ),
+    "lightgbm": ModelSpec(
+        "lightgbm:LGBMClassifier",
+        "lightgbm:LGBMRegressor",
+        {"verbose": -1},
+        _lightgbm_early_stopping,
+        _lightgbm_continue,
+        lambda estimator: estimator.booster_.current_iteration(),
+        "LightGBM gradient boosting; early stopping, continued training adds rounds",
+    ),
+}
+
+
+def model_name(estimator: Any, task: str) -> str | None:
+    """The registry name of a fitted estimator (None when it is none of ours)."""
+    return next((name for name, spec in MODELS.items() if type(estimator) is spec.estimator_class(task)), None)
+
+
+def fit_estimator(
+    estimator: Any,
+    X: Any,
+    y: Any,
+    *,
+    model: str,
+    eval_set: tuple[Any, Any] | None = None,
+    early_stopping_rounds: int | None = None,
+) -> int | None:
+    """Fit, stopping early on `eval_set` when the model can; returns the rounds kept (None if not)."""
+    stop = MODELS[model].early_stopping
+    if stop is None or eval_set is None or not early_stopping_rounds:
+        estimator.fit(X, y)
+        return None
+    return stop(estimator, X, y, eval_set, early_stopping_rounds)
+
+
+def hyperparameter_problems(*, model: str, task: str, hyperparameters: dict[str, Any]) -> list[str]:
+    """Names in `hyperparameters.<model>` the estimator does not accept, each with a did-you-mean."""
+    known = set(MODELS[model].estimator_class(task)().get_params())
+    return [
+        problem(
+            f"hyperparameters.{model}.{name}",
+            f"is not a parameter of {model}",
+            None,
+            "See the estimator's documentation for its parameters",
+        )
+        + did_you_mean(name, known)
+        for name in hyperparameters
+        if name not in known
+    ]
+
+
+def build_estimator(*, model: str, task: str, hyperparameters: dict[str, Any], seed: int) -> Any:
+    """An unfitted estimator; `random_state` comes from the top-level seed."""
+    problems = hyperparameter_problems(model=model, task=task, hyperparameters=hyperparameters)
+    if problems:
+        raise UserError("\n".join(problems))
+    spec = MODELS[model]
+    settings = {**hyperparameters, **spec.fixed, "random_state": seed}
+    try:
+        return spec.estimator_class(task)(**settings)
+    except (TypeError, ValueError) as exc:
+        raise UserError(
+            problem(f"hyperparameters.{model}", f"rejected by the estimator ({exc})", hyperparameters)
+        ) from None
+
+
+def hyperparameter_value_problems(*, model: str, task: str, hyperparameters: dict[str, Any]) -> list[str]:
+    """Values in `hyperparameters.<model>` the estimator rejects, found before any stage runs.
+
+    scikit-learn estimators declare their constraints (`_validate_params`); the boosters check
+    values only when fitting, so they get a tiny fit on 40 synthetic rows with 2 rounds."""
+    problems = hyperparameter_problems(model=model, task=task, hyperparameters=hyperparameters)
+    if problems:
+        return problems
+    where = f"hyperparameters.{model}"
+    try:
+        estimator = build_estimator(model=model, task=task, hyperparameters=hyperparameters, seed=0)
+        if hasattr(estimator, "_validate_params"):
+            estimator._validate_params()
+        else:
+            rng = np.random.default_rng(0)
+            X = rng.normal(size=(40, 3))
+            y = (X[:, 0] > 0).astype(int) if task == "classification" else X[:, 0]
+            estimator.set_params(n_estimators=2).fit(X, y)
+    except UserError as exc:
+        return [str(exc)]
+    except Exception as exc:  # each library raises its own types for a bad value
+        reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        return [problem(where, f"rejected by {model} ({reason})", dict(hyperparameters))]
+    return []

@@ -1,0 +1,71 @@
+"""The whole pipeline in one process: `run(frame, params)` → the served model and its metrics.
+
+The same library calls the stages make (prepare → featurize → tune → train → evaluate's
+scoring), without files or DVC. Tests, benchmarks and the retraining loop use it when they
+need a model quickly; `dvc repro` stays the way to produce a versioned one. The numbers match
+a `dvc repro` with the same params and data (a test holds the two together).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from reprotab.evaluation import score
+from reprotab.params import Params
+from reprotab.prepare import prepare_with
+from reprotab.preprocessing import featurize
+from reprotab.schema import Schema
+from reprotab.served import TabularModel
+from reprotab.training import fit, merge_hyperparameters
+
+
+@dataclass
+class Run:
+    """What one in-process run produced."""
+
+    model: TabularModel
+    metrics: dict[str, dict[str, float]]  # split → metric → value (validation and test)
+    schema: Schema
+    splits: dict[str, pd.DataFrame]
+    training: dict[str, Any] = field(default_factory=dict)  # train's summary (sampler, threshold, ...)
+    tuned: dict[str, Any] = field(default_factory=dict)  # tune's best params ({} with tuner none)
+
+
+def tune_best(*, splits: dict[str, pd.DataFrame], schema: Schema, params: Params) -> dict[str, Any]:
+    """Tune's best params for these splits, in memory (an in-memory Optuna study)."""
+    if params.tuner == "none":
+        return {}
+    from reprotab import tuning
+
+    search, space, name = tuning.plan(
+        train=splits["train"], validation=splits["validation"], schema=schema, params=params
+    )
+    study = tuning.run(search=search, tuner=params.tuner, space=space, config=params.tune, storage=None, name=name)
+    return tuning.best_result(study, search=search)["params"]
+
+
+def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...] = ("validation", "test")) -> Run:
+    """prepare → featurize → tune → train on `frame` with `params`; scores the given splits."""
+    splits, schema, _ = prepare_with(frame, params)
+    featurizer, train, validation = featurize(
+        train=splits["train"], validation=splits["validation"], schema=schema, config=params.featurize
+    )
+    tuned = tune_best(splits=splits, schema=schema, params=params)
+    hyperparameters = merge_hyperparameters(defaults=params.hyperparameters.get(params.model, {}), tuned=tuned)
+    model, training = fit(
+        features=train,
+        schema=schema,
+        featurizer=featurizer,
+        model=params.model,
+        hyperparameters=hyperparameters,
+        seed=params.seed,
+        sampler=params.sampler,
+        sampling=params.sampling,
+        validation=validation,
+        settings=params.train,
+    )
+    metrics = {split: score(model, splits[split])[1] for split in splits_to_score}
+    return Run(model=model, metrics=metrics, schema=schema, splits=splits, training=training, tuned=tuned)

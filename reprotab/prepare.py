@@ -1,0 +1,233 @@
+"""Preparing the raw table: check the named columns, clean lightly, split once.
+
+The core of the prepare stage, without file IO. The split is made here and only here:
+seeded, stratified for classification. Later stages fit on train, choose on validation, and
+only evaluate touches test. Cleaning is deliberately light and always logged: numbers stored
+as text become numbers, ±inf becomes missing, entirely empty and constant columns are dropped,
+rows without a target are dropped, duplicates are reported (kept).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from reprotab.errors import UserError, did_you_mean, problem
+from reprotab.params import DataParams
+from reprotab.schema import Schema
+
+SPLITS = ("train", "validation", "test")
+MAX_CLASSES = 50
+log = logging.getLogger(__name__)
+
+
+def select_columns(frame: pd.DataFrame, *, data: DataParams) -> pd.DataFrame:
+    """Check that the named columns exist and drop the ones params say to drop."""
+    columns = list(frame.columns)
+    named = [("data.target", data.target)] + [("data.id_column", data.id_column)] * bool(data.id_column)
+    named += [("data.drop_columns", c) for c in data.drop_columns]
+    named += [("data.categorical_columns", c) for c in data.categorical_columns]
+    missing = [
+        problem(where, "column not found", name, f"Columns: {', '.join(map(str, columns))}")
+        + did_you_mean(name, map(str, columns))
+        for where, name in named
+        if name not in frame.columns
+    ]
+    if missing:
+        raise UserError("\n".join(missing))
+    return frame.drop(columns=list(data.drop_columns))
+
+
+def text_to_numbers(frame: pd.DataFrame, *, min_share: float, skip: set[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Convert text columns whose non-blank values are (almost) all numbers; blanks become NaN."""
+    frame, converted = frame.copy(), []
+    for column in frame.columns:
+        if column in skip or not _is_text(frame[column]):
+            continue
+        text = frame[column].astype("string").str.strip().replace("", pd.NA)
+        numbers = pd.to_numeric(text, errors="coerce")
+        present = int(text.notna().sum())
+        if present and numbers.notna().sum() / present >= min_share:
+            frame[column] = numbers.astype(float)
+            converted.append(column)
+    return frame, converted
+
+
+def infinities_to_missing(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """±inf in numeric columns becomes missing (NaN), counted per column.
+
+    An infinite value is never a measurement a model can learn from (most exports write it for
+    a division by zero), and the imputer, the boosters and the samplers each fail on it
+    differently; as missing it is imputed and flagged like any other gap."""
+    counts = {}
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_float_dtype(values):
+            infinite = np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
+            if infinite.any():
+                counts[str(column)] = int(infinite.sum())
+    if not counts:
+        return frame, counts
+    frame = frame.copy()
+    for column in counts:
+        frame[column] = frame[column].replace([np.inf, -np.inf], np.nan)
+    return frame, counts
+
+
+def drop_useless(frame: pd.DataFrame, *, keep: set[str]) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Drop columns that are entirely empty or hold a single value; they cannot inform a model."""
+    empty = [c for c in frame.columns if c not in keep and frame[c].isna().all()]
+    constant = [c for c in frame.columns if c not in keep and c not in empty and frame[c].nunique(dropna=False) == 1]
+    return frame.drop(columns=empty + constant), empty, constant
+
+
+def check_target(frame: pd.DataFrame, *, target: str, task: str) -> pd.DataFrame:
+    """Drop rows without a target and check the target suits the task."""
+    frame = frame[frame[target].notna()].reset_index(drop=True)
+    values = frame[target]
+    if task == "regression":
+        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            raise UserError(
+                problem(
+                    f"data.target '{target}'",
+                    "must be numeric for task regression",
+                    f"{values.dtype} values such as {values.iloc[0]!r}",
+                    "Choose a numeric target or set task: classification",
+                )
+            )
+        if len(frame) < 10:
+            raise UserError(problem(f"data.target '{target}'", "needs at least 10 rows with a value", len(frame)))
+        return frame
+    counts = values.value_counts()
+    if len(counts) < 2:
+        raise UserError(
+            problem(
+                f"data.target '{target}'",
+                "must have at least two classes for task classification",
+                f"only {counts.index.tolist()}",
+                "Check the target column or the data file",
+            )
+        )
+    if len(counts) > MAX_CLASSES:
+        raise UserError(
+            problem(
+                f"data.target '{target}'",
+                f"has more than {MAX_CLASSES} classes",
+                len(counts),
+                "Set task: regression for a numeric quantity",
+            )
+        )
+    if counts.min() < 3:
+        raise UserError(
+            problem(
+                f"data.target '{target}'",
+                "needs at least 3 rows of every class to split",
+                counts[counts < 3].to_dict(),
+                "Remove or merge the rarest classes",
+            )
+        )
+    return frame
+
+
+def split(
+    frame: pd.DataFrame, *, target: str, task: str, test_size: float, validation_size: float, seed: int
+) -> dict[str, pd.DataFrame]:
+    """One seeded split into train / validation / test, stratified for classification."""
+    stratify = frame[target] if task == "classification" else None
+    rest, test = train_test_split(frame, test_size=test_size, random_state=seed, stratify=stratify)
+    stratify = rest[target] if task == "classification" else None
+    train, validation = train_test_split(
+        rest, test_size=validation_size / (1 - test_size), random_state=seed, stratify=stratify
+    )
+    return {name: part.reset_index(drop=True) for name, part in zip(SPLITS, (train, validation, test), strict=False)}
+
+
+def summarize(splits: dict[str, pd.DataFrame], *, target: str, task: str) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for name, part in splits.items():
+        entry: dict[str, Any] = {"rows": len(part)}
+        if task == "classification":
+            shares = part[target].value_counts(normalize=True).sort_index()
+            entry["class_share"] = {str(k): round(float(v), 4) for k, v in shares.items()}
+        else:
+            entry["target_mean"] = round(float(part[target].mean()), 4)
+        summary[name] = entry
+    return summary
+
+
+def prepare(
+    frame: pd.DataFrame,
+    *,
+    task: str,
+    seed: int,
+    data: DataParams,
+    test_size: float,
+    validation_size: float,
+    text_min_share: float,
+) -> tuple[dict[str, pd.DataFrame], Schema, dict[str, Any]]:
+    """The whole stage without IO: returns the splits, the schema and a summary."""
+    frame = select_columns(frame, data=data)
+    keep = {data.target, *([data.id_column] if data.id_column else [])}
+    frame, converted = text_to_numbers(frame, min_share=text_min_share, skip=keep | set(data.categorical_columns))
+    frame, infinite = infinities_to_missing(frame)
+    for column, count in infinite.items():
+        log.warning("column %s: %d infinite values treated as missing", column, count)
+    frame, empty, constant = drop_useless(frame, keep=keep)
+    for what, columns in (
+        ("stored as text, converted to numbers", converted),
+        ("entirely empty, dropped", empty),
+        ("constant, dropped", constant),
+    ):
+        if columns:
+            log.warning("columns %s: %s", what, ", ".join(columns))
+    duplicates = int(frame.drop(columns=[data.id_column] if data.id_column else []).duplicated().sum())
+    if duplicates:
+        log.warning("%d duplicate rows (ignoring the id column); kept as they are", duplicates)
+    rows_before = len(frame)
+    frame = check_target(frame, target=data.target, task=task)
+    if len(frame) < rows_before:
+        log.warning("%d rows without a target value dropped", rows_before - len(frame))
+    schema = Schema.infer(
+        frame,
+        task=task,
+        target=data.target,
+        id_column=data.id_column,
+        categorical=data.categorical_columns,
+        positive_class=data.positive_class,
+    )
+    if not schema.features:
+        raise UserError(problem("data", "no feature columns left after dropping ids, empty and constant columns"))
+    splits = split(
+        frame, target=data.target, task=task, test_size=test_size, validation_size=validation_size, seed=seed
+    )
+    summary = summarize(splits, target=data.target, task=task)
+    summary["cleaning"] = {
+        "text_to_number": converted,
+        "infinite_to_missing": infinite,
+        "dropped_empty": empty,
+        "dropped_constant": constant,
+        "duplicate_rows": duplicates,
+        "rows_without_target": rows_before - len(frame),
+    }
+    return splits, schema, summary
+
+
+def prepare_with(frame: pd.DataFrame, params: Any) -> tuple[dict[str, pd.DataFrame], Schema, dict[str, Any]]:
+    """prepare() with the settings of params.yaml (the stage and the benchmarks split alike)."""
+    return prepare(
+        frame,
+        task=params.task,
+        seed=params.seed,
+        data=params.data,
+        test_size=params.prepare.test_size,
+        validation_size=params.prepare.validation_size,
+        text_min_share=params.prepare.text_to_number_min_share,
+    )
+
+
+def _is_text(values: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(values) or values.dtype == object

@@ -1,0 +1,63 @@
+"""Search spaces: a params space as Optuna suggestions, and checked against the estimator first."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+
+from reprotab.errors import UserError, problem
+from reprotab.models import MODELS, build_estimator
+from reprotab.params import Distribution
+
+
+def suggest(trial: optuna.Trial, name: str, spec: Distribution | tuple[Any, ...]) -> Any:
+    """One value for `name` from a grid list or a distribution."""
+    if not isinstance(spec, Distribution):
+        return trial.suggest_categorical(name, list(spec))
+    if spec.choices is not None:
+        return trial.suggest_categorical(name, list(spec.choices))
+    if spec.integer:
+        return trial.suggest_int(name, spec.low, spec.high, step=spec.step or 1, log=spec.log)
+    return trial.suggest_float(name, spec.low, spec.high, step=spec.step, log=spec.log)
+
+
+def check_space(*, space: dict[str, Any], where: str, search: Any) -> None:
+    """Every searched name is a parameter of the estimator, and every edge value is accepted by it.
+
+    Each distinct value (grid values, range ends, choices) is tried once on a few hundred fold
+    rows with a tiny ensemble, so a typo fails in a second with the name and value, not after
+    an hour of trials."""
+    task = search.schema.task
+    known = set(MODELS[search.model].estimator_class(task)().get_params())
+    problems = [
+        problem(f"{where}.{name}", f"is not a parameter of {search.model}") for name in space if name not in known
+    ]
+    fold = search.folds[0]
+    sample = slice(0, min(len(fold.y), 300))
+    for name, spec in space.items():
+        if name not in known:
+            continue
+        for value in _edge_values(spec):
+            small = {"n_estimators": 3} if name != "n_estimators" and "n_estimators" in known else {}
+            try:
+                estimator = build_estimator(
+                    model=search.model, task=task, hyperparameters={**search.base, **small, name: value}, seed=0
+                )
+                estimator.fit(fold.X.iloc[sample], fold.y[sample])
+            except Exception as exc:  # each library raises its own types for a bad value
+                reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                problems.append(problem(f"{where}.{name}", f"value is rejected by {search.model} ({reason})", value))
+    if problems:
+        raise UserError("\n".join(problems))
+
+
+def _edge_values(spec: Distribution | tuple[Any, ...]) -> list[Any]:
+    if not isinstance(spec, Distribution):
+        return list(spec)
+    return list(spec.choices) if spec.choices is not None else [spec.low, spec.high]
+
+
+def grid_size(space: dict[str, tuple[Any, ...]]) -> int:
+    return math.prod(len(values) for values in space.values())

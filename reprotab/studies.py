@@ -1,0 +1,169 @@
+"""Optuna studies: names, storage, progress lines and what is read back from them.
+
+A study's name carries a fingerprint of everything that makes its scores comparable (data,
+space, folds, sampler, featurize settings, base hyperparameters, seed); `n_trials` and the
+budget are left out, so raising `n_trials` continues the same study and a changed dataset
+starts a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from reprotab.data import frame_hash
+from reprotab.errors import UserError, problem
+from reprotab.params import Distribution
+
+log = logging.getLogger(__name__)
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def study_name(*, tuner: str, search: Any, space: dict[str, Any], settings: dict[str, Any]) -> str:
+    """`<model>-<task>-<metric>-<tuner>-<fingerprint>`; see the module docstring for what it covers."""
+    fingerprint = {
+        "space": {k: (v.model_dump() if isinstance(v, Distribution) else list(v)) for k, v in sorted(space.items())},
+        "base": search.base,
+        "seed": search.seed,
+        "early_stopping_rounds": search.early_stopping_rounds,
+        "folds": [frame_hash(pd.concat([f.X, f.X_held])) for f in search.folds],
+        "targets": [hashlib.sha256(np.concatenate([f.y, f.y_held]).tobytes()).hexdigest() for f in search.folds],
+        **settings,
+    }
+    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"{search.model}-{search.schema.task}-{search.metric}-{tuner}-{digest}"
+
+
+def open_storage(url: str | None, default_path: str) -> Any:
+    """A journal file next to the tune outputs by default (safe for several processes on one
+    machine); a database URL (postgresql://, mysql://, sqlite:///) for workers on several machines."""
+    if url is None:
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(default_path))
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    except Exception as exc:  # SQLAlchemy raises driver-specific errors
+        reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        raise UserError(
+            problem(
+                "tune.storage",
+                f"cannot be opened ({type(exc).__name__}: {reason})",
+                redact(url),
+                "Check the URL, that the server is reachable, and that its driver is installed "
+                "(psycopg2 for PostgreSQL, PyMySQL for MySQL); or set tune.storage: null for a local file",
+            )
+        ) from None
+
+
+def redact(url: str | None) -> str | None:
+    """A storage URL without its password, fit for logs and output files."""
+    if url is None or "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+
+
+class Progress:
+    """Logs `trial n of N`, the score and the best so far: every trial for short searches,
+    about ten lines for long ones, and always when the best improves."""
+
+    def __init__(self, total: int, metric: str) -> None:
+        self.total, self.metric, self.every, self.started = total, metric, max(1, total // 10), time.monotonic()
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        done = len(study.get_trials(deepcopy=False, states=FINISHED))
+        best = _best_or_none(study)
+        improved = best is not None and best.number == trial.number
+        if improved or done % self.every == 0 or done >= self.total:
+            state = trial_outcome(trial, self.metric)
+            best_text = f"{best.value:.4f} (trial {best.number})" if best is not None else "none yet"
+            log.info(
+                "trial %d of %d: %s · best %s · %.0f s",
+                done,
+                self.total,
+                state,
+                best_text,
+                time.monotonic() - self.started,
+            )
+
+
+def trial_outcome(trial: optuna.trial.FrozenTrial, metric: str) -> str:
+    """What a trial ended with: its score, or that it was pruned (with the partial mean over
+    the folds it ran, which is not comparable with complete scores), failed, ..."""
+    if trial.state == optuna.trial.TrialState.COMPLETE and trial.value is not None:
+        return f"{metric} {trial.value:.4f}"
+    if trial.state == optuna.trial.TrialState.PRUNED:
+        steps = sorted(trial.intermediate_values)
+        if steps:
+            partial = trial.intermediate_values[steps[-1]]
+            return f"pruned after fold {steps[-1] + 1} (partial {metric} {partial:.4f})"
+        return "pruned"
+    return trial.state.name.lower()
+
+
+def _best_or_none(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    try:
+        return study.best_trial
+    except ValueError:
+        return None
+
+
+def best_result(study: optuna.Study, *, search: Any) -> dict[str, Any]:
+    """The best trial's hyperparameters (with the boosters' kept rounds as n_estimators)."""
+    best = _best_or_none(study)
+    if best is None:
+        raise UserError(
+            problem(
+                "tune",
+                "finished without a single complete trial",
+                f"{len(study.trials)} trials ({', '.join(sorted({t.state.name.lower() for t in study.trials}))})",
+                "Raise tune.timeout_minutes or tune.n_trials, or set tune.pruning: false",
+            )
+        )
+    params = dict(best.params)
+    if "n_estimators" in best.user_attrs:
+        params["n_estimators"] = int(best.user_attrs["n_estimators"])
+    states = [t.state for t in study.trials]
+    return {
+        "params": params,
+        "best_score": round(float(best.value), 6),
+        "best_trial": best.number,
+        "trials": {
+            "complete": states.count(optuna.trial.TrialState.COMPLETE),
+            "pruned": states.count(optuna.trial.TrialState.PRUNED),
+            "failed": states.count(optuna.trial.TrialState.FAIL),
+        },
+    }
+
+
+def history(study: optuna.Study) -> pd.DataFrame:
+    """Finished trials in order with the best score so far (the optimization history plot)."""
+    rows, best = [], None
+    minimize = study.direction == optuna.study.StudyDirection.MINIMIZE
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        value = float(trial.value)
+        best = value if best is None or (value < best if minimize else value > best) else best
+        rows.append({"trial": trial.number, "score": round(value, 6), "best": round(best, 6)})
+    return pd.DataFrame(rows, columns=["trial", "score", "best"])
+
+
+def importances(study: optuna.Study) -> pd.DataFrame:
+    """Optuna's fANOVA parameter importances (empty when too few trials vary the params)."""
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(complete) < 2:
+        return pd.DataFrame(columns=["param", "importance"])
+    try:
+        values = optuna.importance.get_param_importances(study)
+    except (RuntimeError, ValueError) as exc:  # e.g. every trial had the same params
+        log.info("parameter importance not computed: %s", exc)
+        return pd.DataFrame(columns=["param", "importance"])
+    return pd.DataFrame([{"param": k, "importance": round(float(v), 6)} for k, v in values.items()])

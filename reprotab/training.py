@@ -1,0 +1,205 @@
+"""Training: fit the chosen model on featurized rows and build the served model once.
+
+The core of the train stage, without file IO. Tuned params are merged over
+`hyperparameters.<model>` and each override is logged. Rows are resampled (training rows only)
+before the fit; the validation split serves early stopping, calibration and the threshold
+(reprotab/decision.py); the test split is never seen here. Continued training starts from a
+previous model's estimator after `load_previous` has checked it fits this run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from reprotab.data import frame_hash
+from reprotab.decision import decide
+from reprotab.errors import UserError, problem
+from reprotab.models import MODELS, build_estimator, fit_estimator, model_name
+from reprotab.params import SamplingParams, TrainParams
+from reprotab.preprocessing import one_hot_groups
+from reprotab.sampling import balance
+from reprotab.schema import Schema, encode_target
+from reprotab.served import FORMAT_VERSION, TabularModel, load
+
+LIBRARIES = ("scikit-learn", "xgboost-cpu", "lightgbm", "imbalanced-learn", "pandas", "numpy", "dvc")
+log = logging.getLogger(__name__)
+
+
+def merge_hyperparameters(*, defaults: dict[str, Any], tuned: dict[str, Any]) -> dict[str, Any]:
+    """Tuned values win over params.yaml; each override is logged."""
+    for name, value in tuned.items():
+        if name in defaults and defaults[name] != value:
+            log.info("train: %s = %r from tune (params.yaml has %r)", name, value, defaults[name])
+        elif name not in defaults:
+            log.info("train: %s = %r from tune", name, value)
+    return {**defaults, **tuned}
+
+
+def check_training_classes(y: np.ndarray, schema: Schema) -> None:
+    """Every class must be in the training split: a model cannot predict a class it never saw."""
+    if schema.task != "classification":
+        return
+    missing = [schema.classes[k] for k in sorted(set(range(len(schema.classes))) - set(np.unique(y).tolist()))]
+    if missing:
+        raise UserError(
+            problem(
+                f"target '{schema.target}'",
+                "has classes absent from the training split",
+                missing,
+                "Add rows of those classes, merge rare classes, or drop them from the table",
+            )
+        )
+
+
+def fit(
+    *,
+    features: pd.DataFrame,
+    schema: Schema,
+    featurizer: Any,
+    model: str,
+    hyperparameters: dict[str, Any],
+    seed: int,
+    sampler: str = "none",
+    sampling: SamplingParams | None = None,
+    validation: pd.DataFrame | None = None,
+    settings: TrainParams | None = None,
+    previous: Any = None,
+) -> tuple[TabularModel, dict[str, Any]]:
+    """Fit on already-featurized training rows (resampled first if asked), then calibrate and
+    choose the threshold on the featurized validation rows. The saved model has no sampler, so
+    predictions never resample. `previous` is an estimator to continue training from."""
+    settings = settings or TrainParams(threshold=None)
+    estimator = build_estimator(model=model, task=schema.task, hyperparameters=hyperparameters, seed=seed)
+    y_train = encode_target(features[schema.target], schema)
+    check_training_classes(y_train, schema)
+    X, y, summary = balance(
+        X=features.drop(columns=[schema.target]),
+        y=y_train,
+        task=schema.task,
+        one_hot=one_hot_groups(featurizer),
+        sampler=sampler,
+        config=sampling or SamplingParams(),
+        seed=seed,
+    )
+    held = None
+    if validation is not None and len(validation):
+        held = (validation.drop(columns=[schema.target]), encode_target(validation[schema.target], schema))
+    rounds = settings.early_stopping_rounds
+    if rounds and held is None:
+        raise UserError(problem("train.early_stopping_rounds", "needs rows in the validation split", rounds))
+    if rounds and MODELS[model].early_stopping is None:
+        log.info("%s has no early stopping; train.early_stopping_rounds is ignored", model)
+    spec = MODELS[model]
+    if previous is not None:
+        before = spec.size(previous)
+        estimator = spec.continue_training(estimator, previous, X, y, held, rounds)
+        summary["continued_from_size"] = before
+        log.info("continued %s from %d to %d trees/rounds", model, before, spec.size(estimator))
+    else:
+        kept = fit_estimator(estimator, X, y, model=model, eval_set=held, early_stopping_rounds=rounds)
+        if kept is not None:
+            summary["best_iteration"] = kept
+            log.info("early stopping kept %d of %s rounds", kept, hyperparameters.get("n_estimators", "default"))
+    summary["size"] = spec.size(estimator)
+    threshold, calibrator = None, None
+    if schema.task == "classification" and held is not None:
+        threshold, calibrator, decided = decide(
+            schema=schema, proba=estimator.predict_proba(held[0]), y=held[1], settings=settings
+        )
+        summary.update(decided)
+    pipeline = Pipeline([("features", featurizer), ("model", estimator)])
+    return TabularModel(pipeline=pipeline, schema=schema, threshold=threshold, calibrator=calibrator), summary
+
+
+def metadata(
+    *, model: str, schema: Schema, hyperparameters: dict[str, Any], features: pd.DataFrame, tuning: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "task": schema.task,
+        "target": schema.target,
+        "features": {"numeric": list(schema.numeric), "categorical": list(schema.categorical)},
+        "model_features": [c for c in features.columns if c != schema.target],
+        "classes": list(schema.classes),
+        "positive_class": schema.positive_class,
+        "hyperparameters": hyperparameters,
+        "format_version": FORMAT_VERSION,
+        "tuned_by": tuning.get("tuner"),
+        "training_rows": len(features),
+        "training_data_hash": frame_hash(features),
+        "libraries": {name: _version(name) for name in LIBRARIES},
+        "git_commit": _git_commit(),
+    }
+
+
+def load_previous(
+    path: str | Path, *, model: str, schema: Schema, feature_names: list[str], output: str | Path | None = None
+) -> Any:
+    """The estimator of a previous model to continue from, after checking it fits this run.
+
+    Only read, never written: the continued model goes to `output` (models/model.joblib),
+    which therefore cannot be the source (DVC removes it before train runs)."""
+    where = "train.init_model"
+    path = Path(path)
+    if output is not None and path.resolve() == Path(output).resolve():
+        raise UserError(
+            problem(
+                where,
+                "cannot be train's own output (DVC removes it before train runs)",
+                str(path),
+                "Copy it first: dvc get . models/model.joblib --rev <commit> -o models/previous.joblib",
+            )
+        )
+    if not path.is_file():
+        raise UserError(
+            problem(
+                where,
+                "file not found",
+                str(path),
+                "Get a previous model first: dvc get . models/model.joblib --rev <commit> -o models/previous.joblib",
+            )
+        )
+    previous = load(path, where=where)
+    old, estimator = previous.schema, previous.pipeline.named_steps["model"]
+    differences = []
+    if old.task != schema.task:
+        differences.append(f"task {old.task} (now {schema.task})")
+    elif model_name(estimator, old.task) != model:
+        differences.append(f"model {model_name(estimator, old.task) or type(estimator).__name__} (now {model})")
+    if list(old.classes) != list(schema.classes):
+        differences.append(f"classes {list(old.classes)} (now {list(schema.classes)})")
+    old_names = [str(n) for n in previous.pipeline.named_steps["features"].get_feature_names_out()]
+    if old_names != feature_names:
+        gone, new = sorted(set(old_names) - set(feature_names)), sorted(set(feature_names) - set(old_names))
+        differences.append(f"features (missing now: {gone or 'none'}; new: {new or 'none'})")
+    if differences:
+        raise UserError(problem(where, "was trained on something else: " + "; ".join(differences), str(path)))
+    return estimator
+
+
+def file_hash(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None

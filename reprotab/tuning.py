@@ -1,0 +1,301 @@
+"""Hyperparameter search: every tuner is an Optuna study, so grid, random and TPE share one loop.
+
+`TUNERS` maps `tuner:` to its Optuna sampler and pruner: grid → GridSampler over
+`tune.grid.<model>`, random → RandomSampler and optuna → seeded TPESampler over
+`tune.space.<model>`; only optuna prunes (a trial whose running mean over folds trails the
+median of earlier trials at the same fold stops). One loop means one trials table, one
+history plot and resumable studies for all three.
+
+No leakage: each fold's featurizer is fitted on that fold's training rows and the sampler
+resamples only those rows; the held-out rows are featurized with the fold's featurizer and
+never resampled. The featurized, resampled folds depend only on data and params, not on the
+trial, so they are built once and shared by every trial. Boosters stop early on the fold's
+held-out rows, so `n_estimators` is a cap; the rounds they kept (mean over folds) become the
+tuned `n_estimators`.
+
+Studies (names, storage, progress, reading results back) are in reprotab/studies.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from reprotab.errors import UserError, problem
+from reprotab.metrics import BY_TASK, LOWER_IS_BETTER, Scored
+from reprotab.models import build_estimator, fit_estimator
+from reprotab.params import FeaturizeParams, SamplingParams, TuneParams
+from reprotab.preprocessing import build_featurizer, one_hot_groups
+from reprotab.sampling import balance
+from reprotab.schema import Schema, encode_target
+from reprotab.space import check_space, grid_size, suggest
+from reprotab.studies import (  # noqa: F401  (best_result, history, importances: tune's API, re-exported)
+    FINISHED,
+    Progress,
+    best_result,
+    history,
+    importances,
+    open_storage,
+    redact,
+    study_name,
+)
+from reprotab.tuners import TUNERS
+
+log = logging.getLogger(__name__)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # recorded on each trial: who ran it
+
+
+@dataclass
+class Fold:
+    """One featurized, resampled fold: fit on (X, y), score on (X_held, y_held)."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    X_held: pd.DataFrame
+    y_held: np.ndarray
+
+
+@dataclass(frozen=True)
+class Search:
+    """Everything a trial needs besides its candidate hyperparameters."""
+
+    folds: list[Fold]
+    schema: Schema
+    model: str
+    base: dict[str, Any]
+    metric: str
+    seed: int
+    early_stopping_rounds: int | None
+
+    @property
+    def direction(self) -> str:
+        return "minimize" if self.metric in LOWER_IS_BETTER else "maximize"
+
+
+def validation_name(cv_folds: int) -> str:
+    return f"{cv_folds}-fold CV" if cv_folds else "hold-out (validation split)"
+
+
+def plan(*, train: pd.DataFrame, validation: pd.DataFrame, schema: Schema, params: Any) -> tuple[Search, dict, str]:
+    """The search tune runs with these params: folds, checked space and study name.
+
+    `params` is tune's view of params.yaml (tuner, model, metric, seed, tune, hyperparameters,
+    featurize, sampler, sampling)."""
+    config = params.tune
+    search = Search(
+        folds=build_folds(
+            train=train,
+            validation=validation,
+            schema=schema,
+            cv_folds=config.cv_folds,
+            featurize=params.featurize,
+            sampler=params.sampler,
+            sampling=params.sampling,
+            seed=params.seed,
+        ),
+        schema=schema,
+        model=params.model,
+        base=dict(params.hyperparameters.get(params.model, {})),
+        metric=params.metric,
+        seed=params.seed,
+        early_stopping_rounds=config.early_stopping_rounds,
+    )
+    kind = TUNERS[params.tuner].kind
+    space = config.search_space(kind=kind, model=params.model, task=schema.task)
+    check_space(space=space, where=f"tune.{kind}.{params.model}", search=search)
+    settings = {
+        "sampler": params.sampler,
+        "sampling": params.sampling.model_dump(),
+        "featurize": params.featurize.model_dump(),
+    }
+    name = study_name(tuner=params.tuner, search=search, space=space, settings=settings)
+    log.info(
+        "%s search of %s for %s by %s; study %s",
+        params.tuner,
+        params.model,
+        params.metric,
+        validation_name(config.cv_folds),
+        name,
+    )
+    return search, space, name
+
+
+def result_record(best: dict[str, Any], *, params: Any, search: Search, name: str, study_file: str) -> dict:
+    """models/best_params.json: the best params and how they were found."""
+    return {
+        "tuner": params.tuner,
+        "model": params.model,
+        "task": search.schema.task,
+        "metric": params.metric,
+        "direction": search.direction,
+        "validation": validation_name(params.tune.cv_folds),
+        "searched": True,
+        "study": name,
+        "storage": redact(params.tune.storage) or study_file,
+        **best,
+    }
+
+
+def split_indices(*, y: np.ndarray, cv_folds: int, task: str, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified (classification) or plain shuffled k-fold indices over the training rows."""
+    if task == "classification":
+        smallest = int(np.unique(y, return_counts=True)[1].min())
+        if smallest < cv_folds:
+            raise UserError(
+                problem(
+                    "tune.cv_folds",
+                    "must not exceed the training rows of the smallest class",
+                    f"{cv_folds} folds with {smallest} rows",
+                    f"Set tune.cv_folds to at most {smallest}, or 0 to score on the validation split",
+                )
+            )
+        splitter: Any = StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=seed)
+    else:
+        splitter = KFold(n_splits=cv_folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y))
+
+
+def build_folds(
+    *,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    schema: Schema,
+    cv_folds: int,
+    featurize: FeaturizeParams,
+    sampler: str,
+    sampling: SamplingParams,
+    seed: int,
+) -> list[Fold]:
+    """Featurize and resample each fold from its own training rows (hold-out when cv_folds is 0)."""
+    if cv_folds == 0:
+        pairs = [(train, validation)]
+    else:
+        indices = split_indices(
+            y=encode_target(train[schema.target], schema), cv_folds=cv_folds, task=schema.task, seed=seed
+        )
+        pairs = [(train.iloc[fit_rows], train.iloc[held_rows]) for fit_rows, held_rows in indices]
+    features = list(schema.features)
+    folds = []
+    for fit_rows, held_rows in pairs:
+        featurizer = build_featurizer(schema=schema, config=featurize).fit(fit_rows[features])
+        X, y, _ = balance(
+            X=featurizer.transform(fit_rows[features]),
+            y=encode_target(fit_rows[schema.target], schema),
+            task=schema.task,
+            one_hot=one_hot_groups(featurizer),
+            sampler=sampler,
+            config=sampling,
+            seed=seed,
+        )
+        folds.append(
+            Fold(X, y, featurizer.transform(held_rows[features]), encode_target(held_rows[schema.target], schema))
+        )
+    return folds
+
+
+def score_estimator(estimator: Any, fold: Fold, *, metric: str, schema: Schema) -> float:
+    """The chosen metric on a fold's held-out rows (labels by argmax: thresholds are train's job)."""
+    if schema.task == "regression":
+        scored = Scored(y_true=fold.y_held, y_pred=estimator.predict(fold.X_held))
+    else:
+        proba = _full_proba(estimator, fold.X_held, len(schema.classes))
+        positive = schema.classes.index(schema.positive_class) if len(schema.classes) == 2 else None
+        scored = Scored(y_true=fold.y_held, y_pred=proba.argmax(axis=1), proba=proba, positive=positive)
+    return float(BY_TASK[schema.task][metric](scored))
+
+
+def _full_proba(estimator: Any, X: pd.DataFrame, n_classes: int) -> np.ndarray:
+    """predict_proba with a column for every class, even one a fold's resampled rows lacked."""
+    proba = np.zeros((len(X), n_classes))
+    proba[:, np.asarray(estimator.classes_, dtype=int)] = estimator.predict_proba(X)
+    return proba
+
+
+def evaluate(candidate: dict[str, Any], search: Search, *, report: Callable[[int, float], None] | None = None):
+    """Mean score over folds and mean rounds kept; `report(fold, running_mean)` lets Optuna prune."""
+    hyperparameters = {**search.base, **candidate}
+    scores, rounds = [], []
+    for index, fold in enumerate(search.folds):
+        estimator = build_estimator(
+            model=search.model, task=search.schema.task, hyperparameters=hyperparameters, seed=search.seed
+        )
+        kept = fit_estimator(
+            estimator,
+            fold.X,
+            fold.y,
+            model=search.model,
+            eval_set=(fold.X_held, fold.y_held),
+            early_stopping_rounds=search.early_stopping_rounds,
+        )
+        scores.append(score_estimator(estimator, fold, metric=search.metric, schema=search.schema))
+        if kept is not None:
+            rounds.append(kept)
+        if report is not None:
+            report(index, float(np.mean(scores)))
+    return float(np.mean(scores)), (round(float(np.mean(rounds))) if rounds else None)
+
+
+def run(
+    *,
+    search: Search,
+    tuner: str,
+    space: dict[str, Any],
+    config: TuneParams,
+    storage: Any,
+    name: str,
+) -> optuna.Study:
+    """Add trials to the named study until it holds the target number (or the budget ends)."""
+    spec = TUNERS[tuner]
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+        if spec.prunes and config.pruning and len(search.folds) > 1
+        else optuna.pruners.NopPruner()
+    )
+    sampler_space = {k: list(v) for k, v in space.items()} if spec.kind == "grid" else space
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        sampler=spec.sampler(sampler_space, search.seed),
+        pruner=pruner,
+        direction=search.direction,
+        load_if_exists=True,
+    )
+    target = grid_size(space) if spec.kind == "grid" else config.n_trials
+    done = len(study.get_trials(deepcopy=False, states=FINISHED))
+    if done:
+        log.info("study %s already holds %d of %d trials; continuing", name, done, target)
+    if done >= target:
+        return study
+
+    def objective(trial: optuna.Trial) -> float:
+        candidate = {param: suggest(trial, param, values) for param, values in space.items()}
+        trial.set_user_attr("worker", WORKER)
+
+        def report(step: int, value: float) -> None:
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        value, rounds = evaluate(candidate, search, report=report)
+        if rounds is not None:
+            trial.set_user_attr("n_estimators", rounds)
+        return value
+
+    study.optimize(
+        objective,
+        n_trials=target - done,
+        timeout=config.timeout_minutes * 60 if config.timeout_minutes else None,
+        n_jobs=config.n_jobs,
+        callbacks=[optuna.study.MaxTrialsCallback(target, states=FINISHED), Progress(target, search.metric)],
+    )
+    return study
