@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,7 +171,7 @@ def hyperparameter_value_problems(*, model: str, task: str, hyperparameters: dic
     where = f"hyperparameters.{model}"
     try:
         estimator = build_estimator(model=model, task=task, hyperparameters=hyperparameters, seed=0)
-        if hasattr(estimator, "_validate_params"):
+        if getattr(type(estimator), "_parameter_constraints", None):  # scikit-learn's own estimators
             estimator._validate_params()
         else:
             rng = np.random.default_rng(0)
@@ -181,5 +182,9 @@ def hyperparameter_value_problems(*, model: str, task: str, hyperparameters: dic
         return [str(exc)]
     except Exception as exc:  # each library raises its own types for a bad value
         reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        named = re.match(r"The '(\w+)' parameter of \w+ (must be .+?)\. Got (.+) instead\.$", reason)
+        if named:  # scikit-learn names the parameter and the rule: say it in our grammar
+            name, rule, _ = named.groups()
+            return [problem(f"{where}.{name}", rule, hyperparameters.get(name))]
         return [problem(where, f"rejected by {model} ({reason})", dict(hyperparameters))]
     return []

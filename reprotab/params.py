@@ -1,5 +1,8 @@
 """The typed params loader: the only code that opens params.yaml.
 
+Longer than most modules on purpose: it is the whole params schema in one place (mostly
+declarations), so a reader sees every knob's type, default and rule together.
+
 Every section is a pydantic model with `extra="forbid"`; all problems are reported at once,
 each as `<dotted.path>: <rule>. Got <value>. Did you mean ...?`. Stages do not get the whole
 `Params`: they get a `StageParams` view limited to the top-level keys they declare in

@@ -95,9 +95,10 @@ def test_review_workflow_reproduces_reviews_and_comments():
     assert "--run-cache" in pull["run"] and pull["continue-on-error"] is True
     assert pull["if"] == "env.AWS_ACCESS_KEY_ID != ''"
 
-    review = next(line for line in lines if "stages.review" in line)
+    review = next(line for line in lines if "reprotab review" in line)
     assert lines.index(review) > lines.index("python3 run.py pipeline")
-    args = review_parser().parse_args(shlex.split(review)[3:])  # the flags exist and parse
+    assert shlex.split(review)[:2] == [".venv/bin/reprotab", "review"]  # the command run.py setup installs
+    args = review_parser().parse_args(shlex.split(review)[2:])  # the flags exist and parse
     assert args.base == "origin/$BASE_REF" and args.head is None and args.out == "reports/review"
     comment = next(step for step in steps(workflow) if "gh pr comment" in step.get("run", ""))
     # its own comment is found by the marker on comment.md's first line, edited, or else created
