@@ -218,6 +218,32 @@ class EvaluateParams(Section):
     pass
 
 
+class MonitorParams(Section):
+    """Drift thresholds of `reprotab monitor` (reprotab/monitoring.py); not a pipeline stage."""
+
+    psi_moderate: float = Field(0.1, gt=0)  # a column can drift from this PSI up (with a significant test)
+    psi_strong: float = Field(0.25, gt=0)  # strong drift; of an important feature, it asks for retraining
+    alpha: float = Field(0.05, gt=0, lt=1)  # test level, Bonferroni-divided by the number of features
+    max_drifted_share: float = Field(0.3, gt=0, le=1)  # retrain when more than this share of features drifts
+    important_features: int = Field(5, ge=0)  # top-k features by importance whose strong drift asks for retraining
+    performance_tolerance: float = Field(0.02, ge=0)  # allowed fall of the headline metric below its test value
+    bootstrap: int = Field(500, ge=0)  # resamples for the 95% interval of the batch metric (0 = none)
+    bins: int = Field(10, ge=2)  # quantile bins of numeric features for PSI
+    sample_rows: int = Field(50_000, ge=1000)  # batch rows scored by the model and used by KS, at most (seeded)
+
+    @model_validator(mode="after")
+    def _bands_in_order(self) -> MonitorParams:
+        if self.psi_strong < self.psi_moderate:
+            raise ValueError(
+                problem(
+                    "monitor.psi_strong",
+                    f"must be at least monitor.psi_moderate ({self.psi_moderate})",
+                    self.psi_strong,
+                )
+            )
+        return self
+
+
 class Params(Section):
     task: Literal[TASKS] = "classification"  # type: ignore[valid-type]
     model: str = "random_forest"
@@ -234,6 +260,7 @@ class Params(Section):
     hyperparameters: dict[str, dict[str, Scalar]] = {}
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    monitor: MonitorParams = MonitorParams()
 
     @field_validator("model", "sampler", "tuner")
     @classmethod
