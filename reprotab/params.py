@@ -29,6 +29,14 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class BatchesParams(Section):
+    """Labeled batches that arrive after the reference table (prepare adds them before splitting)."""
+
+    dir: str = "data/batches"  # one CSV/Parquet file per batch; file name order is arrival order
+    combine: Literal["none", "all", "window"] = "none"  # none = the reference table only
+    window: int = Field(3, ge=1)  # combine: window keeps the last this many batches
+
+
 class DataParams(Section):
     path: str = "data/raw/churn.parquet"
     target: str
@@ -36,6 +44,7 @@ class DataParams(Section):
     drop_columns: tuple[str, ...] = ()
     categorical_columns: tuple[str, ...] = ()
     positive_class: Scalar = None
+    batches: BatchesParams = BatchesParams()
 
 
 class PrepareParams(Section):
