@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
         "reference": {"path": data.path, "rows": len(reference), "sha256": file_hash(data.path)},
         "combine": batches.combine,
         "batches": [{"name": n, "rows": len(f), "sha256": file_hash(folder / n)} for n, f in frames.items()],
+        "batch_count": len(frames),  # numbers show in `dvc metrics diff reports/prepare/summary.json`
         "rows": len(frame),
     }
     out = Path(args.out_dir)
