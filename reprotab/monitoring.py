@@ -117,6 +117,8 @@ def category_labels(values: pd.Series) -> pd.Series:
         numbers = values.to_numpy(dtype=float, na_value=np.nan)
         text = pd.Series([f"{v:g}" for v in numbers], index=values.index, dtype=object)
         return text.where(~np.isnan(numbers), None)
+    if pd.api.types.is_string_dtype(values):  # already text: as is (converting a million rows costs seconds)
+        return values
     return values.astype("string").astype(object).where(values.notna(), None)
 
 
