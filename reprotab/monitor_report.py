@@ -72,8 +72,10 @@ def load_importance(table: Path, model: served.TabularModel) -> pd.Series | None
     """Permutation importance from evaluate's table when present, else the model's own."""
     if table.is_file():
         frame = pd.read_csv(table)
-        column = "permutation" if frame["permutation"].notna().any() else "model"
-        return frame.set_index("feature")[column].astype(float).fillna(0.0)
+        usable = [c for c in ("permutation", "model") if c in frame.columns and frame[c].notna().any()]
+        if "feature" in frame.columns and usable:
+            return frame.set_index("feature")[usable[0]].astype(float).fillna(0.0)
+        log.warning("%s has no importance column; using the model's own importance", table)
     return model_importance(model)
 
 

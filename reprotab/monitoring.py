@@ -63,6 +63,12 @@ def check_batch(batch: pd.DataFrame, schema: Schema, *, where: str = "batch") ->
             problem(where, "lacks feature columns the model was trained on", ", ".join(missing), f"Columns: {columns}")
             + hints
         )
+    if schema.task == "regression" and schema.target in batch.columns:
+        target = pd.to_numeric(batch[schema.target], errors="coerce")
+        if (target.isna() & batch[schema.target].notna()).any():
+            raise UserError(
+                problem(f"{where} target '{schema.target}'", "must be numeric for a regression model", None)
+            )
     if schema.task == "classification" and schema.target in batch.columns:
         known = {str(c) for c in schema.classes}
         unseen = sorted({str(v) for v in batch[schema.target].dropna().unique()} - known)

@@ -225,6 +225,18 @@ def test_regression_model_scores_its_predictions():
     )
     assert verdict.report["prediction"]["score"] == "prediction" and verdict.report["prediction"]["test"] == "ks"
     assert verdict.report["performance"]["metric"] == "rmse" and verdict.retrain
+    text_target = generate(rows=50, seed=5).astype({"next_month_spend": object})
+    text_target.loc[0, "next_month_spend"] = "unknown"
+    with pytest.raises(UserError, match=r"batch target 'next_month_spend': must be numeric for a regression model"):
+        monitor(
+            model=result.model,
+            reference=result.splits["train"],
+            batch=text_target,
+            holdout=result.splits["test"],
+            config=CONFIG,
+            metric="rmse",
+            seed=0,
+        )
 
 
 # --- bad input ------------------------------------------------------------------------------------
