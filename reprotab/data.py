@@ -74,6 +74,15 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
+def file_hash(path: str | Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def frame_hash(frame: pd.DataFrame) -> str:
     """A content hash of a frame (values, column names and order), stable across runs."""
     digest = hashlib.sha256()

@@ -46,19 +46,19 @@ def generate(*, rows: int = 30_000, seed: int = 0, drift: float = 0.0) -> pd.Dat
         raise UserError(problem("--drift", "must be between 0 and 1", drift))
     rng = np.random.default_rng(seed)
 
-    contract_p = np.array([0.55 + 0.2 * drift, 0.25 - 0.1 * drift, 0.20 - 0.1 * drift])
+    contract_p = np.array([0.55 + 0.3 * drift, 0.25 - 0.12 * drift, 0.20 - 0.18 * drift])
     contract = rng.choice(CONTRACTS, size=rows, p=contract_p / contract_p.sum())
     tenure = np.clip(rng.gamma(shape=1.6, scale=18.0, size=rows), 0, 72).round().astype(int)
     internet = rng.choice(INTERNET, size=rows, p=(0.45, 0.35, 0.20))
     base_price = np.select([internet == "fiber", internet == "dsl"], [75.0, 50.0], 22.0)
-    monthly = np.round(base_price * (1 + 0.15 * drift) + rng.normal(0, 12, rows), 2).clip(10)
+    monthly = np.round(base_price * (1 + 0.25 * drift) + rng.normal(0, 12, rows), 2).clip(10)
     payment = rng.choice(PAYMENTS, size=rows, p=(0.3, 0.25, 0.3, 0.15))
     region = rng.choice(REGIONS, size=rows, p=REGION_WEIGHTS)
     has_partner = rng.random(rows) < 0.48
     paperless = rng.random(rows) < 0.6
-    tickets = rng.poisson(0.8 + 0.6 * (internet == "fiber") + drift, size=rows)
+    tickets = rng.poisson(0.8 + 0.6 * (internet == "fiber") + 2 * drift, size=rows)
     session = np.round(rng.lognormal(3.0 - 0.3 * drift, 0.6, rows), 1)
-    last_login = rng.exponential(12 + 10 * drift, rows).round().astype(int)
+    last_login = rng.exponential(12 + 25 * drift, rows).round().astype(int)
     satisfaction = rng.integers(1, 6, rows).astype(float)
     age = rng.integers(18, 85, rows)
     discount = np.round(rng.choice([0, 0, 0, 5, 10, 15, 20], size=rows) * 1.0, 1)

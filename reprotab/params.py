@@ -32,6 +32,14 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class BatchesParams(Section):
+    """Labeled batches that arrive after the reference table (prepare adds them before splitting)."""
+
+    dir: str = "data/batches"  # one CSV/Parquet file per batch; file name order is arrival order
+    combine: Literal["none", "all", "window"] = "none"  # none = the reference table only
+    window: int = Field(3, ge=1)  # combine: window keeps the last this many batches
+
+
 class DataParams(Section):
     path: str = "data/raw/churn.parquet"
     target: str
@@ -39,6 +47,7 @@ class DataParams(Section):
     drop_columns: tuple[str, ...] = ()
     categorical_columns: tuple[str, ...] = ()
     positive_class: Scalar = None
+    batches: BatchesParams = BatchesParams()
 
 
 class PrepareParams(Section):
@@ -221,6 +230,32 @@ class EvaluateParams(Section):
     pass
 
 
+class MonitorParams(Section):
+    """Drift thresholds of `reprotab monitor` (reprotab/monitoring.py); not a pipeline stage."""
+
+    psi_moderate: float = Field(0.1, gt=0)  # a column can drift from this PSI up (with a significant test)
+    psi_strong: float = Field(0.25, gt=0)  # strong drift; of an important feature, it asks for retraining
+    alpha: float = Field(0.05, gt=0, lt=1)  # test level, Bonferroni-divided by the number of features
+    max_drifted_share: float = Field(0.3, gt=0, le=1)  # retrain when more than this share of features drifts
+    important_features: int = Field(5, ge=0)  # top-k features by importance whose strong drift asks for retraining
+    performance_tolerance: float = Field(0.02, ge=0)  # allowed fall of the headline metric below its test value
+    bootstrap: int = Field(500, ge=0)  # resamples for the 95% interval of the batch metric (0 = none)
+    bins: int = Field(10, ge=2)  # quantile bins of numeric features for PSI
+    sample_rows: int = Field(50_000, ge=1000)  # batch rows scored by the model and used by KS, at most (seeded)
+
+    @model_validator(mode="after")
+    def _bands_in_order(self) -> MonitorParams:
+        if self.psi_strong < self.psi_moderate:
+            raise ValueError(
+                problem(
+                    "monitor.psi_strong",
+                    f"must be at least monitor.psi_moderate ({self.psi_moderate})",
+                    self.psi_strong,
+                )
+            )
+        return self
+
+
 class Params(Section):
     task: Literal[TASKS] = "classification"  # type: ignore[valid-type]
     model: str = "random_forest"
@@ -237,6 +272,7 @@ class Params(Section):
     hyperparameters: dict[str, dict[str, Scalar]] = {}
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    monitor: MonitorParams = MonitorParams()
 
     @field_validator("model", "sampler", "tuner")
     @classmethod

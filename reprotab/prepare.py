@@ -21,6 +21,7 @@ from reprotab.params import DataParams
 from reprotab.schema import Schema
 
 SPLITS = ("train", "validation", "test")
+BATCH_SUFFIXES = (".csv", ".parquet", ".pq")
 MAX_CLASSES = 50
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,36 @@ def select_columns(frame: pd.DataFrame, *, data: DataParams) -> pd.DataFrame:
     if missing:
         raise UserError("\n".join(missing))
     return frame.drop(columns=list(data.drop_columns))
+
+
+def choose_batches(names: list[str], *, combine: str, window: int) -> list[str]:
+    """The batch files prepare adds to the reference table, in file name order (= arrival order):
+    none, all of them, or the last `window`."""
+    ordered = sorted(n for n in names if n.lower().endswith(BATCH_SUFFIXES))
+    if combine == "none":
+        return []
+    return ordered[-window:] if combine == "window" else ordered
+
+
+def combine_batches(reference: pd.DataFrame, batches: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The reference table with the batches appended below it. A batch lacking a column of the
+    reference is a UserError (with a suggestion); columns the reference lacks are dropped (logged)."""
+    if not batches:
+        return reference
+    columns, problems = list(reference.columns), []
+    for name, batch in batches.items():
+        missing = [c for c in columns if c not in batch.columns]
+        if missing:
+            batch_columns = [str(c) for c in batch.columns]
+            hints = "".join(did_you_mean(c, batch_columns) for c in missing)
+            rule = "lacks columns of the reference table"
+            problems.append(problem(f"batch {name}", rule, ", ".join(missing)) + hints)
+        extra = [str(c) for c in batch.columns if c not in reference.columns]
+        if extra:
+            log.warning("batch %s: columns not in the reference table dropped: %s", name, ", ".join(extra))
+    if problems:
+        raise UserError("\n".join(problems))
+    return pd.concat([reference, *(batch[columns] for batch in batches.values())], ignore_index=True)
 
 
 def text_to_numbers(frame: pd.DataFrame, *, min_share: float, skip: set[str]) -> tuple[pd.DataFrame, list[str]]:

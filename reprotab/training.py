@@ -9,7 +9,6 @@ previous model's estimator after `load_previous` has checked it fits this run.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import logging
 import subprocess
@@ -184,10 +183,6 @@ def load_previous(
     if differences:
         raise UserError(problem(where, "was trained on something else: " + "; ".join(differences), str(path)))
     return estimator
-
-
-def file_hash(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _version(package: str) -> str | None:

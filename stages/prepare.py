@@ -1,8 +1,10 @@
-"""prepare: load the raw table, validate and clean it lightly, split it once.
+"""prepare: load the raw table (and the accepted batches), validate and clean it lightly, split it once.
 
-Reads   data.path (CSV or Parquet)
+Reads   data.path (CSV or Parquet); with data.batches.combine all/window also the batch files
+        in data.batches.dir (all, or the last `window` by file name), appended below it
 Writes  data/prepared/{train,validation,test}.parquet, data/prepared/schema.json,
-        reports/prepare/summary.json (rows and class balance per split, what cleaning did)
+        reports/prepare/summary.json (rows and class balance per split, what cleaning did, and
+        under `data` exactly which files trained the model: name, rows and SHA-256 of each)
 Params  task, seed, data, prepare
 
 The logic is reprotab/prepare.py; this shell wires files to it.
@@ -14,9 +16,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from reprotab.data import read_table, write_json, write_table
+from reprotab.data import file_hash, read_table, write_json, write_table
+from reprotab.errors import UserError, problem
 from reprotab.params import load_stage_params
-from reprotab.prepare import SPLITS, prepare_with
+from reprotab.prepare import SPLITS, choose_batches, combine_batches, prepare_with
 from reprotab.runner import stage_main
 
 PARAMS = ("task", "seed", "data", "prepare")
@@ -30,17 +33,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--summary", default="reports/prepare/summary.json")
     args = parser.parse_args(argv)
     params = load_stage_params("prepare", PARAMS)
-    frame = read_table(params.data.path)
+    data, batches = params.data, params.data.batches
+    folder = Path(batches.dir)
+    if batches.combine != "none" and not folder.is_dir():
+        fix = "Create it or set data.batches.combine: none"
+        raise UserError(problem("data.batches.dir", "directory not found", batches.dir, fix))
+    names = [p.name for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+    chosen = choose_batches(names, combine=batches.combine, window=batches.window)
+    reference = read_table(data.path)
+    frames = {name: read_table(folder / name, where=f"data.batches.dir {name}") for name in chosen}
+    frame = combine_batches(reference, frames)
     splits, schema, summary = prepare_with(frame, params)
     params.record_reads()
+    summary["data"] = {
+        "reference": {"path": data.path, "rows": len(reference), "sha256": file_hash(data.path)},
+        "combine": batches.combine,
+        "batches": [{"name": n, "rows": len(f), "sha256": file_hash(folder / n)} for n, f in frames.items()],
+        "batch_count": len(frames),  # numbers show in `dvc metrics diff reports/prepare/summary.json`
+        "rows": len(frame),
+    }
     out = Path(args.out_dir)
     for name, part in splits.items():
         write_table(part, out / f"{name}.parquet")
     write_json(schema.to_dict(), out / "schema.json")
     write_json(summary, args.summary)
     log.info(
-        "%d rows, %d features (%d categorical); train/validation/test %s; train class share %s",
+        "%d rows (%d batches), %d features (%d categorical); train/validation/test %s; train class share %s",
         len(frame),
+        len(frames),
         len(schema.features),
         len(schema.categorical),
         "/".join(str(summary[s]["rows"]) for s in SPLITS),

@@ -1,9 +1,10 @@
 """train: fit the chosen model on the training features and save one model that takes raw rows.
 
 Reads   data/features/{train,validation}.parquet, data/features/featurizer.joblib,
-        data/prepared/schema.json, models/best_params.json
+        data/prepared/schema.json, models/best_params.json, reports/prepare/summary.json
 Writes  models/model.joblib (the served model: featurizer + estimator + threshold + calibrator),
-        models/model.json (metadata, format version), reports/train/metrics.json (the sampler used
+        models/model.json (metadata, format version, the data files that trained it, copied
+        from prepare's summary), reports/train/metrics.json (the sampler used
         and why, resampled rows, kept rounds, the threshold and its validation score)
 Params  model, seed, hyperparameters, train, sampler, sampling
 
@@ -21,11 +22,11 @@ import joblib
 import pandas as pd
 
 from reprotab import served
-from reprotab.data import read_json, write_json
+from reprotab.data import file_hash, read_json, write_json
 from reprotab.params import load_stage_params
 from reprotab.runner import stage_main
 from reprotab.schema import Schema
-from reprotab.training import file_hash, fit, load_previous, merge_hyperparameters, metadata
+from reprotab.training import fit, load_previous, merge_hyperparameters, metadata
 
 PARAMS = ("model", "seed", "hyperparameters", "train", "sampler", "sampling")
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--features", default="data/features")
     parser.add_argument("--schema", default="data/prepared/schema.json")
     parser.add_argument("--best-params", default="models/best_params.json")
+    parser.add_argument("--prepare-summary", default="reports/prepare/summary.json")
     parser.add_argument("--out-dir", default="models")
     parser.add_argument("--metrics", default="reports/train/metrics.json")
     args = parser.parse_args(argv)
@@ -74,6 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     meta = metadata(
         model=params.model, schema=schema, hyperparameters=hyperparameters, features=features, tuning=tuning
     )
+    prepared = Path(args.prepare_summary)
+    if prepared.is_file():  # which data files (reference and batches, with hashes) trained the model
+        meta["data"] = read_json(prepared).get("data")
     if settings.init_model:
         meta["init_model"] = {"path": settings.init_model, "sha256": file_hash(settings.init_model)}
     params.record_reads()

@@ -2,9 +2,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from reprotab.demo_data import generate
 from reprotab.errors import UserError
 from reprotab.params import DataParams
-from reprotab.prepare import check_target, drop_useless, prepare, select_columns, split, text_to_numbers
+from reprotab.prepare import (
+    check_target,
+    choose_batches,
+    combine_batches,
+    drop_useless,
+    prepare,
+    select_columns,
+    split,
+    text_to_numbers,
+)
 
 
 def data(**kwargs) -> DataParams:
@@ -104,3 +114,38 @@ def test_prepare_regression_on_demo_sample(churn_small):
         text_min_share=0.95,
     )
     assert schema.classes == () and "churned" in schema.numeric
+
+
+def test_batches_are_chosen_in_file_name_order():
+    names = ["2026-11.parquet", "2026-09.csv", ".gitkeep", "2026-10.parquet", "2026-10.parquet.dvc", "notes.txt"]
+    assert choose_batches(names, combine="none", window=2) == []
+    assert choose_batches(names, combine="all", window=2) == ["2026-09.csv", "2026-10.parquet", "2026-11.parquet"]
+    assert choose_batches(names, combine="window", window=2) == ["2026-10.parquet", "2026-11.parquet"]
+
+
+def test_prepare_with_two_batches_all_vs_window(churn_small):
+    october, november = generate(rows=300, seed=21, drift=0.3), generate(rows=200, seed=22, drift=0.5)
+    november["extra"] = 1  # a column the reference lacks is dropped
+    batches = {"2026-10.parquet": october, "2026-11.parquet": november}
+    rows = {}
+    for combine in ("all", "window"):
+        chosen = choose_batches(list(batches), combine=combine, window=1)
+        frame = combine_batches(churn_small, {name: batches[name] for name in chosen})
+        splits, _schema, _ = prepare(
+            frame,
+            task="classification",
+            seed=0,
+            data=data(target="churned", id_column="customer_id", drop_columns=("next_month_spend",)),
+            test_size=0.2,
+            validation_size=0.2,
+            text_min_share=0.95,
+        )
+        assert "extra" not in splits["train"].columns
+        rows[combine] = sum(len(part) for part in splits.values())
+    assert rows == {"all": 600 + 300 + 200, "window": 600 + 200}
+
+
+def test_batch_lacking_a_reference_column_is_an_error(churn_small):
+    batch = generate(rows=50, seed=21).rename(columns={"contract": "contract_type"})
+    with pytest.raises(UserError, match=r"batch b\.csv: lacks columns of the reference table\. Got 'contract'\."):
+        combine_batches(churn_small, {"b.csv": batch})
