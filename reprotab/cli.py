@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("reprotab.compare", "rank DVC experiments that differ in one param"),
     "review": ("reprotab.review", "metrics, params and plots of two revisions in one report"),
     "demo-data": ("reprotab.demo_data", "write the seeded demo table or a later batch with drift"),
+    "registry": ("reprotab.registry_cli", "register, promote, roll back and show model versions (git tags)"),
 }
 
 
