@@ -16,6 +16,9 @@ write waits for the next second and is checked afterwards: GTO and DVC must name
 version. Nothing is ever unassigned or deprecated (DVC ignores those tags); a rollback is a new
 assignment, and "archived" is derived from the sequence of assignments.
 
+Reading the tags (versions, stages now, events, archived) is reprotab/registry_state.py; the
+checks before a registration are reprotab/registry_checks.py.
+
 Promoting to prod also pins the champion in models/champion.json, which the gate stage reads
 (a git-tracked dep, so the gate stays reproducible); commit it after promoting.
 """
@@ -24,110 +27,30 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 from reprotab import served
 from reprotab.data import write_json
-from reprotab.errors import UserError, did_you_mean, one_of, problem
+from reprotab.errors import UserError, problem
 from reprotab.registry_checks import MODEL_PATH, check_registrable, git
+from reprotab.registry_state import (
+    ARTIFACT,
+    DECISION,
+    check_stage,
+    check_version,
+    gate_decision,
+    gto_state,
+    history,
+    read_events,
+    replay,
+    show,
+)
 from reprotab.served import TabularModel
 
-ARTIFACT = "model"
-STAGES = ("staging", "prod")  # as in .gto; the one read when a repository has none
 CHAMPION = "models/champion.json"
-DECISION = "reports/gate/decision.json"
-META = re.compile(r"^reprotab: (\{.*\})\s*$", re.MULTILINE)
 log = logging.getLogger(__name__)
-
-
-def _gto_state(repo: str | Path) -> tuple[dict[str, dict], dict[str, str], list[str]]:
-    """({version: {commit, created_at}}, {stage: version now}, allowed stages) as GTO reads the tags."""
-    from gto.base import VersionSort
-    from gto.exceptions import ArtifactNotFound
-    from gto.registry import GitRegistry
-
-    with GitRegistry.from_url(str(repo)) as registry:
-        stages = list(registry.get_stages(allowed=True) or STAGES)
-        try:
-            artifact = registry.find_artifact(ARTIFACT)
-        except ArtifactNotFound:
-            return {}, {}, stages
-        versions = {
-            v.version: {"commit": v.commit_hexsha, "created_at": v.created_at}
-            for v in artifact.get_versions()
-            if v.is_registered
-        }
-        vstages = artifact.get_vstages(registered_only=True, versions_per_stage=1, sort=VersionSort.Timestamp)
-        now = {stage: found[0].version for stage, found in vstages.items() if found}
-    return versions, now, stages
-
-
-def _check_stage(stage: str, stages: list[str]) -> None:
-    if stage not in stages:
-        raise UserError(one_of("stage", stage, stages) + " (stages are set in .gto)")
-
-
-def _check_version(version: str, versions: dict[str, Any]) -> None:
-    if version not in versions:
-        known = ", ".join(sorted(versions)) or "none yet"
-        raise UserError(
-            problem(
-                "version",
-                f"is not registered (registered: {known})",
-                version,
-                "Register it first: `reprotab registry register`",
-            )
-            + did_you_mean(version, versions)
-        )
-
-
-def _events(repo: Path) -> list[dict[str, Any]]:
-    """GTO's registrations and assignments, oldest first, with the metadata our tag messages carry."""
-    import gto.api
-
-    events = []
-    for event in gto.api.history(str(repo), ARTIFACT, ascending=True):
-        if event["event"] not in ("registration", "assignment"):
-            continue
-        found = META.search(event["message"] or "")
-        meta = json.loads(found.group(1)) if found else {}
-        action = "register" if event["event"] == "registration" else meta.get("action", "promote")
-        events.append({**event, "action": action, "meta": meta})
-    return events
-
-
-def _replay(events: list[dict[str, Any]]) -> tuple[dict[str, list[str]], list[dict[str, Any]]]:
-    """Per stage the stack of versions a rollback walks back through, and every replaced version."""
-    stacks: dict[str, list[str]] = {}
-    archived: list[dict[str, Any]] = []
-    for event in events:
-        if event["action"] == "register":
-            continue
-        stack = stacks.setdefault(event["stage"], [])
-        previous = stack[-1] if stack else None
-        if event["action"] == "rollback" and len(stack) >= 2 and stack[-2] == event["version"]:
-            stack.pop()
-        else:
-            stack.append(event["version"])
-        if previous and previous != event["version"]:
-            archived.append(
-                {
-                    "version": previous,
-                    "stage": event["stage"],
-                    "replaced_by": event["version"],
-                    "at": event["timestamp"],
-                }
-            )
-    return stacks, archived
-
-
-def gate_decision(repo: Path, commit: str) -> dict[str, Any] | None:
-    """The gate decision recorded at `commit`, or None when that commit has none."""
-    text = git(repo, "show", f"{commit}:{DECISION}", check=False)
-    return json.loads(text) if text else None
 
 
 def _next_second(repo: Path) -> None:
@@ -146,7 +69,7 @@ def _verify(repo: Path, *, stage: str | None = None, version: str, tag: str) -> 
     """GTO and DVC must name `version` for the stage (or the version's commit) after a tag write."""
     import dvc.api
 
-    versions, now, _ = _gto_state(repo)
+    versions, now, _ = gto_state(repo)
     commit = versions[version]["commit"]
     asked = {"stage": stage} if stage else {"version": version}
     dvc_rev = dvc.api.artifacts_show(name=ARTIFACT, repo=str(repo), **asked)["rev"]
@@ -196,7 +119,7 @@ def register(repo: str | Path = ".", *, version: str | None = None, bump: str = 
 
     repo = Path(repo)
     commit, md5, warnings = check_registrable(repo)
-    versions, _, _ = _gto_state(repo)
+    versions, _, _ = gto_state(repo)
     taken = next((v for v, info in versions.items() if info["commit"] == commit), None)
     if taken:
         raise UserError(
@@ -255,14 +178,15 @@ def promote(
     repo = Path(repo)
     if force and not (reason or "").strip():
         raise UserError(problem("--force", "needs --reason, which the registry history keeps", None, '--reason "why"'))
-    versions, now, stages = _gto_state(repo)
-    _check_stage(stage, stages)
-    _check_version(version, versions)
+    versions, now, stages = gto_state(repo)
+    check_stage(stage, stages)
+    check_version(version, versions)
     if now.get(stage) == version:
         raise UserError(problem("registry promote", f"{version} is in {stage} already", version))
     commit = versions[version]["commit"]
     gate = gate_decision(repo, commit)
-    if stage == "prod" and not (gate and gate.get("promote")):
+    overridden = stage == "prod" and not (gate and gate.get("promote"))  # the history's "forced"
+    if overridden:
         said = "no gate decision" if gate is None else f"the gate said no: {gate.get('reason')}"
         fix = "Keep the champion" if gate else f"Run `dvc repro gate`, commit {DECISION} and register that commit"
         if not force:
@@ -277,7 +201,7 @@ def promote(
         log.warning("forcing %s into prod although %s; reason: %s", version, said, reason)
     meta = {
         "action": "promote",
-        "forced": force,
+        "forced": overridden,
         "reason": reason,
         "gate": _gate_summary(gate),
         "replaces": now.get(stage),
@@ -295,9 +219,9 @@ def promote(
 def rollback(repo: str | Path = ".", *, stage: str = "prod", reason: str | None = None) -> dict[str, Any]:
     """Assign again the version that held `stage` before the current one."""
     repo = Path(repo)
-    versions, now, stages = _gto_state(repo)
-    _check_stage(stage, stages)
-    stacks, _ = _replay(_events(repo))
+    versions, now, stages = gto_state(repo)
+    check_stage(stage, stages)
+    stacks, _ = replay(read_events(repo))
     stack = stacks.get(stage, [])
     if len(stack) < 2:
         held = f"nothing held it before {stack[-1]}" if stack else "no version has been in it"
@@ -318,56 +242,6 @@ def rollback(repo: str | Path = ".", *, stage: str = "prod", reason: str | None 
     return {"version": target, "stage": stage, "commit": commit, "tag": tag, **meta}
 
 
-def show(repo: str | Path = ".") -> dict[str, Any]:
-    """Each stage's version now, what a rollback would restore, and every version a stage held before."""
-    repo = Path(repo)
-    versions, now, stages = _gto_state(repo)
-    stacks, archived = _replay(_events(repo))
-    current = {
-        stage: {
-            "version": now.get(stage),
-            "commit": versions[now[stage]]["commit"] if stage in now else None,
-            "rollback_to": stacks[stage][-2] if len(stacks.get(stage, [])) >= 2 else None,
-        }
-        for stage in stages
-    }
-    return {
-        "stages": current,
-        "archived": list(reversed(archived)),
-        "versions": {v: info["commit"] for v, info in versions.items()},
-    }
-
-
-def history(repo: str | Path = ".") -> list[dict[str, Any]]:
-    """Every registration, promotion and rollback, oldest first, with the gate decision at its commit."""
-    repo = Path(repo)
-    decisions: dict[str, dict | None] = {}
-    rows = []
-    for event in _events(repo):
-        commit = event["commit"]
-        if commit not in decisions:
-            decisions[commit] = gate_decision(repo, commit)
-        gate = decisions[commit]
-        meta = event["meta"]
-        rows.append(
-            {
-                "time": event["timestamp"].isoformat(),
-                "action": event["action"],
-                "version": event["version"],
-                "stage": event["stage"],
-                "commit": commit,
-                "replaces": meta.get("replaces"),
-                "gate": None if gate is None else gate.get("promote"),
-                "gate_reason": None if gate is None else gate.get("reason"),
-                "forced": bool(meta.get("forced")),
-                "reason": meta.get("reason"),
-                "author": event["author"],
-                "tag": event["ref"],
-            }
-        )
-    return rows
-
-
 def load(*, stage: str | None = None, version: str | None = None, repo: str = ".") -> tuple[TabularModel, dict]:
     """The model a stage holds (or a version; with neither, the latest version) and
     {"version", "stage", "commit", "path"}; `repo` is a local path or a git URL with a DVC remote."""
@@ -376,9 +250,9 @@ def load(*, stage: str | None = None, version: str | None = None, repo: str = ".
 
     if stage and version:
         raise UserError(problem("registry load", "takes a stage or a version, not both", f"{stage}, {version}"))
-    versions, now, stages = _gto_state(repo)
+    versions, now, stages = gto_state(repo)
     if stage is not None:
-        _check_stage(stage, stages)
+        check_stage(stage, stages)
         if stage not in now:
             raise UserError(
                 problem(
@@ -389,7 +263,7 @@ def load(*, stage: str | None = None, version: str | None = None, repo: str = ".
                 )
             )
     if version is not None:
-        _check_version(version, versions)
+        check_version(version, versions)
     try:
         found = dvc.api.artifacts_show(name=ARTIFACT, stage=stage, version=version, repo=repo)
     except ArtifactNotFoundError:
@@ -421,4 +295,15 @@ def champion(repo: str | Path = ".") -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {"version": None}
 
 
-__all__ = ["MODEL_PATH", "champion", "history", "load", "promote", "register", "rollback", "show"]
+__all__ = [
+    "ARTIFACT",
+    "DECISION",
+    "MODEL_PATH",
+    "champion",
+    "history",
+    "load",
+    "promote",
+    "register",
+    "rollback",
+    "show",
+]

@@ -22,7 +22,7 @@ def ran_stages(output: str) -> list[str]:
 def test_repro_writes_sane_metrics_and_every_declared_plot(repo):
     audit = repo / "audit.jsonl"
     result = sh([DVC, "repro"], repo, env={AUDIT_ENV: str(audit)})
-    assert ran_stages(result.stdout) == ["prepare", "featurize", "tune", "train", "evaluate"]
+    assert ran_stages(result.stdout) == ["prepare", "featurize", "tune", "train", "evaluate", "gate"]
     metrics = json.loads((repo / "reports/evaluate/metrics.json").read_text())
     assert 0.7 < metrics["test"]["roc_auc"] <= 1.0
     assert 0.0 <= metrics["test"]["f1"] <= 1.0
@@ -52,7 +52,7 @@ def test_exp_run_with_changed_model_reruns_only_dependent_stages(repo):
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-q", "-m", "baseline run"], repo)
     result = sh([DVC, "exp", "run", "-S", "model=xgboost", "--name", "try-xgboost"], repo)
-    assert ran_stages(result.stdout) == ["tune", "train", "evaluate"]
+    assert ran_stages(result.stdout) == ["tune", "train", "evaluate", "gate"]
     shown = json.loads(sh([DVC, "exp", "show", "--json"], repo).stdout)
     experiments = [exp for commit in shown for exp in (commit.get("experiments") or [])]
     names = {exp["name"]: exp for exp in experiments}
@@ -66,7 +66,7 @@ def test_exp_run_with_a_sampler_reruns_only_the_stages_that_resample(repo):
     sh([DVC, "repro"], repo)
     result = sh([DVC, "exp", "run", "-S", "sampler=adasyn", "--name", "try-adasyn"], repo)
     # tune resamples inside its CV folds, train before fitting; prepare and featurize are untouched
-    assert ran_stages(result.stdout) == ["tune", "train", "evaluate"]
+    assert ran_stages(result.stdout) == ["tune", "train", "evaluate", "gate"]
     assert "sampler adasyn → adasyn" in result.stderr
     shown = json.loads(sh([DVC, "exp", "show", "--json"], repo).stdout)
     experiments = {exp["name"]: exp for commit in shown for exp in (commit.get("experiments") or [])}
