@@ -34,7 +34,7 @@ from typing import Any
 from reprotab import served
 from reprotab.data import write_json
 from reprotab.errors import UserError, problem
-from reprotab.registry_checks import MODEL_PATH, check_registrable, git
+from reprotab.registry_checks import MODEL_PATH, check_registrable, git, locked_md5
 from reprotab.registry_state import (
     ARTIFACT,
     DECISION,
@@ -185,10 +185,13 @@ def promote(
         raise UserError(problem("registry promote", f"{version} is in {stage} already", version))
     commit = versions[version]["commit"]
     gate = gate_decision(repo, commit)
-    overridden = stage == "prod" and not (gate and gate.get("promote"))  # the history's "forced"
+    stale = gate is not None and gate.get("challenger_md5") not in (None, locked_md5(repo, commit))
+    overridden = stage == "prod" and (stale or not (gate and gate.get("promote")))  # the history's "forced"
     if overridden:
         said = "no gate decision" if gate is None else f"the gate said no: {gate.get('reason')}"
-        fix = "Keep the champion" if gate else f"Run `dvc repro gate`, commit {DECISION} and register that commit"
+        if stale:
+            said = "the gate decision there judged another model file (stale: the gate did not run after train)"
+        fix = "Keep the champion" if gate and not stale else f"Run `dvc repro`, commit {DECISION}, register that commit"
         if not force:
             raise UserError(
                 problem(
