@@ -22,6 +22,7 @@ do the IO for stages/gate.py.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,21 @@ def score_both(
         )
     theirs, _ = scored_predictions(champion, test)
     return ours, theirs
+
+
+def read_pin(path: Path) -> dict[str, Any]:
+    """models/champion.json: {"version": ..., "commit": ...}, or {"version": null} when there is no champion."""
+    if not path.is_file():
+        return {"version": None}
+    try:
+        pin = json.loads(path.read_text())
+    except ValueError as exc:
+        raise UserError(problem(str(path), f"is not valid JSON ({exc})", None, 'Write {"version": null}')) from None
+    if not isinstance(pin, dict) or (pin.get("version") and not isinstance(pin.get("commit"), str)):
+        raise UserError(
+            problem(str(path), 'must be {"version": "vX.Y.Z", "commit": "<sha>"} or {"version": null}', pin)
+        )
+    return pin
 
 
 def champion_model(pin: dict[str, Any], repo: str = ".") -> tuple[TabularModel | None, str | None]:

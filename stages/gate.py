@@ -15,7 +15,6 @@ is reprotab/gate.py.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pandas as pd
 
 from reprotab import served
 from reprotab.data import file_md5
-from reprotab.gate import champion_model, evaluate_gate, write_decision
+from reprotab.gate import champion_model, evaluate_gate, read_pin, write_decision
 from reprotab.params import load_stage_params
 from reprotab.runner import stage_main
 
@@ -42,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     params = load_stage_params("gate", PARAMS)
     metric, seed, rules = params.metric, params.seed, params.gate
     params.record_reads()
-    pin = json.loads(Path(args.champion).read_text()) if Path(args.champion).is_file() else {"version": None}
+    pin = read_pin(Path(args.champion))
     champion, champion_md5 = champion_model(pin)
     decision = evaluate_gate(
         challenger=served.load(args.model),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from reprotab.errors import UserError
-from reprotab.gate import decide, decision_markdown
+from reprotab.gate import decide, decision_markdown, read_pin
 from reprotab.metrics import BY_TASK, Scored
 from reprotab.params import GateParams, parse_params
 from reprotab.resample import paired_bootstrap, resample_counts, weighted
@@ -152,3 +152,14 @@ def test_gate_params_are_checked_against_the_task():
         parse_params(base_params(gate={"guards": {"logloss": 0.1}}))
     # the shipped log_loss guard is skipped, not an error, for regression
     assert parse_params(base_params(task="regression", metric="rmse")).gate.guards == {"log_loss": 0.01}
+
+
+def test_champion_pin_is_checked(tmp_path):
+    pin = tmp_path / "champion.json"
+    assert read_pin(pin) == {"version": None}
+    pin.write_text('{"version": "v1.0.0"}')
+    with pytest.raises(UserError, match=r"champion\.json: must be \{\"version\": \"vX\.Y\.Z\", \"commit\""):
+        read_pin(pin)
+    pin.write_text("{oops")
+    with pytest.raises(UserError, match=r"is not valid JSON"):
+        read_pin(pin)

@@ -132,6 +132,8 @@ def test_register_promote_retrain_and_roll_back(project):
     assert_stage_holds(repo, "staging", "v1.0.1")
     assert json.loads((repo / "models/champion.json").read_text()) == first
     assert registry.show(repo)["archived"][0]["version"] == "v1.0.1"  # what was in prod before
+    model, info = registry.load(version="v1.0.1", repo=str(repo))
+    assert (info["version"], info["stage"], model.estimator.n_estimators) == ("v1.0.1", None, TREES["v1.0.1"])
 
     before = tags(repo)
     assert cli(repo, "rollback", "--stage", "prod")[0] == 2  # nothing before v1.0.0
