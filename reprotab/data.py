@@ -91,6 +91,15 @@ def frame_hash(frame: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
+def file_md5(path: str | Path) -> str:
+    """The file's md5, as DVC records it in dvc.lock."""
+    digest = hashlib.md5()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 @contextmanager
 def fresh_dir(path: Path) -> Iterator[Path]:
     """An empty directory beside `path` that replaces `path` only if the block succeeds."""

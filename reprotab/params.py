@@ -256,6 +256,32 @@ class MonitorParams(Section):
         return self
 
 
+class BootstrapParams(Section):
+    """The gate's paired bootstrap over test rows (reprotab/resample.py)."""
+
+    samples: int = Field(1000, ge=0)  # 0 = no bootstrap rule
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int | None = Field(None, ge=0)  # None = the top-level seed
+
+
+class GateParams(Section):
+    """When the challenger replaces the champion (reprotab/gate.py)."""
+
+    metric: str | None = None  # None = the top-level metric
+    min_improvement: float = Field(0.0, ge=0)  # absolute, in the metric's units, direction-aware
+    min_relative_improvement: float = Field(0.0, ge=0)  # share of the champion's value
+    guards: dict[str, float] = {}  # metric -> largest worsening allowed (absolute)
+    bootstrap: BootstrapParams = BootstrapParams()
+
+    @field_validator("guards")
+    @classmethod
+    def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, worst in value.items():
+            if worst < 0:
+                raise ValueError(problem(f"gate.guards.{name}", "must be 0 or more (largest worsening allowed)", worst))
+        return value
+
+
 class Params(Section):
     task: Literal[TASKS] = "classification"  # type: ignore[valid-type]
     model: str = "random_forest"
@@ -273,6 +299,7 @@ class Params(Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     monitor: MonitorParams = MonitorParams()
+    gate: GateParams = GateParams()
 
     @field_validator("model", "sampler", "tuner")
     @classmethod
@@ -294,6 +321,12 @@ class Params(Section):
             other = next(t for t in TASKS if t != self.task)
             hint = f" ('{self.metric}' is a {other} metric)" if self.metric in metrics[other] else ""
             raise ValueError(one_of(f"metric (task {self.task})", self.metric, allowed) + hint)
+        if self.gate.metric is not None and self.gate.metric not in allowed:
+            raise ValueError(one_of(f"gate.metric (task {self.task})", self.gate.metric, allowed))
+        every = [name for names in metrics.values() for name in names]  # a guard of the other task is skipped
+        for guard in self.gate.guards:
+            if guard not in every:
+                raise ValueError(one_of(f"gate.guards.{guard}", guard, every))
         if self.task == "regression" and self.sampler not in ("none", "auto"):
             raise ValueError(
                 problem(

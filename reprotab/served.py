@@ -18,8 +18,9 @@ nothing was chosen; None for multiclass and regression, which take the most prob
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import joblib
 import numpy as np
@@ -128,20 +129,28 @@ def load(path: str | Path, *, where: str = "model") -> TabularModel:
     path = Path(path)
     if not path.is_file():
         raise UserError(problem(where, "file not found", str(path), "Run `dvc repro train` (or `dvc pull`) first"))
+    with path.open("rb") as handle:
+        return loads(handle, where=where, source=str(path))
+
+
+def loads(data: bytes | BinaryIO, *, where: str = "model", source: str = "model bytes") -> TabularModel:
+    """The model in `data` (the file's bytes, or an open binary file), with the same checks as `load`;
+    for models read through `dvc.api.open` from another revision or a remote."""
+    handle = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
     try:
-        model = joblib.load(path)
+        model = joblib.load(handle)
     except ModuleNotFoundError as exc:
         raise UserError(
             problem(
                 where,
                 f"was written by an incompatible version of this project (it needs module '{exc.name}'); "
                 f"this version reads model format {FORMAT_VERSION}",
-                str(path),
+                source,
                 "Retrain it with `dvc repro` on this version",
             )
         ) from None
     except Exception as exc:  # a truncated or foreign pickle raises many types
-        raise UserError(problem(where, f"cannot be loaded ({type(exc).__name__}: {exc})", str(path))) from None
+        raise UserError(problem(where, f"cannot be loaded ({type(exc).__name__}: {exc})", source)) from None
     if not isinstance(model, TabularModel):
         raise UserError(problem(where, "is not a model saved by the train stage", type(model).__name__))
     version = getattr(model, "format_version", 0)
@@ -150,7 +159,7 @@ def load(path: str | Path, *, where: str = "model") -> TabularModel:
             problem(
                 where,
                 f"has model format {version}; this version of the project reads format {FORMAT_VERSION}",
-                str(path),
+                source,
                 "Retrain it with `dvc repro` on this version",
             )
         )

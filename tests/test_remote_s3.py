@@ -124,7 +124,7 @@ def test_run_cache_restores_a_teammates_experiment_without_retraining(tmp_path_f
     """A result dvc.lock does not record (a teammate's other sampler) comes back from the run
     cache: tune and train are restored, not run (prepare and featurize did not change);
     evaluate, whose metrics stay in git (cache: false, for diffs in pull requests), re-scores
-    the restored model."""
+    the restored model, and the gate (its decision is in git too) judges it again."""
     origin = reproduced_repo(tmp_path_factory, "teammate")
     store = tmp_path / "store"
     sh([DVC, "remote", "add", "-f", "team", str(store)], origin)
@@ -141,7 +141,7 @@ def test_run_cache_restores_a_teammates_experiment_without_retraining(tmp_path_f
     params.write_text(params.read_text().replace("sampler: none ", "sampler: random_over "))
     result = sh([DVC, "repro", "--pull"], clone)  # --pull fetches the outputs the run cache points to
     ran = [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]
-    assert ran == ["evaluate"], result.stdout
+    assert ran == ["evaluate", "gate"], result.stdout  # gate keeps its decision in git (cache: false)
     for stage in ("tune", "train"):
         assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in result.stdout, result.stdout
     assert (clone / "models/model.joblib").read_bytes() == trained

@@ -1,0 +1,62 @@
+"""gate: challenger (the model just trained) against the champion pinned in models/champion.json,
+both scored on the same current test rows.
+
+Reads   models/model.joblib, models/champion.json, the champion's model at its commit (DVC cache
+            or remote), data/prepared/test.parquet
+Writes  reports/gate/decision.json  promote true/false, every rule with both values and its
+            verdict, the test rows' hash, the champion's version/commit, the reason
+        reports/gate/decision.md    the same as a short page
+Params  gate (rules), metric (default gate metric), seed (default bootstrap seed)
+
+`reprotab registry promote --stage prod` reads decision.json at the version's commit. The logic
+is reprotab/gate.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from reprotab import served
+from reprotab.data import file_md5
+from reprotab.gate import champion_model, evaluate_gate, read_pin, write_decision
+from reprotab.params import load_stage_params
+from reprotab.runner import stage_main
+
+PARAMS = ("metric", "seed", "gate")
+log = logging.getLogger(__name__)
+
+
+@stage_main("gate")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Challenger vs champion on the same test rows; write the decision.")
+    parser.add_argument("--model", default="models/model.joblib")
+    parser.add_argument("--champion", default="models/champion.json")
+    parser.add_argument("--test", default="data/prepared/test.parquet")
+    parser.add_argument("--out-dir", default="reports/gate")
+    args = parser.parse_args(argv)
+    params = load_stage_params("gate", PARAMS)
+    metric, seed, rules = params.metric, params.seed, params.gate
+    params.record_reads()
+    pin = read_pin(Path(args.champion))
+    champion, champion_md5 = champion_model(pin)
+    decision = evaluate_gate(
+        challenger=served.load(args.model),
+        challenger_md5=file_md5(Path(args.model)),
+        champion=champion,
+        champion_md5=champion_md5,
+        pin=pin,
+        test=pd.read_parquet(args.test),
+        metric=rules.metric or metric,
+        rules=rules,
+        seed=seed,
+    )
+    write_decision(decision, Path(args.out_dir))
+    log.info("%s: %s", "promote" if decision["promote"] else "keep the champion", decision["reason"])
+
+
+if __name__ == "__main__":
+    main()
