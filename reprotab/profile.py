@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reprotab.errors import UserError, did_you_mean, problem
 from reprotab.leaks import LEAK_SCORE, leak_scores
 from reprotab.params import DataParams, SamplingParams
 from reprotab.prepare import text_to_numbers
@@ -57,6 +58,12 @@ def profile_table(
     leak_rows: int = LEAK_ROWS,
 ) -> dict[str, Any]:
     """The profile as a JSON-ready dict (see the module docstring)."""
+    if data.target not in frame.columns:
+        columns = [str(c) for c in frame.columns]
+        raise UserError(
+            problem("data.target", "column not found", data.target, f"Columns: {', '.join(columns)}")
+            + did_you_mean(data.target, columns)
+        )
     stats = sample(frame, stats_rows, seed)
     as_text = _numbers_as_text(stats, min_share=text_min_share, skip={data.target}, seed=seed)
     columns = {name: _column(stats[name], frame[name]) for name in frame.columns}

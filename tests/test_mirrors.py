@@ -59,12 +59,13 @@ def mirror(repo: Path, *args: str, env: dict | None = None):
 
 
 @pytest.mark.integration
-def test_mlflow_mirror_logs_a_run_with_a_model_that_predicts_like_ours(mirrored_repo, tmp_path):
+def test_mlflow_mirror_logs_a_run_with_a_model_that_predicts_like_ours(mirrored_repo, tmp_path, monkeypatch):
     import mlflow
 
     from reprotab.served import load
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # models:/ URIs resolve through the default store
     result = mirror(mirrored_repo, "mlflow", "--tracking-uri", uri)
     assert result.returncode == 0, result.stderr
     client = mlflow.MlflowClient(tracking_uri=uri)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from reprotab.errors import UserError
 from reprotab.params import DataParams, SamplingParams
 from reprotab.profile import profile_table
 from reprotab.profile_report import summary_markdown
@@ -103,3 +105,15 @@ def test_samples_big_tables_and_says_so():
     assert "a seeded sample of 500 rows" in text and "on 200 rows" in text
     assert "**target_leak**: `refund_issued`" in text
     assert "| `country` | feature | text | 0.0% | 1 |" in text
+
+
+def test_a_missing_target_is_one_message():
+    with pytest.raises(UserError, match=r"data.target: column not found. Got 'churn'.*Did you mean 'churned'\?"):
+        profile_table(
+            crafted(),
+            data=DataParams(target="churn"),
+            task="classification",
+            sampling=SamplingParams(),
+            seed=0,
+            text_min_share=0.95,
+        )
