@@ -128,15 +128,18 @@ def collect(rev: str | None, experiment: str, *, root: Path, workdir: Path) -> S
 
     sha = git_sha(rev or "HEAD", root)
     where = f"revision {rev}" if rev else "the workspace"
+    fix = "Run `dvc repro` (and commit) or `dvc exp run` first, or `dvc pull` the outputs of that revision"
     try:
         params = dvc.api.params_show(repo=str(root), rev=rev)
         metrics = numeric_metrics(dvc.api.metrics_show(repo=str(root), rev=rev))
+    except FileNotFoundError as exc:  # a metrics file dvc.lock names but neither git nor the cache holds
+        raise UserError(
+            problem(where, f"has no metrics to mirror ({exc.strerror}: {exc.filename})", None, fix)
+        ) from None
     except Exception as exc:  # dvc raises many types: an unknown rev, no DVC repo, a broken file
         raise UserError(problem(where, f"cannot be read by DVC ({type(exc).__name__}: {exc})")) from None
     if not metrics:
-        raise UserError(
-            problem(where, "has no metrics to mirror", None, "Run `dvc repro` (and commit) or `dvc exp run` first")
-        )
+        raise UserError(problem(where, "has no metrics to mirror", None, fix))
     name = experiment if experiment not in ("commit", WORKSPACE) else (sha[:7] if rev else WORKSPACE)
     snapshot = Snapshot(rev, sha, name, experiment, flatten(params), metrics, _data_hash(rev, root, params))
     with _fs(rev, root) as fs:
