@@ -127,7 +127,7 @@ def connect(args: Any) -> Session:
 def write(session: Session, snapshots: list[Snapshot], args: Any) -> None:
     runs = {snap.key: mirror_one(session, snap) for snap in snapshots}
     if getattr(args, "aliases", False):
-        set_aliases(session, snapshots, runs, name=args.model_name)
+        set_aliases(session, snapshots, runs, name=args.model_name, champion_file=Path(args.repo) / CHAMPION_FILE)
 
 
 def find_run(session: Session, key: str) -> Any:
@@ -221,7 +221,9 @@ def _version(name: str) -> str | None:
         return None
 
 
-def set_aliases(session: Session, snapshots: list[Snapshot], runs: dict[str, str], *, name: str) -> None:
+def set_aliases(
+    session: Session, snapshots: list[Snapshot], runs: dict[str, str], *, name: str, champion_file: Path
+) -> None:
     """Register the mirrored models under `name`; champion = models/champion.json's commit,
     challenger = the workspace."""
     client = session.client
@@ -231,16 +233,16 @@ def set_aliases(session: Session, snapshots: list[Snapshot], runs: dict[str, str
             if version:
                 client.set_registered_model_alias(name, "challenger", version)
                 log.info("alias challenger → %s version %s (workspace)", name, version)
-    if not CHAMPION_FILE.is_file():
+    if not champion_file.is_file():
         return
-    champion = json.loads(CHAMPION_FILE.read_text())
+    champion = json.loads(champion_file.read_text())
     commit = str(champion.get("commit", ""))
     run = find_run(session, commit) if len(commit) == 40 else None
     version = _registered_version(session, run.info.run_id, name) if run else None
     if version is None:
         log.warning(
             "%s names commit %s, which is not mirrored with a model yet: `reprotab mirror mlflow --rev %s --aliases`",
-            CHAMPION_FILE,
+            champion_file,
             commit[:12],
             commit[:12],
         )

@@ -97,10 +97,16 @@ def test_mlflow_mirror_logs_a_run_with_a_model_that_predicts_like_ours(mirrored_
     assert len(client.search_runs([experiment.experiment_id])) == 1
     assert len(mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")) == 1
 
-    committed = mirror(mirrored_repo, "mlflow", "--tracking-uri", uri, "--rev", "HEAD")
+    champion = mirrored_repo / "models/champion.json"
+    champion.write_text(json.dumps({"version": "v1", "commit": sha}))
+    try:
+        committed = mirror(mirrored_repo, "mlflow", "--tracking-uri", uri, "--rev", "HEAD", "--aliases")
+    finally:
+        champion.unlink()
     assert committed.returncode == 0, committed.stderr
-    keys = {r.data.tags["reprotab.key"] for r in client.search_runs([experiment.experiment_id])}
-    assert keys == {f"workspace@{sha}", sha}
+    runs = {r.data.tags["reprotab.key"]: r for r in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == {f"workspace@{sha}", sha}
+    assert client.get_model_version_by_alias("reprotab", "champion").run_id == runs[sha].info.run_id
 
 
 @pytest.mark.integration
