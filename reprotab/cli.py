@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("reprotab.checks", "check params.yaml as the pipeline's validate stage does"),
     "compare": ("reprotab.compare", "rank DVC experiments that differ in one param"),
     "review": ("reprotab.review", "metrics, params and plots of two revisions in one report"),
+    "mirror": ("reprotab.mirrors", "copy runs (workspace, a commit, every experiment) into MLflow or Comet"),
     "demo-data": ("reprotab.demo_data", "write the seeded demo table or a later batch with drift"),
     "monitor": ("reprotab.monitor_report", "drift report of a new batch or the prediction log: retrain or not"),
     "registry": ("reprotab.registry_cli", "register, promote, roll back and show model versions (git tags)"),

@@ -35,3 +35,12 @@ def one_of(where: str, value: object, choices: Iterable[str]) -> str:
     """'<where>: must be one of a, b, c. Got 'x'. Did you mean 'y'?'"""
     choices = list(choices)
     return problem(where, f"must be one of {', '.join(choices)}", value) + did_you_mean(value, choices)
+
+
+def redact(url: str | None) -> str | None:
+    """A storage or tracking URL without its password, fit for logs, messages and output files."""
+    if url is None or "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"

@@ -19,7 +19,7 @@ import optuna
 import pandas as pd
 
 from reprotab.data import frame_hash
-from reprotab.errors import UserError, problem
+from reprotab.errors import UserError, problem, redact
 from reprotab.params import Distribution
 
 log = logging.getLogger(__name__)
@@ -61,15 +61,6 @@ def open_storage(url: str | None, default_path: str) -> Any:
                 "(psycopg2 for PostgreSQL, PyMySQL for MySQL); or set tune.storage: null for a local file",
             )
         ) from None
-
-
-def redact(url: str | None) -> str | None:
-    """A storage URL without its password, fit for logs and output files."""
-    if url is None or "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
 class Progress:

@@ -14,7 +14,7 @@ import yaml
 from tests.conftest import ROOT
 
 PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-STAGES = ["validate", "prepare", "featurize", "tune", "train", "evaluate", "gate"]
+STAGES = ["validate", "profile", "prepare", "featurize", "tune", "train", "evaluate", "gate"]
 PACKAGES = ("reprotab", "stages")
 
 

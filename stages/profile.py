@@ -1,0 +1,57 @@
+"""profile: describe the raw table and flag what deserves a look before training.
+
+Reads   data.path (CSV or Parquet)
+Writes  reports/profile/profile.json (per column: kind, missing share, distinct count, top values
+        or range, flags; duplicates; class balance and the sampler `auto` would pick),
+        reports/profile/summary.md (the same for pull requests), reports/profile/profile.html
+        (skrub's TableReport of a seeded sample)
+Params  task, seed, data, prepare, sampling
+
+A report, not an input of any other stage. The logic is reprotab/profile.py (statistics and
+flags) and reprotab/profile_report.py (the pages); this shell wires files to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from reprotab.data import atomic_path, read_table, write_json
+from reprotab.params import load_stage_params
+from reprotab.profile import profile_table
+from reprotab.profile_report import summary_markdown, table_report_html
+from reprotab.runner import stage_main
+
+PARAMS = ("task", "seed", "data", "prepare", "sampling")
+log = logging.getLogger(__name__)
+
+
+@stage_main("profile")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Profile the raw table: columns, flags, class balance.")
+    parser.add_argument("--out-dir", default="reports/profile")
+    args = parser.parse_args(argv)
+    params = load_stage_params("profile", PARAMS)
+    frame = read_table(params.data.path)
+    profile = profile_table(
+        frame,
+        data=params.data,
+        task=params.task,
+        sampling=params.sampling,
+        seed=params.seed,
+        text_min_share=params.prepare.text_to_number_min_share,
+    )
+    html = table_report_html(frame, source=params.data.path, seed=params.seed)
+    params.record_reads()
+    out = Path(args.out_dir)
+    write_json(profile, out / "profile.json")
+    for name, text in (("summary.md", summary_markdown(profile, source=params.data.path)), ("profile.html", html)):
+        with atomic_path(out / name) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    flagged = {flag: names for flag, names in profile["flags"].items() if names}
+    log.info("%d rows, %d columns; flags: %s", len(frame), len(frame.columns), flagged or "none")
+
+
+if __name__ == "__main__":
+    main()
