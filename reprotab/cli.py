@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("reprotab.compare", "rank DVC experiments that differ in one param"),
     "review": ("reprotab.review", "metrics, params and plots of two revisions in one report"),
     "demo-data": ("reprotab.demo_data", "write the seeded demo table or a later batch with drift"),
+    "query": ("reprotab.active_learning", "queue the pool rows the model is least sure of for labeling"),
+    "labels": ("reprotab.labels", "import labels returned from a queue as a new data/batches file"),
 }
 
 
