@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo-data": ("reprotab.demo_data", "write the seeded demo table or a later batch with drift"),
     "monitor": ("reprotab.monitor_report", "drift report of a new batch or the prediction log: retrain or not"),
     "registry": ("reprotab.registry_cli", "register, promote, roll back and show model versions (git tags)"),
+    "query": ("reprotab.active_learning", "queue the pool rows the model is least sure of for labeling"),
+    "labels": ("reprotab.labels", "import labels returned from a queue as a new data/batches file"),
 }
 
 

@@ -31,7 +31,7 @@ def read_table(path: str | Path, *, where: str = "data.path") -> pd.DataFrame:
         raise UserError(problem(where, "must be a .csv or .parquet file", str(path)))
     if not path.is_file():
         raise UserError(
-            problem(where, "file not found", str(path), "Point data.path at an existing CSV or Parquet file")
+            problem(where, "file not found", str(path), f"Point {where} at an existing CSV or Parquet file")
         )
     if path.stat().st_size == 0:
         raise UserError(problem(where, "file is empty", str(path)))

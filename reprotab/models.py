@@ -20,17 +20,26 @@ import numpy as np
 from reprotab.errors import UserError, did_you_mean, problem
 
 
-def _xgboost_early_stopping(estimator: Any, X: Any, y: Any, eval_set: tuple[Any, Any], rounds: int) -> int:
+def _xgboost_early_stopping(
+    estimator: Any, X: Any, y: Any, eval_set: tuple[Any, Any], rounds: int, **fit_kwargs: Any
+) -> int:
     estimator.set_params(early_stopping_rounds=rounds)
-    estimator.fit(X, y, eval_set=[eval_set], verbose=False)
+    estimator.fit(X, y, eval_set=[eval_set], verbose=False, **fit_kwargs)
     return int(estimator.best_iteration) + 1  # 0-based index → rounds kept
 
 
-def _lightgbm_early_stopping(estimator: Any, X: Any, y: Any, eval_set: tuple[Any, Any], rounds: int) -> int:
+def _lightgbm_early_stopping(
+    estimator: Any, X: Any, y: Any, eval_set: tuple[Any, Any], rounds: int, **fit_kwargs: Any
+) -> int:
     import lightgbm
 
     estimator.fit(
-        X, y, eval_X=eval_set[0], eval_y=eval_set[1], callbacks=[lightgbm.early_stopping(rounds, verbose=False)]
+        X,
+        y,
+        eval_X=eval_set[0],
+        eval_y=eval_set[1],
+        callbacks=[lightgbm.early_stopping(rounds, verbose=False)],
+        **fit_kwargs,
     )
     return int(estimator.best_iteration_ or estimator.n_estimators)
 
@@ -58,7 +67,7 @@ def _forest_continue(new: Any, old: Any, X: Any, y: Any, eval_set: Any, rounds: 
     return grown.fit(X, y)
 
 
-EarlyStopping = Callable[[Any, Any, Any, tuple[Any, Any], int], int]
+EarlyStopping = Callable[..., int]  # (estimator, X, y, eval_set, rounds, **fit kwargs such as sample_weight)
 Continue = Callable[[Any, Any, Any, Any, Any, "int | None"], Any]
 
 
@@ -120,13 +129,16 @@ def fit_estimator(
     model: str,
     eval_set: tuple[Any, Any] | None = None,
     early_stopping_rounds: int | None = None,
+    sample_weight: Any = None,
 ) -> int | None:
-    """Fit, stopping early on `eval_set` when the model can; returns the rounds kept (None if not)."""
+    """Fit, stopping early on `eval_set` when the model can; returns the rounds kept (None if not).
+    `sample_weight` (one per training row) goes to the estimator's fit; every registered model takes it."""
+    weights = {} if sample_weight is None else {"sample_weight": sample_weight}
     stop = MODELS[model].early_stopping
     if stop is None or eval_set is None or not early_stopping_rounds:
-        estimator.fit(X, y)
+        estimator.fit(X, y, **weights)
         return None
-    return stop(estimator, X, y, eval_set, early_stopping_rounds)
+    return stop(estimator, X, y, eval_set, early_stopping_rounds, **weights)
 
 
 def hyperparameter_problems(*, model: str, task: str, hyperparameters: dict[str, Any]) -> list[str]:

@@ -42,6 +42,9 @@ class BatchesParams(Section):
 
 class DataParams(Section):
     path: str = "data/raw/churn.parquet"
+    # rows without the target for train.pseudo_labeling: a CSV/Parquet file or a folder of them; a DVC dep of
+    # train, so it must exist: the shipped folder data/unlabeled holds no table (no rows) until one is put there
+    unlabeled_path: str = "data/unlabeled"
     target: str
     id_column: str | None = None
     drop_columns: tuple[str, ...] = ()
@@ -196,6 +199,19 @@ class TuneParams(Section):
         return {} if space is None else {**space.shared, **getattr(space, task)}
 
 
+class PseudoLabelingParams(Section):
+    """Self-training in train (reprotab/pseudo_labeling.py): confident predictions on data.unlabeled_path
+    join the training rows with a lower weight, for a few rounds. Names follow sklearn's
+    SelfTrainingClassifier where they mean the same (max_iter)."""
+
+    enabled: bool = False
+    target_precision: float = Field(0.95, gt=0, le=1)  # per-class thresholds reach this precision on validation
+    max_share: float = Field(0.5, gt=0, lt=1)  # pseudo-labeled rows ≤ this share of all training rows
+    weight: float = Field(0.5, gt=0, le=1)  # sample weight of a pseudo-labeled row (real rows weigh 1)
+    max_iter: int = Field(3, ge=1)  # rounds at most; stops early when a round adds no rows
+    min_support: int = Field(20, ge=1)  # validation rows at or above a threshold needed to trust its precision
+
+
 THRESHOLD_METRICS = ("f1", "precision", "recall", "accuracy", "balanced_accuracy")
 
 
@@ -209,6 +225,7 @@ class TrainParams(Section):
     min_recall: float | None = Field(None, gt=0, le=1)
     min_precision: float | None = Field(None, gt=0, le=1)
     calibration: Literal["none", "sigmoid", "isotonic"] = "none"
+    pseudo_labeling: PseudoLabelingParams = PseudoLabelingParams()
 
     @field_validator("threshold", mode="before")
     @classmethod
@@ -223,6 +240,15 @@ class TrainParams(Section):
     def _one_floor(self) -> TrainParams:
         if self.min_recall is not None and self.min_precision is not None:
             raise ValueError(problem("train.min_recall / train.min_precision", "set at most one of the two"))
+        if self.pseudo_labeling.enabled and self.init_model:
+            raise ValueError(
+                problem(
+                    "train.pseudo_labeling.enabled",
+                    "cannot be combined with train.init_model (continued training takes no sample weights)",
+                    True,
+                    "Set train.init_model: null, or train.pseudo_labeling.enabled: false",
+                )
+            )
         return self
 
 
@@ -343,6 +369,15 @@ class Params(Section):
                     "calibrates class probabilities, so it applies to classification only",
                     self.train.calibration,
                     "Use train.calibration: none with task: regression",
+                )
+            )
+        if self.task == "regression" and self.train.pseudo_labeling.enabled:
+            raise ValueError(
+                problem(
+                    "train.pseudo_labeling.enabled",
+                    "adds confidently predicted classes, so it applies to classification only",
+                    True,
+                    "Set train.pseudo_labeling.enabled: false with task: regression",
                 )
             )
         if self.tuner != "none":

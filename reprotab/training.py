@@ -72,6 +72,7 @@ def fit(
     validation: pd.DataFrame | None = None,
     settings: TrainParams | None = None,
     previous: Any = None,
+    extra_rows: tuple[pd.DataFrame, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[TabularModel, dict[str, Any]]:
     """Fit on already-featurized training rows (resampled first if asked), then calibrate and
     choose the threshold on the featurized validation rows. The saved model has no sampler, so
@@ -89,6 +90,7 @@ def fit(
         config=sampling or SamplingParams(),
         seed=seed,
     )
+    X, y, weights = append_rows(X, y, extra_rows)
     held = None
     if validation is not None and len(validation):
         held = (validation.drop(columns=[schema.target]), encode_target(validation[schema.target], schema))
@@ -104,7 +106,9 @@ def fit(
         summary["continued_from_size"] = before
         log.info("continued %s from %d to %d trees/rounds", model, before, spec.size(estimator))
     else:
-        kept = fit_estimator(estimator, X, y, model=model, eval_set=held, early_stopping_rounds=rounds)
+        kept = fit_estimator(
+            estimator, X, y, model=model, eval_set=held, early_stopping_rounds=rounds, sample_weight=weights
+        )
         if kept is not None:
             summary["best_iteration"] = kept
             log.info("early stopping kept %d of %s rounds", kept, hyperparameters.get("n_estimators", "default"))
@@ -117,6 +121,19 @@ def fit(
         summary.update(decided)
     pipeline = Pipeline([("features", featurizer), ("model", estimator)])
     return TabularModel(pipeline=pipeline, schema=schema, threshold=threshold, calibrator=calibrator), summary
+
+
+def append_rows(
+    X: pd.DataFrame, y: np.ndarray, extra: tuple[pd.DataFrame, np.ndarray, np.ndarray] | None
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
+    """`fit`'s `extra_rows` (featurized rows, encoded targets, sample weights; the pseudo-labels of
+    reprotab/pseudo_labeling.py) join the training rows after resampling, so a sampler never takes
+    them for real minority rows. Real rows weigh 1; without extra rows there are no weights at all."""
+    if extra is None or not len(extra[1]):
+        return X, y, None
+    rows, targets, weights = extra
+    joined = pd.concat([X.reset_index(drop=True), rows[list(X.columns)].reset_index(drop=True)], ignore_index=True)
+    return joined, np.concatenate([y, targets]), np.concatenate([np.ones(len(y)), np.asarray(weights, dtype=float)])
 
 
 def metadata(

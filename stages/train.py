@@ -1,12 +1,15 @@
 """train: fit the chosen model on the training features and save one model that takes raw rows.
 
 Reads   data/features/{train,validation}.parquet, data/features/featurizer.joblib,
-        data/prepared/schema.json, models/best_params.json, reports/prepare/summary.json
+        data/prepared/schema.json, models/best_params.json, reports/prepare/summary.json; with
+        train.pseudo_labeling.enabled also data.unlabeled_path and the id column of
+        data/prepared/{train,validation,test}.parquet (unlabeled rows already in a split are
+        dropped, so no test row is ever pseudo-labeled)
 Writes  models/model.joblib (the served model: featurizer + estimator + threshold + calibrator),
         models/model.json (metadata, format version, the data files that trained it, copied
         from prepare's summary), reports/train/metrics.json (the sampler used
         and why, resampled rows, kept rounds, the threshold and its validation score)
-Params  model, seed, hyperparameters, train, sampler, sampling
+Params  model, seed, hyperparameters, train, sampler, sampling, data (unlabeled_path)
 
 The logic is reprotab/training.py. `train.init_model` continues a previous model; that file
 is only read.
@@ -21,14 +24,14 @@ from pathlib import Path
 import joblib
 import pandas as pd
 
-from reprotab import served
+from reprotab import pseudo_labeling, served
 from reprotab.data import file_hash, read_json, write_json
 from reprotab.params import load_stage_params
 from reprotab.runner import stage_main
 from reprotab.schema import Schema
 from reprotab.training import fit, load_previous, merge_hyperparameters, metadata
 
-PARAMS = ("model", "seed", "hyperparameters", "train", "sampler", "sampling")
+PARAMS = ("model", "seed", "hyperparameters", "train", "sampler", "sampling", "data")
 log = logging.getLogger(__name__)
 
 
@@ -37,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Fit the model; save it with its preprocessing.")
     parser.add_argument("--features", default="data/features")
     parser.add_argument("--schema", default="data/prepared/schema.json")
+    parser.add_argument("--prepared", default="data/prepared")
     parser.add_argument("--best-params", default="models/best_params.json")
     parser.add_argument("--prepare-summary", default="reports/prepare/summary.json")
     parser.add_argument("--out-dir", default="models")
@@ -50,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         defaults=params.hyperparameters.get(params.model, {}), tuned=tuning.get("params", {})
     )
     settings, out = params.train, Path(args.out_dir)
+    unlabeled_path = params.data.unlabeled_path  # read even when off: dvc.yaml declares `data` for it
     featurizer = joblib.load(Path(args.features) / "featurizer.joblib")
     previous = None
     if settings.init_model:
@@ -60,7 +65,12 @@ def main(argv: list[str] | None = None) -> None:
             feature_names=[str(n) for n in featurizer.get_feature_names_out()],
             output=out / "model.joblib",
         )
-    model, summary = fit(
+    trainer = fit
+    if settings.pseudo_labeling.enabled:  # rounds of fit with confident predictions on unlabeled rows added
+        trainer = pseudo_labeling.trainer_for(
+            unlabeled_path, settings, schema=schema, featurizer=featurizer, prepared=Path(args.prepared)
+        )
+    model, summary = trainer(
         features=features,
         schema=schema,
         featurizer=featurizer,
