@@ -102,6 +102,7 @@ BAD_EDITS = {
 @pytest.mark.parametrize("edit", BAD_EDITS)
 def test_bad_params_stop_repro_before_any_stage_clears_its_outputs(repo, edit):
     """validate runs first on every params.yaml edit: the model and reports stay as they were."""
+    sh(["git", "checkout", "--", "params.yaml"], repo)  # an earlier `dvc exp run` applied its params here
     sh([DVC, "repro"], repo)
     model = (repo / "models/model.joblib").read_bytes()
     params = repo / "params.yaml"

@@ -122,7 +122,8 @@ def test_default_local_remote_round_trip(origin):
 
 def test_run_cache_restores_a_teammates_experiment_without_retraining(tmp_path_factory, tmp_path):
     """A result dvc.lock does not record (a teammate's other sampler) comes back from the run
-    cache: tune and train are restored, not run (prepare and featurize did not change);
+    cache: tune and train are restored, not run (prepare and featurize did not change; validate
+    checks the edited params, which is seconds);
     evaluate, whose metrics stay in git (cache: false, for diffs in pull requests), re-scores
     the restored model, and the gate (its decision is in git too) judges it again."""
     origin = reproduced_repo(tmp_path_factory, "teammate")
@@ -141,7 +142,8 @@ def test_run_cache_restores_a_teammates_experiment_without_retraining(tmp_path_f
     params.write_text(params.read_text().replace("sampler: none ", "sampler: random_over "))
     result = sh([DVC, "repro", "--pull"], clone)  # --pull fetches the outputs the run cache points to
     ran = [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]
-    assert ran == ["evaluate", "gate"], result.stdout  # gate keeps its decision in git (cache: false)
+    # validate checks the edited params.yaml; gate keeps its decision in git (cache: false)
+    assert ran == ["validate", "evaluate", "gate"], result.stdout
     for stage in ("tune", "train"):
         assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in result.stdout, result.stdout
     assert (clone / "models/model.joblib").read_bytes() == trained
