@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("reprotab.compare", "rank DVC experiments that differ in one param"),
     "review": ("reprotab.review", "metrics, params and plots of two revisions in one report"),
     "demo-data": ("reprotab.demo_data", "write the seeded demo table or a later batch with drift"),
+    "predict": ("reprotab.predict", "score a CSV or Parquet file of any size with the served model"),
+    "serve": ("reprotab.service", "serve the model over HTTP, with canary and shadow routing and a prediction log"),
 }
 
 
