@@ -126,7 +126,7 @@ def clean_rows(rows: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, dict[s
     column, how many non-blank values were not numbers and became missing."""
     frame = rows[list(schema.features)].reset_index(drop=True)
     numeric = list(schema.numeric)
-    text = [c for c in numeric if pd.api.types.is_string_dtype(frame[c]) or frame[c].dtype == object]
+    text = [c for c in numeric if _holds_text(frame[c])]
     unparsed: dict[str, int] = {}
     if text:
         words = {c: frame[c].map(_boolean_word) for c in text}
@@ -141,6 +141,13 @@ def clean_rows(rows: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, dict[s
                 unparsed[c] = lost
     frame, _ = infinities_to_missing(frame)
     return frame, unparsed
+
+
+def _holds_text(values: pd.Series) -> bool:
+    """Text needs converting; booleans, numbers and None in an object column the model takes as is."""
+    if pd.api.types.is_string_dtype(values):
+        return True
+    return values.dtype == object and any(isinstance(v, str) for v in values)
 
 
 def _boolean_word(value: Any) -> float | None:
