@@ -38,23 +38,23 @@ import json
 import logging
 import math
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr, TypeAdapter, ValidationError, create_model
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from reprotab.errors import UserError, problem
+from reprotab.payload import ApiError, entry, parse_request, read_body, rows_validator, validation_errors
 from reprotab.prediction_log import DEFAULT_MAX_BYTES, PredictionLog, record
 from reprotab.runner import stage_main
 from reprotab.schema import Schema
@@ -64,8 +64,6 @@ from reprotab.served import TabularModel
 log = logging.getLogger(__name__)
 ENDPOINTS = ("/health", "/ready", "/metadata", "/metrics", "/predict")
 VERSION_HEADER = "X-Model-Version"
-Number = Annotated[float, Field(allow_inf_nan=False)]
-Category = StrictStr | StrictInt | StrictBool
 
 
 @dataclass(frozen=True)
@@ -87,46 +85,6 @@ class Served:
     @property
     def version(self) -> str:
         return str(self.info["version"])
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, detail: list[dict[str, Any]], kind: str) -> None:
-        super().__init__(detail)
-        self.status, self.detail, self.kind = status, detail, kind
-
-
-def entry(row: int | None, field: str | None, error: str) -> dict[str, Any]:
-    return {"row": row, "field": field, "error": error}
-
-
-def rows_validator(schema: Schema) -> TypeAdapter:
-    """A validator of a list of rows for the model's schema (fields aliased: any column name works)."""
-    fields: dict[str, Any] = {}
-    for i, name in enumerate(schema.features):
-        kind = StrictBool | Number | None if name in schema.numeric else Category | None
-        fields[f"f{i}"] = (kind, Field(alias=name))
-    row = create_model("Row", __config__=ConfigDict(extra="forbid"), **fields)
-    return TypeAdapter(list[row])
-
-
-def validation_errors(exc: ValidationError, schema: Schema) -> list[dict[str, Any]]:
-    """One entry per bad (row, field), in the order found."""
-    found: dict[tuple[int, str | None], str] = {}
-    for error in exc.errors():
-        loc = error["loc"]
-        row, field = int(loc[0]), (str(loc[1]) if len(loc) > 1 else None)
-        if field is None:
-            message = "must be an object of feature: value"
-        elif error["type"] == "missing":
-            message = "missing: every feature is required (null for unknown)"
-        elif error["type"] == "extra_forbidden":
-            message = "unknown field: not a feature of the model"
-        elif field in schema.numeric:
-            message = "must be a finite number, a boolean or null"
-        else:
-            message = "must be text, an integer, a boolean or null"
-        found.setdefault((row, field), message)
-    return [entry(row, field, message) for (row, field), message in found.items()]
 
 
 def route_of(request_id: str, share: float) -> str:
@@ -259,42 +217,6 @@ def create_app(
         return JSONResponse(answer, headers={VERSION_HEADER: answering.version})
 
     return app
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, or 413 as soon as it is known to pass `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, [entry(None, None, f"body of {declared} bytes exceeds the limit of {limit}")], "too_large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, [entry(None, None, f"body exceeds the limit of {limit} bytes")], "too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def parse_request(body: bytes, max_rows: int) -> tuple[list[Any], str]:
-    """The rows and request id of a /predict body, or an ApiError."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(422, [entry(None, None, f"malformed JSON: {exc}")], "malformed") from None
-    if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or set(data) - {"rows", "request_id"}:
-        raise ApiError(
-            422, [entry(None, None, 'body must be {"rows": [{...}, ...], "request_id": optional text}')], "malformed"
-        )
-    rows, request_id = data["rows"], data.get("request_id")
-    if request_id is not None and not isinstance(request_id, str | int):
-        raise ApiError(422, [entry(None, "request_id", "must be text")], "malformed")
-    if not rows:
-        raise ApiError(422, [entry(None, "rows", "empty batch: send at least one row")], "validation")
-    if len(rows) > max_rows:
-        raise ApiError(
-            413, [entry(None, "rows", f"{len(rows)} rows exceed the limit of {max_rows} per request")], "too_large"
-        )
-    return rows, str(request_id) if request_id is not None else str(uuid.uuid4())
 
 
 def frame_of(rows: list[dict[str, Any]], schema: Schema) -> pd.DataFrame:
