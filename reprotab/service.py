@@ -17,8 +17,8 @@ Endpoints (every response has the `X-Model-Version` header; JSON bodies a `model
                    "predictions": [{"prediction": ..., "proba": {class: p} | null}, ...]}
 
 Rows are checked against the model's schema: every feature present, no other field; numeric
-features take a finite number, a boolean, numeric text or null (null and text that is not a
-number are imputed as in training); categorical ones take text, an integer, a boolean or null.
+features take a finite number, a boolean, numeric or blank text or null (blank and null are
+imputed as in training); categorical ones take text, an integer, a boolean or null.
 Errors are 422 with one entry per bad row and field: {"detail": [{"row", "field", "error"}]}
 (row and field null when the whole body is wrong). Malformed JSON, a body that is not
 {"rows": [...]}, an empty batch, NaN or ±Infinity (which Python's JSON parser would accept) and
@@ -207,9 +207,8 @@ def create_app(
             raise ApiError(422, validation_errors(exc, schema), "validation") from None
         route = route_of(request_id, config.canary_share) if canary is not None else "champion"
         answering = canary if route == "canary" and canary is not None else champion
-        frame = await run_in_threadpool(frame_of, rows, schema)
-        answer = await run_in_threadpool(
-            serve_rows, answering, frame, rows, request_id, route, prediction_log, telemetry
+        frame, answer = await run_in_threadpool(
+            serve_rows, answering, rows, request_id, route, prediction_log, telemetry
         )
         if shadow is not None:
             background.add_task(shadow_rows, shadow, frame, rows, request_id, prediction_log, telemetry)
@@ -239,18 +238,19 @@ def scored(served: Served, frame: pd.DataFrame) -> tuple[list[Any], list[dict[st
 
 def serve_rows(
     served: Served,
-    frame: pd.DataFrame,
     rows: list[dict[str, Any]],
     request_id: str,
     route: str,
     prediction_log: PredictionLog,
     telemetry: Telemetry,
-) -> dict[str, Any]:
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Clean and score `rows`, log them, and build the answer (in a worker thread)."""
+    frame = frame_of(rows, served.model.schema)
     predictions, probas = scored(served, frame)
     write_log(prediction_log, served, rows, request_id, route, predictions, probas)
     telemetry.predicted(route, np.asarray(predictions, dtype=object))
     answers = [{"prediction": p, "proba": probas[i] if probas else None} for i, p in enumerate(predictions)]
-    return {"request_id": request_id, "model_version": served.version, "route": route, "predictions": answers}
+    return frame, {"request_id": request_id, "model_version": served.version, "route": route, "predictions": answers}
 
 
 def shadow_rows(
