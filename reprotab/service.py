@@ -197,9 +197,8 @@ def create_app(
     def metrics() -> Response:
         return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/predict")
-    async def predict(request: Request, background: BackgroundTasks) -> JSONResponse:
-        body = await read_body(request, config.max_bytes)
+    def handle(body: bytes) -> tuple[Served, pd.DataFrame, list[dict[str, Any]], dict[str, Any]]:
+        """Parse, check, route and score one request (in a worker thread: all of it is CPU work)."""
         rows, request_id = parse_request(body, config.max_rows)
         try:
             validator.validate_python(rows)
@@ -207,13 +206,17 @@ def create_app(
             raise ApiError(422, validation_errors(exc, schema), "validation") from None
         route = route_of(request_id, config.canary_share) if canary is not None else "champion"
         answering = canary if route == "canary" and canary is not None else champion
-        frame, answer = await run_in_threadpool(
-            serve_rows, answering, rows, request_id, route, prediction_log, telemetry
-        )
+        frame, reply = serve_rows(answering, rows, request_id, route, prediction_log, telemetry)
+        return answering, frame, rows, reply
+
+    @app.post("/predict")
+    async def predict(request: Request, background: BackgroundTasks) -> JSONResponse:
+        body = await read_body(request, config.max_bytes)
+        answering, frame, rows, reply = await run_in_threadpool(handle, body)
         if shadow is not None:
-            background.add_task(shadow_rows, shadow, frame, rows, request_id, prediction_log, telemetry)
-        answer["threshold"] = answering.model.decision_threshold
-        return JSONResponse(answer, headers={VERSION_HEADER: answering.version})
+            background.add_task(shadow_rows, shadow, frame, rows, reply["request_id"], prediction_log, telemetry)
+        reply["threshold"] = answering.model.decision_threshold
+        return JSONResponse(reply, headers={VERSION_HEADER: answering.version})
 
     return app
 

@@ -284,3 +284,18 @@ def test_a_model_that_fails_to_load_exits_2_before_serving(tmp_path, content):
     assert result.returncode == 2
     assert ("cannot be loaded" if content else "file not found") in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_options_are_checked_before_anything_starts(models, tmp_path, monkeypatch):
+    from reprotab.service import main
+
+    monkeypatch.chdir(tmp_path)
+    for argv in (
+        ["--model", str(models[0]), "--canary-share", "1.5", "--canary-model", str(models[1])],
+        ["--model", str(models[0]), "--max-rows", "0"],
+        ["--model", str(models[0]), "--shadow", "v2", "--shadow-model", str(models[1])],
+        ["--stage", "prod", "--model", str(models[0])],
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2, argv
