@@ -11,6 +11,10 @@ The output appears atomically (temp file + rename): a failure or Ctrl-C leaves n
 keeps a previous output. Rows the model cannot score are left out of it and listed in
 `<output>.errors.csv` (row, id, error) instead of failing the batch.
 
+Memory: about --chunk-rows rows of work at a time, but pyarrow decodes a Parquet file one row
+group at a time, so a file written as one huge row group (pandas/pyarrow write up to 1Mi rows
+per group) is held whole while it is read; write big inputs with smaller row groups.
+
 Input checks: missing feature columns fail before anything is scored (with did-you-mean);
 extra columns are ignored with one note; values are cleaned as training data was
 (reprotab/scoring.py). CSV columns are read as text and cleaned the same way, so a later block
