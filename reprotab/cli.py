@@ -16,16 +16,18 @@ import sys
 from reprotab.errors import did_you_mean
 
 # name → (module with main(argv), one line of help)
-COMMANDS: dict[str, tuple[str, str]] = {
+COMMANDS: dict[str, tuple[str, str]] = {  # in the order of the lifecycle
     "check": ("reprotab.checks", "check params.yaml as the pipeline's validate stage does"),
+    "demo-data": ("reprotab.demo_data", "write the seeded demo table or a later batch with drift"),
     "compare": ("reprotab.compare", "rank DVC experiments that differ in one param"),
     "review": ("reprotab.review", "metrics, params and plots of two revisions in one report"),
-    "mirror": ("reprotab.mirrors", "copy runs (workspace, a commit, every experiment) into MLflow or Comet"),
-    "demo-data": ("reprotab.demo_data", "write the seeded demo table or a later batch with drift"),
-    "monitor": ("reprotab.monitor_report", "drift report of a new batch or the prediction log: retrain or not"),
     "registry": ("reprotab.registry_cli", "register, promote, roll back and show model versions (git tags)"),
+    "predict": ("reprotab.predict", "score a CSV or Parquet file of any size with the served model"),
+    "serve": ("reprotab.service", "serve the model over HTTP, with canary and shadow routing and a prediction log"),
+    "monitor": ("reprotab.monitor_report", "drift report of a new batch or the prediction log: retrain or not"),
     "query": ("reprotab.active_learning", "queue the pool rows the model is least sure of for labeling"),
     "labels": ("reprotab.labels", "import labels returned from a queue as a new data/batches file"),
+    "mirror": ("reprotab.mirrors", "copy runs (workspace, a commit, every experiment) into MLflow or Comet"),
 }
 
 

@@ -1,0 +1,33 @@
+# The model service: `reprotab serve` on port 8000 as a non-root user.
+#   dvc pull models/model.joblib   (or dvc repro)    # the model is copied into the image
+#   docker build -t reprotab-serve .
+#   docker run --rm -p 8000:8000 reprotab-serve
+# Or keep the image model-free at run time: mount another model over /app/models
+#   docker run --rm -p 8000:8000 -v "$PWD/models:/app/models:ro" reprotab-serve
+# The Python tag matches the interpreter requirements.lock was tested with.
+
+FROM python:3.11.7-slim-bookworm AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+COPY requirements-serve.lock /tmp/requirements-serve.lock
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-deps -r /tmp/requirements-serve.lock
+
+FROM python:3.11.7-slim-bookworm
+# libgomp1: the OpenMP runtime LightGBM and XGBoost load.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --gid 10001 reprotab \
+    && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin reprotab
+ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY reprotab/ /app/reprotab/
+COPY models/model.joblib models/model.json /app/models/
+# the prediction log and the command's own log are the only places the service writes
+RUN mkdir -p /app/logs /app/reports/logs && chown -R 10001:10001 /app/logs /app/reports
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4).status != 200)"]
+CMD ["python", "-m", "reprotab", "serve", "--model", "/app/models/model.joblib", "--host", "0.0.0.0", "--port", "8000"]

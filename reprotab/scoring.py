@@ -1,0 +1,206 @@
+"""Scoring rows with the served model: where the model comes from, how input rows are checked
+and cleaned, and how a batch survives rows the model cannot score.
+
+Batch scoring (`reprotab predict`, reprotab/predict.py) and the service (reprotab/service.py)
+both go through here, so a row is cleaned and scored the same way in both:
+
+- `resolve_model(model=, stage=, version=)`: a model file, or a registered stage or version
+  (reprotab.registry, imported only when asked for), with `info` = version, stage, commit, path.
+- `clean_rows(rows, schema)`: the model's feature columns, cleaned as prepare cleaned training
+  data: numbers stored as text become numbers (`prepare.text_to_numbers`), "true"/"false"
+  become 1/0 as a CSV reader makes booleans of them, text that is not a number becomes missing
+  (the model imputes it like any gap, and the count is returned), ±inf becomes missing
+  (`prepare.infinities_to_missing`). Categories are left alone: the model maps unseen ones to
+  its infrequent group.
+- `score(model, rows)`: predictions and class probabilities; when the model raises on a chunk
+  the chunk is bisected down to the rows that fail, which are returned with their error
+  instead of failing the batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reprotab import served
+from reprotab.errors import UserError, did_you_mean, problem
+from reprotab.prepare import infinities_to_missing, text_to_numbers
+from reprotab.schema import Schema
+from reprotab.served import TabularModel
+
+DEFAULT_MODEL = "models/model.joblib"
+BOOLEAN_WORDS = {"true": 1.0, "false": 0.0}
+log = logging.getLogger(__name__)
+
+
+def resolve_model(
+    model: str | Path | None = None, *, stage: str | None = None, version: str | None = None, repo: str = "."
+) -> tuple[TabularModel, dict[str, Any]]:
+    """The model to score with and what identifies it: {version, stage, commit, path}.
+
+    `model` is a file (default models/model.joblib); `stage` or `version` asks the model
+    registry instead. At most one of the three."""
+    chosen = [name for name, value in (("--model", model), ("--stage", stage), ("--version", version)) if value]
+    if len(chosen) > 1:
+        raise UserError(problem("model", "give one of --model, --stage, --version", " and ".join(chosen)))
+    if stage or version:
+        try:
+            from reprotab import registry
+        except ImportError:
+            raise UserError(
+                problem(
+                    "--stage/--version",
+                    "the model registry is not available in this installation",
+                    stage or version,
+                    "Pass a model file with --model",
+                )
+            ) from None
+        found, info = registry.load(stage=stage, version=version, repo=repo)
+        return found, {"stage": stage, "commit": None, "path": None, **info}
+    path = Path(model or DEFAULT_MODEL)
+    found = served.load(path, where="--model")
+    return found, {"version": local_version(path), "stage": None, "commit": _commit_beside(path), "path": str(path)}
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--model", help="a model file (default models/model.joblib)")
+    group.add_argument("--stage", help="the model registered in this stage (e.g. prod)")
+    group.add_argument("--version", help="the registered model of this version")
+
+
+def local_version(path: str | Path) -> str:
+    """`local:<first 12 hex of the file's sha256>`: a model file's identity without a registry."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"local:{digest.hexdigest()[:12]}"
+
+
+def metadata_beside(path: str | Path | None) -> dict[str, Any]:
+    """models/model.json next to a model file, or {} when there is none (or it is unreadable)."""
+    if not path:
+        return {}
+    meta = Path(path).with_name("model.json")
+    try:
+        return json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _commit_beside(path: Path) -> str | None:
+    return metadata_beside(path).get("git_commit")
+
+
+def check_columns(columns: list[str], schema: Schema, *, where: str) -> list[str]:
+    """Raise a UserError naming every missing feature column (with a did-you-mean from the
+    columns given); return the columns the model does not use (ignored by the caller)."""
+    have = set(columns)
+    missing = [c for c in schema.features if c not in have]
+    used = set(schema.features) | ({schema.id_column} if schema.id_column else set())
+    extra = [c for c in columns if c not in used]
+    if missing:
+        hints = [f"{c} ({did_you_mean(c, extra).strip()})" if did_you_mean(c, extra) else c for c in missing]
+        raise UserError(
+            problem(
+                where,
+                f"lacks {len(missing)} feature column(s) the model was trained on: {'; '.join(hints)}",
+                None,
+                f"Columns given: {', '.join(columns)}",
+            )
+        )
+    return extra
+
+
+def clean_rows(rows: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The feature columns of `rows`, cleaned as training data was; returns also, per numeric
+    column, how many non-blank values were not numbers and became missing."""
+    frame = rows[list(schema.features)].reset_index(drop=True)
+    numeric = list(schema.numeric)
+    text = [c for c in numeric if _holds_text(frame[c])]
+    unparsed: dict[str, int] = {}
+    if text:
+        words = {c: frame[c].map(_boolean_word) for c in text}
+        present = {c: frame[c].astype("string").str.strip().replace("", pd.NA).notna() for c in text}
+        frame, _ = text_to_numbers(frame, min_share=0.0, skip=set(frame.columns) - set(text))
+        for c in text:
+            values = pd.to_numeric(frame[c], errors="coerce").astype(float)
+            values = values.where(words[c].isna(), words[c].astype(float))
+            frame[c] = values
+            lost = int((present[c] & values.isna()).sum())
+            if lost:
+                unparsed[c] = lost
+    frame, _ = infinities_to_missing(frame)
+    return frame, unparsed
+
+
+def _holds_text(values: pd.Series) -> bool:
+    """Text needs converting; booleans, numbers and None in an object column the model takes as is."""
+    if pd.api.types.is_string_dtype(values):
+        return True
+    return values.dtype == object and any(isinstance(v, str) for v in values)
+
+
+def _boolean_word(value: Any) -> float | None:
+    if isinstance(value, bool | np.bool_):
+        return float(value)
+    return BOOLEAN_WORDS.get(value.strip().lower()) if isinstance(value, str) else None
+
+
+@dataclass
+class Scores:
+    """What scoring some rows produced: positions (0-based, into the rows given) of the rows
+    scored, their predictions and probabilities, and the rows that failed with why."""
+
+    index: np.ndarray
+    predictions: np.ndarray
+    proba: np.ndarray | None
+    failed: list[tuple[int, str]] = field(default_factory=list)
+
+
+def score(model: TabularModel, rows: pd.DataFrame) -> Scores:
+    """Predict `rows` (already cleaned); rows the model raises on are bisected out, not fatal."""
+    classification = model.schema.task == "classification"
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+    failed: list[tuple[int, str]] = []
+
+    def run(start: int, stop: int) -> None:
+        chunk = rows.iloc[start:stop]
+        try:
+            if classification:
+                proba = model.predict_proba(chunk)
+                parts.append((np.arange(start, stop), model.classes[model.decide(proba)], proba))
+            else:
+                parts.append((np.arange(start, stop), model.predict(chunk), None))
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            if stop - start == 1:
+                failed.append((start, f"{type(exc).__name__}: {exc}".splitlines()[0]))
+                return
+            middle = (start + stop) // 2
+            run(start, middle)
+            run(middle, stop)
+
+    if len(rows):
+        run(0, len(rows))
+    if not parts:
+        width = len(model.schema.classes)
+        empty_proba = np.empty((0, width)) if classification else None
+        return Scores(np.empty(0, dtype=int), np.empty(0, dtype=object), empty_proba, failed)
+    index = np.concatenate([p[0] for p in parts])
+    predictions = np.concatenate([p[1] for p in parts])
+    proba = np.concatenate([p[2] for p in parts]) if classification else None
+    return Scores(index, predictions, proba, failed)
+
+
+def proba_columns(schema: Schema) -> list[str]:
+    """`proba_<class>` for each class, in the model's class order."""
+    return [f"proba_{c}" for c in schema.classes] if schema.task == "classification" else []
