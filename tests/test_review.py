@@ -179,6 +179,7 @@ def review(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedPro
     return sh([sys.executable, "-m", "reprotab", "review", *args], cwd, check=check)
 
 
+@pytest.mark.integration  # the CLI in its own process, for the exit status and stderr
 @pytest.mark.parametrize(
     ("make_dvc_folder", "message"),
     [
