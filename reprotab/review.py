@@ -45,8 +45,9 @@ _JSON_CONSTANTS = {"Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan
 
 
 def parse_dvc_json(text: str) -> dict[str, Any]:
-    """DVC writes the first ROC threshold as a bare `Infinity`, which strict JSON parsers reject.
-    Python's parser accepts it; the mapping is spelled out so the choice is deliberate."""
+    """`dvc plots diff --json` writes a non-finite number of a plot file (an ROC threshold of Infinity, as
+    scikit-learn gives) as a bare `Infinity`, which strict JSON parsers reject. Python's parser accepts it;
+    the mapping is spelled out so the choice is deliberate (json_safe turns them into null for rendering)."""
     return json.loads(text, parse_constant=_JSON_CONSTANTS.__getitem__)
 
 
