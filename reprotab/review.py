@@ -65,7 +65,9 @@ def static_view(spec: dict[str, Any]) -> dict[str, Any]:
     """An image has no inputs: a checkbox the template binds (the confusion matrix's "show values")
     starts checked, so the numbers are in the picture."""
     params = [
-        {**param, "value": True} if (param.get("bind") or {}).get("input") == "checkbox" else param
+        {**param, "value": True}
+        if isinstance(bind := param.get("bind"), dict) and bind.get("input") == "checkbox"
+        else param
         for param in spec.get("params") or []
     ]
     return {**spec, "params": params} if params else spec

@@ -36,6 +36,7 @@ SHOWN = """{"errors": [{"rev": "a", "type": "DataIndexDirError", "msg": "failed 
 "roc": [{"type": "vega", "revisions": ["a", "b"], "content": {
   "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
   "title": {"text": "ROC (test)", "anchor": "middle"}, "width": 300, "height": 300,
+  "params": [{"name": "grid", "select": "interval", "bind": "scales"}],
   "mark": {"type": "line"},
   "encoding": {"x": {"field": "fpr", "type": "quantitative", "title": "false positive rate"},
                "y": {"field": "tpr", "type": "quantitative"},
@@ -94,6 +95,7 @@ def test_collect_plots_keeps_data_plots_with_values_and_makes_their_specs_strict
     assert list(plots) == ["roc", "confusion_matrix", "calibration", "importance"]  # no empty or image plots
     assert [plots[key].title for key in plots] == ["ROC (test)", "Confusion matrix", "Calibration", "importance"]
     assert [row["threshold"] for row in plots["roc"].spec["data"]["values"]] == [None, 0.6, 0.1, None, 0.2]
+    assert plots["roc"].spec["params"] == [{"name": "grid", "select": "interval", "bind": "scales"}]
     assert plots["confusion_matrix"].spec["params"] == [
         {"name": "showValues", "bind": {"input": "checkbox"}, "value": True}  # numbers in the picture
     ]
