@@ -17,6 +17,7 @@ from reprotab.demo_data import generate
 from reprotab.params import parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
+DVC = str(Path(sys.executable).parent / "dvc")  # the environment's own dvc, which runs this python
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "tests",
     "GIT_AUTHOR_EMAIL": "tests@localhost",

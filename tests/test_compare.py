@@ -3,16 +3,14 @@ README recipe for real (queue two samplers, run them, compare)."""
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
 from reprotab.compare import _params_metric, experiment_rows, markdown, plot, rank
 from reprotab.errors import UserError
 from reprotab.metrics import LOWER_IS_BETTER
-from tests.conftest import sh
+from tests.conftest import DVC, sh
 
-DVC = str(Path(sys.executable).parent / "dvc")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # Trimmed from a real `dvc exp show --json` (dvc 3) after `dvc exp run --queue -S sampler=none,random_over`

@@ -10,9 +10,9 @@ from reprotab.schema import Schema, encode_target
 from reprotab.training import fit
 
 SMALL = {
-    "random_forest": {"n_estimators": 20},
-    "xgboost": {"n_estimators": 20},
-    "lightgbm": {"n_estimators": 20, "min_child_samples": 2},
+    "random_forest": {"n_estimators": 20, "n_jobs": 1},  # one thread: spreading tiny fits over cores is slower
+    "xgboost": {"n_estimators": 20, "n_jobs": 1},
+    "lightgbm": {"n_estimators": 20, "min_child_samples": 2, "n_jobs": 1},
 }
 
 

@@ -2,7 +2,6 @@
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,8 @@ from reprotab.preprocessing import featurize
 from reprotab.report import PLOTS
 from reprotab.training import fit
 from stages import evaluate
-from tests.conftest import ROOT, base_params, make_repo, sh
+from tests.conftest import DVC, ROOT, base_params, make_repo, sh
 
-DVC = str(Path(sys.executable).parent / "dvc")
 PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 PLOT_FILES = "reports/evaluate/plots/custom/{}.json"
 TASKS = {  # case → params overrides

@@ -2,17 +2,14 @@
 
 import json
 import re
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from reprotab.params import AUDIT_ENV
-from tests.conftest import sh
+from tests.conftest import DVC, sh
 
 pytestmark = pytest.mark.integration
-DVC = str(Path(sys.executable).parent / "dvc")
 
 
 def ran_stages(output: str) -> list[str]:

@@ -7,17 +7,15 @@ local remote `storage`, used exactly as shipped."""
 
 import logging
 import shutil
-import sys
 from pathlib import Path
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.conftest import make_repo, sh
+from tests.conftest import DVC, make_repo, sh
 
 pytestmark = pytest.mark.integration
-DVC = str(Path(sys.executable).parent / "dvc")
 BUCKET = "reprotab-test"
 OUTPUTS = (
     "models/model.joblib",

@@ -8,65 +8,73 @@ import subprocess
 import sys
 from pathlib import Path
 
-import matplotlib.image
 import pytest
 import yaml
 
 from reprotab.review import (
     COMMENT_MARKER,
-    Plot,
-    choose_axes,
-    clip_infinite,
     collect_plots,
-    confusion_counts,
-    curve_points,
     diff_rows,
     find_dvc_root,
     image_names,
+    json_safe,
     load_errors,
-    normalized_by,
     parse_dvc_json,
-    plot_kind,
     render,
     report_markdown,
-    shares,
 )
-from tests.conftest import ROOT, sh, tool_env
+from tests.conftest import DVC, ROOT, sh, tool_env
 from tests.test_remote_s3 import reproduced_repo
 
-DVC = str(Path(sys.executable).parent / "dvc")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-# What `dvc plots diff a b --json` returns (trimmed): a declared ROC plot with DVC's bare Infinity,
-# a normalized confusion matrix, a two-file calibration plot, a bar chart and an image plot.
+# What `dvc plots diff a b --json` returns (trimmed Vega-Lite specs of DVC's templates): a ROC curve
+# with DVC's bare Infinity threshold, a confusion matrix faceted by revision with its "show values"
+# checkbox, a two-file calibration plot, a bar chart without a title, and an image plot.
 SHOWN = """{"errors": [{"rev": "a", "type": "DataIndexDirError", "msg": "failed to load directory"}],
 "data": {
 "roc": [{"type": "vega", "revisions": ["a", "b"], "content": {
-  "title": {"text": "ROC (test)"}, "mark": {"type": "line"},
-  "encoding": {"x": {"field": "fpr", "title": "false positive rate"}, "y": {"field": "tpr"}},
+  "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+  "title": {"text": "ROC (test)", "anchor": "middle"}, "width": 300, "height": 300,
+  "params": [{"name": "grid", "select": "interval", "bind": "scales"}],
+  "mark": {"type": "line"},
+  "encoding": {"x": {"field": "fpr", "type": "quantitative", "title": "false positive rate"},
+               "y": {"field": "tpr", "type": "quantitative"},
+               "color": {"field": "rev", "scale": {"domain": ["a", "b"], "range": ["#945dd6", "#13adc7"]}}},
   "data": {"values": [
     {"fpr": 0.0, "tpr": 0.0, "threshold": Infinity, "rev": "a"},
     {"fpr": 0.5, "tpr": 0.75, "threshold": 0.6, "rev": "a"},
     {"fpr": 1.0, "tpr": 1.0, "threshold": 0.1, "rev": "a"},
     {"fpr": 0.0, "tpr": 0.0, "threshold": Infinity, "rev": "b"},
     {"fpr": 1.0, "tpr": 1.0, "threshold": 0.2, "rev": "b"}]}}}],
-"confusion_normalized": [{"type": "vega", "content": {
-  "title": {"text": "Shares"},
-  "spec": {"transform": [{"joinaggregate": [{"op": "sum", "field": "xy_count", "as": "sum_y"}],
-                          "groupby": ["predicted"]}],
-           "encoding": {"x": {"field": "actual"}, "y": {"field": "predicted"}},
-           "layer": [{"mark": "rect"}, {"mark": "text"}]},
+"confusion_matrix": [{"type": "vega", "content": {
+  "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+  "title": {"text": "Confusion matrix"}, "facet": {"column": {"field": "rev", "sort": []}, "row": {}},
+  "params": [{"name": "showValues", "bind": {"input": "checkbox"}}],
+  "spec": {"transform": [{"aggregate": [{"op": "count", "as": "xy_count"}], "groupby": ["predicted", "actual"]}],
+           "encoding": {"x": {"field": "actual", "type": "nominal"}, "y": {"field": "predicted", "type": "nominal"}},
+           "layer": [{"mark": "rect", "width": 300, "height": 300,
+                      "encoding": {"color": {"field": "xy_count", "type": "quantitative"}}},
+                     {"mark": "text", "encoding": {"text": {"condition":
+                        {"param": "showValues", "field": "xy_count", "type": "quantitative"}}}}]},
   "data": {"values": [{"actual": "no", "predicted": "no", "rev": "a"},
                       {"actual": "yes", "predicted": "no", "rev": "b"}]}}}],
 "calibration": [{"type": "vega", "content": {
-  "mark": {"type": "line"}, "encoding": {"x": {"field": "prob_pred"}, "y": {"field": "prob_true"}},
+  "$schema": "https://vega.github.io/schema/vega-lite/v5.json", "title": "Calibration",
+  "mark": {"type": "line"},
+  "encoding": {"x": {"field": "prob_pred", "type": "quantitative"}, "y": {"field": "prob_true", "type": "quantitative"},
+               "color": {"field": "rev"}, "strokeDash": {"field": "filename"}},
   "data": {"values": [
     {"prob_pred": 0.1, "prob_true": 0.2, "filename": "calibration.json", "rev": "b"},
-    {"prob_pred": 0.1, "prob_true": 0.1, "filename": "calibration_uncalibrated.json", "rev": "b"}]}}}],
+    {"prob_pred": 0.1, "prob_true": NaN, "filename": "calibration_uncalibrated.json", "rev": "b"}]}}}],
 "importance": [{"type": "vega", "content": {
-  "mark": {"type": "bar"}, "encoding": {"x": {"field": "importance"}, "y": {"field": "feature"}},
+  "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+  "mark": {"type": "bar"}, "encoding": {"x": {"field": "importance", "type": "quantitative"},
+                                        "y": {"field": "feature", "type": "nominal"}, "yOffset": {"field": "rev"},
+                                        "color": {"field": "rev"}},
   "data": {"values": [{"feature": "age", "importance": 0.7, "rev": "a"},
                       {"feature": "age", "importance": 0.6, "rev": "b"}]}}}],
+"residuals": [],
 "reports/evaluate/figures/roc.png": [{"type": "image", "revisions": ["a"], "url": "/tmp/a_roc.png"}]
 }}"""
 
@@ -76,80 +84,44 @@ def test_parse_dvc_json_reads_bare_infinity_and_nan():
     assert parsed["t"][:2] == [math.inf, -math.inf] and math.isnan(parsed["t"][2]) and parsed["t"][3] == 0.5
 
 
-def test_clip_infinite_uses_the_fields_finite_extremes():
-    rows = [
-        {"threshold": math.inf, "fpr": 0.0, "rev": "a", "flag": True},
-        {"threshold": 0.7, "fpr": 0.5, "rev": "a", "flag": False},
-        {"threshold": -math.inf, "fpr": 1.0, "rev": "a", "flag": True},
-        {"threshold": 0.1, "only_inf": math.inf, "rev": "a"},
+def test_json_safe_turns_non_finite_numbers_into_null_and_keeps_the_rest():
+    spec = parse_dvc_json('{"data": {"values": [{"t": Infinity, "u": -Infinity, "v": NaN, "w": 0.5, "b": true}]}}')
+    assert json_safe(spec) == {"data": {"values": [{"t": None, "u": None, "v": None, "w": 0.5, "b": True}]}}
+    json.dumps(json_safe(spec), allow_nan=False)  # strict JSON, as vl-convert needs
+
+
+def test_collect_plots_keeps_data_plots_with_values_and_makes_their_specs_strict_json():
+    plots = {plot.key: plot for plot in collect_plots(parse_dvc_json(SHOWN))}
+    assert list(plots) == ["roc", "confusion_matrix", "calibration", "importance"]  # no empty or image plots
+    assert [plots[key].title for key in plots] == ["ROC (test)", "Confusion matrix", "Calibration", "importance"]
+    assert [row["threshold"] for row in plots["roc"].spec["data"]["values"]] == [None, 0.6, 0.1, None, 0.2]
+    assert plots["roc"].spec["params"] == [{"name": "grid", "select": "interval", "bind": "scales"}]
+    assert plots["confusion_matrix"].spec["params"] == [
+        {"name": "showValues", "bind": {"input": "checkbox"}, "value": True}  # numbers in the picture
     ]
-    clipped = clip_infinite(rows)
-    assert [row["threshold"] for row in clipped] == [0.7, 0.7, 0.1, 0.1]
-    assert clipped[3]["only_inf"] is None
-    assert [row.get("flag") for row in clipped] == [True, False, True, None]
-    assert rows[0]["threshold"] == math.inf  # the input is not changed
+    for plot in plots.values():
+        json.dumps(plot.spec, allow_nan=False)
 
 
-@pytest.mark.parametrize(
-    ("content", "rows", "axes"),
-    [
-        (
-            {"encoding": {"x": {"field": "fpr"}, "y": {"field": "tpr"}}},
-            [{"fpr": 0, "tpr": 0, "rev": "a"}],
-            ("fpr", "tpr"),
-        ),
-        (
-            {"spec": {"encoding": {"x": {"field": "actual"}, "y": {"field": "predicted"}}}},
-            [{"actual": "a", "predicted": "b"}],
-            ("actual", "predicted"),
-        ),
-        ({"encoding": {"x": {"field": "step"}}}, [{"recall": 1, "precision": 0.5, "step": 0}], ("recall", "precision")),
-        ({"encoding": {"x": {"field": "step"}}}, [{"step": 0, "loss": 0.3, "rev": "a"}], ("step", "loss")),
-        ({}, [{"step": 0, "loss": 0.3, "accuracy": 0.9}], None),
-    ],
-)
-def test_choose_axes(content, rows, axes):
-    assert choose_axes(content, rows) == axes
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC), path
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-@pytest.mark.parametrize(
-    ("content", "kind"),
-    [
-        ({"mark": {"type": "line"}}, "curve"),
-        ({"mark": "point"}, "scatter"),
-        ({"layer": [{"mark": "point"}, {"mark": {"type": "line"}}]}, "curve"),
-        ({"mark": {"type": "bar"}}, "bar"),
-        ({"spec": {"layer": [{"mark": "rect"}, {"mark": "text"}]}}, "confusion"),
-        ({}, "confusion"),  # no marks: text on both axes
-    ],
-)
-def test_plot_kind_follows_the_templates_marks(content, kind):
-    assert plot_kind(content, [{"a": "x", "p": "y"}], x="a", y="p") == kind
-
-
-def test_normalized_by_reads_the_templates_sum_groupby():
-    shown = parse_dvc_json(SHOWN)["data"]
-    assert normalized_by(shown["confusion_normalized"][0]["content"]) == "predicted"
-    assert normalized_by(shown["roc"][0]["content"]) is None
-
-
-def test_collect_plots_splits_revisions_clips_infinity_and_skips_images():
-    plots = {plot.key: plot for plot in collect_plots(parse_dvc_json(SHOWN), revisions=["a", "b"])}
-    assert list(plots) == ["roc", "confusion_normalized", "calibration", "importance"]
-    roc = plots["roc"]
-    assert (roc.title, roc.x, roc.y, roc.kind, roc.labels) == (
-        "ROC (test)",
-        "fpr",
-        "tpr",
-        "curve",
-        ("false positive rate", ""),
-    )
-    assert [row["threshold"] for row in roc.rows["a"]] == [0.6, 0.6, 0.1]
-    assert [row["threshold"] for row in roc.rows["b"]] == [0.2, 0.2]
-    confusion = plots["confusion_normalized"]
-    assert (confusion.kind, confusion.normalize_by, confusion.title) == ("confusion", "predicted", "Shares")
-    assert list(plots["calibration"].rows) == ["b"]  # only revisions with data
-    assert plots["importance"].kind == "bar"
+def test_render_writes_one_png_per_data_plot_infinity_and_nan_included(tmp_path):
+    plots = collect_plots(parse_dvc_json(SHOWN))
+    names = image_names([plot.key for plot in plots])
+    for plot in plots:
+        render(plot, tmp_path / names[plot.key], scale=1)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(names.values())
+    for name in names.values():
+        width, height = png_size(tmp_path / name)
+        assert 150 <= width <= 2000 and 50 <= height <= 2000, (name, width, height)
+    width, height = png_size(tmp_path / "confusion_matrix.png")
+    assert width > 1.5 * height  # one matrix per revision, side by side
+    render(plots[0], tmp_path / "roc@2.png", scale=2)
+    assert png_size(tmp_path / "roc@2.png")[0] >= 1.9 * png_size(tmp_path / "roc.png")[0]  # scale is honored
 
 
 def test_load_errors_names_each_unreadable_revision_once():
@@ -161,29 +133,6 @@ def test_load_errors_names_each_unreadable_revision_once():
     assert len(notes) == 2
     assert notes[0].startswith("Plots of `a` could not be loaded (DataIndexDirError: failed to load directory)")
     assert notes[1] == "failed to load metrics in revision 'a', config file error"
-
-
-def test_curve_points_drop_missing_and_non_finite_values():
-    rows = [{"x": 0, "y": 1}, {"x": math.nan, "y": 1}, {"x": 1, "y": None}, {"x": 2, "y": math.inf}, {"x": 3, "y": 4}]
-    assert curve_points(rows, x="x", y="y") == ([0, 3], [1, 4])
-
-
-def test_confusion_counts_rows_are_predicted_columns_are_actual_and_shares_normalize_either_way():
-    rows = [
-        {"actual": "no", "predicted": "no"},
-        {"actual": "no", "predicted": "no"},
-        {"actual": "yes", "predicted": "no"},
-        {"actual": "yes", "predicted": "yes"},
-    ]
-    labels, counts = confusion_counts(rows, x="actual", y="predicted")
-    assert (labels, counts) == (["no", "yes"], [[2, 1], [0, 1]])
-    assert confusion_counts(rows[:1], x="actual", y="predicted", labels=["no", "yes"]) == (
-        ["no", "yes"],
-        [[1, 0], [0, 0]],
-    )
-    assert shares(counts, along="y") == [[2 / 3, 1 / 3], [0.0, 1.0]]
-    assert shares(counts, along="x") == [[1.0, 0.5], [0.0, 0.5]]
-    assert shares([[0, 0], [0, 1]], along="y") == [[0.0, 0.0], [0.0, 1.0]]  # an empty row stays 0
 
 
 def test_image_names_are_short_unless_stems_collide():
@@ -221,19 +170,6 @@ def test_report_markdown_embeds_images_or_links_to_them():
     assert "No metric changed" in none and "No plots to compare" in none
 
 
-def test_render_draws_every_kind_with_one_panel_per_revision(tmp_path):
-    plots = collect_plots(parse_dvc_json(SHOWN), revisions=["a", "b"])
-    scatter = {"a": [{"p": 1.0, "r": 0.5}, {"p": 2.0, "r": -0.5}], "b": [{"p": 1.5, "r": math.nan}]}
-    plots.append(Plot("residuals", "Residuals", "p", "r", "scatter", scatter))
-    for plot in plots:
-        render(plot, revisions=["a", "b"], path=tmp_path / f"{plot.key}.png")
-        image = tmp_path / f"{plot.key}.png"
-        assert image.read_bytes().startswith(PNG_MAGIC)
-        height, width = matplotlib.image.imread(image).shape[:2]
-        panels = len(plot.rows)
-        assert (width > 1.5 * height) == (panels == 2), plot.key  # two panels side by side, or one
-
-
 def test_find_dvc_root_walks_up(tmp_path):
     (tmp_path / ".dvc").mkdir()
     (tmp_path / "a/b").mkdir(parents=True)
@@ -245,6 +181,7 @@ def review(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedPro
     return sh([sys.executable, "-m", "reprotab", "review", *args], cwd, check=check)
 
 
+@pytest.mark.integration  # the CLI in its own process, for the exit status and stderr
 @pytest.mark.parametrize(
     ("make_dvc_folder", "message"),
     [
@@ -317,9 +254,8 @@ def assert_report(repo: Path, *, base: str, head: str, old: dict, new: dict, sam
     for key_plot in ("roc", "precision_recall", "confusion_matrix"):
         assert f"{key_plot}.png" in images
     for name in images:
-        assert (out / name).read_bytes().startswith(PNG_MAGIC)
-        height, width = matplotlib.image.imread(out / name).shape[:2]
-        assert width > 1.5 * height, f"{name} should show both revisions side by side"
+        width, height = png_size(out / name)
+        assert width >= 300 and height >= 300, name
     assert "### Notes" not in report
 
 

@@ -161,7 +161,7 @@ def test_every_sampler_trains_a_model_that_predicts_raw_rows(name, classes, cate
         schema=schema,
         featurizer=featurizer,
         model="lightgbm",
-        hyperparameters={"n_estimators": 20, "min_child_samples": 5},
+        hyperparameters={"n_estimators": 20, "min_child_samples": 5, "n_jobs": 1},
         seed=0,
         sampler=name,
         sampling=CONFIG,

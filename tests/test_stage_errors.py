@@ -10,6 +10,8 @@ import yaml
 
 from tests.conftest import ROOT, base_params, tool_env
 
+pytestmark = pytest.mark.integration  # every test runs a stage as its own python process
+
 
 def run_stage(stage: str, cwd, params: dict) -> subprocess.CompletedProcess:
     (cwd / "params.yaml").write_text(yaml.safe_dump(params))

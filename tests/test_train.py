@@ -2,7 +2,6 @@
 
 import shutil
 import sys
-from pathlib import Path
 
 import joblib
 import numpy as np
@@ -15,14 +14,13 @@ from reprotab.params import FeaturizeParams, TrainParams, parse_params
 from reprotab.prepare import prepare
 from reprotab.preprocessing import featurize
 from reprotab.training import fit, load_previous
-from tests.conftest import base_params, sh
+from tests.conftest import DVC, base_params, sh
 
 SMALL = {
     "random_forest": {"n_estimators": 20, "n_jobs": 1},
     "xgboost": {"n_estimators": 20, "n_jobs": 1},
     "lightgbm": {"n_estimators": 20, "n_jobs": 1},
 }
-DVC = str(Path(sys.executable).parent / "dvc")
 
 
 def split_data(rows: int, *, task: str = "classification", seed: int = 0):

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import optuna
 import pytest
@@ -11,10 +10,9 @@ import yaml
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from reprotab.params import AUDIT_ENV
-from tests.conftest import sh, tool_env
+from tests.conftest import DVC, sh, tool_env
 
 pytestmark = pytest.mark.integration
-DVC = str(Path(sys.executable).parent / "dvc")
 
 
 def test_exp_run_with_tuner_random_tunes_and_train_fits_the_best_params(repo):
