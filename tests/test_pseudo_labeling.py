@@ -1,8 +1,6 @@
 """Pseudo-labeling: per-class thresholds, the cap, the weights, and that no held-out row is ever labeled."""
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,10 +13,8 @@ from reprotab.models import MODELS, build_estimator, fit_estimator
 from reprotab.params import PseudoLabelingParams, TrainParams, parse_params
 from reprotab.pseudo_labeling import class_thresholds, pick, room_left, self_train, unlabeled_features
 from reprotab.training import fit
-from tests.conftest import base_params, make_repo, sh
+from tests.conftest import DVC, base_params, make_repo, sh
 from tests.test_train import SMALL, split_data
-
-DVC = str(Path(sys.executable).parent / "dvc")
 
 
 def two_class(confidence, predicted, truth):

@@ -12,7 +12,6 @@ import contextlib
 import io
 import json
 import os
-import sys
 from pathlib import Path
 
 import dvc.api
@@ -23,10 +22,9 @@ import yaml
 from reprotab import registry
 from reprotab.errors import UserError
 from reprotab.registry_cli import main
-from tests.conftest import make_repo, sh
+from tests.conftest import DVC, make_repo, sh
 
 pytestmark = pytest.mark.integration
-DVC = str(Path(sys.executable).parent / "dvc")
 TREES = {"v1.0.0": 20, "v1.0.1": 40}
 
 
