@@ -215,7 +215,10 @@ class TrainParams(Section):
 
 
 class EvaluateParams(Section):
-    pass
+    """How evaluate measures permutation importance (reprotab/importance.py)."""
+
+    permutation_repeats: int = Field(5, ge=1)  # shuffles per raw column
+    permutation_rows: int = Field(2000, ge=10)  # validation rows used, at most (a seeded sample)
 
 
 class Params(Section):
