@@ -19,24 +19,27 @@ import numpy as np
 import pandas as pd
 
 from reprotab.metrics import BY_TASK, LOWER_IS_BETTER, PROBABILITY_METRICS, Scored
-from reprotab.preprocessing import one_hot_groups
+from reprotab.preprocessing import one_hot_groups, safe_name
 from reprotab.served import TabularModel
 
 MISSING_FLAG = "missingindicator_"  # SimpleImputer(add_indicator=True) output prefix
 
 
 def source_columns(output_names: Iterable[str], *, features: Iterable[str], one_hot: dict[str, list[str]]) -> dict:
-    """Each featurizer output column → the raw column it came from (one-hot columns and
-    missing-value flags fold into their column; anything unknown keeps its own name)."""
-    features = set(features)
+    """Each featurizer output column → the raw column it came from, in the user's spelling
+    (one-hot columns and missing-value flags fold into their column, safe names map back to the
+    raw name; anything unknown keeps its own name)."""
+    raw = {safe_name(feature): feature for feature in features}  # featurizer names → the user's names
     owner = {out: column for column, outs in one_hot.items() for out in outs}
     mapping = {}
     for name in output_names:
         flagged = name.removeprefix(MISSING_FLAG)
         if name in owner:
             mapping[name] = owner[name]
-        elif name not in features and name.startswith(MISSING_FLAG) and flagged in features:
-            mapping[name] = flagged
+        elif name in raw:
+            mapping[name] = raw[name]
+        elif name.startswith(MISSING_FLAG) and flagged in raw:
+            mapping[name] = raw[flagged]
         else:
             mapping[name] = name
     return mapping
