@@ -233,8 +233,9 @@ class Params(Section):
     featurize: FeaturizeParams = FeaturizeParams()
     sampling: SamplingParams = SamplingParams()
     tune: TuneParams = TuneParams()
-    # per model: estimator settings; tune's trials start from these and train merges tune's best over them
-    hyperparameters: dict[str, dict[str, Scalar]] = {}
+    # per model: estimator settings, optionally with a classification/regression block for one task
+    # (see hyperparameters_for); tune's trials start from these and train merges tune's best over them
+    hyperparameters: dict[str, dict[str, Scalar | dict[str, Scalar]]] = {}
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
 
@@ -246,8 +247,32 @@ class Params(Section):
     @field_validator("hyperparameters")
     @classmethod
     def _hyperparameters_of_models(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for model in value:
+        for model, settings in value.items():
             _registered("hyperparameters", model, "models")
+            for name, setting in settings.items():
+                if isinstance(setting, dict) and name not in TASK_KEYS:
+                    raise ValueError(
+                        problem(
+                            f"hyperparameters.{model}.{name}",
+                            "takes a single value; only a classification or regression block holds settings",
+                            setting,
+                        )
+                        + did_you_mean(name, TASK_KEYS)
+                    )
+                if name in TASK_KEYS and not isinstance(setting, dict):
+                    raise ValueError(
+                        problem(f"hyperparameters.{model}.{name}", "must be a block of settings for that task", setting)
+                    )
+                both = sorted(set(setting) & set(settings)) if name in TASK_KEYS else []
+                if both:  # e.g. `-S hyperparameters.random_forest.max_features=...` under a task block
+                    raise ValueError(
+                        problem(
+                            f"hyperparameters.{model}",
+                            f"sets {', '.join(both)} both for every task and in its {name} block",
+                            None,
+                            f"Set it in one place, e.g. hyperparameters.{model}.{name}.{both[0]}",
+                        )
+                    )
         return value
 
     @model_validator(mode="after")
@@ -288,6 +313,14 @@ class Params(Section):
                     )
                 )
         return self
+
+
+def hyperparameters_for(hyperparameters: dict[str, Any], *, model: str, task: str) -> dict[str, Any]:
+    """`hyperparameters.<model>` for one task: the shared settings, then the task's own block over
+    them (e.g. a regression forest's max_features)."""
+    settings = hyperparameters.get(model, {})
+    shared = {name: value for name, value in settings.items() if name not in TASK_KEYS}
+    return {**shared, **settings.get(task, {})}
 
 
 def registry(kind: str) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from reprotab.evaluation import score
-from reprotab.params import Params
+from reprotab.params import Params, hyperparameters_for
 from reprotab.prepare import prepare_with
 from reprotab.preprocessing import featurize
 from reprotab.schema import Schema
@@ -54,7 +54,8 @@ def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...]
         train=splits["train"], validation=splits["validation"], schema=schema, config=params.featurize
     )
     tuned = tune_best(splits=splits, schema=schema, params=params)
-    hyperparameters = merge_hyperparameters(defaults=params.hyperparameters.get(params.model, {}), tuned=tuned)
+    defaults = hyperparameters_for(params.hyperparameters, model=params.model, task=schema.task)
+    hyperparameters = merge_hyperparameters(defaults=defaults, tuned=tuned)
     model, training = fit(
         features=train,
         schema=schema,

@@ -22,7 +22,7 @@ import pandas as pd
 
 from reprotab import served
 from reprotab.data import read_json, write_json
-from reprotab.params import load_stage_params
+from reprotab.params import hyperparameters_for, load_stage_params
 from reprotab.runner import stage_main
 from reprotab.schema import Schema
 from reprotab.training import file_hash, fit, load_previous, merge_hyperparameters, metadata
@@ -44,9 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     schema = Schema.from_dict(read_json(args.schema))
     features = pd.read_parquet(Path(args.features) / "train.parquet")
     tuning = read_json(args.best_params)
-    hyperparameters = merge_hyperparameters(
-        defaults=params.hyperparameters.get(params.model, {}), tuned=tuning.get("params", {})
-    )
+    defaults = hyperparameters_for(params.hyperparameters, model=params.model, task=schema.task)
+    hyperparameters = merge_hyperparameters(defaults=defaults, tuned=tuning.get("params", {}))
     settings, out = params.train, Path(args.out_dir)
     featurizer = joblib.load(Path(args.features) / "featurizer.joblib")
     previous = None
