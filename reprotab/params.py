@@ -197,6 +197,7 @@ class TrainParams(Section):
     min_recall: float | None = Field(None, gt=0, le=1)
     min_precision: float | None = Field(None, gt=0, le=1)
     calibration: Literal["none", "sigmoid", "isotonic"] = "none"
+    refit: bool = False  # after deciding on validation, refit featurizer + estimator on train + validation
 
     @field_validator("threshold", mode="before")
     @classmethod
@@ -211,6 +212,15 @@ class TrainParams(Section):
     def _one_floor(self) -> TrainParams:
         if self.min_recall is not None and self.min_precision is not None:
             raise ValueError(problem("train.min_recall / train.min_precision", "set at most one of the two"))
+        if self.refit and self.init_model:
+            raise ValueError(
+                problem(
+                    "train.refit",
+                    "cannot be combined with train.init_model (continued training adds to a previous model)",
+                    True,
+                    "Use train.refit: false, or train.init_model: null",
+                )
+            )
         return self
 
 

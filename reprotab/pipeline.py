@@ -19,7 +19,7 @@ from reprotab.prepare import prepare_with
 from reprotab.preprocessing import featurize
 from reprotab.schema import Schema
 from reprotab.served import TabularModel
-from reprotab.training import fit, merge_hyperparameters
+from reprotab.training import fit, merge_hyperparameters, refit
 
 
 @dataclass
@@ -68,5 +68,18 @@ def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...]
         validation=validation,
         settings=params.train,
     )
+    if params.train.refit:
+        model, training, _ = refit(
+            model,
+            training,
+            train=splits["train"],
+            validation=splits["validation"],
+            featurize=params.featurize,
+            model=params.model,
+            hyperparameters=hyperparameters,
+            seed=params.seed,
+            sampler=params.sampler,
+            sampling=params.sampling,
+        )
     metrics = {split: score(model, splits[split])[1] for split in splits_to_score}
     return Run(model=model, metrics=metrics, schema=schema, splits=splits, training=training, tuned=tuned)

@@ -1,11 +1,12 @@
 """train: fit the chosen model on the training features and save one model that takes raw rows.
 
 Reads   data/features/{train,validation}.parquet, data/features/featurizer.joblib,
-        data/prepared/schema.json, models/best_params.json
+        data/prepared/schema.json, models/best_params.json; with train.refit also
+        data/prepared/{train,validation}.parquet (the raw rows the featurizer is refitted on)
 Writes  models/model.joblib (the served model: featurizer + estimator + threshold + calibrator),
         models/model.json (metadata, format version), reports/train/metrics.json (the sampler used
         and why, resampled rows, kept rounds, the threshold and its validation score)
-Params  model, seed, hyperparameters, train, sampler, sampling
+Params  model, seed, hyperparameters, train, sampler, sampling, featurize (train.refit refits the featurizer)
 
 The logic is reprotab/training.py. `train.init_model` continues a previous model; that file
 is only read.
@@ -25,9 +26,9 @@ from reprotab.data import read_json, write_json
 from reprotab.params import hyperparameters_for, load_stage_params
 from reprotab.runner import stage_main
 from reprotab.schema import Schema
-from reprotab.training import file_hash, fit, load_previous, merge_hyperparameters, metadata
+from reprotab.training import file_hash, fit, load_previous, merge_hyperparameters, metadata, refit
 
-PARAMS = ("model", "seed", "hyperparameters", "train", "sampler", "sampling")
+PARAMS = ("model", "seed", "hyperparameters", "train", "sampler", "sampling", "featurize")
 log = logging.getLogger(__name__)
 
 
@@ -70,8 +71,29 @@ def main(argv: list[str] | None = None) -> None:
         settings=settings,
         previous=previous,
     )
+    trained_on = {"train": len(features)}
+    if settings.refit:
+        prepared = Path(args.schema).parent
+        raw = {split: pd.read_parquet(prepared / f"{split}.parquet") for split in ("train", "validation")}
+        model, summary, features = refit(
+            model,
+            summary,
+            **raw,
+            featurize=params.featurize,
+            model=params.model,
+            hyperparameters=hyperparameters,
+            seed=params.seed,
+            sampler=params.sampler,
+            sampling=params.sampling,
+        )
+        trained_on = {split: len(rows) for split, rows in raw.items()}
     meta = metadata(
-        model=params.model, schema=schema, hyperparameters=hyperparameters, features=features, tuning=tuning
+        model=params.model,
+        schema=schema,
+        hyperparameters=hyperparameters,
+        features=features,
+        tuning=tuning,
+        trained_on=trained_on,
     )
     if settings.init_model:
         meta["init_model"] = {"path": settings.init_model, "sha256": file_hash(settings.init_model)}
