@@ -105,32 +105,43 @@ def permutation_importance(
     """Drop in `metric` when one raw column is shuffled, on at most `max_rows` seeded rows.
 
     Batched: the `n_repeats` shuffled copies of the sample for a column (and for as many columns
-    as fit in `BATCH_ROWS`) are stacked into one frame and scored with one prediction through the
-    whole served model (featurizer, estimator, calibrator), then split per column and repeat.
-    Tree ensembles pay a fixed cost per prediction call and per tree, so a few large predictions
-    are much faster than one per column and repeat; the numbers equal scikit-learn's
+    as fit in `BATCH_ROWS`) are stacked and scored with one prediction, then split per column
+    and repeat; a few large predictions cost far less than one per column and repeat. The
+    featurizer works column by column (each output column comes from one raw column), so the
+    sample is featurized once and a raw column is shuffled by shuffling the rows of its output
+    columns, which is the same as featurizing the shuffled raw column; the estimator and the
+    calibrator then score every copy. Should an output column not map to one raw column, the raw
+    rows are shuffled and featurized instead. Either way the numbers equal scikit-learn's
     `permutation_importance` with the same seed."""
     if len(rows) > max_rows:
         picked = np.random.default_rng(seed).choice(len(rows), size=max_rows, replace=False)
         picked.sort()
         rows, y = rows.iloc[picked], y[picked]
-    X = rows[list(model.schema.features)].reset_index(drop=True)
+    X = model.features_of(rows).reset_index(drop=True)
     n, columns = len(X), list(X.columns)
+    features = model.featurizer.transform(X)
+    owner = source_columns(features.columns, features=columns, one_hot=one_hot_groups(model.featurizer))
+    if set(owner.values()) <= set(columns):
+        outputs = {column: [out for out in features.columns if owner[out] == column] for column in columns}
+        source, predict = features, model.predict_featurized
+    else:  # not column-wise: shuffle and featurize the raw columns
+        outputs = {column: [column] for column in columns}
+        source, predict = X, lambda stacked: _predict(model, stacked)
     score = scorer(metric, model.schema.task)
-    baseline = score(model, y, _predict(model, X))
-    orders = shuffles(n, seed=seed, n_repeats=n_repeats)
+    baseline = score(model, y, predict(source))
+    shuffled = np.concatenate(shuffles(n, seed=seed, n_repeats=n_repeats))
     per_batch = max(1, BATCH_ROWS // max(1, n * n_repeats))
     drops = np.zeros((len(columns), n_repeats))
     for start in range(0, len(columns), per_batch):
         batch = columns[start : start + per_batch]
-        copies = len(batch) * n_repeats
-        plain = np.tile(np.arange(n), copies)
-        stacked = X.take(plain).reset_index(drop=True)
+        plain = np.tile(np.arange(n), len(batch) * n_repeats)
+        stacked = {out: source[out].take(plain).reset_index(drop=True) for out in source.columns}
         for k, column in enumerate(batch):
             index = plain.copy()
-            index[k * n_repeats * n : (k + 1) * n_repeats * n] = np.concatenate(orders)
-            stacked[column] = X[column].take(index).reset_index(drop=True)  # keeps the column's dtype
-        predicted = _predict(model, stacked)
+            index[k * n_repeats * n : (k + 1) * n_repeats * n] = shuffled
+            for out in outputs[column]:
+                stacked[out] = source[out].take(index).reset_index(drop=True)  # keeps the column's dtype
+        predicted = predict(pd.DataFrame(stacked, columns=source.columns))
         for k in range(len(batch)):
             for r in range(n_repeats):
                 block = slice((k * n_repeats + r) * n, (k * n_repeats + r + 1) * n)

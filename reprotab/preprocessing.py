@@ -56,9 +56,17 @@ def safe_one_hot_name(feature: object, category: object) -> str:
     return safe_name(f"{feature}_{category}")
 
 
+def _column_to_float(column: pd.Series) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return column.to_numpy(dtype=float, na_value=np.nan)  # numbers, booleans, nullable ones: no detour
+    return pd.to_numeric(column.astype("object"), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
 def to_float(frame: pd.DataFrame) -> pd.DataFrame:
-    """Booleans and nullable numbers to plain floats (NA → NaN) so the imputer sees one dtype."""
-    return frame.apply(lambda column: pd.to_numeric(column.astype("object"), errors="coerce")).astype(float)
+    """Booleans and nullable numbers to plain floats (NA → NaN) so the imputer sees one dtype;
+    anything else is parsed as a number (unparseable → NaN)."""
+    values = {column: _column_to_float(frame[column]) for column in frame.columns}
+    return pd.DataFrame(values, index=frame.index, columns=frame.columns)
 
 
 def to_text(frame: pd.DataFrame) -> pd.DataFrame:
