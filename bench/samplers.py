@@ -55,6 +55,7 @@ def in_process(p: Any, *, samplers: list[str], model: str | None, rows: int | No
 
     from reprotab.errors import UserError
     from reprotab.evaluation import score
+    from reprotab.params import hyperparameters_for
     from reprotab.prepare import prepare_with
     from reprotab.preprocessing import featurize
     from reprotab.training import fit
@@ -86,7 +87,7 @@ def in_process(p: Any, *, samplers: list[str], model: str | None, rows: int | No
                 schema=schema,
                 featurizer=featurizer,
                 model=model,
-                hyperparameters=dict(p.hyperparameters.get(model, {})),
+                hyperparameters=hyperparameters_for(p.hyperparameters, model=model, task=p.task),
                 seed=p.seed,
                 sampler=sampler,
                 sampling=p.sampling,

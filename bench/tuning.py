@@ -23,7 +23,7 @@ import pandas as pd  # noqa: E402
 
 from reprotab import tuning  # noqa: E402
 from reprotab.metrics import better  # noqa: E402
-from reprotab.params import load_params  # noqa: E402
+from reprotab.params import hyperparameters_for, load_params  # noqa: E402
 from reprotab.prepare import prepare_with  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def search_for(p, splits, schema, *, model: str, metric: str) -> tuning.Search:
         sampling=p.sampling,
         seed=p.seed,
     )
-    base = dict(p.hyperparameters.get(model, {}))
+    base = hyperparameters_for(p.hyperparameters, model=model, task=p.task)
     return tuning.Search(folds, schema, model, base, metric, p.seed, p.tune.early_stopping_rounds)
 
 

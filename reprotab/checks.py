@@ -14,7 +14,7 @@ from pathlib import Path
 
 from reprotab.errors import UserError
 from reprotab.models import hyperparameter_value_problems
-from reprotab.params import Params, load_params
+from reprotab.params import Params, hyperparameters_for, load_params
 from reprotab.runner import stage_main
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,9 @@ def params_problems(params: Params) -> list[str]:
     """Problems the loader cannot find alone: hyperparameter values of the chosen model."""
     task = params.task
     return hyperparameter_value_problems(
-        model=params.model, task=task, hyperparameters=dict(params.hyperparameters.get(params.model, {}))
+        model=params.model,
+        task=task,
+        hyperparameters=hyperparameters_for(params.hyperparameters, model=params.model, task=task),
     )
 
 

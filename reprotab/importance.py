@@ -6,7 +6,8 @@
   shares that sum to 1, so it reads in the same columns as permutation importance.
 - Permutation importance shuffles one raw column at a time through the whole model
   (featurizer included) on a seeded sample of the validation split, and reports how much the
-  chosen metric gets worse (for loss metrics, how much the loss rises).
+  chosen metric gets worse (for loss metrics, how much the loss rises). The shuffled copies are
+  scored in a few batched predictions, not one per column and repeat.
 """
 
 from __future__ import annotations
@@ -16,28 +17,29 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from joblib import parallel_config
-from sklearn.inspection import permutation_importance as sk_permutation_importance
 
 from reprotab.metrics import BY_TASK, LOWER_IS_BETTER, PROBABILITY_METRICS, Scored
-from reprotab.preprocessing import one_hot_groups
+from reprotab.preprocessing import one_hot_groups, safe_name
 from reprotab.served import TabularModel
 
 MISSING_FLAG = "missingindicator_"  # SimpleImputer(add_indicator=True) output prefix
 
 
 def source_columns(output_names: Iterable[str], *, features: Iterable[str], one_hot: dict[str, list[str]]) -> dict:
-    """Each featurizer output column → the raw column it came from (one-hot columns and
-    missing-value flags fold into their column; anything unknown keeps its own name)."""
-    features = set(features)
+    """Each featurizer output column → the raw column it came from, in the user's spelling
+    (one-hot columns and missing-value flags fold into their column, safe names map back to the
+    raw name; anything unknown keeps its own name)."""
+    raw = {safe_name(feature): feature for feature in features}  # featurizer names → the user's names
     owner = {out: column for column, outs in one_hot.items() for out in outs}
     mapping = {}
     for name in output_names:
         flagged = name.removeprefix(MISSING_FLAG)
         if name in owner:
             mapping[name] = owner[name]
-        elif name not in features and name.startswith(MISSING_FLAG) and flagged in features:
-            mapping[name] = flagged
+        elif name in raw:
+            mapping[name] = raw[name]
+        elif name.startswith(MISSING_FLAG) and flagged in raw:
+            mapping[name] = raw[flagged]
         else:
             mapping[name] = name
     return mapping
@@ -62,60 +64,90 @@ def model_importance(model: TabularModel) -> pd.Series | None:
     return aggregate_importance(pd.Series(np.asarray(values, dtype=float), index=names), mapping)
 
 
-class Fitted:
-    """A fitted TabularModel as sklearn's permutation_importance wants it (an object with `fit`);
-    it is never refitted."""
-
-    def __init__(self, model: TabularModel) -> None:
-        self.model = model
-
-    def fit(self, *args: Any, **kwargs: Any) -> Fitted:
-        raise TypeError("the model is already fitted; permutation importance only scores it")
+BATCH_ROWS = 60_000  # rows per prediction: the permuted copies of as many columns as fit, at once
 
 
-def metric_scorer(metric: str, task: str) -> Any:
-    """A scorer `(Fitted(model), rows, y) -> float`, higher is better (loss metrics are negated)."""
+def scorer(metric: str, task: str) -> Any:
+    """`score(model, y, predictions) -> float`, higher is better (loss metrics are negated), where
+    `predictions` are probabilities (classification) or values (regression) of the served model."""
     function, sign = BY_TASK[task][metric], -1.0 if metric in LOWER_IS_BETTER else 1.0
 
-    def score(fitted: Fitted, rows: pd.DataFrame, y: np.ndarray) -> float:
-        model = fitted.model
+    def score(model: TabularModel, y: np.ndarray, predicted: np.ndarray) -> float:
         if task == "regression":
-            return sign * function(Scored(y_true=y, y_pred=model.predict(rows)))
-        proba = model.predict_proba(rows)
-        predicted = proba.argmax(axis=1) if metric in PROBABILITY_METRICS else model.predict_index(rows)
-        positive = model.positive_index() if proba.shape[1] == 2 else None
-        return sign * function(Scored(y_true=y, y_pred=predicted, proba=proba, positive=positive))
+            return sign * function(Scored(y_true=y, y_pred=predicted))
+        labels = predicted.argmax(axis=1) if metric in PROBABILITY_METRICS else model.decide(predicted)
+        positive = model.positive_index() if predicted.shape[1] == 2 else None
+        return sign * function(Scored(y_true=y, y_pred=labels, proba=predicted, positive=positive))
 
     return score
+
+
+def _predict(model: TabularModel, rows: pd.DataFrame) -> np.ndarray:
+    return model.predict(rows) if model.schema.task == "regression" else model.predict_proba(rows)
+
+
+def shuffles(n_rows: int, *, seed: int, n_repeats: int) -> list[np.ndarray]:
+    """The row orders of the repeats, as scikit-learn's permutation_importance draws them for
+    every column (one RandomState per column from the same derived seed; each repeat shuffles
+    the previous order again), so both give the same numbers for the same seed."""
+    derived = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
+    state, order, current, orders = np.random.RandomState(derived), np.arange(n_rows), np.arange(n_rows), []
+    for _ in range(n_repeats):
+        state.shuffle(order)
+        current = current[order]
+        orders.append(current)
+    return orders
 
 
 def permutation_importance(
     model: TabularModel, rows: pd.DataFrame, y: np.ndarray, *, metric: str, seed: int, n_repeats: int, max_rows: int
 ) -> pd.DataFrame:
-    """Drop in `metric` when one raw column is shuffled, on at most `max_rows` seeded rows."""
+    """Drop in `metric` when one raw column is shuffled, on at most `max_rows` seeded rows.
+
+    Batched: the `n_repeats` shuffled copies of the sample for a column (and for as many columns
+    as fit in `BATCH_ROWS`) are stacked and scored with one prediction, then split per column
+    and repeat; a few large predictions cost far less than one per column and repeat. The
+    featurizer works column by column (each output column comes from one raw column), so the
+    sample is featurized once and a raw column is shuffled by shuffling the rows of its output
+    columns, which is the same as featurizing the shuffled raw column; the estimator and the
+    calibrator then score every copy. Should an output column not map to one raw column, the raw
+    rows are shuffled and featurized instead. Either way the numbers equal scikit-learn's
+    `permutation_importance` with the same seed."""
     if len(rows) > max_rows:
         picked = np.random.default_rng(seed).choice(len(rows), size=max_rows, replace=False)
         picked.sort()
         rows, y = rows.iloc[picked], y[picked]
-    X = rows[list(model.schema.features)]
-    # Columns in parallel threads: tree predictions release the GIL, and threads share the model
-    # instead of copying it into worker processes. Results do not depend on the thread count.
-    with parallel_config(backend="threading"):
-        result = sk_permutation_importance(
-            Fitted(model),
-            X,
-            y,
-            scoring=metric_scorer(metric, model.schema.task),
-            n_repeats=n_repeats,
-            random_state=seed,
-            n_jobs=-1,
-        )
+    X = model.features_of(rows).reset_index(drop=True)
+    n, columns = len(X), list(X.columns)
+    features = model.featurizer.transform(X)
+    owner = source_columns(features.columns, features=columns, one_hot=one_hot_groups(model.featurizer))
+    if set(owner.values()) <= set(columns):
+        outputs = {column: [out for out in features.columns if owner[out] == column] for column in columns}
+        source, predict = features, model.predict_featurized
+    else:  # not column-wise: shuffle and featurize the raw columns
+        outputs = {column: [column] for column in columns}
+        source, predict = X, lambda stacked: _predict(model, stacked)
+    score = scorer(metric, model.schema.task)
+    baseline = score(model, y, predict(source))
+    shuffled = np.concatenate(shuffles(n, seed=seed, n_repeats=n_repeats))
+    per_batch = max(1, BATCH_ROWS // max(1, n * n_repeats))
+    drops = np.zeros((len(columns), n_repeats))
+    for start in range(0, len(columns), per_batch):
+        batch = columns[start : start + per_batch]
+        plain = np.tile(np.arange(n), len(batch) * n_repeats)
+        stacked = {out: source[out].take(plain).reset_index(drop=True) for out in source.columns}
+        for k, column in enumerate(batch):
+            index = plain.copy()
+            index[k * n_repeats * n : (k + 1) * n_repeats * n] = shuffled
+            for out in outputs[column]:
+                stacked[out] = source[out].take(index).reset_index(drop=True)  # keeps the column's dtype
+        predicted = predict(pd.DataFrame(stacked, columns=source.columns))
+        for k in range(len(batch)):
+            for r in range(n_repeats):
+                block = slice((k * n_repeats + r) * n, (k * n_repeats + r + 1) * n)
+                drops[start + k, r] = baseline - score(model, y, predicted[block])
     frame = pd.DataFrame(
-        {
-            "feature": X.columns,
-            "importance": result.importances_mean.round(6),
-            "std": result.importances_std.round(6),
-        }
+        {"feature": columns, "importance": drops.mean(axis=1).round(6), "std": drops.std(axis=1).round(6)}
     )
     return frame.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
 

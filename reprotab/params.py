@@ -225,6 +225,7 @@ class TrainParams(Section):
     min_recall: float | None = Field(None, gt=0, le=1)
     min_precision: float | None = Field(None, gt=0, le=1)
     calibration: Literal["none", "sigmoid", "isotonic"] = "none"
+    refit: bool = False  # after deciding on validation, refit featurizer + estimator on train + validation
     pseudo_labeling: PseudoLabelingParams = PseudoLabelingParams()
 
     @field_validator("threshold", mode="before")
@@ -249,11 +250,33 @@ class TrainParams(Section):
                     "Set train.init_model: null, or train.pseudo_labeling.enabled: false",
                 )
             )
+        if self.refit and self.init_model:
+            raise ValueError(
+                problem(
+                    "train.refit",
+                    "cannot be combined with train.init_model (continued training adds to a previous model)",
+                    True,
+                    "Use train.refit: false, or train.init_model: null",
+                )
+            )
+        if self.refit and self.pseudo_labeling.enabled:
+            raise ValueError(
+                problem(
+                    "train.refit",
+                    "cannot be combined with train.pseudo_labeling "
+                    "(its rounds decide on validation rows a refit would train on)",
+                    True,
+                    "Use one of the two",
+                )
+            )
         return self
 
 
 class EvaluateParams(Section):
-    pass
+    """How evaluate measures permutation importance (reprotab/importance.py)."""
+
+    permutation_repeats: int = Field(5, ge=1)  # shuffles per raw column
+    permutation_rows: int = Field(2000, ge=10)  # validation rows used, at most (a seeded sample)
 
 
 class MonitorParams(Section):
@@ -320,8 +343,9 @@ class Params(Section):
     featurize: FeaturizeParams = FeaturizeParams()
     sampling: SamplingParams = SamplingParams()
     tune: TuneParams = TuneParams()
-    # per model: estimator settings; tune's trials start from these and train merges tune's best over them
-    hyperparameters: dict[str, dict[str, Scalar]] = {}
+    # per model: estimator settings, optionally with a classification/regression block for one task
+    # (see hyperparameters_for); tune's trials start from these and train merges tune's best over them
+    hyperparameters: dict[str, dict[str, Scalar | dict[str, Scalar]]] = {}
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     monitor: MonitorParams = MonitorParams()
@@ -335,8 +359,32 @@ class Params(Section):
     @field_validator("hyperparameters")
     @classmethod
     def _hyperparameters_of_models(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for model in value:
+        for model, settings in value.items():
             _registered("hyperparameters", model, "models")
+            for name, setting in settings.items():
+                if isinstance(setting, dict) and name not in TASK_KEYS:
+                    raise ValueError(
+                        problem(
+                            f"hyperparameters.{model}.{name}",
+                            "takes a single value; only a classification or regression block holds settings",
+                            setting,
+                        )
+                        + did_you_mean(name, TASK_KEYS)
+                    )
+                if name in TASK_KEYS and not isinstance(setting, dict):
+                    raise ValueError(
+                        problem(f"hyperparameters.{model}.{name}", "must be a block of settings for that task", setting)
+                    )
+                both = sorted(set(setting) & set(settings)) if name in TASK_KEYS else []
+                if both:  # e.g. `-S hyperparameters.random_forest.max_features=...` under a task block
+                    raise ValueError(
+                        problem(
+                            f"hyperparameters.{model}",
+                            f"sets {', '.join(both)} both for every task and in its {name} block",
+                            None,
+                            f"Set it in one place, e.g. hyperparameters.{model}.{name}.{both[0]}",
+                        )
+                    )
         return value
 
     @model_validator(mode="after")
@@ -392,6 +440,14 @@ class Params(Section):
                     )
                 )
         return self
+
+
+def hyperparameters_for(hyperparameters: dict[str, Any], *, model: str, task: str) -> dict[str, Any]:
+    """`hyperparameters.<model>` for one task: the shared settings, then the task's own block over
+    them (e.g. a regression forest's max_features)."""
+    settings = hyperparameters.get(model, {})
+    shared = {name: value for name, value in settings.items() if name not in TASK_KEYS}
+    return {**shared, **settings.get(task, {})}
 
 
 def registry(kind: str) -> Any:

@@ -14,12 +14,12 @@ from typing import Any
 import pandas as pd
 
 from reprotab.evaluation import score
-from reprotab.params import Params
+from reprotab.params import Params, hyperparameters_for
 from reprotab.prepare import prepare_with
 from reprotab.preprocessing import featurize
 from reprotab.schema import Schema
 from reprotab.served import TabularModel
-from reprotab.training import fit, merge_hyperparameters
+from reprotab.training import fit, merge_hyperparameters, refit
 
 
 @dataclass
@@ -54,7 +54,8 @@ def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...]
         train=splits["train"], validation=splits["validation"], schema=schema, config=params.featurize
     )
     tuned = tune_best(splits=splits, schema=schema, params=params)
-    hyperparameters = merge_hyperparameters(defaults=params.hyperparameters.get(params.model, {}), tuned=tuned)
+    defaults = hyperparameters_for(params.hyperparameters, model=params.model, task=schema.task)
+    hyperparameters = merge_hyperparameters(defaults=defaults, tuned=tuned)
     model, training = fit(
         features=train,
         schema=schema,
@@ -67,5 +68,18 @@ def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...]
         validation=validation,
         settings=params.train,
     )
+    if params.train.refit:
+        model, training, _ = refit(
+            model,
+            training,
+            train=splits["train"],
+            validation=splits["validation"],
+            featurize=params.featurize,
+            model=params.model,
+            hyperparameters=hyperparameters,
+            seed=params.seed,
+            sampler=params.sampler,
+            sampling=params.sampling,
+        )
     metrics = {split: score(model, splits[split])[1] for split in splits_to_score}
     return Run(model=model, metrics=metrics, schema=schema, splits=splits, training=training, tuned=tuned)

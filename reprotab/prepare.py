@@ -75,7 +75,7 @@ def combine_batches(reference: pd.DataFrame, batches: dict[str, pd.DataFrame]) -
 
 def text_to_numbers(frame: pd.DataFrame, *, min_share: float, skip: set[str]) -> tuple[pd.DataFrame, list[str]]:
     """Convert text columns whose non-blank values are (almost) all numbers; blanks become NaN."""
-    frame, converted = frame.copy(), []
+    numbers_of = {}
     for column in frame.columns:
         if column in skip or not _is_text(frame[column]):
             continue
@@ -83,9 +83,12 @@ def text_to_numbers(frame: pd.DataFrame, *, min_share: float, skip: set[str]) ->
         numbers = pd.to_numeric(text, errors="coerce")
         present = int(text.notna().sum())
         if present and numbers.notna().sum() / present >= min_share:
-            frame[column] = numbers.astype(float)
-            converted.append(column)
-    return frame, converted
+            numbers_of[column] = numbers.astype(float)
+    if numbers_of:  # a shallow copy: only the converted columns are new, the rest is shared
+        frame = frame.copy(deep=False)
+        for column, numbers in numbers_of.items():
+            frame[column] = numbers
+    return frame, list(numbers_of)
 
 
 def infinities_to_missing(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -103,7 +106,7 @@ def infinities_to_missing(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, 
                 counts[str(column)] = int(infinite.sum())
     if not counts:
         return frame, counts
-    frame = frame.copy()
+    frame = frame.copy(deep=False)  # only the changed columns are replaced
     for column in counts:
         frame[column] = frame[column].replace([np.inf, -np.inf], np.nan)
     return frame, counts
@@ -118,7 +121,10 @@ def drop_useless(frame: pd.DataFrame, *, keep: set[str]) -> tuple[pd.DataFrame, 
 
 def check_target(frame: pd.DataFrame, *, target: str, task: str) -> pd.DataFrame:
     """Drop rows without a target and check the target suits the task."""
-    frame = frame[frame[target].notna()].reset_index(drop=True)
+    present = frame[target].notna()
+    if not present.all():  # filtering copies every column, so only when some row goes
+        frame = frame[present]
+    frame = frame.reset_index(drop=True)
     values = frame[target]
     if task == "regression":
         if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
@@ -168,13 +174,19 @@ def split(
     frame: pd.DataFrame, *, target: str, task: str, test_size: float, validation_size: float, seed: int
 ) -> dict[str, pd.DataFrame]:
     """One seeded split into train / validation / test, stratified for classification."""
-    stratify = frame[target] if task == "classification" else None
-    rest, test = train_test_split(frame, test_size=test_size, random_state=seed, stratify=stratify)
-    stratify = rest[target] if task == "classification" else None
+    # Positions are split, not the frame, so the rows are copied once (into their split) and no
+    # intermediate "rest" frame is built; the splits equal splitting the frame itself.
+    positions = np.arange(len(frame))
+    labels = frame[target].to_numpy() if task == "classification" else None
+    rest, test = train_test_split(positions, test_size=test_size, random_state=seed, stratify=labels)
     train, validation = train_test_split(
-        rest, test_size=validation_size / (1 - test_size), random_state=seed, stratify=stratify
+        rest,
+        test_size=validation_size / (1 - test_size),
+        random_state=seed,
+        stratify=labels[rest] if labels is not None else None,
     )
-    return {name: part.reset_index(drop=True) for name, part in zip(SPLITS, (train, validation, test), strict=False)}
+    parts = zip(SPLITS, (train, validation, test), strict=True)
+    return {name: frame.take(part).reset_index(drop=True) for name, part in parts}
 
 
 def summarize(splits: dict[str, pd.DataFrame], *, target: str, task: str) -> dict[str, Any]:
@@ -215,7 +227,7 @@ def prepare(
     ):
         if columns:
             log.warning("columns %s: %s", what, ", ".join(columns))
-    duplicates = int(frame.drop(columns=[data.id_column] if data.id_column else []).duplicated().sum())
+    duplicates = int(frame.duplicated(subset=[c for c in frame.columns if c != data.id_column]).sum())
     if duplicates:
         log.warning("%d duplicate rows (ignoring the id column); kept as they are", duplicates)
     rows_before = len(frame)

@@ -8,9 +8,19 @@ functions by module, so `to_float` and `to_text` must keep their module path
 Numbers (and booleans as 0/1) are imputed, optionally flagged as missing and scaled;
 categories are one-hot encoded with rare ones grouped into one "infrequent" column. A category
 never seen in training maps to that group (or to all zeros), so prediction never crashes on it.
+
+Output column names are safe for every estimator: LightGBM refuses JSON-special characters
+(`"`, `,`, `:`, brackets, braces) and XGBoost `[`, `]`, `<`, so `safe_name` keeps letters, digits
+and `_.-` and replaces anything else by `_`, adding a short hash of the original when it changed
+anything so that two values differing only in such characters stay two columns. Names that are
+already safe stay as they are. The raw column behind each output name is known
+(`one_hot_groups`, reprotab/importance.py `source_columns`), so reports use the user's names.
 """
 
 from __future__ import annotations
+
+import hashlib
+import re
 
 import numpy as np
 import pandas as pd
@@ -23,11 +33,40 @@ from reprotab.params import FeaturizeParams
 from reprotab.schema import Schema
 
 MISSING = "__missing__"
+UNSAFE = re.compile(r"[^\w.\-]")  # \w: letters (any script), digits, underscore
+
+
+def safe_name(name: object) -> str:
+    """`name` with every character outside letters, digits and `_.-` replaced by `_`, plus a hash
+    of the original when anything was replaced (so distinct names stay distinct)."""
+    text = str(name)
+    cleaned = UNSAFE.sub("_", text)
+    if cleaned == text:
+        return text
+    return f"{cleaned}_{hashlib.sha1(text.encode('utf-8')).hexdigest()[:6]}"
+
+
+def safe_feature_names(transformer: object, input_features: object) -> list[str]:
+    """`feature_names_out` of the numeric columns: each input name made safe."""
+    return [safe_name(name) for name in input_features]
+
+
+def safe_one_hot_name(feature: object, category: object) -> str:
+    """OneHotEncoder `feature_name_combiner`: `<column>_<category>`, made safe."""
+    return safe_name(f"{feature}_{category}")
+
+
+def _column_to_float(column: pd.Series) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return column.to_numpy(dtype=float, na_value=np.nan)  # numbers, booleans, nullable ones: no detour
+    return pd.to_numeric(column.astype("object"), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def to_float(frame: pd.DataFrame) -> pd.DataFrame:
-    """Booleans and nullable numbers to plain floats (NA → NaN) so the imputer sees one dtype."""
-    return frame.apply(lambda column: pd.to_numeric(column.astype("object"), errors="coerce")).astype(float)
+    """Booleans and nullable numbers to plain floats (NA → NaN) so the imputer sees one dtype;
+    anything else is parsed as a number (unparseable → NaN)."""
+    values = {column: _column_to_float(frame[column]) for column in frame.columns}
+    return pd.DataFrame(values, index=frame.index, columns=frame.columns)
 
 
 def to_text(frame: pd.DataFrame) -> pd.DataFrame:
@@ -38,7 +77,7 @@ def to_text(frame: pd.DataFrame) -> pd.DataFrame:
 def build_featurizer(*, schema: Schema, config: FeaturizeParams) -> ColumnTransformer:
     """An unfitted transformer for the schema's features; fitted on training rows by the caller."""
     numeric = [
-        ("to_float", FunctionTransformer(to_float, feature_names_out="one-to-one")),
+        ("to_float", FunctionTransformer(to_float, feature_names_out=safe_feature_names)),
         (
             "impute",
             SimpleImputer(
@@ -58,6 +97,7 @@ def build_featurizer(*, schema: Schema, config: FeaturizeParams) -> ColumnTransf
                 min_frequency=config.rare_category_min_share or None,
                 max_categories=config.max_categories,
                 dtype=np.float32,
+                feature_name_combiner=safe_one_hot_name,
             ),
         ),
     ]

@@ -93,7 +93,14 @@ class TabularModel:
         estimator's own probabilities when a calibrator was fitted (for before/after curves)."""
         if self.schema.task != "classification":
             raise TypeError("predict_proba applies to classification models only")
-        proba = np.asarray(self.pipeline.predict_proba(self.features_of(rows)), dtype=float)
+        return self.predict_featurized(self.featurizer.transform(self.features_of(rows)), calibrated=calibrated)
+
+    def predict_featurized(self, features: pd.DataFrame, *, calibrated: bool = True) -> np.ndarray:
+        """Class probabilities (classification; calibrated unless told) or values (regression)
+        from rows the featurizer has already transformed."""
+        if self.schema.task == "regression":
+            return np.asarray(self.estimator.predict(features), dtype=float)
+        proba = np.asarray(self.estimator.predict_proba(features), dtype=float)
         if calibrated and self.calibrator is not None:
             proba = self.calibrator.transform(proba)
         return proba

@@ -5,6 +5,13 @@ The core of the train stage, without file IO. Tuned params are merged over
 before the fit; the validation split serves early stopping, calibration and the threshold
 (reprotab/decision.py); the test split is never seen here. Continued training starts from a
 previous model's estimator after `load_previous` has checked it fits this run.
+
+`refit` (train.refit) then refits the featurizer and the estimator on train + validation,
+keeping what was decided on validation with the train-only model: the threshold, the
+calibrator, and with early stopping the number of rounds, scaled up by the row ratio (more rows
+at the same learning rate support proportionally more rounds; the usual practice when refitting
+boosters on all rows). The calibrator was fitted on the train-only model's probabilities, so on
+the refit model it is an approximation. The test split stays untouched either way.
 """
 
 from __future__ import annotations
@@ -23,8 +30,8 @@ from reprotab.data import frame_hash
 from reprotab.decision import decide
 from reprotab.errors import UserError, problem
 from reprotab.models import MODELS, build_estimator, fit_estimator, model_name
-from reprotab.params import SamplingParams, TrainParams
-from reprotab.preprocessing import one_hot_groups
+from reprotab.params import FeaturizeParams, SamplingParams, TrainParams
+from reprotab.preprocessing import build_featurizer, one_hot_groups
 from reprotab.sampling import balance
 from reprotab.schema import Schema, encode_target
 from reprotab.served import FORMAT_VERSION, TabularModel, load
@@ -136,9 +143,71 @@ def append_rows(
     return joined, np.concatenate([y, targets]), np.concatenate([np.ones(len(y)), np.asarray(weights, dtype=float)])
 
 
+def refit(
+    fitted: TabularModel,
+    summary: dict[str, Any],
+    *,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    featurize: FeaturizeParams,
+    model: str,
+    hyperparameters: dict[str, Any],
+    seed: int,
+    sampler: str = "none",
+    sampling: SamplingParams | None = None,
+) -> tuple[TabularModel, dict[str, Any], pd.DataFrame]:
+    """The same model refitted on the raw train + validation rows (featurizer included), with the
+    threshold and calibrator chosen on validation by `fitted`; returns the new model, the summary
+    with what changed, and the featurized rows it was fitted on."""
+    schema = fitted.schema
+    rows = pd.concat([train, validation], ignore_index=True)
+    featurizer = build_featurizer(schema=schema, config=featurize).fit(rows[list(schema.features)])
+    X = featurizer.transform(rows[list(schema.features)])
+    y = encode_target(rows[schema.target], schema)
+    check_training_classes(y, schema)
+    settings = dict(hyperparameters)
+    kept = summary.get("best_iteration")
+    if kept is not None:
+        settings["n_estimators"] = max(1, round(kept * len(rows) / len(train)))
+    estimator = build_estimator(model=model, task=schema.task, hyperparameters=settings, seed=seed)
+    X_fit, y_fit, balanced = balance(
+        X=X,
+        y=y,
+        task=schema.task,
+        one_hot=one_hot_groups(featurizer),
+        sampler=sampler,
+        config=sampling or SamplingParams(),
+        seed=seed,
+    )
+    estimator.fit(X_fit, y_fit)
+    log.info("refitted %s on train + validation: %d rows (train alone %d)", model, len(rows), len(train))
+    refitted = {
+        **summary,
+        "refit": {
+            "rows": {"train": len(train), "validation": len(validation)},
+            "resampled_rows": balanced["training_rows_resampled"],
+            "n_estimators": settings.get("n_estimators"),
+        },
+        "size": MODELS[model].size(estimator),
+    }
+    pipeline = Pipeline([("features", featurizer), ("model", estimator)])
+    served = TabularModel(pipeline=pipeline, schema=schema, threshold=fitted.threshold, calibrator=fitted.calibrator)
+    X[schema.target] = rows[schema.target].to_numpy()
+    return served, refitted, X
+
+
 def metadata(
-    *, model: str, schema: Schema, hyperparameters: dict[str, Any], features: pd.DataFrame, tuning: dict[str, Any]
+    *,
+    model: str,
+    schema: Schema,
+    hyperparameters: dict[str, Any],
+    features: pd.DataFrame,
+    tuning: dict[str, Any],
+    trained_on: dict[str, int] | None = None,
 ) -> dict[str, Any]:
+    """The model card. `trained_on`: the splits whose rows fitted the shipped model and their
+    counts (default: the training split only)."""
+    trained_on = trained_on or {"train": len(features)}
     return {
         "model": model,
         "task": schema.task,
@@ -150,6 +219,8 @@ def metadata(
         "hyperparameters": hyperparameters,
         "format_version": FORMAT_VERSION,
         "tuned_by": tuning.get("tuner"),
+        "trained_on": list(trained_on),
+        "trained_on_rows": trained_on,
         "training_rows": len(features),
         "training_data_hash": frame_hash(features),
         "libraries": {name: _version(name) for name in LIBRARIES},

@@ -33,7 +33,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from reprotab.errors import UserError, problem
 from reprotab.metrics import BY_TASK, LOWER_IS_BETTER, Scored
 from reprotab.models import build_estimator, fit_estimator
-from reprotab.params import FeaturizeParams, SamplingParams, TuneParams
+from reprotab.params import FeaturizeParams, SamplingParams, TuneParams, hyperparameters_for
 from reprotab.preprocessing import build_featurizer, one_hot_groups
 from reprotab.sampling import balance
 from reprotab.schema import Schema, encode_target
@@ -105,7 +105,7 @@ def plan(*, train: pd.DataFrame, validation: pd.DataFrame, schema: Schema, param
         ),
         schema=schema,
         model=params.model,
-        base=dict(params.hyperparameters.get(params.model, {})),
+        base=hyperparameters_for(params.hyperparameters, model=params.model, task=schema.task),
         metric=params.metric,
         seed=params.seed,
         early_stopping_rounds=config.early_stopping_rounds,

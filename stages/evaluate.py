@@ -7,7 +7,7 @@ Writes  reports/evaluate/metrics.json  every metric of the task, test and valida
             (`test/at_0.5/f1`, ...); with a calibrator, probability metrics before it (`test/uncalibrated/brier`)
         reports/evaluate/plots/custom/*.json  dvclive plots declared in dvc.yaml (see reprotab/report.py)
         reports/evaluate/figures/*.png, tables/{importance,per_class}.csv, predictions.csv, summary.md
-Params  metric (headline metric, permutation importance), seed (permutation importance)
+Params  metric (headline metric, permutation importance), seed and evaluate (permutation importance)
 
 This is the only stage that reads the test split. The logic is reprotab/evaluation.py.
 """
@@ -25,7 +25,7 @@ from reprotab.evaluation import evaluate, write_report
 from reprotab.params import load_stage_params
 from reprotab.runner import stage_main
 
-PARAMS = ("metric", "seed")
+PARAMS = ("metric", "seed", "evaluate")
 log = logging.getLogger(__name__)
 
 
@@ -37,11 +37,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", default="reports/evaluate")
     args = parser.parse_args(argv)
     params = load_stage_params("evaluate", PARAMS)
-    metric, seed = params.metric, params.seed
+    metric, seed, settings = params.metric, params.seed, params.evaluate
     params.record_reads()
     model = served.load(args.model)
     rows = {split: pd.read_parquet(Path(args.prepared) / f"{split}.parquet") for split in ("validation", "test")}
-    metrics, report, preds, summary = evaluate(model=model, **rows, metric=metric, seed=seed)
+    metrics, report, preds, summary = evaluate(
+        model=model,
+        **rows,
+        metric=metric,
+        seed=seed,
+        permutation={"n_repeats": settings.permutation_repeats, "max_rows": settings.permutation_rows},
+    )
     out = Path(args.out_dir)
     write_report(out, metrics=metrics, report=report, preds=preds, summary=summary)
     scores = metrics["test"][metric], metrics["validation"][metric], report.tables["importance"]["feature"].iloc[0]

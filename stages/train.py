@@ -2,14 +2,16 @@
 
 Reads   data/features/{train,validation}.parquet, data/features/featurizer.joblib,
         data/prepared/schema.json, models/best_params.json, reports/prepare/summary.json; with
-        train.pseudo_labeling.enabled also data.unlabeled_path and the id column of
-        data/prepared/{train,validation,test}.parquet (unlabeled rows already in a split are
+        train.refit also data/prepared/{train,validation}.parquet (the raw rows the featurizer is
+        refitted on); with train.pseudo_labeling.enabled also data.unlabeled_path and the id column
+        of data/prepared/{train,validation,test}.parquet (unlabeled rows already in a split are
         dropped, so no test row is ever pseudo-labeled)
 Writes  models/model.joblib (the served model: featurizer + estimator + threshold + calibrator),
         models/model.json (metadata, format version, the data files that trained it, copied
         from prepare's summary), reports/train/metrics.json (the sampler used
         and why, resampled rows, kept rounds, the threshold and its validation score)
-Params  model, seed, hyperparameters, train, sampler, sampling, data (unlabeled_path)
+Params  model, seed, hyperparameters, train, sampler, sampling, featurize (train.refit refits the
+        featurizer), data (unlabeled_path)
 
 The logic is reprotab/training.py. `train.init_model` continues a previous model; that file
 is only read.
@@ -24,14 +26,15 @@ from pathlib import Path
 import joblib
 import pandas as pd
 
-from reprotab import pseudo_labeling, served
+from reprotab import served
 from reprotab.data import file_hash, read_json, write_json
-from reprotab.params import load_stage_params
+from reprotab.params import hyperparameters_for, load_stage_params
 from reprotab.runner import stage_main
 from reprotab.schema import Schema
-from reprotab.training import fit, load_previous, merge_hyperparameters, metadata
+from reprotab.train_run import train_model
+from reprotab.training import load_previous, merge_hyperparameters, metadata
 
-PARAMS = ("model", "seed", "hyperparameters", "train", "sampler", "sampling", "data")
+PARAMS = ("model", "seed", "hyperparameters", "train", "sampler", "sampling", "featurize", "data")
 log = logging.getLogger(__name__)
 
 
@@ -50,11 +53,9 @@ def main(argv: list[str] | None = None) -> None:
     schema = Schema.from_dict(read_json(args.schema))
     features = pd.read_parquet(Path(args.features) / "train.parquet")
     tuning = read_json(args.best_params)
-    hyperparameters = merge_hyperparameters(
-        defaults=params.hyperparameters.get(params.model, {}), tuned=tuning.get("params", {})
-    )
+    defaults = hyperparameters_for(params.hyperparameters, model=params.model, task=schema.task)
+    hyperparameters = merge_hyperparameters(defaults=defaults, tuned=tuning.get("params", {}))
     settings, out = params.train, Path(args.out_dir)
-    unlabeled_path = params.data.unlabeled_path  # read even when off: dvc.yaml declares `data` for it
     featurizer = joblib.load(Path(args.features) / "featurizer.joblib")
     previous = None
     if settings.init_model:
@@ -65,26 +66,23 @@ def main(argv: list[str] | None = None) -> None:
             feature_names=[str(n) for n in featurizer.get_feature_names_out()],
             output=out / "model.joblib",
         )
-    trainer = fit
-    if settings.pseudo_labeling.enabled:  # rounds of fit with confident predictions on unlabeled rows added
-        trainer = pseudo_labeling.trainer_for(
-            unlabeled_path, settings, schema=schema, featurizer=featurizer, prepared=Path(args.prepared)
-        )
-    model, summary = trainer(
+    model, summary, features, trained_on = train_model(
         features=features,
+        validation=pd.read_parquet(Path(args.features) / "validation.parquet"),
         schema=schema,
         featurizer=featurizer,
-        model=params.model,
         hyperparameters=hyperparameters,
-        seed=params.seed,
-        sampler=params.sampler,
-        sampling=params.sampling,
-        validation=pd.read_parquet(Path(args.features) / "validation.parquet"),
-        settings=settings,
+        params=params,
+        prepared=Path(args.prepared),
         previous=previous,
     )
     meta = metadata(
-        model=params.model, schema=schema, hyperparameters=hyperparameters, features=features, tuning=tuning
+        model=params.model,
+        schema=schema,
+        hyperparameters=hyperparameters,
+        features=features,
+        tuning=tuning,
+        trained_on=trained_on,
     )
     prepared = Path(args.prepare_summary)
     if prepared.is_file():  # which data files (reference and batches, with hashes) trained the model

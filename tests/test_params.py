@@ -126,3 +126,30 @@ def test_params_are_frozen(params):
 def test_bad_sampler_settings_are_reported(overrides, message):
     with pytest.raises(UserError, match=message):
         parse_params(base_params(**overrides))
+
+
+def test_hyperparameters_take_a_block_per_task_over_the_shared_settings():
+    from reprotab.params import hyperparameters_for
+
+    params = parse_params(base_params())
+    forest = dict(n_estimators=300, min_samples_leaf=5, n_jobs=-1)
+    assert hyperparameters_for(params.hyperparameters, model="random_forest", task="classification") == {
+        **forest,
+        "max_features": "sqrt",
+    }
+    assert hyperparameters_for(params.hyperparameters, model="random_forest", task="regression") == {
+        **forest,
+        "max_features": 1.0,
+    }
+    assert hyperparameters_for(params.hyperparameters, model="xgboost", task="regression")["max_depth"] == 5
+
+
+def test_a_hyperparameter_set_both_shared_and_in_a_task_block_is_refused():
+    raw = base_params()
+    raw["hyperparameters"]["random_forest"]["max_features"] = 0.5
+    with pytest.raises(UserError, match=r"hyperparameters\.random_forest: sets max_features both for every task"):
+        parse_params(raw)
+    raw = base_params()
+    raw["hyperparameters"]["random_forest"]["regresion"] = {"max_features": 0.5}
+    with pytest.raises(UserError, match=r"hyperparameters\.random_forest\.regresion: takes a single value.*regression"):
+        parse_params(raw)

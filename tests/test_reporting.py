@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.pipeline import Pipeline
 
 from reprotab import importance, plot_data, report, summary
@@ -227,3 +227,48 @@ def test_summary_lists_metrics_decisions_features_and_links(tiny_model):
     assert "| 1 | x | 0.2000 | 0.0200 | 0.900 |" in text
     assert "- [roc](figures/roc.png)" in text and "- [confusion matrix](figures/confusion_matrix.png)" in text
     assert "- [tables/importance.csv](tables/importance.csv)" in text
+
+
+def test_batched_permutation_importance_equals_sklearns_with_the_same_seed(tiny_model, monkeypatch):
+    from sklearn.inspection import permutation_importance as sklearn_permutation_importance
+
+    model, frame = tiny_model
+    y = encode_target(frame["churned"], model.schema)
+    X = frame[list(model.schema.features)]
+    monkeypatch.setattr(importance, "BATCH_ROWS", 50)  # several batches, one column each
+    ours = importance.permutation_importance(model, frame, y, metric="roc_auc", seed=5, n_repeats=4, max_rows=100)
+    score = importance.scorer("roc_auc", "classification")
+
+    class Scoring:  # sklearn's estimator protocol around the served model
+        def fit(self, *args):
+            return self
+
+    scoring = lambda _, rows, truth: score(model, truth, model.predict_proba(rows))  # noqa: E731
+    theirs = sklearn_permutation_importance(Scoring(), X, y, scoring=scoring, n_repeats=4, random_state=5)
+    expected = dict(zip(X.columns, theirs.importances_mean, strict=True))
+    assert ours.set_index("feature")["importance"].to_dict() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_permutation_importance_ranks_the_one_column_the_target_depends_on_first(task):
+    rng = np.random.default_rng(1)
+    n = 600
+    frame = pd.DataFrame({f"noise_{i}": rng.normal(size=n) for i in range(4)})
+    frame["signal"] = rng.normal(size=n)
+    frame["colour"] = rng.choice(["red", "green", "blue"], n)
+    frame["target"] = frame["signal"] > 0 if task == "classification" else 3 * frame["signal"] + rng.normal(0, 0.1, n)
+    schema = Schema.infer(frame, task=task, target="target", id_column=None)
+    featurizer = build_featurizer(schema=schema, config=FeaturizeParams())
+    estimator = (RandomForestClassifier if task == "classification" else RandomForestRegressor)(
+        n_estimators=20, random_state=0, n_jobs=1
+    )
+    pipeline = Pipeline([("features", featurizer), ("model", estimator)])
+    train, held = frame.iloc[:400], frame.iloc[400:]
+    pipeline.fit(train[list(schema.features)], encode_target(train["target"], schema))
+    model = TabularModel(pipeline=pipeline, schema=schema)
+    metric = "roc_auc" if task == "classification" else "rmse"
+    table = importance.permutation_importance(
+        model, held, encode_target(held["target"], schema), metric=metric, seed=0, n_repeats=5, max_rows=2000
+    ).set_index("feature")["importance"]
+    assert table.index[0] == "signal" and table["signal"] > 0.3
+    assert table.drop("signal").abs().max() < 0.05 * table["signal"]

@@ -245,3 +245,44 @@ def test_the_threshold_never_looks_at_the_test_split(repo):
         assert joblib.load(repo / "models/model.joblib").threshold == chosen
     finally:
         shutil.move(backup, test)
+
+
+def test_refit_keeps_the_validation_decisions_and_scales_the_early_stopped_rounds(churn):
+    from reprotab.training import metadata, refit
+
+    splits, schema = churn[0], churn[1]
+    settings = TrainParams(early_stopping_rounds=5, threshold="auto", calibration="sigmoid")
+    model, summary = train(churn, model="lightgbm", settings=settings, hyperparameters={"n_estimators": 200})
+    kept = summary["best_iteration"]
+    refitted, refit_summary, rows = refit(
+        model,
+        summary,
+        train=splits["train"],
+        validation=splits["validation"],
+        featurize=FeaturizeParams(),
+        model="lightgbm",
+        hyperparameters={**SMALL["lightgbm"], "n_estimators": 200},
+        seed=0,
+    )
+    n_train, n_validation = len(splits["train"]), len(splits["validation"])
+    assert refit_summary["refit"]["n_estimators"] == round(kept * (n_train + n_validation) / n_train)
+    assert refit_summary["size"] == refit_summary["refit"]["n_estimators"]
+    assert refitted.threshold == model.threshold and refitted.calibrator is model.calibrator
+    assert len(rows) == n_train + n_validation
+    assert refitted.featurizer is not model.featurizer  # refitted on train + validation
+    proba = refitted.predict_proba(splits["test"])
+    assert proba.shape == (len(splits["test"]), 2) and np.isfinite(proba).all()
+    card = metadata(
+        model="lightgbm",
+        schema=schema,
+        hyperparameters={},
+        features=rows,
+        tuning={},
+        trained_on={"train": n_train, "validation": n_validation},
+    )
+    assert card["trained_on"] == ["train", "validation"] and card["training_rows"] == n_train + n_validation
+
+
+def test_refit_cannot_continue_a_previous_model():
+    with pytest.raises(UserError, match=r"train\.refit: cannot be combined with train\.init_model"):
+        parse_params(base_params(train={"refit": True, "init_model": "models/previous.joblib"}))

@@ -1,0 +1,70 @@
+"""What the train stage fits, given its params: plain, with pseudo-labels, then optionally refitted.
+
+Kept out of the stage shell so the shell only wires files, and out of reprotab/training.py so
+the fitting core does not depend on pseudo-labeling (which builds on it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reprotab import pseudo_labeling
+from reprotab.schema import Schema
+from reprotab.served import TabularModel
+from reprotab.training import fit, refit
+
+
+def train_model(
+    *,
+    features: pd.DataFrame,
+    validation: pd.DataFrame,
+    schema: Schema,
+    featurizer: Any,
+    hyperparameters: dict[str, Any],
+    params: Any,
+    prepared: Path,
+    previous: Any = None,
+) -> tuple[TabularModel, dict[str, Any], pd.DataFrame, dict[str, int]]:
+    """The model, train's summary, the featurized rows it was fitted on, and the row count per
+    split that trained it. `params` is train's view of params.yaml (model, seed, train, sampler,
+    sampling, featurize, data); `prepared` holds the prepared splits (for refit and the ids that
+    pseudo-labeling keeps out)."""
+    settings = params.train
+    unlabeled_path = params.data.unlabeled_path  # read even when off: dvc.yaml declares `data` for it
+    trainer = fit
+    if settings.pseudo_labeling.enabled:  # rounds of fit with confident predictions on unlabeled rows added
+        trainer = pseudo_labeling.trainer_for(
+            unlabeled_path, settings, schema=schema, featurizer=featurizer, prepared=prepared
+        )
+    model, summary = trainer(
+        features=features,
+        schema=schema,
+        featurizer=featurizer,
+        model=params.model,
+        hyperparameters=hyperparameters,
+        seed=params.seed,
+        sampler=params.sampler,
+        sampling=params.sampling,
+        validation=validation,
+        settings=settings,
+        previous=previous,
+    )
+    trained_on = {"train": len(features)}
+    if settings.refit:
+        raw = {split: pd.read_parquet(prepared / f"{split}.parquet") for split in ("train", "validation")}
+        model, summary, features = refit(
+            model,
+            summary,
+            **raw,
+            featurize=params.featurize,
+            model=params.model,
+            hyperparameters=hyperparameters,
+            seed=params.seed,
+            sampler=params.sampler,
+            sampling=params.sampling,
+        )
+        trained_on = {split: len(rows) for split, rows in raw.items()}
+    return model, summary, features, trained_on
