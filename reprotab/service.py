@@ -1,5 +1,8 @@
 """`reprotab serve`: the served model over HTTP (FastAPI + uvicorn), with canary and shadow.
 
+(Over 300 lines because the app's routes share one closure over the models, the config and the
+log; request parsing lives in reprotab/payload.py, metrics in reprotab/telemetry.py.)
+
     reprotab serve [--model PATH | --stage NAME | --version V] [--host 127.0.0.1] [--port 8000]
                    [--max-rows 10000] [--max-bytes 5000000] [--log-dir logs/predictions]
                    [--canary V | --canary-model PATH] [--canary-share 0.1]
@@ -49,7 +52,7 @@ import numpy as np
 import pandas as pd
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -60,6 +63,7 @@ from reprotab.runner import stage_main
 from reprotab.schema import Schema
 from reprotab.scoring import add_model_arguments, clean_rows, metadata_beside, resolve_model, score
 from reprotab.served import TabularModel
+from reprotab.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 ENDPOINTS = ("/health", "/ready", "/metadata", "/metrics", "/predict")
@@ -93,40 +97,6 @@ def route_of(request_id: str, share: float) -> str:
         return "champion"
     bucket = int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big") / 2**64
     return "canary" if bucket < share else "champion"
-
-
-class Telemetry:
-    """The app's Prometheus metrics, in a registry of its own (several apps in one process)."""
-
-    def __init__(self, task: str) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter("reprotab_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry)
-        self.errors = Counter(
-            "reprotab_errors", "Requests refused or failed", ["endpoint", "kind"], registry=self.registry
-        )
-        self.latency = Histogram("reprotab_request_seconds", "Request latency", ["endpoint"], registry=self.registry)
-        self.task = task
-        if task == "classification":
-            self.predictions = Counter(
-                "reprotab_predictions", "Predicted rows by class", ["route", "class"], registry=self.registry
-            )
-        else:
-            self.values = Histogram(
-                "reprotab_predicted_value",
-                "Predicted values",
-                ["route"],
-                buckets=(-1e3, -100, -10, -1, 0, 1, 10, 100, 1e3, 1e4, 1e5),
-                registry=self.registry,
-            )
-
-    def predicted(self, route: str, predictions: np.ndarray) -> None:
-        if self.task == "classification":
-            labels, counts = np.unique(np.array([str(p) for p in predictions]), return_counts=True)
-            for label, count in zip(labels, counts, strict=True):
-                self.predictions.labels(route, label).inc(int(count))
-        else:
-            for value in predictions:
-                self.values.labels(route).observe(float(value))
 
 
 def create_app(
