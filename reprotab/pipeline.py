@@ -19,7 +19,8 @@ from reprotab.prepare import prepare_with
 from reprotab.preprocessing import featurize
 from reprotab.schema import Schema
 from reprotab.served import TabularModel
-from reprotab.training import fit, merge_hyperparameters, refit
+from reprotab.train_run import frame_splits, train_model
+from reprotab.training import merge_hyperparameters
 
 
 @dataclass
@@ -56,30 +57,14 @@ def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...]
     tuned = tune_best(splits=splits, schema=schema, params=params)
     defaults = hyperparameters_for(params.hyperparameters, model=params.model, task=schema.task)
     hyperparameters = merge_hyperparameters(defaults=defaults, tuned=tuned)
-    model, training = fit(
+    model, training, _, _ = train_model(
         features=train,
+        validation=validation,
         schema=schema,
         featurizer=featurizer,
-        model=params.model,
         hyperparameters=hyperparameters,
-        seed=params.seed,
-        sampler=params.sampler,
-        sampling=params.sampling,
-        validation=validation,
-        settings=params.train,
+        params=params,
+        read_split=frame_splits(splits),
     )
-    if params.train.refit:
-        model, training, _ = refit(
-            model,
-            training,
-            train=splits["train"],
-            validation=splits["validation"],
-            featurize=params.featurize,
-            model=params.model,
-            hyperparameters=hyperparameters,
-            seed=params.seed,
-            sampler=params.sampler,
-            sampling=params.sampling,
-        )
     metrics = {split: score(model, splits[split])[1] for split in splits_to_score}
     return Run(model=model, metrics=metrics, schema=schema, splits=splits, training=training, tuned=tuned)

@@ -217,14 +217,13 @@ def trainer(*, unlabeled: pd.DataFrame, config: PseudoLabelingParams, info: dict
     return run
 
 
-def trainer_for(path: str, settings: Any, *, schema: Schema, featurizer: Any, prepared: Path) -> Any:
-    """`fit` with pseudo-labeling (reprotab/py) on data.unlabeled_path."""
+def trainer_for(path: str, settings: Any, *, schema: Schema, featurizer: Any, read_split: Any) -> Any:
+    """`fit` with pseudo-labeling on data.unlabeled_path. `read_split(name, columns)` gives a
+    prepared split: only the id column of each is read, to keep those rows out of pseudo-labels."""
     split_ids = {}
     if schema.id_column:
         for split in ("train", "validation", "test"):  # only the ids: rows never to pseudo-label
-            split_ids[split] = pd.read_parquet(prepared / f"{split}.parquet", columns=[schema.id_column])[
-                schema.id_column
-            ]
+            split_ids[split] = read_split(split, [schema.id_column])[schema.id_column]
     unlabeled, info = unlabeled_features(
         read_unlabeled(path),
         schema=schema,

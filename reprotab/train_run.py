@@ -6,6 +6,7 @@ the fitting core does not depend on pseudo-labeling (which builds on it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +26,19 @@ def train_model(
     featurizer: Any,
     hyperparameters: dict[str, Any],
     params: Any,
-    prepared: Path,
+    read_split: Callable[[str, list[str] | None], pd.DataFrame],
     previous: Any = None,
 ) -> tuple[TabularModel, dict[str, Any], pd.DataFrame, dict[str, int]]:
     """The model, train's summary, the featurized rows it was fitted on, and the row count per
     split that trained it. `params` is train's view of params.yaml (model, seed, train, sampler,
-    sampling, featurize, data); `prepared` holds the prepared splits (for refit and the ids that
-    pseudo-labeling keeps out)."""
+    sampling, featurize, data); `read_split(name, columns)` gives a prepared split (raw rows for
+    refit, the ids that pseudo-labeling keeps out)."""
     settings = params.train
     unlabeled_path = params.data.unlabeled_path  # read even when off: dvc.yaml declares `data` for it
     trainer = fit
     if settings.pseudo_labeling.enabled:  # rounds of fit with confident predictions on unlabeled rows added
         trainer = pseudo_labeling.trainer_for(
-            unlabeled_path, settings, schema=schema, featurizer=featurizer, prepared=prepared
+            unlabeled_path, settings, schema=schema, featurizer=featurizer, read_split=read_split
         )
     model, summary = trainer(
         features=features,
@@ -54,7 +55,7 @@ def train_model(
     )
     trained_on = {"train": len(features)}
     if settings.refit:
-        raw = {split: pd.read_parquet(prepared / f"{split}.parquet") for split in ("train", "validation")}
+        raw = {split: read_split(split, None) for split in ("train", "validation")}
         model, summary, features = refit(
             model,
             summary,
@@ -68,3 +69,21 @@ def train_model(
         )
         trained_on = {split: len(rows) for split, rows in raw.items()}
     return model, summary, features, trained_on
+
+
+def parquet_splits(prepared: Path) -> Callable[[str, list[str] | None], pd.DataFrame]:
+    """`read_split` over the prepare stage's files."""
+
+    def read(split: str, columns: list[str] | None = None) -> pd.DataFrame:
+        return pd.read_parquet(prepared / f"{split}.parquet", columns=columns)
+
+    return read
+
+
+def frame_splits(splits: dict[str, pd.DataFrame]) -> Callable[[str, list[str] | None], pd.DataFrame]:
+    """`read_split` over splits already in memory (reprotab/pipeline.py)."""
+
+    def read(split: str, columns: list[str] | None = None) -> pd.DataFrame:
+        return splits[split] if columns is None else splits[split][columns]
+
+    return read

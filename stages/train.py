@@ -31,7 +31,7 @@ from reprotab.data import file_hash, read_json, write_json
 from reprotab.params import hyperparameters_for, load_stage_params
 from reprotab.runner import stage_main
 from reprotab.schema import Schema
-from reprotab.train_run import train_model
+from reprotab.train_run import parquet_splits, train_model
 from reprotab.training import load_previous, merge_hyperparameters, metadata
 
 PARAMS = ("model", "seed", "hyperparameters", "train", "sampler", "sampling", "featurize", "data")
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         featurizer=featurizer,
         hyperparameters=hyperparameters,
         params=params,
-        prepared=Path(args.prepared),
+        read_split=parquet_splits(Path(args.prepared)),
         previous=previous,
     )
     meta = metadata(
