@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "review": ("reprotab.review", "metrics, params and plots of two revisions in one report"),
     "demo-data": ("reprotab.demo_data", "write the seeded demo table or a later batch with drift"),
     "monitor": ("reprotab.monitor_report", "drift report of a new batch or the prediction log: retrain or not"),
+    "retrain": ("reprotab.retraining", "one month of the loop: monitor a batch, version it, dvc repro, gate, register"),
     "registry": ("reprotab.registry_cli", "register, promote, roll back and show model versions (git tags)"),
 }
 
