@@ -338,15 +338,19 @@ def register_and_promote(repo: Path, *, promote: bool) -> dict[str, Any]:
     }
 
 
-@stage_main("retrain", in_pipeline=False)
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reprotab retrain", description="Monitor, add, retrain, gate, register.")
     parser.add_argument("--batch", required=True, help="new labeled batch (CSV or Parquet); its stem names it")
     parser.add_argument("--force", action="store_true", help="retrain even when the monitor sees no reason")
     parser.add_argument("--promote", action="store_true", help="promote to prod when the gate passes")
     parser.add_argument("--mode", choices=["refit", "continue"], help="default: params retrain.mode")
     parser.add_argument("--message", help="added to every commit message")
-    args = parser.parse_args(argv)
+    return parser
+
+
+@stage_main("retrain", in_pipeline=False)
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     summary = retrain(
         batch=Path(args.batch), force=args.force, promote=args.promote, mode=args.mode, message=args.message
     )
