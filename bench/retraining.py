@@ -23,13 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-MARKS = [  # log line that starts a step → the step's name
-    ("INFO reprotab.retraining: $ dvc add", "monitor (drift report of the batch)"),
-    ("params.yaml: data.batches.combine", "version the batch (copy, dvc add)"),
-    ("INFO reprotab.retraining: $ dvc repro", "commit the batch"),
-    ("committed", "dvc repro (prepare → gate)"),
-    ("INFO reprotab.retraining: $ dvc push", "commit the run"),
-    ("model@", "dvc push"),
+# (interval label, log line that ends it); the command's own wall clock gives the first interval
+EVENTS = [
+    ("version the batch and commit it", "committed"),
+    ("dvc repro (prepare → gate) and commit the run", "Retrain on batch"),
+    ("dvc push, registry, summary commit", None),  # to the last line
 ]
 
 
@@ -43,23 +41,25 @@ def run(args: list[str], cwd: Path) -> float:
     return time.perf_counter() - started
 
 
-def steps(log: str) -> list[tuple[str, float]]:
-    """Seconds between the log's step marks (whole-second log stamps)."""
+def steps(log: str, total: float) -> list[tuple[str, float]]:
+    """Seconds per step from the log's whole-second stamps; start-up and monitor = the rest."""
     stamps = []
     for line in log.splitlines():
         match = re.match(r"(\d\d:\d\d:\d\d) ", line)
         if match:
             stamps.append((dt.datetime.strptime(match[1], "%H:%M:%S"), line))
-    if not stamps:
+    begin = next((t for t, line in stamps if "$ dvc add" in line), None)
+    if begin is None:
         return []
-    cuts, start = [], stamps[0][0]
-    for needle, label in MARKS:
-        hit = next((t for t, line in stamps if needle in line and t >= start), None)
-        if hit is not None:
-            cuts.append((label, (hit - start).total_seconds()))
-            start = hit
-    cuts.append(("registry (register, promote, summary commit)", (stamps[-1][0] - start).total_seconds()))
-    return cuts
+    cuts, start = [], begin
+    for label, needle in EVENTS:
+        end = next((t for t, line in stamps if t >= start and needle in line), None) if needle else stamps[-1][0]
+        if end is None:
+            break
+        cuts.append((label, (end - start).total_seconds()))
+        start = end
+    span = (stamps[-1][0] - begin).total_seconds()
+    return [("start-up, monitor (drift report of the batch)", total - span), *cuts]
 
 
 def main() -> None:
@@ -91,7 +91,7 @@ def main() -> None:
     print(f"month 1: dvc repro                 : {first:7.1f} s")
     print(f"month 1: register + promote        : {registry:7.1f} s")
     print(f"one month: reprotab retrain --promote: {loop:7.1f} s  → {summary[2]}")
-    for label, seconds in steps(log):
+    for label, seconds in steps(log, loop):
         print(f"  {label:<46}: {seconds:5.0f} s")
 
 
