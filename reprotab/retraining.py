@@ -227,7 +227,7 @@ def run_and_record(repo: Path, summary: dict[str, Any], *, name: str, mode: str,
         "outcome": "gate passed" if passed else "gate refused",
         "why": decision.get("reason", "")
         + ("" if passed else f"; the champion ({champion}) keeps serving, the run is committed as a record"),
-        "registry": {"action": "pending" if passed else "none: the gate refused, nothing registered"},
+        "registry": {"action": "pending" if passed else "nothing registered: the gate refused"},
     }
     write_summary(summary, name)
     verb = "gate passed" if passed else f"gate kept champion {champion}"

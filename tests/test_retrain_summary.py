@@ -101,7 +101,7 @@ SUMMARY = {
             }
         ],
     },
-    "registry": {"action": "none: the gate refused, nothing registered"},
+    "registry": {"action": "nothing registered: the gate refused"},
     "commits": [{"commit": "0123456789abcdef", "message": "Add batch 2026-12"}],
     "dvc_push": "pushed",
 }
@@ -115,7 +115,7 @@ def test_the_summary_page_shows_verdict_data_gate_rules_and_registry():
     assert "| data/raw/churn.parquet (reference) | 1000 | abababababab |" in page
     assert "| 2026-12.parquet | 500 | cdcdcdcdcdcd |" in page
     assert "| min_improvement | roc_auc | 0.8 | 0.81 | -0.01 | 0.0 | fail |" in page
-    assert "none: the gate refused, nothing registered" in page
+    assert "nothing registered: the gate refused" in page
     assert "- `01234567` Add batch 2026-12" in page
 
 
