@@ -331,6 +331,12 @@ class GateParams(Section):
         return value
 
 
+class RetrainParams(Section):
+    """`reprotab retrain` (reprotab/retraining.py); not a pipeline stage."""
+
+    mode: Literal["refit", "continue"] = "refit"  # refit: from scratch; continue: more rounds/trees on the champion
+
+
 class Params(Section):
     task: Literal[TASKS] = "classification"  # type: ignore[valid-type]
     model: str = "random_forest"
@@ -350,6 +356,7 @@ class Params(Section):
     evaluate: EvaluateParams = EvaluateParams()
     monitor: MonitorParams = MonitorParams()
     gate: GateParams = GateParams()
+    retrain: RetrainParams = RetrainParams()
 
     @field_validator("model", "sampler", "tuner")
     @classmethod

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from reprotab.retraining import parser as retrain_parser
 from reprotab.review import parser as review_parser
 from tests.conftest import ROOT
 
@@ -105,3 +106,42 @@ def test_review_workflow_reproduces_reviews_and_comments():
     assert "head -n 1 reports/review/comment.md" in comment["run"] and "startswith" in comment["run"]
     assert "--method PATCH" in comment["run"] and "body=@reports/review/comment.md" in comment["run"]
     assert "GH_TOKEN" in comment["env"]
+
+
+def test_retrain_workflow_is_valid_and_a_broken_copy_is_not(tmp_path):
+    result = validate(WORKFLOWS / "retrain.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = (WORKFLOWS / "retrain.yml").read_text().replace("contents: write", "contents: always", 1)
+    (tmp_path / "retrain.yml").write_text(broken)
+    result = validate(tmp_path / "retrain.yml")
+    assert result.returncode != 0 and "'always' is not one of" in result.stdout + result.stderr
+
+
+def test_retrain_workflow_runs_monthly_retrains_without_promoting_and_opens_a_pull_request():
+    workflow = load("retrain.yml")
+    assert set(workflow["on"]) == {"schedule", "workflow_dispatch"}
+    cron = workflow["on"]["schedule"][0]["cron"].split()
+    assert len(cron) == 5 and cron[2] != "*" and cron[3:] == ["*", "*"]  # one day of every month
+    assert "batch" in workflow["on"]["workflow_dispatch"]["inputs"]
+    assert workflow["permissions"] == {"contents": "write", "pull-requests": "write"}
+    (job,) = workflow["jobs"].values()
+    assert "fork" in job["if"]  # forks do not retrain
+
+    lines = run_lines(workflow)
+    pull = next(step for step in steps(workflow) if "dvc pull" in step.get("run", ""))
+    assert pull["continue-on-error"] is True and pull["if"] == "env.AWS_ACCESS_KEY_ID != ''"
+    retrain = next(line for line in lines if "reprotab retrain" in line)
+    review = next(line for line in lines if "reprotab review" in line)
+    create = next(line for line in lines if line.startswith("gh pr create"))
+    setup, pull_line = "python3 run.py setup", ".venv/bin/dvc pull --run-cache"
+    order = [lines.index(x) for x in (setup, pull_line, retrain, review, create)]
+    assert order == sorted(order)
+    assert shlex.split(retrain)[:2] == [".venv/bin/reprotab", "retrain"]
+    args = retrain_parser().parse_args(shlex.split(retrain)[2:])
+    assert args.batch == "$BATCH" and not args.promote  # promotion happens on merge
+    assert review_parser().parse_args(shlex.split(review)[2:]).base == "origin/main"
+    assert "data/incoming/" in "\n".join(lines)  # the newest incoming batch by default
+    opener = next(step for step in steps(workflow) if "gh pr create" in step.get("run", ""))
+    assert "GH_TOKEN" in opener["env"]
+    for page in ("reports/retrain/", "reports/gate/decision.md", "reports/review/report.md", "drift.md"):
+        assert page in opener["run"]
