@@ -1,0 +1,55 @@
+"""bench/quality.py's plumbing: params overrides and the typing the outside baselines get."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reprotab.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def quality():
+    spec = importlib.util.spec_from_file_location("bench_quality", ROOT / "bench" / "quality.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_overrides_reach_the_params_and_the_data_section_fits_the_table(quality):
+    table = quality.TABLES["friedman"]
+    params = quality.project_params(
+        table, {"model": "lightgbm", "hyperparameters.random_forest.max_features": 1.0, "tune.n_trials": 7}
+    )
+    assert (params.task, params.metric, params.model) == ("regression", "r2", "lightgbm")
+    assert (params.data.target, params.data.id_column, list(params.data.drop_columns)) == ("y", None, [])
+    assert params.hyperparameters["random_forest"]["max_features"] == 1.0
+    assert params.tune.n_trials == 7
+    with pytest.raises(UserError, match="modle"):
+        quality.project_params(table, {"modle": "lightgbm"})
+
+
+def test_baselines_get_numbers_from_text_and_categories_with_training_levels(quality):
+    numbers = ["1.5", "2", "3", "4"] * 5
+    numbers[7] = "?"  # 1 in 20 does not parse: still a numeric column (the project's 95 % rule)
+    train = pd.DataFrame({"n": numbers, "c": ["a", "b", None, "a"] * 5, "y": [0, 1] * 10})
+    test = pd.DataFrame({"n": ["3", "x"], "c": ["b", "unseen"], "y": [0, 1]})
+    x_train, x_test = quality.typed(train, test, "y")
+    assert x_train["n"].dtype == float and np.isnan(x_test["n"].iloc[1])
+    assert list(x_train["c"].cat.categories) == ["a", "b"] == list(x_test["c"].cat.categories)
+    assert x_test["c"].isna().tolist() == [False, True]
+
+
+def test_every_table_has_its_target_and_enough_imbalanced_ones(quality):
+    kinds = {t.kind for t in quality.TABLES.values()}
+    assert kinds == {"binary", "multiclass", "regression"}
+    assert sum(t.imbalanced for t in quality.TABLES.values()) >= 3
+    frame = quality.TABLES["messy_binary"].build()
+    assert frame["label"].value_counts(normalize=True)["fraud"] < 0.1
+    assert frame["merchant"].nunique() > 300 and frame["x0"].dtype == object
