@@ -1,7 +1,7 @@
 """Model quality of the shipped defaults against LightGBM's defaults and FLAML, on several tables.
 
     .venv/bin/python bench/quality.py [--tables churn,digits] [--budget 60] [--quick]
-                                      [--set model=lightgbm --set hyperparameters.random_forest.max_features=1.0]
+                                      [--set model=lightgbm --set train.early_stopping_rounds=30]
                                       [--columns default,lgbm]
 
 Every table is split 80/20 once (seeded; stratified for classification). The project gets the

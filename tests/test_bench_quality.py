@@ -25,11 +25,12 @@ def quality():
 def test_overrides_reach_the_params_and_the_data_section_fits_the_table(quality):
     table = quality.TABLES["friedman"]
     params = quality.project_params(
-        table, {"model": "lightgbm", "hyperparameters.random_forest.max_features": 1.0, "tune.n_trials": 7}
+        table,
+        {"model": "lightgbm", "hyperparameters.random_forest.regression.max_features": 0.5, "tune.n_trials": 7},
     )
     assert (params.task, params.metric, params.model) == ("regression", "r2", "lightgbm")
     assert (params.data.target, params.data.id_column, list(params.data.drop_columns)) == ("y", None, [])
-    assert params.hyperparameters["random_forest"]["max_features"] == 1.0
+    assert params.hyperparameters["random_forest"]["regression"]["max_features"] == 0.5
     assert params.tune.n_trials == 7
     with pytest.raises(UserError, match="modle"):
         quality.project_params(table, {"modle": "lightgbm"})
