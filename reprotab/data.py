@@ -74,13 +74,17 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def file_hash(path: str | Path) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
+def _digest(path: str | Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
     with Path(path).open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_hash(path: str | Path) -> str:
+    """SHA-256 of a file's bytes."""
+    return _digest(path, "sha256")
 
 
 def frame_hash(frame: pd.DataFrame) -> str:
@@ -93,11 +97,7 @@ def frame_hash(frame: pd.DataFrame) -> str:
 
 def file_md5(path: str | Path) -> str:
     """The file's md5, as DVC records it in dvc.lock."""
-    digest = hashlib.md5()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return _digest(path, "md5")
 
 
 @contextmanager
