@@ -34,7 +34,10 @@ def train_model(
     sampling, featurize, data); `read_split(name, columns)` gives a prepared split (raw rows for
     refit, the ids that pseudo-labeling keeps out)."""
     settings = params.train
-    unlabeled_path = params.data.unlabeled_path  # read even when off: dvc.yaml declares `data` for it
+    # Both read even when their option is off: train declares them in dvc.yaml for those options,
+    # and the params audit holds every stage to reading exactly what it declares.
+    unlabeled_path = params.data.unlabeled_path  # train.pseudo_labeling
+    featurize = params.featurize  # train.refit refits the featurizer
     trainer = fit
     if settings.pseudo_labeling.enabled:  # rounds of fit with confident predictions on unlabeled rows added
         trainer = pseudo_labeling.trainer_for(
@@ -60,7 +63,7 @@ def train_model(
             model,
             summary,
             **raw,
-            featurize=params.featurize,
+            featurize=featurize,
             model=params.model,
             hyperparameters=hyperparameters,
             seed=params.seed,
