@@ -114,7 +114,7 @@ def test_three_months_rerun_and_a_failed_run(project, tmp_path):
     assert tags(repo) == after_march and registry.champion(repo)["version"] == "v1.0.1"
 
     # a broken params edit, committed: dvc repro fails, the champion and the prod tag stay
-    edit_params(repo, lambda p: p["hyperparameters"]["random_forest"].update(max_features="bogus"))
+    edit_params(repo, lambda p: p["hyperparameters"]["random_forest"]["classification"].update(max_features="bogus"))
     sh(["git", "commit", "-q", "-am", "a broken edit"], repo)
     champion_file = (repo / "models/champion.json").read_text()
     result = retrain(repo, batch(tmp_path, "2026-04", seed=9, drift=1.0), "--force", "--promote", check=False)
