@@ -18,6 +18,9 @@ def ran_stages(output: str) -> list[str]:
 
 def test_repro_writes_sane_metrics_and_every_declared_plot(repo):
     audit = repo / "audit.jsonl"
+    # a clone carries validate's output and lock entry (cache: false), so validate is up to date
+    # there; without its output it must run first, as after any params edit
+    (repo / "reports/validate/params.json").unlink()
     result = sh([DVC, "repro"], repo, env={AUDIT_ENV: str(audit)})
     ran = ran_stages(result.stdout)  # profile (a report on the raw table) is independent of the chain
     chain = ["validate", "prepare", "featurize", "tune", "train", "evaluate", "gate"]
