@@ -9,6 +9,7 @@ calibrator, so it is optimistic). Permutation importance uses validation rows.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,11 @@ def evaluate(
     metric: str,
     seed: int,
     permutation: dict[str, int] | None = None,
+    trained_on: Iterable[str] = ("train",),
 ) -> tuple[dict[str, Any], Report, pd.DataFrame, str]:
-    """The whole stage without IO: metrics, the report's plots/figures/tables, predictions, summary."""
+    """The whole stage without IO: metrics, the report's plots/figures/tables, predictions, summary.
+    `trained_on`: the splits whose rows fitted the model (model.json); validation among them
+    (train.refit) makes its metrics in-sample, and the summary says so."""
     scored = {
         split: scored_predictions(model, rows, raw=True) for split, rows in (("validation", validation), ("test", test))
     }
@@ -107,6 +111,7 @@ def evaluate(
         metrics=metrics,
         metric=metric,
         rows={"test": len(test), "validation": len(validation)},
+        validation_in_training="validation" in trained_on,
         importance=report.tables["importance"],
         figures=report.figures,
         files=["metrics.json", "predictions.csv", *[f"tables/{name}.csv" for name in report.tables]],

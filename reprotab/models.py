@@ -186,6 +186,9 @@ def hyperparameter_value_problems(*, model: str, task: str, hyperparameters: dic
         if getattr(type(estimator), "_parameter_constraints", None):  # scikit-learn's own estimators
             estimator._validate_params()
         else:
+            rounds = hyperparameters.get("n_estimators", 1)  # the tiny fit below replaces it, so check it here
+            if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+                return [problem(f"{where}.n_estimators", "must be an int in the range [1, inf)", rounds)]
             rng = np.random.default_rng(0)
             X = rng.normal(size=(40, 3))
             y = (X[:, 0] > 0).astype(int) if task == "classification" else X[:, 0]

@@ -218,14 +218,16 @@ THRESHOLD_METRICS = ("f1", "precision", "recall", "accuracy", "balanced_accuracy
 class TrainParams(Section):
     """How train fits (stages/train.py) and turns probabilities into decisions (stages/decision.py)."""
 
-    early_stopping_rounds: int | None = Field(None, ge=1)  # boosters stop on the validation split
+    early_stopping_rounds: int | None = Field(30, ge=1)  # boosters stop on the validation split
     init_model: str | None = None  # a previous model.joblib to continue training from
     threshold: Literal["auto"] | float | None = "auto"  # binary only; None = 0.5
     threshold_metric: Literal[THRESHOLD_METRICS] = "f1"  # type: ignore[valid-type]
     min_recall: float | None = Field(None, gt=0, le=1)
     min_precision: float | None = Field(None, gt=0, le=1)
     calibration: Literal["none", "sigmoid", "isotonic"] = "none"
-    refit: bool = False  # after deciding on validation, refit featurizer + estimator on train + validation
+    refit: bool = (
+        True  # after deciding on validation, refit featurizer + estimator on train + validation (see refit_skipped)
+    )
     pseudo_labeling: PseudoLabelingParams = PseudoLabelingParams()
 
     @field_validator("threshold", mode="before")
@@ -236,6 +238,18 @@ class TrainParams(Section):
         if isinstance(value, str) and value != "auto":
             raise ValueError(one_of("train.threshold", value, ["auto", "null", "a number in [0, 1]"]))
         return value
+
+    @property
+    def refit_skipped(self) -> str | None:
+        """Why train.refit does not apply, if it does not: continued training adds to a previous
+        model, and pseudo-labeling's rounds decide on the validation rows a refit would train on."""
+        if not self.refit:
+            return None
+        if self.init_model:
+            return "train.init_model continues a previous model"
+        if self.pseudo_labeling.enabled:
+            return "train.pseudo_labeling decides on validation rows"
+        return None
 
     @model_validator(mode="after")
     def _one_floor(self) -> TrainParams:
@@ -248,25 +262,6 @@ class TrainParams(Section):
                     "cannot be combined with train.init_model (continued training takes no sample weights)",
                     True,
                     "Set train.init_model: null, or train.pseudo_labeling.enabled: false",
-                )
-            )
-        if self.refit and self.init_model:
-            raise ValueError(
-                problem(
-                    "train.refit",
-                    "cannot be combined with train.init_model (continued training adds to a previous model)",
-                    True,
-                    "Use train.refit: false, or train.init_model: null",
-                )
-            )
-        if self.refit and self.pseudo_labeling.enabled:
-            raise ValueError(
-                problem(
-                    "train.refit",
-                    "cannot be combined with train.pseudo_labeling "
-                    "(its rounds decide on validation rows a refit would train on)",
-                    True,
-                    "Use one of the two",
                 )
             )
         return self
@@ -339,7 +334,7 @@ class RetrainParams(Section):
 
 class Params(Section):
     task: Literal[TASKS] = "classification"  # type: ignore[valid-type]
-    model: str = "random_forest"
+    model: str = "lightgbm"
     sampler: str = "none"
     tuner: str = "none"
     metric: str = "roc_auc"

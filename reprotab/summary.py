@@ -25,6 +25,7 @@ def summary_markdown(
     importance: pd.DataFrame,
     figures: Iterable[str],
     files: Iterable[str],
+    validation_in_training: bool = False,
 ) -> str:
     """One page: what was evaluated, key metrics (test and validation), the threshold and
     calibration, top features, and links to every figure and file (relative to the page)."""
@@ -44,7 +45,12 @@ def summary_markdown(
         method = getattr(model.calibrator, "method", type(model.calibrator).__name__)
         fitted = f"{method}, fitted by train on the validation split"
         facts.append(f"Calibration: {fitted if model.calibrator is not None else 'none'}")
-    if model.threshold is not None or model.calibrator is not None:
+    if validation_in_training:
+        facts.append(
+            "The shipped model was refitted on train + validation rows (train.refit): validation metrics and "
+            "permutation importance are in-sample; judge by test"
+        )
+    elif model.threshold is not None or model.calibrator is not None:
         facts.append(
             "Validation metrics are optimistic where the threshold or calibration was fitted on them: judge by test"
         )

@@ -6,6 +6,7 @@ the fitting core does not depend on pseudo-labeling (which builds on it).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from reprotab import pseudo_labeling
 from reprotab.schema import Schema
 from reprotab.served import TabularModel
 from reprotab.training import fit, refit
+
+log = logging.getLogger(__name__)
 
 
 def train_model(
@@ -57,7 +60,10 @@ def train_model(
         previous=previous,
     )
     trained_on = {"train": len(features)}
-    if settings.refit:
+    if settings.refit and settings.refit_skipped:
+        log.info("train.refit skipped: %s; the model keeps its train rows only", settings.refit_skipped)
+        summary["refit"] = {"skipped": settings.refit_skipped}
+    elif settings.refit:
         raw = {split: read_split(split, None) for split in ("train", "validation")}
         model, summary, features = refit(
             model,

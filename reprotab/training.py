@@ -84,7 +84,7 @@ def fit(
     """Fit on already-featurized training rows (resampled first if asked), then calibrate and
     choose the threshold on the featurized validation rows. The saved model has no sampler, so
     predictions never resample. `previous` is an estimator to continue training from."""
-    settings = settings or TrainParams(threshold=None)
+    settings = settings or TrainParams(threshold=None, early_stopping_rounds=None, refit=False)  # a plain fit
     estimator = build_estimator(model=model, task=schema.task, hyperparameters=hyperparameters, seed=seed)
     y_train = encode_target(features[schema.target], schema)
     check_training_classes(y_train, schema)

@@ -1,7 +1,7 @@
 """evaluate: score the saved model on the test split (validation shown for reference) and write
 the evaluation report.
 
-Reads   models/model.joblib, data/prepared/{validation,test}.parquet
+Reads   models/model.joblib (model.json: which splits trained it), data/prepared/{validation,test}.parquet
 Writes  reports/evaluate/metrics.json  every metric of the task, test and validation; binary models
             add `threshold`, and with a stored threshold the threshold metrics at 0.5
             (`test/at_0.5/f1`, ...); with a calibrator, probability metrics before it (`test/uncalibrated/brier`)
@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from reprotab import served
+from reprotab.data import read_json
 from reprotab.evaluation import evaluate, write_report
 from reprotab.params import load_stage_params
 from reprotab.runner import stage_main
@@ -40,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     metric, seed, settings = params.metric, params.seed, params.evaluate
     params.record_reads()
     model = served.load(args.model)
+    card = Path(args.model).with_suffix(".json")  # model.json: which splits trained the model (train.refit)
+    trained_on = read_json(card).get("trained_on", ["train"]) if card.exists() else ["train"]
     rows = {split: pd.read_parquet(Path(args.prepared) / f"{split}.parquet") for split in ("validation", "test")}
     metrics, report, preds, summary = evaluate(
         model=model,
@@ -47,11 +50,21 @@ def main(argv: list[str] | None = None) -> None:
         metric=metric,
         seed=seed,
         permutation={"n_repeats": settings.permutation_repeats, "max_rows": settings.permutation_rows},
+        trained_on=trained_on,
     )
     out = Path(args.out_dir)
     write_report(out, metrics=metrics, report=report, preds=preds, summary=summary)
     scores = metrics["test"][metric], metrics["validation"][metric], report.tables["importance"]["feature"].iloc[0]
-    log.info("test %s = %.4f (validation %.4f); top feature %s; report in %s", metric, *scores, out / "summary.md")
+    in_sample = ", in-sample: refitted on it" if "validation" in trained_on else ""
+    log.info(
+        "test %s = %.4f (validation %.4f%s); top feature %s; report in %s",
+        metric,
+        scores[0],
+        scores[1],
+        in_sample,
+        scores[2],
+        out / "summary.md",
+    )
 
 
 if __name__ == "__main__":

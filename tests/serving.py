@@ -27,7 +27,7 @@ FEW_TREES = {"n_estimators": 10, "min_samples_leaf": 5, "max_features": "sqrt", 
 
 def train_model(directory: Path, *, seed: int = 1, rows: int = 800) -> Path:
     """A small random forest trained in-process, saved as directory/model.joblib + model.json."""
-    params = parse_params(base_params(seed=seed, hyperparameters={"random_forest": FEW_TREES}))
+    params = parse_params(base_params(seed=seed, model="random_forest", hyperparameters={"random_forest": FEW_TREES}))
     result = run(generate(rows=rows, seed=seed), params, splits_to_score=())
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "model.joblib"

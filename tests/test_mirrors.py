@@ -43,7 +43,7 @@ def mirrored_repo(tmp_path_factory) -> Path:
     """A small project: a first commit without metrics, then `dvc repro` committed."""
     path = make_repo(tmp_path_factory.mktemp("mirrors"), rows=600)
     raw = yaml.safe_load((path / "params.yaml").read_text())
-    raw["hyperparameters"]["random_forest"]["n_estimators"] = 10
+    raw["hyperparameters"]["lightgbm"]["n_estimators"] = 10
     (path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     sh(["git", "rm", "-rq", "--cached", "reports"], path)
     sh(["git", "commit", "-qam", "no reports yet"], path)
@@ -78,8 +78,8 @@ def test_mlflow_mirror_logs_a_run_with_a_model_that_predicts_like_ours(mirrored_
     raw_md5 = next(d["md5"] for d in lock["stages"]["prepare"]["deps"] if d["path"] == "data/raw/churn.parquet")
     assert run.data.tags | {"git_sha": sha, "dvc_experiment": "workspace", "data_hash": raw_md5} == run.data.tags
     assert run.info.run_name == "workspace"
-    assert run.data.params["model"] == "random_forest"
-    assert run.data.params["hyperparameters/random_forest/n_estimators"] == "10"
+    assert run.data.params["model"] == "lightgbm"
+    assert run.data.params["hyperparameters/lightgbm/n_estimators"] == "10"
     evaluate = json.loads((mirrored_repo / "reports/evaluate/metrics.json").read_text())
     assert run.data.metrics["test/roc_auc"] == pytest.approx(evaluate["test"]["roc_auc"])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "reports/evaluate/figures")}
@@ -154,7 +154,7 @@ def test_comet_mirror_writes_an_offline_archive(mirrored_repo, tmp_path):
     }
     others = {m["payload"]["key"]: m["payload"]["value"] for m in messages if m["type"] == "log_other"}
     evaluate = json.loads((mirrored_repo / "reports/evaluate/metrics.json").read_text())
-    assert params["model"] == "random_forest"
+    assert params["model"] == "lightgbm"
     assert float(metrics["test/roc_auc"]) == pytest.approx(evaluate["test"]["roc_auc"])
     sha = sh(["git", "rev-parse", "HEAD"], mirrored_repo).stdout.strip()
     assert others["git_sha"] == sha and others["dvc_experiment"] == "workspace"

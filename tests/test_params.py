@@ -153,3 +153,15 @@ def test_a_hyperparameter_set_both_shared_and_in_a_task_block_is_refused():
     raw["hyperparameters"]["random_forest"]["regresion"] = {"max_features": 0.5}
     with pytest.raises(UserError, match=r"hyperparameters\.random_forest\.regresion: takes a single value.*regression"):
         parse_params(raw)
+
+
+@pytest.mark.parametrize("model", ["xgboost", "lightgbm"])
+@pytest.mark.parametrize("rounds", [-3, 0, 2.5])
+def test_booster_rounds_are_checked_before_any_stage_runs(model, rounds):
+    from reprotab.models import hyperparameter_value_problems
+
+    problems = hyperparameter_value_problems(
+        model=model, task="classification", hyperparameters={"n_estimators": rounds}
+    )
+    assert problems == [f"hyperparameters.{model}.n_estimators: must be an int in the range [1, inf). Got {rounds}."]
+    assert hyperparameter_value_problems(model=model, task="classification", hyperparameters={"n_estimators": 7}) == []

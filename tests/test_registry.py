@@ -49,6 +49,7 @@ def tags(repo: Path) -> list[str]:
 
 def set_trees(repo: Path, trees: int) -> None:
     params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["model"] = "random_forest"  # a forest keeps n_estimators as set: the tests tell models apart by it
     params["hyperparameters"]["random_forest"].update(n_estimators=trees, n_jobs=1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 

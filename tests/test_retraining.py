@@ -44,7 +44,7 @@ def edit_params(repo: Path, change) -> None:
 
 
 def small_and_on_log_loss(params: dict) -> None:
-    params["hyperparameters"]["random_forest"].update(n_estimators=30, n_jobs=1)
+    params["hyperparameters"]["lightgbm"].update(n_estimators=60, n_jobs=1)
     params["gate"].update(metric="log_loss", guards={"roc_auc": 0.01}, bootstrap={"samples": 200, "confidence": 0.95})
 
 
@@ -114,7 +114,7 @@ def test_three_months_rerun_and_a_failed_run(project, tmp_path):
     assert tags(repo) == after_march and registry.champion(repo)["version"] == "v1.0.1"
 
     # a broken params edit, committed: dvc repro fails, the champion and the prod tag stay
-    edit_params(repo, lambda p: p["hyperparameters"]["random_forest"]["classification"].update(max_features="bogus"))
+    edit_params(repo, lambda p: p["hyperparameters"]["lightgbm"].update(num_leaves=1))
     sh(["git", "commit", "-q", "-am", "a broken edit"], repo)
     champion_file = (repo / "models/champion.json").read_text()
     result = retrain(repo, batch(tmp_path, "2026-04", seed=9, drift=1.0), "--force", "--promote", check=False)
@@ -126,4 +126,4 @@ def test_three_months_rerun_and_a_failed_run(project, tmp_path):
     assert (repo / "data/batches/2026-04.parquet.dvc").is_file()
     assert sh(["git", "status", "--porcelain", "--untracked-files=no"], repo).stdout == ""
     failed = json.loads((repo / "reports/retrain/2026-04.json").read_text())
-    assert failed["outcome"] == "failed" and "max_features" in failed["error"]
+    assert failed["outcome"] == "failed" and "num_leaves" in failed["error"]

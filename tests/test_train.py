@@ -53,7 +53,7 @@ def train(churn, model="random_forest", settings=None, hyperparameters=None, **k
         hyperparameters=hyperparameters or SMALL[model],
         seed=0,
         validation=validation,
-        settings=settings or TrainParams(),
+        settings=settings or TrainParams(early_stopping_rounds=None),  # every round: tests count them
         **kwargs,
     )
 
@@ -283,6 +283,10 @@ def test_refit_keeps_the_validation_decisions_and_scales_the_early_stopped_round
     assert card["trained_on"] == ["train", "validation"] and card["training_rows"] == n_train + n_validation
 
 
-def test_refit_cannot_continue_a_previous_model():
-    with pytest.raises(UserError, match=r"train\.refit: cannot be combined with train\.init_model"):
-        parse_params(base_params(train={"refit": True, "init_model": "models/previous.joblib"}))
+def test_refit_steps_aside_for_continued_training_and_pseudo_labeling():
+    def skipped(**train):
+        return parse_params(base_params(train={**base_params()["train"], **train})).train.refit_skipped
+
+    assert skipped() is None and skipped(refit=False, init_model="models/previous.joblib") is None
+    assert skipped(init_model="models/previous.joblib") == "train.init_model continues a previous model"
+    assert skipped(pseudo_labeling={"enabled": True}) == "train.pseudo_labeling decides on validation rows"

@@ -47,6 +47,7 @@ def test_two_workers_share_one_study(repo):
     params["tuner"] = "optuna"
     params["tune"].update(n_trials=8, cv_folds=2, pruning=False)
     # trials slow enough (~0.5 s) that one worker cannot finish the study before the other joins
+    params["model"] = "random_forest"
     params["hyperparameters"]["random_forest"].update(n_estimators=200, n_jobs=1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     journal = repo / "models/workers.journal"

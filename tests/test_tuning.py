@@ -186,7 +186,7 @@ def test_redact_hides_only_the_password():
     ],
 )
 def test_bad_tune_params_are_clear(tune, message):
-    raw = base_params(tuner="grid" if "grid" in tune else "random")
+    raw = base_params(tuner="grid" if "grid" in tune else "random", model="random_forest")
     raw["tune"] = {**raw["tune"], **tune}
     if "grid" in tune:
         raw["tune"]["grid"] = tune["grid"]
