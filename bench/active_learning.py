@@ -87,7 +87,9 @@ def learning_curve(name, frame, data, *, seed, rounds, start, batch):
 
     splits, schema = split(frame, data, seed)
     pool = pd.concat([splits["train"], splits["validation"]], ignore_index=True)
-    featurizer = build_featurizer(schema=schema, config=FeaturizeParams()).fit(pool[list(schema.features)])
+    # fitted on the pool without its labels (they are what the learner queries), so no target encoding
+    unsupervised = FeaturizeParams(high_cardinality="one_hot")
+    featurizer = build_featurizer(schema=schema, config=unsupervised).fit(pool[list(schema.features)])
     X_pool = featurizer.transform(pool[list(schema.features)]).to_numpy(dtype=float)
     X_test = featurizer.transform(splits["test"][list(schema.features)]).to_numpy(dtype=float)
     y_pool, y_test = encode_target(pool[schema.target], schema), encode_target(splits["test"][schema.target], schema)

@@ -67,7 +67,7 @@ def in_process(p: Any, *, samplers: list[str], model: str | None, rows: int | No
     splits, schema, _ = prepare_with(frame, p)
     settings = p.train
     featurizer, train, validation = featurize(
-        train=splits["train"], validation=splits["validation"], schema=schema, config=p.featurize
+        train=splits["train"], validation=splits["validation"], schema=schema, config=p.featurize, seed=p.seed
     )
     positive = splits["train"][schema.target].astype(str).eq(str(schema.positive_class)).mean()
     header = (

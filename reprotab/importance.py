@@ -2,7 +2,7 @@
 
 - The model's own importance (`feature_importances_`: impurity for random forests, gain for
   XGBoost, split counts for LightGBM) is summed back from the featurizer's output columns to
-  the raw column they came from (one-hot columns and missing-value flags), then scaled to
+  the raw column they came from (one-hot and target-encoded columns, missing-value flags), then scaled to
   shares that sum to 1, so it reads in the same columns as permutation importance.
 - Permutation importance shuffles one raw column at a time through the whole model
   (featurizer included) on a seeded sample of the validation split, and reports how much the
@@ -19,18 +19,19 @@ import numpy as np
 import pandas as pd
 
 from reprotab.metrics import BY_TASK, LOWER_IS_BETTER, PROBABILITY_METRICS, Scored
-from reprotab.preprocessing import one_hot_groups, safe_name
+from reprotab.preprocessing import encoded_groups, safe_name
 from reprotab.served import TabularModel
 
 MISSING_FLAG = "missingindicator_"  # SimpleImputer(add_indicator=True) output prefix
 
 
-def source_columns(output_names: Iterable[str], *, features: Iterable[str], one_hot: dict[str, list[str]]) -> dict:
+def source_columns(output_names: Iterable[str], *, features: Iterable[str], groups: dict[str, list[str]]) -> dict:
     """Each featurizer output column → the raw column it came from, in the user's spelling
-    (one-hot columns and missing-value flags fold into their column, safe names map back to the
-    raw name; anything unknown keeps its own name)."""
+    (`groups`: the output columns of each categorical column, one-hot or target-encoded, see
+    `encoded_groups`; they and missing-value flags fold into their column, safe names map back
+    to the raw name; anything unknown keeps its own name)."""
     raw = {safe_name(feature): feature for feature in features}  # featurizer names → the user's names
-    owner = {out: column for column, outs in one_hot.items() for out in outs}
+    owner = {out: column for column, outs in groups.items() for out in outs}
     mapping = {}
     for name in output_names:
         flagged = name.removeprefix(MISSING_FLAG)
@@ -60,7 +61,7 @@ def model_importance(model: TabularModel) -> pd.Series | None:
     names = list(featurizer.get_feature_names_out())
     if values is None or len(values) != len(names):
         return None
-    mapping = source_columns(names, features=model.schema.features, one_hot=one_hot_groups(featurizer))
+    mapping = source_columns(names, features=model.schema.features, groups=encoded_groups(featurizer))
     return aggregate_importance(pd.Series(np.asarray(values, dtype=float), index=names), mapping)
 
 
@@ -120,7 +121,7 @@ def permutation_importance(
     X = model.features_of(rows).reset_index(drop=True)
     n, columns = len(X), list(X.columns)
     features = model.featurizer.transform(X)
-    owner = source_columns(features.columns, features=columns, one_hot=one_hot_groups(model.featurizer))
+    owner = source_columns(features.columns, features=columns, groups=encoded_groups(model.featurizer))
     if set(owner.values()) <= set(columns):
         outputs = {column: [out for out in features.columns if owner[out] == column] for column in columns}
         source, predict = features, model.predict_featurized

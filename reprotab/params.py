@@ -77,6 +77,9 @@ class FeaturizeParams(Section):
     scale: bool = False
     rare_category_min_share: float = Field(0.01, ge=0, lt=1)
     max_categories: int = Field(30, ge=2)
+    # a categorical column with more distinct training values than max_categories: one_hot (levels beyond
+    # max_categories grouped as infrequent) or target (one column of the category's mean target, cross-fitted)
+    high_cardinality: Literal["one_hot", "target"] = "target"
 
 
 class SamplingParams(Section):

@@ -52,7 +52,7 @@ def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...]
     """prepare → featurize → tune → train on `frame` with `params`; scores the given splits."""
     splits, schema, _ = prepare_with(frame, params)
     featurizer, train, validation = featurize(
-        train=splits["train"], validation=splits["validation"], schema=schema, config=params.featurize
+        train=splits["train"], validation=splits["validation"], schema=schema, config=params.featurize, seed=params.seed
     )
     tuned = tune_best(splits=splits, schema=schema, params=params)
     defaults = hyperparameters_for(params.hyperparameters, model=params.model, task=schema.task)

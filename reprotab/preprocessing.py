@@ -1,38 +1,55 @@
 """The preprocessing that turns raw feature columns into model inputs.
 
 The core of the featurize stage; tune builds the same transformer unfitted inside every CV
-fold. The fitted transformer is pickled inside the served model, and pickles refer to
-functions by module, so `to_float` and `to_text` must keep their module path
-(see reprotab/served.py on format versions).
+fold, and train's refit on train + validation. The fitted transformer is pickled inside the
+served model, and pickles refer to functions and classes by module, so `to_float`, `to_text`
+and `Cardinality` must keep their module path (see reprotab/served.py on format versions).
 
-Numbers (and booleans as 0/1) are imputed, optionally flagged as missing and scaled;
-categories are one-hot encoded with rare ones grouped into one "infrequent" column. A category
-never seen in training maps to that group (or to all zeros), so prediction never crashes on it.
+Numbers (and booleans as 0/1) are imputed, optionally flagged as missing and scaled. A
+categorical column with at most `max_categories` distinct training values (missing counts as
+one) is one-hot encoded with rare ones grouped into one "infrequent" column; a category never
+seen in training maps to that group (or to all zeros). A column with more distinct values is
+high-cardinality: with `high_cardinality: target` (the default) it becomes its category's
+smoothed mean target (scikit-learn's TargetEncoder; one column per class for multiclass, the
+global mean for unseen categories), with `one_hot` it is one-hot encoded like the others, the
+levels beyond `max_categories` grouped as "infrequent". Which columns are high-cardinality is
+decided from the rows each fit sees. Prediction never crashes on an unseen category.
+
+Target encoding learns from the target, so fitting goes through `fit_featurizer`: the fitting
+rows' own features come from `fit_transform`, which cross-fits (each row is encoded by folds
+that did not see it, seeded), never from `fit(...).transform` on the same rows, which would
+leak each row's own target into its feature. Every other row (validation, a CV fold's held-out
+rows, test, serving) goes through `transform`, with encodings learnt on all fitting rows.
 
 Output column names are safe for every estimator: LightGBM refuses JSON-special characters
 (`"`, `,`, `:`, brackets, braces) and XGBoost `[`, `]`, `<`, so `safe_name` keeps letters, digits
 and `_.-` and replaces anything else by `_`, adding a short hash of the original when it changed
 anything so that two values differing only in such characters stay two columns. Names that are
-already safe stay as they are. The raw column behind each output name is known
-(`one_hot_groups`, reprotab/importance.py `source_columns`), so reports use the user's names.
+already safe stay as they are. A target-encoded column keeps its (safe) column name, with
+`_<class index>` per class for multiclass. The raw column behind each output name is known
+(`encoded_groups`, reprotab/importance.py `source_columns`), so reports use the user's names;
+samplers get the one-hot groups only (`one_hot_groups`): a target-encoded column is a number.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler, TargetEncoder
 
 from reprotab.params import FeaturizeParams
-from reprotab.schema import Schema
+from reprotab.schema import Schema, encode_target
 
 MISSING = "__missing__"
+TARGET_FOLDS = 5  # cross-fitting folds of the target encoder (scikit-learn's default)
 UNSAFE = re.compile(r"[^\w.\-]")  # \w: letters (any script), digits, underscore
 
 
@@ -74,8 +91,33 @@ def to_text(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype("object").where(frame.notna(), MISSING).astype(str).astype(object)
 
 
-def build_featurizer(*, schema: Schema, config: FeaturizeParams) -> ColumnTransformer:
-    """An unfitted transformer for the schema's features; fitted on training rows by the caller."""
+@dataclass(frozen=True)
+class Cardinality:
+    """A ColumnTransformer column selector: of `columns`, those with more than `max_categories`
+    distinct values (missing counts as one) when `high`, the others when not. ColumnTransformer
+    calls it when fitting and keeps the resulting lists, so transform never re-decides."""
+
+    columns: tuple[str, ...]
+    max_categories: int
+    high: bool
+
+    def __call__(self, frame: pd.DataFrame) -> list[str]:
+        text = to_text(frame[list(self.columns)])
+        return [c for c in self.columns if (text[c].nunique() > self.max_categories) == self.high]
+
+
+def _target_encoder(schema: Schema, seed: int) -> TargetEncoder:
+    """Targets are encoded (class indices, or floats for regression), so the type comes from the
+    schema, not guessed from values (a regression target of whole numbers is not multiclass)."""
+    if schema.task == "regression":
+        return TargetEncoder(target_type="continuous", cv=KFold(TARGET_FOLDS, shuffle=True, random_state=seed))
+    kind = "binary" if len(schema.classes) == 2 else "multiclass"
+    return TargetEncoder(target_type=kind, cv=StratifiedKFold(TARGET_FOLDS, shuffle=True, random_state=seed))
+
+
+def build_featurizer(*, schema: Schema, config: FeaturizeParams, seed: int = 0) -> ColumnTransformer:
+    """An unfitted transformer for the schema's features; fit it with `fit_featurizer` (target
+    encoding needs the target and cross-fitting). `seed` shuffles the cross-fitting folds."""
     numeric = [
         ("to_float", FunctionTransformer(to_float, feature_names_out=safe_feature_names)),
         (
@@ -101,21 +143,43 @@ def build_featurizer(*, schema: Schema, config: FeaturizeParams) -> ColumnTransf
             ),
         ),
     ]
-    transformer = ColumnTransformer(
-        [
-            ("numeric", Pipeline(numeric), list(schema.numeric)),
-            ("categorical", Pipeline(categorical), list(schema.categorical)),
-        ],
-        remainder="drop",
-        verbose_feature_names_out=False,
-    )
+    parts = [("numeric", Pipeline(numeric), list(schema.numeric))]
+    if config.high_cardinality == "target" and schema.categorical:
+        target = [
+            ("to_text", FunctionTransformer(to_text, feature_names_out=safe_feature_names)),
+            ("encode", _target_encoder(schema, seed)),
+        ]
+        columns, limit = tuple(schema.categorical), config.max_categories
+        parts += [
+            ("categorical", Pipeline(categorical), Cardinality(columns, limit, high=False)),
+            ("target", Pipeline(target), Cardinality(columns, limit, high=True)),
+        ]
+    else:
+        parts.append(("categorical", Pipeline(categorical), list(schema.categorical)))
+    transformer = ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
     return transformer.set_output(transform="pandas")
 
 
+def fit_featurizer(
+    rows: pd.DataFrame, *, schema: Schema, config: FeaturizeParams, seed: int = 0
+) -> tuple[ColumnTransformer, pd.DataFrame]:
+    """A featurizer fitted on `rows` (features and target) and those rows' features, from
+    fit_transform: their target-encoded columns are cross-fitted (see the module docstring)."""
+    featurizer = build_featurizer(schema=schema, config=config, seed=seed)
+    features = featurizer.fit_transform(rows[list(schema.features)], encode_target(rows[schema.target], schema))
+    return featurizer, features
+
+
+def _fitted_columns(featurizer: ColumnTransformer, name: str) -> list[str]:
+    """The raw columns a fitted part of the featurizer took ([] when absent, as in models from
+    before target encoding, or when no column fell to it)."""
+    return next((list(columns) for part, _, columns in featurizer.transformers_ if part == name), [])
+
+
 def one_hot_groups(featurizer: ColumnTransformer) -> dict[str, list[str]]:
-    """Output column names of each categorical input column, so samplers can treat a one-hot
-    group as one categorical value."""
-    if "categorical" not in featurizer.named_transformers_ or not featurizer.transformers_[1][2]:
+    """Output column names of each one-hot encoded input column, so samplers can treat a one-hot
+    group as one categorical value (target-encoded columns are numbers, not listed)."""
+    if not _fitted_columns(featurizer, "categorical"):
         return {}
     encoder = featurizer.named_transformers_["categorical"].named_steps["encode"]
     names = list(encoder.get_feature_names_out())
@@ -128,15 +192,28 @@ def one_hot_groups(featurizer: ColumnTransformer) -> dict[str, list[str]]:
     return groups
 
 
+def encoded_groups(featurizer: ColumnTransformer) -> dict[str, list[str]]:
+    """Output column names of each categorical input column, one-hot or target-encoded, so
+    reports can fold them back into the user's column."""
+    groups = one_hot_groups(featurizer)
+    columns = _fitted_columns(featurizer, "target")
+    if columns:
+        encoder = featurizer.named_transformers_["target"].named_steps["encode"]
+        names = list(encoder.get_feature_names_out())
+        width = len(encoder.classes_) if encoder.target_type_ == "multiclass" else 1
+        assert width * len(columns) == len(names), "target-encoded widths do not add up to the encoder's output"
+        for k, column in enumerate(columns):
+            groups[str(column)] = names[k * width : (k + 1) * width]
+    return groups
+
+
 def featurize(
-    *, train: pd.DataFrame, validation: pd.DataFrame, schema: Schema, config: FeaturizeParams
+    *, train: pd.DataFrame, validation: pd.DataFrame, schema: Schema, config: FeaturizeParams, seed: int = 0
 ) -> tuple[ColumnTransformer, pd.DataFrame, pd.DataFrame]:
-    """Fit on train, transform both splits; the target column is carried over unchanged.
-    The test split is never passed here: only evaluate touches it."""
-    featurizer = build_featurizer(schema=schema, config=config).fit(train[list(schema.features)])
-    outputs = []
-    for part in (train, validation):
-        features = featurizer.transform(part[list(schema.features)])
+    """Fit on train (its own features cross-fitted), transform validation; the target column is
+    carried over unchanged. The test split is never passed here: only evaluate touches it."""
+    featurizer, train_features = fit_featurizer(train, schema=schema, config=config, seed=seed)
+    validation_features = featurizer.transform(validation[list(schema.features)])
+    for features, part in ((train_features, train), (validation_features, validation)):
         features[schema.target] = part[schema.target].to_numpy()
-        outputs.append(features)
-    return featurizer, outputs[0], outputs[1]
+    return featurizer, train_features, validation_features

@@ -17,7 +17,8 @@ treats 0/1 columns as categories, then:
   columns only, and each synthetic row takes the categories of its nearest real row of the
   same class;
 and finally re-expands the codes into one-hot columns. Without categorical columns the plain
-imblearn sampler runs unchanged.
+imblearn sampler runs unchanged. A target-encoded column (a high-cardinality category as its
+mean target, reprotab/preprocessing.py) is a number already and is interpolated like one.
 """
 
 from __future__ import annotations

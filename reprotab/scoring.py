@@ -11,7 +11,7 @@ both go through here, so a row is cleaned and scored the same way in both:
   become 1/0 as a CSV reader makes booleans of them, text that is not a number becomes missing
   (the model imputes it like any gap, and the count is returned), ±inf becomes missing
   (`prepare.infinities_to_missing`). Categories are left alone: the model maps unseen ones to
-  its infrequent group.
+  its infrequent group (one-hot) or the training mean target (target-encoded).
 - `score(model, rows)`: predictions and class probabilities; when the model raises on a chunk
   the chunk is bisected down to the rows that fail, which are returned with their error
   instead of failing the batch.

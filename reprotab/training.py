@@ -31,7 +31,7 @@ from reprotab.decision import decide
 from reprotab.errors import UserError, problem
 from reprotab.models import MODELS, build_estimator, fit_estimator, model_name
 from reprotab.params import FeaturizeParams, SamplingParams, TrainParams
-from reprotab.preprocessing import build_featurizer, one_hot_groups
+from reprotab.preprocessing import fit_featurizer, one_hot_groups
 from reprotab.sampling import balance
 from reprotab.schema import Schema, encode_target
 from reprotab.served import FORMAT_VERSION, TabularModel, load
@@ -161,8 +161,7 @@ def refit(
     with what changed, and the featurized rows it was fitted on."""
     schema = fitted.schema
     rows = pd.concat([train, validation], ignore_index=True)
-    featurizer = build_featurizer(schema=schema, config=featurize).fit(rows[list(schema.features)])
-    X = featurizer.transform(rows[list(schema.features)])
+    featurizer, X = fit_featurizer(rows, schema=schema, config=featurize, seed=seed)  # cross-fitted, not fit+transform
     y = encode_target(rows[schema.target], schema)
     check_training_classes(y, schema)
     settings = dict(hyperparameters)

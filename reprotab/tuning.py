@@ -34,7 +34,7 @@ from reprotab.errors import UserError, problem
 from reprotab.metrics import BY_TASK, LOWER_IS_BETTER, Scored
 from reprotab.models import build_estimator, fit_estimator
 from reprotab.params import FeaturizeParams, SamplingParams, TuneParams, hyperparameters_for
-from reprotab.preprocessing import build_featurizer, one_hot_groups
+from reprotab.preprocessing import fit_featurizer, one_hot_groups
 from reprotab.sampling import balance
 from reprotab.schema import Schema, encode_target
 from reprotab.space import check_space, grid_size, suggest
@@ -187,9 +187,9 @@ def build_folds(
     features = list(schema.features)
     folds = []
     for fit_rows, held_rows in pairs:
-        featurizer = build_featurizer(schema=schema, config=featurize).fit(fit_rows[features])
+        featurizer, fitted = fit_featurizer(fit_rows, schema=schema, config=featurize, seed=seed)  # cross-fitted
         X, y, _ = balance(
-            X=featurizer.transform(fit_rows[features]),
+            X=fitted,
             y=encode_target(fit_rows[schema.target], schema),
             task=schema.task,
             one_hot=one_hot_groups(featurizer),

@@ -2,7 +2,7 @@
 
 Reads   data/prepared/{train,validation}.parquet, data/prepared/schema.json
 Writes  data/features/featurizer.joblib (fitted), data/features/{train,validation}.parquet
-Params  featurize
+Params  featurize, seed (the target encoder's cross-fitting folds)
 
 What the featurizer does is in reprotab/preprocessing.py. The test split is not read here:
 only evaluate touches it.
@@ -23,7 +23,7 @@ from reprotab.preprocessing import featurize
 from reprotab.runner import stage_main
 from reprotab.schema import Schema
 
-PARAMS = ("featurize",)
+PARAMS = ("featurize", "seed")
 log = logging.getLogger(__name__)
 
 
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         validation=pd.read_parquet(prepared / "validation.parquet"),
         schema=schema,
         config=params.featurize,
+        seed=params.seed,
     )
     params.record_reads()
     out = Path(args.out_dir)

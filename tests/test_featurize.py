@@ -3,11 +3,12 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from reprotab import importance
 from reprotab.models import MODELS
 from reprotab.params import FeaturizeParams
-from reprotab.preprocessing import featurize, safe_name
+from reprotab.preprocessing import build_featurizer, encoded_groups, featurize, one_hot_groups, safe_name
 from reprotab.schema import Schema, encode_target
 from reprotab.training import fit
 
@@ -104,3 +105,141 @@ def test_safe_names_keep_safe_names_and_keep_distinct_names_distinct():
     assert safe_name("plan_Köln") == "plan_Köln"
     assert safe_name("a,b") != safe_name("a:b")
     assert safe_name("a,b").startswith("a_b_")
+
+
+def high_cardinality_frame(task: str = "binary", rows: int = 400, seed: int = 0) -> tuple[pd.DataFrame, Schema]:
+    """A 60-level column carrying signal (above max_categories 30), a 3-level one, a number, and
+    unique row ids carrying none; names and values with JSON-special characters."""
+    rng = np.random.default_rng(seed)
+    levels = [f"m:{i:02d}" for i in range(60)]
+    effect = dict(zip(levels, rng.normal(scale=1.5, size=len(levels)), strict=True))
+    merchant = rng.choice(levels, rows)
+    signal = pd.Series(merchant).map(effect).to_numpy() + rng.normal(scale=0.5, size=rows)
+    frame = pd.DataFrame(
+        {
+            "merchant [id]": merchant,
+            "channel": rng.choice(["web", "app", "store"], rows),
+            "x": rng.normal(size=rows),
+            "row id": [f"r{i}" for i in range(rows)],
+        }
+    )
+    if task == "binary":
+        frame["y"] = np.where(signal > 0, "yes", "no")  # labels, not 0/1: the encoder gets class indices
+    elif task == "multiclass":
+        frame["y"] = np.array(["low", "mid", "high"])[np.digitize(signal, [-0.7, 0.7])]
+    else:
+        frame["y"] = np.round(signal).astype(float)  # whole numbers, still a regression target
+    kind = "regression" if task == "regression" else "classification"
+    return frame, Schema.infer(frame, task=kind, target="y", id_column=None)
+
+
+def test_high_cardinality_columns_are_target_encoded_and_the_others_stay_one_hot():
+    frame, schema = high_cardinality_frame()
+    validation = frame.head(4).assign(**{"merchant [id]": "never-seen", "row id": "new"})
+    featurizer, train, held = featurize(train=frame, validation=validation, schema=schema, config=FeaturizeParams())
+    merchant = safe_name("merchant [id]")
+    assert [c for c in train.columns if c.startswith(merchant.split("_")[0])] == [merchant]
+    assert {"channel_app", "channel_store", "channel_web"} <= set(train.columns)
+    assert one_hot_groups(featurizer) == {"channel": ["channel_app", "channel_store", "channel_web"]}
+    assert encoded_groups(featurizer) == {
+        "channel": ["channel_app", "channel_store", "channel_web"],
+        "merchant [id]": [merchant],
+        "row id": [safe_name("row id")],
+    }
+    assert held[merchant].nunique() == 1 and np.isfinite(held[merchant]).all()  # unseen: the training mean
+    _, one_hot, _ = featurize(
+        train=frame, validation=validation, schema=schema, config=FeaturizeParams(high_cardinality="one_hot")
+    )
+    assert merchant not in one_hot.columns
+    assert 2 < sum(c.startswith("merchant") for c in one_hot.columns) <= 30
+
+
+def test_training_rows_are_cross_fitted_so_ids_do_not_look_predictive():
+    frame, schema = high_cardinality_frame()
+    _, train, _ = featurize(train=frame, validation=frame.head(2), schema=schema, config=FeaturizeParams())
+    y = encode_target(frame["y"], schema)
+    ids, merchant = safe_name("row id"), safe_name("merchant [id]")
+    leaky = build_featurizer(schema=schema, config=FeaturizeParams()).fit(frame[list(schema.features)], y)
+    assert roc_auc_score(y, leaky.transform(frame[list(schema.features)])[ids]) == 1.0  # fit + transform leaks
+    assert abs(roc_auc_score(y, train[ids]) - 0.5) < 0.1  # fit_transform does not
+    assert roc_auc_score(y, train[merchant]) > 0.85  # the real signal survives cross-fitting
+    again = featurize(train=frame, validation=frame.head(2), schema=schema, config=FeaturizeParams())[1]
+    other_seed = featurize(train=frame, validation=frame.head(2), schema=schema, config=FeaturizeParams(), seed=1)[1]
+    assert again.equals(train) and not other_seed.equals(train)  # seeded folds
+
+
+def test_tune_folds_and_refit_cross_fit_their_training_rows():
+    from reprotab.params import SamplingParams
+    from reprotab.training import refit
+    from reprotab.tuning import build_folds
+
+    frame, schema = high_cardinality_frame(rows=500)
+    train, validation = frame.iloc[:400], frame.iloc[400:]
+    ids = safe_name("row id")
+    folds = build_folds(
+        train=train,
+        validation=validation,
+        schema=schema,
+        cv_folds=2,
+        featurize=FeaturizeParams(),
+        sampler="none",
+        sampling=SamplingParams(),
+        seed=0,
+    )
+    assert all(abs(roc_auc_score(fold.y, fold.X[ids]) - 0.5) < 0.15 for fold in folds)
+    featurizer, features, _ = featurize(train=train, validation=validation, schema=schema, config=FeaturizeParams())
+    model, summary = fit(
+        features=features,
+        schema=schema,
+        featurizer=featurizer,
+        model="lightgbm",
+        hyperparameters={"n_estimators": 10, "n_jobs": 1},
+        seed=0,
+    )
+    _, _, rows = refit(
+        model,
+        summary,
+        train=train,
+        validation=validation,
+        featurize=FeaturizeParams(),
+        model="lightgbm",
+        hyperparameters={"n_estimators": 10, "n_jobs": 1},
+        seed=0,
+    )
+    assert abs(roc_auc_score(encode_target(rows["y"], schema), rows[ids]) - 0.5) < 0.1
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_target_encoded_models_predict_unseen_categories_pickle_and_report_raw_columns(task, tmp_path):
+    from reprotab.served import load, save
+
+    frame, schema = high_cardinality_frame(task)
+    featurizer, train, held = featurize(
+        train=frame.iloc[:320], validation=frame.iloc[320:], schema=schema, config=FeaturizeParams()
+    )
+    width = 3 if task == "multiclass" else 1  # one column per class, else one
+    assert [len(encoded_groups(featurizer)[c]) for c in ("merchant [id]", "row id")] == [width, width]
+    names = [c for c in train.columns if c != "y"]
+    assert all(re.fullmatch(r"[\w.\-]+", name) for name in names)
+    model, _ = fit(
+        features=train,
+        schema=schema,
+        featurizer=featurizer,
+        model="lightgbm",
+        hyperparameters={"n_estimators": 20, "min_child_samples": 5, "n_jobs": 1},
+        seed=0,
+        validation=held,
+    )
+    save(model, tmp_path / "model.joblib")
+    model = load(tmp_path / "model.joblib")
+    unseen = frame.iloc[320:].assign(**{"merchant [id]": "m:new", "channel": "fax", "row id": "new"})
+    assert len(model.predict(unseen)) == len(unseen)
+    raw = {"merchant [id]", "channel", "x", "row id"}
+    own = importance.model_importance(model)
+    assert own is not None and set(own.index) <= raw and own["merchant [id]"] > own["row id"]
+    y = encode_target(frame.iloc[320:]["y"], schema)
+    metric = "rmse" if task == "regression" else "roc_auc"
+    table = importance.permutation_importance(
+        model, frame.iloc[320:], y, metric=metric, seed=0, n_repeats=2, max_rows=200
+    )
+    assert set(table["feature"]) == raw and table.iloc[0]["feature"] == "merchant [id]"

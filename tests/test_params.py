@@ -165,3 +165,13 @@ def test_booster_rounds_are_checked_before_any_stage_runs(model, rounds):
     )
     assert problems == [f"hyperparameters.{model}.n_estimators: must be an int in the range [1, inf). Got {rounds}."]
     assert hyperparameter_value_problems(model=model, task="classification", hyperparameters={"n_estimators": 7}) == []
+
+
+def test_high_cardinality_encoding_is_one_of_the_known_ones():
+    assert parse_params(base_params()).featurize.high_cardinality == "target"
+    assert parse_params(base_params(featurize={"high_cardinality": "one_hot"})).featurize.high_cardinality == "one_hot"
+    with pytest.raises(
+        UserError,
+        match=r"featurize\.high_cardinality: must be one of one_hot, target\. Got 'targt'\. Did you mean 'target'\?",
+    ):
+        parse_params(base_params(featurize={"high_cardinality": "targt"}))

@@ -128,7 +128,7 @@ def test_one_hot_columns_and_missing_flags_fold_into_their_raw_column():
     mapping = importance.source_columns(
         names,
         features=["age", "plan", "missingindicator_x"],
-        one_hot={"plan": ["plan_a", "plan_b", "plan_infrequent_sklearn"]},
+        groups={"plan": ["plan_a", "plan_b", "plan_infrequent_sklearn"]},
     )
     assert mapping == {
         "age": "age",
