@@ -1,7 +1,12 @@
+import warnings
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn import metrics as skm
 
-from reprotab.metrics import Scored, better, flatten, score_all
+from reprotab.metrics import Scored, better, binary_roc_auc, flatten, score_all
 
 
 def test_binary_metrics_score_the_positive_class():
@@ -81,3 +86,18 @@ def test_better_follows_each_metrics_direction():
 def test_flatten_gives_dvclive_metric_names():
     nested = {"test": {"f1": 0.5, "at_0.5": {"f1": 0.25}}, "threshold": 0.3}
     assert flatten(nested) == {"test/f1": 0.5, "test/at_0.5/f1": 0.25, "threshold": 0.3}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    labels=st.lists(st.booleans(), min_size=2, max_size=60),
+    scores=st.lists(st.sampled_from([0.0, 0.1, 0.5, 0.5, 0.9, 1.0, 0.33, 0.7]), min_size=60, max_size=60),
+)
+def test_fast_binary_roc_auc_equals_scikit_learns_with_ties(labels, scores):
+    y, s = np.array(labels), np.array(scores[: len(labels)])
+    if y.all() or not y.any():  # undefined: whatever scikit-learn does (today a warning and NaN)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert np.isnan(binary_roc_auc(y, s)) and np.isnan(skm.roc_auc_score(y, s))
+    else:
+        assert binary_roc_auc(y, s) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
