@@ -64,11 +64,15 @@ def train_model(
         log.info("train.refit skipped: %s; the model keeps its train rows only", settings.refit_skipped)
         summary["refit"] = {"skipped": settings.refit_skipped}
     elif settings.refit:
-        raw = {split: read_split(split, None) for split in ("train", "validation")}
+        # The first fit's featurized rows are done with; the refit featurizes the raw rows again.
+        # Dropping them here, and passing the raw splits inline, lets their memory go before the refit
+        # when the caller passed them inline too (stages/train.py does).
+        del features, validation
         model, summary, features = refit(
             model,
             summary,
-            **raw,
+            train=read_split("train", None),
+            validation=read_split("validation", None),
             featurize=featurize,
             model=params.model,
             hyperparameters=hyperparameters,
@@ -76,7 +80,7 @@ def train_model(
             sampler=params.sampler,
             sampling=params.sampling,
         )
-        trained_on = {split: len(rows) for split, rows in raw.items()}
+        trained_on = dict(summary["refit"]["rows"])
     return model, summary, features, trained_on
 
 

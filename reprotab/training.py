@@ -160,14 +160,18 @@ def refit(
     threshold and calibrator chosen on validation by `fitted`; returns the new model, the summary
     with what changed, and the featurized rows it was fitted on."""
     schema = fitted.schema
+    counts = {"train": len(train), "validation": len(validation)}
     rows = pd.concat([train, validation], ignore_index=True)
+    del train, validation  # passed inline by train_run: the concatenation is then the only raw copy
     featurizer, X = fit_featurizer(rows, schema=schema, config=featurize, seed=seed)  # cross-fitted, not fit+transform
     y = encode_target(rows[schema.target], schema)
+    target = rows[schema.target].to_numpy()
+    del rows  # from here on only the featurized rows are needed
     check_training_classes(y, schema)
     settings = dict(hyperparameters)
     kept = summary.get("best_iteration")
     if kept is not None:
-        settings["n_estimators"] = max(1, round(kept * len(rows) / len(train)))
+        settings["n_estimators"] = max(1, round(kept * len(y) / counts["train"]))
     estimator = build_estimator(model=model, task=schema.task, hyperparameters=settings, seed=seed)
     X_fit, y_fit, balanced = balance(
         X=X,
@@ -179,11 +183,11 @@ def refit(
         seed=seed,
     )
     estimator.fit(X_fit, y_fit)
-    log.info("refitted %s on train + validation: %d rows (train alone %d)", model, len(rows), len(train))
+    log.info("refitted %s on train + validation: %d rows (train alone %d)", model, len(y), counts["train"])
     refitted = {
         **summary,
         "refit": {
-            "rows": {"train": len(train), "validation": len(validation)},
+            "rows": counts,
             "resampled_rows": balanced["training_rows_resampled"],
             "n_estimators": settings.get("n_estimators"),
         },
@@ -191,7 +195,7 @@ def refit(
     }
     pipeline = Pipeline([("features", featurizer), ("model", estimator)])
     served = TabularModel(pipeline=pipeline, schema=schema, threshold=fitted.threshold, calibrator=fitted.calibrator)
-    X[schema.target] = rows[schema.target].to_numpy()
+    X[schema.target] = target
     return served, refitted, X
 
 

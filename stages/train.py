@@ -51,7 +51,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_stage_params("train", PARAMS)
     schema = Schema.from_dict(read_json(args.schema))
-    features = pd.read_parquet(Path(args.features) / "train.parquet")
     tuning = read_json(args.best_params)
     defaults = hyperparameters_for(params.hyperparameters, model=params.model, task=schema.task)
     hyperparameters = merge_hyperparameters(defaults=defaults, tuned=tuning.get("params", {}))
@@ -66,8 +65,8 @@ def main(argv: list[str] | None = None) -> None:
             feature_names=[str(n) for n in featurizer.get_feature_names_out()],
             output=out / "model.joblib",
         )
-    model, summary, features, trained_on = train_model(
-        features=features,
+    model, summary, features, trained_on = train_model(  # splits passed inline: a refit can free them
+        features=pd.read_parquet(Path(args.features) / "train.parquet"),
         validation=pd.read_parquet(Path(args.features) / "validation.parquet"),
         schema=schema,
         featurizer=featurizer,
