@@ -89,6 +89,8 @@ def evaluated(request, churn_small, tmp_path_factory):
     for split in ("validation", "test"):
         write_table(splits[split], work / "prepared" / f"{split}.parquet")
     served.save(model, work / "model.joblib")
+    if case == "regression":  # the model card of a refitted model: validation rows trained it
+        (work / "model.json").write_text(json.dumps({"trained_on": ["train", "validation"]}))
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(work)
         evaluate.main(["--model", "model.joblib", "--prepared", "prepared", "--out-dir", "out"])
@@ -127,6 +129,13 @@ def test_summary_links_every_figure_and_file(evaluated):
     for link in links:
         assert (out / link).is_file(), link
     assert "## Top features" in summary
+
+
+def test_summary_says_when_validation_rows_trained_the_model(evaluated):
+    case, out, _ = evaluated
+    summary = (out / "summary.md").read_text()
+    assert ("refitted on train + validation rows (train.refit)" in summary) == (case == "regression")
+    assert ("optimistic where the threshold" in summary) == (case == "binary")
 
 
 def test_metrics_hold_both_splits_and_the_decisions(evaluated):
