@@ -60,7 +60,7 @@ def train_model(
         previous=previous,
     )
     trained_on = {"train": len(features)}
-    if settings.refit and settings.refit_skipped:
+    if settings.refit_skipped:  # None unless refit is on and something overrides it
         log.info("train.refit skipped: %s; the model keeps its train rows only", settings.refit_skipped)
         summary["refit"] = {"skipped": settings.refit_skipped}
     elif settings.refit:
