@@ -53,6 +53,31 @@ def check_space(*, space: dict[str, Any], where: str, search: Any) -> None:
         raise UserError("\n".join(problems))
 
 
+def starting_point(space: dict[str, Any], *, model: str, task: str, base: dict[str, Any]) -> dict[str, Any]:
+    """The shipped hyperparameters (`base`, else the estimator's own default) as a point of the
+    space: a search tries it first, so its best is never an untried guess below the untuned model.
+
+    A value outside a range is clipped into it (lightgbm's reg_lambda 0 becomes the log range's
+    low end) and snapped to its step; a choice the space does not offer is left to the sampler."""
+    defaults = MODELS[model].estimator_class(task)().get_params()
+    point: dict[str, Any] = {}
+    for name, spec in space.items():
+        value = base.get(name, defaults.get(name))
+        if not isinstance(spec, Distribution):
+            continue
+        if spec.choices is not None:
+            if value in spec.choices:
+                point[name] = value
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        value = min(max(value, spec.low), spec.high)
+        if spec.step is not None:
+            value = min(spec.low + round((value - spec.low) / spec.step) * spec.step, spec.high)
+        point[name] = round(value) if spec.integer else float(value)
+    return point
+
+
 def _edge_values(spec: Distribution | tuple[Any, ...]) -> list[Any]:
     if not isinstance(spec, Distribution):
         return list(spec)

@@ -4,7 +4,9 @@
 `tune.grid.<model>`, random → RandomSampler and optuna → seeded TPESampler over
 `tune.space.<model>`; only optuna prunes (a trial whose running mean over folds trails the
 median of earlier trials at the same fold stops). One loop means one trials table, one
-history plot and resumable studies for all three.
+history plot and resumable studies for all three. A new random or optuna study tries the
+shipped hyperparameters first (reprotab.space.starting_point), so the search starts from the
+untuned model's score rather than below it.
 
 No leakage: each fold's featurizer is fitted on that fold's training rows and the sampler
 resamples only those rows; the held-out rows are featurized with the fold's featurizer and
@@ -37,7 +39,7 @@ from reprotab.params import FeaturizeParams, SamplingParams, TuneParams, hyperpa
 from reprotab.preprocessing import fit_featurizer, one_hot_groups
 from reprotab.sampling import balance
 from reprotab.schema import Schema, encode_target
-from reprotab.space import check_space, grid_size, suggest
+from reprotab.space import check_space, grid_size, starting_point, suggest
 from reprotab.studies import (  # noqa: F401  (best_result, history, importances: tune's API, re-exported)
     FINISHED,
     Progress,
@@ -271,6 +273,9 @@ def run(
         load_if_exists=True,
     )
     target = grid_size(space) if spec.kind == "grid" else config.n_trials
+    if spec.kind == "space" and not study.get_trials(deepcopy=False):  # a new study: the shipped point first
+        point = starting_point(space, model=search.model, task=search.schema.task, base=search.base)
+        study.enqueue_trial(point, skip_if_exists=True)
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
     if done:
         log.info("study %s already holds %d of %d trials; continuing", name, done, target)

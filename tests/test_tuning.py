@@ -115,6 +115,52 @@ def test_rerunning_with_more_trials_continues_the_study(split, tmp_path):
     assert [t.params for t in second.trials[:4]] == first_params
 
 
+def test_the_starting_point_is_the_shipped_hyperparameters_inside_the_space():
+    from reprotab.params import Distribution
+    from reprotab.space import starting_point
+
+    space = {
+        "learning_rate": Distribution(low=0.01, high=0.3, log=True),  # base 0.05
+        "num_leaves": Distribution(low=8, high=256, log=True),  # base 31
+        "min_child_samples": Distribution(low=5, high=100, log=True),  # not in base: lightgbm's 20
+        "reg_lambda": Distribution(low=0.001, high=10.0, log=True),  # lightgbm's 0 is clipped up
+        "subsample": Distribution(low=0.5, high=0.7),  # base 0.8 is clipped down
+        "n_estimators": Distribution(low=60, high=300, step=50),  # lightgbm's 100 snaps to the step
+        "boosting_type": Distribution(choices=["dart", "goss"]),  # lightgbm's gbdt is not offered
+    }
+    base = {"learning_rate": 0.05, "num_leaves": 31, "subsample": 0.8, "n_jobs": 1}
+    point = starting_point(space, model="lightgbm", task="classification", base=base)
+    assert point == {
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "min_child_samples": 20,
+        "reg_lambda": 0.001,
+        "subsample": 0.7,
+        "n_estimators": 110,
+    }
+    assert all(type(point[k]) is int for k in ("num_leaves", "min_child_samples", "n_estimators"))
+
+
+@pytest.mark.parametrize("tuner", ["random", "optuna"])
+def test_a_new_search_tries_the_shipped_point_first_and_once(split, tmp_path, tuner):
+    search = make_search(split)
+    search = tuning.Search(**{**search.__dict__, "base": {**SMALL["random_forest"], "min_samples_leaf": 7}})
+    tune, space = config(
+        tuner, "random_forest", min_samples_leaf={"low": 1, "high": 50}, max_depth={"low": 2, "high": 8}
+    )
+    journal = str(tmp_path / "study.journal")
+    first = tuning.run(
+        search=search, tuner=tuner, space=space, config=tune, storage=tuning.open_storage(None, journal), name="p"
+    )
+    assert first.trials[0].params["min_samples_leaf"] == 7  # max_depth None (unlimited): left to the sampler
+    more = tune.model_copy(update={"n_trials": 6})
+    second = tuning.run(
+        search=search, tuner=tuner, space=space, config=more, storage=tuning.open_storage(None, journal), name="p"
+    )
+    assert [t.number for t in second.trials if "fixed_params" in t.system_attrs] == [0]  # not enqueued again
+    assert len(second.trials) == 6
+
+
 def test_boosters_stop_early_inside_the_search_and_report_the_rounds(split):
     search = make_search(split, model="xgboost", early=5)
     search = tuning.Search(**{**search.__dict__, "base": {"n_estimators": 400, "learning_rate": 0.5, "n_jobs": 1}})
