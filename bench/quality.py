@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/quality.py [--tables churn,digits] [--budget 60] [--quick]
                                       [--set model=lightgbm --set train.early_stopping_rounds=30]
-                                      [--columns default,lgbm]
+                                      [--columns default,lgbm] [--seeds 3]
 
-Every table is split 80/20 once (seeded; stratified for classification). The project gets the
+Every table is split 80/20 (seeded; stratified for classification); with --seeds N it is split N
+times (seeds 42, 43, ...; the project's `seed` and FLAML's follow the split's) and each cell is
+the mean over the N splits with its standard deviation, so a gap can be told from split noise. The project gets the
 80 % as its raw table (it splits it again into train/validation/test, as a user's run does) and
 the held-out 20 % scores what each contender fitted:
 
@@ -52,6 +54,7 @@ from reprotab.prepare import clean_new_rows, text_to_numbers  # noqa: E402
 
 SEED = 42
 COLUMNS = ("default", "lgbm", "tuned", "flaml")
+WIDTH = 24  # characters per contender column
 TUNED_SETTINGS = {"model": "lightgbm", "tuner": "optuna", "tune.n_trials": 200}
 
 
@@ -195,6 +198,24 @@ class Outcome:
     seconds: float = 0.0
     error: str | None = None
     extra: dict = field(default_factory=dict)
+    spread: float | None = None  # standard deviation of the score over splits (--seeds > 1)
+
+
+def combine(outcomes: list[Outcome]) -> Outcome:
+    """One cell from several splits: mean score, F1 and seconds; the first error if any failed."""
+    failed = [o for o in outcomes if o.error]
+    if failed or len(outcomes) == 1:
+        return failed[0] if failed else outcomes[0]
+    scores = [o.score for o in outcomes]
+    f1s = [o.f1 for o in outcomes if o.f1 is not None]
+    extra = {k: [o.extra.get(k) for o in outcomes] for k in outcomes[0].extra}
+    return Outcome(
+        float(np.mean(scores)),
+        float(np.mean(f1s)) if f1s else None,
+        float(np.mean([o.seconds for o in outcomes])),
+        extra=extra,
+        spread=float(np.std(scores, ddof=1)),
+    )
 
 
 def headline(table: Table, y_true: pd.Series, proba_or_pred: np.ndarray, classes: list) -> float:
@@ -315,7 +336,7 @@ def flaml_estimators() -> list[str] | None:
     return None
 
 
-def run_flaml(table: Table, train: pd.DataFrame, test: pd.DataFrame, budget: float) -> Outcome:
+def run_flaml(table: Table, train: pd.DataFrame, test: pd.DataFrame, budget: float, seed: int = SEED) -> Outcome:
     from flaml import AutoML
 
     x_train, x_test = typed(train, test, table.target)
@@ -326,7 +347,7 @@ def run_flaml(table: Table, train: pd.DataFrame, test: pd.DataFrame, budget: flo
         "metric": metric,
         "task": "regression" if table.kind == "regression" else "classification",
         "n_jobs": 2,
-        "seed": SEED,
+        "seed": seed,
         "verbose": 0,
     }
     estimators = flaml_estimators()
@@ -345,10 +366,9 @@ def run_flaml(table: Table, train: pd.DataFrame, test: pd.DataFrame, budget: flo
     return Outcome(score, f1_of(table, y_test, automl.predict(x_test)), seconds, extra=best)
 
 
-def split(table: Table) -> tuple[pd.DataFrame, pd.DataFrame]:
-    frame = table.build()
+def split(frame: pd.DataFrame, table: Table, seed: int = SEED) -> tuple[pd.DataFrame, pd.DataFrame]:
     stratify = None if table.kind == "regression" else frame[table.target]
-    train, test = train_test_split(frame, test_size=0.2, random_state=SEED, stratify=stratify)
+    train, test = train_test_split(frame, test_size=0.2, random_state=seed, stratify=stratify)
     return train.reset_index(drop=True), test.reset_index(drop=True)
 
 
@@ -437,11 +457,12 @@ def row_text(name: str, row: dict[str, Outcome], columns: tuple[str, ...]) -> st
     for column in columns:
         outcome = row.get(column)
         if outcome is None:
-            cells.append(f"{'':>22}")
+            cells.append(f"{'':>{WIDTH}}")
             continue
         f1 = f"/{fmt(outcome.f1, 3)}" if table.imbalanced else ""
-        text = "ERROR" if outcome.error else f"{fmt(outcome.score)}{f1}"
-        cells.append(f"{text + f' {outcome.seconds:5.0f}s':>22}")
+        spread = f"±{outcome.spread:.4f}" if outcome.spread is not None else ""
+        text = "ERROR" if outcome.error else f"{fmt(outcome.score)}{spread}{f1}"
+        cells.append(f"{text + f' {outcome.seconds:5.0f}s':>{WIDTH}}")
     return " ".join(cells)
 
 
@@ -458,6 +479,9 @@ def main(argv: list[str] | None = None) -> None:
         help="override a params.yaml key (dotted, YAML value) for the project's runs, e.g. model=lightgbm",
     )
     parser.add_argument("--columns", default=",".join(COLUMNS), help=f"which contenders, from: {', '.join(COLUMNS)}")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="80/20 splits per table (seeds 42, 43, ...); cells are means"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     for noisy in ("reprotab", "optuna", "flaml", "flaml.automl.logger"):
@@ -469,6 +493,9 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown table(s) {unknown}; choose from {', '.join(TABLES)}")
     columns = tuple(c for c in args.columns.split(",") if c)
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1 (got {args.seeds})")
+    seeds = [SEED + k for k in range(args.seeds)]
     if set(columns) - set(COLUMNS):
         parser.error(f"--columns: choose from {', '.join(COLUMNS)}")
     overrides = {}
@@ -477,13 +504,14 @@ def main(argv: list[str] | None = None) -> None:
         if not sep:
             parser.error(f"--set {item!r}: expected KEY=VALUE")
         overrides[key.strip()] = parse_value(value)
-    tuned_overrides = {**overrides, **TUNED_SETTINGS, "tune.timeout_minutes": budget / 60}
 
     estimators = flaml_estimators()
     print(f"params.yaml + {overrides or 'no overrides'}; tuned: {TUNED_SETTINGS} with a {budget:.0f} s search")
     print(f"FLAML time_budget {budget:.0f} s, estimators: {estimators or 'FLAML default list (incl. xgboost)'}")
     print("score = held-out 20 % ROC-AUC (multiclass: macro OvR) or R²; /F1 of predict on imbalanced tables")
-    header = f"{'table':<16} {'kind':<5} {'metric':<7} " + " ".join(f"{c:>22}" for c in columns)
+    if len(seeds) > 1:
+        print(f"mean±sd over {len(seeds)} splits (seeds {seeds[0]}-{seeds[-1]}); seconds are per split")
+    header = f"{'table':<16} {'kind':<5} {'metric':<7} " + " ".join(f"{c:>{WIDTH}}" for c in columns)
     print(header)
     print("-" * len(header), flush=True)
 
@@ -491,18 +519,23 @@ def main(argv: list[str] | None = None) -> None:
     notes = []
     for name in names:
         table = TABLES[name]
-        train, test = split(table)
-        runners = {
-            "default": partial(run_project, table, train, test, overrides),
-            "lgbm": partial(run_lightgbm, table, train, test),
-            "tuned": partial(run_project, table, train, test, tuned_overrides),
-            "flaml": partial(run_flaml, table, train, test, budget),
-        }
-        row = {}
-        for column in columns:
-            with contextlib.redirect_stdout(io.StringIO()):
-                row[column] = attempt(runners[column])
-            outcome = row[column]
+        frame = table.build()
+        per_split: dict[str, list[Outcome]] = {column: [] for column in columns}
+        for seed in seeds:
+            train, test = split(frame, table, seed)
+            project = {"seed": seed, **overrides}
+            tuned = {**project, **TUNED_SETTINGS, "tune.timeout_minutes": budget / 60}
+            runners = {
+                "default": partial(run_project, table, train, test, project),
+                "lgbm": partial(run_lightgbm, table, train, test),
+                "tuned": partial(run_project, table, train, test, tuned),
+                "flaml": partial(run_flaml, table, train, test, budget, seed),
+            }
+            for column in columns:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    per_split[column].append(attempt(runners[column]))
+        row = {column: combine(outcomes) for column, outcomes in per_split.items()}
+        for column, outcome in row.items():
             if outcome.error:
                 notes.append(f"  {name}/{column}: {outcome.error}")
             if outcome.extra:

@@ -54,3 +54,26 @@ def test_every_table_has_its_target_and_enough_imbalanced_ones(quality):
     frame = quality.TABLES["messy_binary"].build()
     assert frame["label"].value_counts(normalize=True)["fraud"] < 0.1
     assert frame["merchant"].nunique() > 300 and frame["x0"].dtype == object
+
+
+def test_several_splits_become_one_cell_with_its_spread(quality):
+    outcome = quality.Outcome
+    cell = quality.combine([outcome(0.90, 0.5, 2.0, extra={"estimator": "lgbm"}), outcome(0.94, 0.7, 4.0)])
+    assert cell.score == pytest.approx(0.92) and cell.f1 == pytest.approx(0.6) and cell.seconds == 3.0
+    assert cell.spread == pytest.approx(np.std([0.90, 0.94], ddof=1))
+    assert cell.extra == {"estimator": ["lgbm", None]}
+    failed = quality.combine([outcome(0.9), outcome(error="ValueError: bad")])
+    assert failed.error == "ValueError: bad"
+    single = outcome(0.9)
+    assert quality.combine([single]) is single and single.spread is None
+
+
+def test_each_seed_splits_differently_and_keeps_the_class_shares(quality):
+    table = quality.TABLES["rare_event"]
+    frame = table.build()
+    first, _ = quality.split(frame, table, 42)
+    second, _ = quality.split(frame, table, 43)
+    assert not first.equals(second)
+    share = frame[table.target].value_counts(normalize=True)
+    for train in (first, second):
+        assert train[table.target].value_counts(normalize=True).round(3).equals(share.round(3))
