@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import re
 import subprocess
@@ -161,3 +162,13 @@ def test_check_command_reports_bad_params_with_exit_2(tmp_path):
     result = command("check", "--params", str(tmp_path / "params.yaml"))
     assert result.returncode == 2
     assert "seed: input should be greater than or equal to 0. Got -4." in result.stderr
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_wait_passively_unless_the_user_says_otherwise(given, expected):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import reprotab, os, lightgbm; print(os.environ['OMP_WAIT_POLICY'])"
+    shown = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == expected

@@ -1,0 +1,54 @@
+"""How OpenMP's wait policy changes LightGBM fit time, alone and next to another busy process.
+
+    .venv/bin/python bench/threads.py            # [--fits 5] [--trees 300]
+
+Each cell runs `--fits` LightGBM fits (breast_cancer, n_jobs -1) in a fresh process with
+OMP_WAIT_POLICY set to ACTIVE (the OpenMP default: idle threads spin) or PASSIVE (what
+`import reprotab` sets). "busy" runs the same fits in a second process at the same time, as two
+test workers, two stages or a benchmark next to a pipeline do; the figure is the slower of the
+two. Prints wall seconds per cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+FITS = """
+import sys, lightgbm as lgb
+from sklearn.datasets import load_breast_cancer
+X, y = load_breast_cancer(return_X_y=True)
+for _ in range(int(sys.argv[1])):
+    lgb.LGBMClassifier(n_estimators=int(sys.argv[2]), learning_rate=0.05, verbose=-1, n_jobs=-1).fit(X, y)
+"""
+
+
+def timed(policy: str, *, copies: int, fits: int, trees: int) -> float:
+    """Wall seconds until every one of `copies` concurrent processes has done its fits."""
+    env = {**os.environ, "OMP_WAIT_POLICY": policy}
+    started = time.perf_counter()
+    running = [subprocess.Popen([sys.executable, "-c", FITS, str(fits), str(trees)], env=env) for _ in range(copies)]
+    for process in running:
+        if process.wait() != 0:
+            raise SystemExit(f"the fits failed under OMP_WAIT_POLICY={policy}")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fits", type=int, default=5)
+    parser.add_argument("--trees", type=int, default=300)
+    args = parser.parse_args()
+    print(f"{args.fits} LightGBM fits of {args.trees} trees on breast_cancer, n_jobs -1, {os.cpu_count()} CPUs")
+    print(f"{'OMP_WAIT_POLICY':<16} {'alone':>8} {'busy (2 processes)':>20}")
+    for policy in ("ACTIVE", "PASSIVE"):
+        alone = timed(policy, copies=1, fits=args.fits, trees=args.trees)
+        busy = timed(policy, copies=2, fits=args.fits, trees=args.trees)
+        print(f"{policy:<16} {alone:>7.1f}s {busy:>19.1f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
