@@ -2,8 +2,10 @@
 
 The core of the featurize stage; tune builds the same transformer unfitted inside every CV
 fold, and train's refit on train + validation. The fitted transformer is pickled inside the
-served model, and pickles refer to functions and classes by module, so `to_float`, `to_text`
-and `Cardinality` must keep their module path (see reprotab/served.py on format versions).
+served model, and pickles refer to functions and classes by module, so `to_float`, `to_float32`,
+`to_text`, `to_levels`, `column_median`, `Cardinality`, `OneHotMatrix` and `FeatureMatrix` must keep
+their module path (see reprotab/served.py on format versions; `to_float` and `to_text` stay for
+models pickled before the featurizer produced one float32 matrix).
 
 Numbers (and booleans as 0/1) are imputed, optionally flagged as missing and scaled. A
 categorical column with at most `max_categories` distinct training values (missing counts as
@@ -50,6 +52,7 @@ from reprotab.schema import Schema, encode_target
 
 MISSING = "__missing__"
 TARGET_FOLDS = 5  # cross-fitting folds of the target encoder (scikit-learn's default)
+ENCODE_ROWS = 100_000  # rows one-hot encoded at a time (OneHotMatrix)
 UNSAFE = re.compile(r"[^\w.\-]")  # \w: letters (any script), digits, underscore
 
 
@@ -81,14 +84,90 @@ def _column_to_float(column: pd.Series) -> np.ndarray:
 
 def to_float(frame: pd.DataFrame) -> pd.DataFrame:
     """Booleans and nullable numbers to plain floats (NA → NaN) so the imputer sees one dtype;
-    anything else is parsed as a number (unparseable → NaN)."""
+    anything else is parsed as a number (unparseable → NaN). Kept for models pickled with it."""
     values = {column: _column_to_float(frame[column]) for column in frame.columns}
     return pd.DataFrame(values, index=frame.index, columns=frame.columns)
 
 
+def to_float32(frame: pd.DataFrame) -> pd.DataFrame:
+    """`to_float` in float32, filled column by column into one block: the precision the tree
+    models split in (forests and XGBoost convert to it; LightGBM bins the same values), at half
+    the memory of every copy the imputer and the stacking make."""
+    matrix = np.empty((len(frame), frame.shape[1]), dtype=np.float32)
+    for k, column in enumerate(frame.columns):
+        matrix[:, k] = _column_to_float(frame[column])
+    return pd.DataFrame(matrix, index=frame.index, columns=frame.columns, copy=False)
+
+
 def to_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """Categories as text with missing values as their own category."""
+    """Categories as text with missing values as their own category. Kept for models pickled with it."""
     return frame.astype("object").where(frame.notna(), MISSING).astype(str).astype(object)
+
+
+def _column_to_levels(column: pd.Series) -> pd.Series:
+    if isinstance(column.dtype, pd.StringDtype):  # text already (Parquet's strings): no detour
+        text = column.where(column.notna(), MISSING)
+    else:
+        text = column.astype("object").where(column.notna(), MISSING).astype(str)
+    codes, levels = pd.factorize(text)
+    return pd.Series(np.asarray(levels, dtype=object)[codes], index=column.index, dtype=object)
+
+
+def to_levels(frame: pd.DataFrame) -> pd.DataFrame:
+    """`to_text`'s values (the encoders see the same object arrays and find the same categories),
+    built column by column with one string object per distinct value: `to_text` makes one per
+    cell, tens of bytes each, and the encoders hash and sort every one of them."""
+    values = {column: _column_to_levels(frame[column]) for column in frame.columns}
+    return pd.DataFrame(values, index=frame.index, columns=frame.columns)
+
+
+def column_median(values: np.ndarray) -> float:
+    """SimpleImputer's `median` strategy as a per-column callable (0 for a column without values, as
+    keep_empty_features gives): the same value, the mean of the two middle ones in the column's
+    dtype. The built-in strategy sorts the whole block at once with an int64 position per cell,
+    several times the block's memory; the imputer calls this on one column's values at a time."""
+    return float(np.median(values)) if len(values) else 0.0
+
+
+IMPUTERS = {"median": column_median}  # strategies whose built-in version costs a copy of the block
+
+
+class OneHotMatrix(OneHotEncoder):
+    """OneHotEncoder whose dense output is filled `ENCODE_ROWS` rows at a time: the built-in encodes
+    every row into a sparse matrix first (int64 codes and positions and a float64 one per cell) and
+    then densifies it, about twice the output's size on top of it. Same fit, same values."""
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        if self.sparse_output or len(X) <= ENCODE_ROWS:
+            return super().transform(X)
+        out = np.empty((len(X), len(self.get_feature_names_out())), dtype=self.dtype)
+        for start in range(0, len(X), ENCODE_ROWS):
+            block = super().transform(X.iloc[start : start + ENCODE_ROWS])
+            out[start : start + ENCODE_ROWS] = block.to_numpy() if isinstance(block, pd.DataFrame) else block
+        return out  # set_output wraps it in a DataFrame without copying
+
+
+class FeatureMatrix(ColumnTransformer):
+    """A ColumnTransformer whose output is one float32 matrix, each part's block copied into it as
+    it comes. pandas' concatenation keeps a float64 part float64, and the estimators would then copy
+    the mixed frame into one array again; one float32 block is what they take without a copy.
+
+    The matrix is column-major (pandas' own layout, which LightGBM reads in place), so copying a
+    part touches only that part's columns, and each part's frame is emptied once copied:
+    ColumnTransformer holds every part until the stacking returns, which would otherwise keep
+    the parts and the matrix, two copies of the features, alive together."""
+
+    def _hstack(self, Xs: list, *, n_samples: int) -> np.ndarray:
+        matrix = np.empty((n_samples, sum(X.shape[1] for X in Xs)), dtype=np.float32, order="F")
+        start = 0
+        for X in Xs:
+            width = X.shape[1]
+            matrix[:, start : start + width] = X.to_numpy() if isinstance(X, pd.DataFrame) else X
+            start += width
+            if isinstance(X, pd.DataFrame):
+                for column in list(X.columns):  # the part's own frame: its memory goes now
+                    del X[column]
+        return matrix  # set_output wraps it in a DataFrame without copying
 
 
 @dataclass(frozen=True)
@@ -102,7 +181,7 @@ class Cardinality:
     high: bool
 
     def __call__(self, frame: pd.DataFrame) -> list[str]:
-        text = to_text(frame[list(self.columns)])
+        text = to_levels(frame[list(self.columns)])
         return [c for c in self.columns if (text[c].nunique() > self.max_categories) == self.high]
 
 
@@ -117,23 +196,27 @@ def _target_encoder(schema: Schema, seed: int) -> TargetEncoder:
 
 def build_featurizer(*, schema: Schema, config: FeaturizeParams, seed: int = 0) -> ColumnTransformer:
     """An unfitted transformer for the schema's features; fit it with `fit_featurizer` (target
-    encoding needs the target and cross-fitting). `seed` shuffles the cross-fitting folds."""
+    encoding needs the target and cross-fitting). `seed` shuffles the cross-fitting folds. Its
+    output is one float32 frame (`FeatureMatrix`)."""
     numeric = [
-        ("to_float", FunctionTransformer(to_float, feature_names_out=safe_feature_names)),
+        ("to_float", FunctionTransformer(to_float32, feature_names_out=safe_feature_names)),
         (
             "impute",
             SimpleImputer(
-                strategy=config.numeric_imputer, add_indicator=config.missing_indicators, keep_empty_features=True
+                strategy=IMPUTERS.get(config.numeric_imputer, config.numeric_imputer),
+                add_indicator=config.missing_indicators,
+                keep_empty_features=True,
+                copy=False,  # imputes to_float32's fresh matrix in place, never the caller's rows
             ),
         ),
     ]
     if config.scale:
         numeric.append(("scale", StandardScaler()))
     categorical = [
-        ("to_text", FunctionTransformer(to_text, feature_names_out="one-to-one")),
+        ("to_text", FunctionTransformer(to_levels, feature_names_out="one-to-one")),
         (
             "encode",
-            OneHotEncoder(
+            OneHotMatrix(
                 handle_unknown="infrequent_if_exist",
                 sparse_output=False,
                 min_frequency=config.rare_category_min_share or None,
@@ -146,7 +229,7 @@ def build_featurizer(*, schema: Schema, config: FeaturizeParams, seed: int = 0) 
     parts = [("numeric", Pipeline(numeric), list(schema.numeric))]
     if config.high_cardinality == "target" and schema.categorical:
         target = [
-            ("to_text", FunctionTransformer(to_text, feature_names_out=safe_feature_names)),
+            ("to_text", FunctionTransformer(to_levels, feature_names_out=safe_feature_names)),
             ("encode", _target_encoder(schema, seed)),
         ]
         columns, limit = tuple(schema.categorical), config.max_categories
@@ -156,7 +239,7 @@ def build_featurizer(*, schema: Schema, config: FeaturizeParams, seed: int = 0) 
         ]
     else:
         parts.append(("categorical", Pipeline(categorical), list(schema.categorical)))
-    transformer = ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
+    transformer = FeatureMatrix(parts, remainder="drop", verbose_feature_names_out=False)
     return transformer.set_output(transform="pandas")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from reprotab import pseudo_labeling
+from reprotab.data import read_parquet, release_arrow_memory
 from reprotab.schema import Schema
 from reprotab.served import TabularModel
 from reprotab.training import fit, refit
@@ -68,11 +69,13 @@ def train_model(
         # Dropping them here, and passing the raw splits inline, lets their memory go before the refit
         # when the caller passed them inline too (stages/train.py does).
         del features, validation
+        release_arrow_memory()
+        columns = [*schema.features, schema.target]  # not the id column or anything else prepare kept
         model, summary, features = refit(
             model,
             summary,
-            train=read_split("train", None),
-            validation=read_split("validation", None),
+            train=read_split("train", columns),
+            validation=read_split("validation", columns),
             featurize=featurize,
             model=params.model,
             hyperparameters=hyperparameters,
@@ -88,7 +91,7 @@ def parquet_splits(prepared: Path) -> Callable[[str, list[str] | None], pd.DataF
     """`read_split` over the prepare stage's files."""
 
     def read(split: str, columns: list[str] | None = None) -> pd.DataFrame:
-        return pd.read_parquet(prepared / f"{split}.parquet", columns=columns)
+        return read_parquet(prepared / f"{split}.parquet", columns=columns)
 
     return read
 

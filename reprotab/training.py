@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from reprotab.data import frame_hash
+from reprotab.data import frame_hash, release_arrow_memory
 from reprotab.decision import decide
 from reprotab.errors import UserError, problem
 from reprotab.models import MODELS, build_estimator, fit_estimator, model_name
@@ -163,10 +163,12 @@ def refit(
     counts = {"train": len(train), "validation": len(validation)}
     rows = pd.concat([train, validation], ignore_index=True)
     del train, validation  # passed inline by train_run: the concatenation is then the only raw copy
+    release_arrow_memory()  # the splits were read from Parquet: their buffers go back now, not at exit
     featurizer, X = fit_featurizer(rows, schema=schema, config=featurize, seed=seed)  # cross-fitted, not fit+transform
     y = encode_target(rows[schema.target], schema)
     target = rows[schema.target].to_numpy()
     del rows  # from here on only the featurized rows are needed
+    release_arrow_memory()
     check_training_classes(y, schema)
     settings = dict(hyperparameters)
     kept = summary.get("best_iteration")

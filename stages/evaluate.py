@@ -18,10 +18,8 @@ import argparse
 import logging
 from pathlib import Path
 
-import pandas as pd
-
 from reprotab import served
-from reprotab.data import read_json
+from reprotab.data import read_json, read_parquet
 from reprotab.evaluation import evaluate, write_report
 from reprotab.params import load_stage_params
 from reprotab.runner import stage_main
@@ -43,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     model = served.load(args.model)
     card = Path(args.model).with_suffix(".json")  # model.json: which splits trained the model (train.refit)
     trained_on = read_json(card).get("trained_on", ["train"]) if card.exists() else ["train"]
-    rows = {split: pd.read_parquet(Path(args.prepared) / f"{split}.parquet") for split in ("validation", "test")}
+    rows = {split: read_parquet(Path(args.prepared) / f"{split}.parquet") for split in ("validation", "test")}
     metrics, report, preds, summary = evaluate(
         model=model,
         **rows,

@@ -15,9 +15,8 @@ import logging
 from pathlib import Path
 
 import joblib
-import pandas as pd
 
-from reprotab.data import atomic_path, read_json, write_table
+from reprotab.data import atomic_path, read_json, read_parquet, write_table
 from reprotab.params import load_stage_params
 from reprotab.preprocessing import featurize
 from reprotab.runner import stage_main
@@ -37,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     prepared = Path(args.prepared)
     schema = Schema.from_dict(read_json(prepared / "schema.json"))
     featurizer, train, validation = featurize(
-        train=pd.read_parquet(prepared / "train.parquet"),
-        validation=pd.read_parquet(prepared / "validation.parquet"),
+        train=read_parquet(prepared / "train.parquet"),
+        validation=read_parquet(prepared / "validation.parquet"),
         schema=schema,
         config=params.featurize,
         seed=params.seed,

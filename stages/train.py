@@ -24,10 +24,9 @@ import logging
 from pathlib import Path
 
 import joblib
-import pandas as pd
 
 from reprotab import served
-from reprotab.data import file_hash, read_json, write_json
+from reprotab.data import file_hash, read_json, read_parquet, write_json
 from reprotab.params import hyperparameters_for, load_stage_params
 from reprotab.runner import stage_main
 from reprotab.schema import Schema
@@ -66,8 +65,8 @@ def main(argv: list[str] | None = None) -> None:
             output=out / "model.joblib",
         )
     model, summary, features, trained_on = train_model(  # splits passed inline: a refit can free them
-        features=pd.read_parquet(Path(args.features) / "train.parquet"),
-        validation=pd.read_parquet(Path(args.features) / "validation.parquet"),
+        features=read_parquet(Path(args.features) / "train.parquet"),
+        validation=read_parquet(Path(args.features) / "validation.parquet"),
         schema=schema,
         featurizer=featurizer,
         hyperparameters=hyperparameters,
