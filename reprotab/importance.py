@@ -7,12 +7,13 @@
 - Permutation importance shuffles one raw column at a time through the whole model
   (featurizer included) on a seeded sample of the validation split, and reports how much the
   chosen metric gets worse (for loss metrics, how much the loss rises). The shuffled copies are
-  scored in a few batched predictions, not one per column and repeat.
+  scored in a few batched predictions, not one per column and repeat, and only those that
+  change a row are predicted, once each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -111,9 +112,9 @@ def permutation_importance(
     featurizer works column by column (each output column comes from one raw column), so the
     sample is featurized once and a raw column is shuffled by shuffling the rows of its output
     columns, which is the same as featurizing the shuffled raw column; the estimator and the
-    calibrator then score every copy. Should an output column not map to one raw column, the raw
-    rows are shuffled and featurized instead. Either way the numbers equal scikit-learn's
-    `permutation_importance` with the same seed."""
+    calibrator then score the copies that differ (see `_featurized_copies`). Should an output
+    column not map to one raw column, the raw rows are shuffled and featurized instead. Either
+    way the numbers equal scikit-learn's `permutation_importance` with the same seed."""
     if len(rows) > max_rows:
         picked = np.random.default_rng(seed).choice(len(rows), size=max_rows, replace=False)
         picked.sort()
@@ -122,48 +123,114 @@ def permutation_importance(
     n, columns = len(X), list(X.columns)
     features = model.featurizer.transform(X)
     owner = source_columns(features.columns, features=columns, groups=encoded_groups(model.featurizer))
+    shuffled = np.concatenate(shuffles(n, seed=seed, n_repeats=n_repeats))
     if set(owner.values()) <= set(columns):
         outputs = {column: [out for out in features.columns if owner[out] == column] for column in columns}
-        source, predict = features, model.predict_featurized
+        base = model.predict_featurized(features)
+        copies = _featurized_copies(model, features, outputs, shuffled, base)
     else:  # not column-wise: shuffle and featurize the raw columns
-        outputs = {column: [column] for column in columns}
-        source, predict = X, lambda stacked: _predict(model, stacked)
+        base = _predict(model, X)
+        copies = _raw_copies(model, X, shuffled)
     score = scorer(metric, model.schema.task)
-    baseline = score(model, y, predict(source))
-    shuffled = np.concatenate(shuffles(n, seed=seed, n_repeats=n_repeats))
-    per_batch = max(1, BATCH_ROWS // max(1, n * n_repeats))
+    baseline = score(model, y, base)
     drops = np.zeros((len(columns), n_repeats))
-    # featurized columns are all numbers: one float64 matrix (exact for float32 too) is stacked by
-    # fancy indexing, far cheaper than a pandas take per column and batch; raw rows keep their dtypes
-    matrix = source.to_numpy(dtype=np.float64) if source is features else None
-    position = {out: i for i, out in enumerate(source.columns)}
-    for start in range(0, len(columns), per_batch):
-        batch = columns[start : start + per_batch]
-        plain = np.tile(np.arange(n), len(batch) * n_repeats)
-        if matrix is not None:
-            block = matrix[plain]
-            for k, column in enumerate(batch):
-                rows_k = slice(k * n_repeats * n, (k + 1) * n_repeats * n)
-                cols = [position[out] for out in outputs[column]]
-                block[rows_k, cols] = matrix[np.ix_(shuffled, cols)]
-            stacked_frame = pd.DataFrame(block, columns=source.columns)
-        else:
-            stacked = {out: source[out].take(plain).reset_index(drop=True) for out in source.columns}
-            for k, column in enumerate(batch):
-                index = plain.copy()
-                index[k * n_repeats * n : (k + 1) * n_repeats * n] = shuffled
-                for out in outputs[column]:
-                    stacked[out] = source[out].take(index).reset_index(drop=True)  # keeps the column's dtype
-            stacked_frame = pd.DataFrame(stacked, columns=source.columns)
-        predicted = predict(stacked_frame)
-        for k in range(len(batch)):
-            for r in range(n_repeats):
-                block = slice((k * n_repeats + r) * n, (k * n_repeats + r + 1) * n)
-                drops[start + k, r] = baseline - score(model, y, predicted[block])
+    for k, predicted in enumerate(copies):
+        for r in range(n_repeats):
+            drops[k, r] = baseline - score(model, y, predicted[r * n : (r + 1) * n])
     frame = pd.DataFrame(
         {"feature": columns, "importance": drops.mean(axis=1).round(6), "std": drops.std(axis=1).round(6)}
     )
     return frame.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _raw_copies(model: TabularModel, X: pd.DataFrame, shuffled: np.ndarray) -> Iterator[np.ndarray]:
+    """Predictions of each column's shuffled copies (in column order), stacking the raw rows of
+    as many columns as fit in `BATCH_ROWS` per prediction; every column keeps its dtype."""
+    n, copies, columns = len(X), len(shuffled), list(X.columns)
+    per_batch = max(1, BATCH_ROWS // copies)
+    for start in range(0, len(columns), per_batch):
+        batch = columns[start : start + per_batch]
+        plain = np.tile(np.arange(n), len(batch) * (copies // n))
+        stacked = {column: X[column].take(plain).reset_index(drop=True) for column in columns}
+        for k, column in enumerate(batch):
+            index = plain.copy()
+            index[k * copies : (k + 1) * copies] = shuffled
+            stacked[column] = X[column].take(index).reset_index(drop=True)
+        predicted = _predict(model, pd.DataFrame(stacked, columns=columns))
+        for k in range(len(batch)):
+            yield predicted[k * copies : (k + 1) * copies]
+
+
+def _featurized_copies(
+    model: TabularModel,
+    features: pd.DataFrame,
+    outputs: dict[str, list[str]],
+    shuffled: np.ndarray,
+    base: np.ndarray,
+) -> Iterator[np.ndarray]:
+    """Predictions of each raw column's shuffled copies (in column order) from the featurized
+    sample, predicting only the copies that change a row, once each (see `_distinct_copies`):
+    on a table of 0/1 flags and few-level categories that is about half of them. A model scores
+    each row on its own, so the others take the same numbers from the unshuffled rows (`base`)
+    or from the equal copy."""
+    # featurized columns are all numbers: one float64 matrix (exact for float32 too) is stacked by
+    # fancy indexing, far cheaper than a pandas take per column and batch
+    matrix = features.to_numpy(dtype=np.float64)
+    position = {out: i for i, out in enumerate(features.columns)}
+    target = np.arange(len(shuffled)) % len(matrix)  # the row each copy replaces
+    plans = []
+    for names in outputs.values():
+        cols = [position[out] for out in names]
+        plans.append((cols, *_distinct_copies(matrix[:, cols], shuffled)))
+
+    def blocks() -> Iterator[np.ndarray]:
+        for cols, _, picked, _ in plans:
+            block = matrix[target[picked]]
+            block[:, cols] = matrix[np.ix_(shuffled[picked], cols)]
+            yield block
+
+    distinct = _predict_blocks(model, blocks(), features.columns)
+    for (_, changed, _, which), predicted in zip(plans, distinct, strict=True):
+        copies = base[target]
+        if len(changed):
+            copies[changed] = predicted[which]
+        yield copies
+
+
+def _distinct_copies(values: np.ndarray, shuffled: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the shuffled copies of one raw column's output `values` (copy i gives row i mod n the
+    values of row `shuffled[i]`): the copies that change their row, one copy of each distinct
+    change to predict, and which of those each changed copy takes. A copy that gives a row its
+    own values is the row itself; a row given the same values twice is the same input twice.
+    Values compare as bytes, so equal means the very same input to the model."""
+    n = len(values)
+    as_bytes = np.ascontiguousarray(values).view(np.dtype((np.void, values.itemsize * values.shape[1])))
+    code = np.unique(as_bytes.ravel(), return_inverse=True)[1].ravel()
+    target = np.arange(len(shuffled)) % n
+    changed = np.flatnonzero(code[shuffled] != code[target])
+    key = target[changed] * (int(code.max(initial=0)) + 1) + code[shuffled[changed]]
+    _, first, which = np.unique(key, return_index=True, return_inverse=True)
+    return changed, changed[first], which.ravel()
+
+
+def _predict_blocks(model: TabularModel, blocks: Iterable[np.ndarray], names: pd.Index) -> Iterator[np.ndarray]:
+    """Predictions of each block of featurized rows, stacking blocks up to `BATCH_ROWS` rows
+    per prediction (a larger block is predicted alone)."""
+    pending: list[np.ndarray] = []
+    for block in blocks:
+        if pending and sum(len(b) for b in pending) + len(block) > BATCH_ROWS:
+            yield from _predict_stacked(model, pending, names)
+            pending = []
+        pending.append(block)
+    if pending:
+        yield from _predict_stacked(model, pending, names)
+
+
+def _predict_stacked(model: TabularModel, blocks: list[np.ndarray], names: pd.Index) -> Iterator[np.ndarray]:
+    """One prediction for the stacked blocks, split back per block."""
+    stacked = np.concatenate(blocks)
+    predicted = model.predict_featurized(pd.DataFrame(stacked, columns=names)) if len(stacked) else stacked[:, 0]
+    yield from np.split(predicted, np.cumsum([len(block) for block in blocks])[:-1])
 
 
 def importance_table(own: pd.Series | None, permutation: pd.DataFrame) -> pd.DataFrame:

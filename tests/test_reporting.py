@@ -249,6 +249,15 @@ def test_batched_permutation_importance_equals_sklearns_with_the_same_seed(tiny_
     assert ours.set_index("feature")["importance"].to_dict() == pytest.approx(expected, abs=1e-6)
 
 
+def test_only_shuffled_copies_that_change_a_row_are_predicted_and_each_once():
+    values = np.array([[0.0], [1.0], [1.0], [np.nan]])
+    shuffled = np.array([1, 2, 0, 3, 2, 3, 1, 0])  # two repeats: copy i gives row i % 4 the values of row shuffled[i]
+    changed, picked, which = importance._distinct_copies(values, shuffled)
+    assert changed.tolist() == [0, 2, 4, 5, 7]  # copies 1, 3 and 6 give a row its own value (NaN too)
+    assert sorted(picked.tolist()) == [0, 2, 5, 7]  # copy 4 gives row 0 the 1.0 that copy 0 gives it
+    assert picked[which].tolist() == [0, 2, 0, 5, 7]
+
+
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_permutation_importance_ranks_the_one_column_the_target_depends_on_first(task):
     rng = np.random.default_rng(1)
