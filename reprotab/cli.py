@@ -14,6 +14,7 @@ import importlib
 import sys
 
 from reprotab.errors import did_you_mean
+from reprotab.runner import resume_collection
 
 # name → (module with main(argv), one line of help)
 COMMANDS: dict[str, tuple[str, str]] = {  # in the order of the lifecycle
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         raise SystemExit(2)
     module = importlib.import_module(COMMANDS[name][0])
+    resume_collection()
     module.main(rest)
 
 

@@ -4,6 +4,7 @@ one clear message and exit status 2 instead of a traceback."""
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import sys
 import time
@@ -31,6 +32,15 @@ def configure_logging(stage: str, log_dir: Path = LOG_DIR) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def resume_collection() -> None:
+    """Turn the cyclic garbage collector back on after a command-line start-up paused it
+    (stages/__init__.py, reprotab/__main__.py). The imported modules are frozen first, so later
+    collections walk only the objects the run itself creates."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
+
+
 def stage_main(stage: str, *, in_pipeline: bool = True) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Decorate a stage's `main(argv)`: log set-up, elapsed time, user errors → exit 2.
     `in_pipeline=False` for report commands run outside `dvc repro` (no DVC outputs to restore)."""
@@ -38,6 +48,7 @@ def stage_main(stage: str, *, in_pipeline: bool = True) -> Callable[[Callable[..
     def wrap(main: Callable[..., None]) -> Callable[..., None]:
         @functools.wraps(main)
         def run(argv: list[str] | None = None) -> None:
+            resume_collection()
             configure_logging(stage)
             started = time.perf_counter()
             try:
