@@ -16,6 +16,7 @@ import pytest
 
 from reprotab import served
 from reprotab.cli import COMMANDS
+from reprotab.cli import main as cli_main
 from reprotab.errors import UserError
 from reprotab.models import MODELS, ModelSpec
 from reprotab.params import parse_params, registry
@@ -143,12 +144,15 @@ def command(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "reprotab", *args], capture_output=True, text=True, cwd=ROOT)
 
 
-def test_command_lists_its_subcommands_and_each_has_help():
-    listed = command("--help")
+def test_command_lists_its_subcommands_and_each_has_help(capsys):
+    listed = command("--help")  # the real command once; each subcommand's help in-process
     assert listed.returncode == 0
     for name in COMMANDS:
         assert name in listed.stdout
-        assert command(name, "--help").returncode == 0, name
+        with pytest.raises(SystemExit) as exited:
+            cli_main([name, "--help"])
+        assert exited.value.code == 0, name
+        assert "usage:" in capsys.readouterr().out, name
 
 
 def test_unknown_command_exits_2_with_a_suggestion():
@@ -172,3 +176,16 @@ def test_openmp_threads_wait_passively_unless_the_user_says_otherwise(given, exp
     code = "import reprotab, os, lightgbm; print(os.environ['OMP_WAIT_POLICY'])"
     shown = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == expected
+
+
+def test_start_up_pauses_the_collector_and_the_stage_run_resumes_it(tmp_path):
+    """`python -m stages.<name>` imports with the cyclic collector paused; stage_main turns it back on."""
+    code = (
+        "import gc, sys; sys.argv[:] = ['-m']; import stages; paused = not gc.isenabled(); "
+        "from reprotab.runner import stage_main; seen = []; "
+        "stage_main('probe', in_pipeline=False)(lambda argv: seen.append(gc.isenabled()))([]); "
+        "print(paused, seen[0], gc.get_freeze_count() > 0)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    shown = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert shown.stdout.split() == ["True", "True", "True"], shown.stderr
