@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from filelock import FileLock
 
 from reprotab.demo_data import generate
 from reprotab.params import parse_params
@@ -89,7 +90,34 @@ def make_repo(path: Path, *, rows: int | None = 2500) -> Path:
     return path
 
 
+def reproduced_repo(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A private copy of the project (2,500 rows) reproduced and committed. The pipeline runs once
+    per test session, shared by the xdist workers; each caller gets its own copy to change. The copy
+    carries the DVC cache and run cache, so a caller's `dvc repro` or `dvc exp run` re-runs only the
+    stages its own edits touch."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker has its own basetemp under one session dir
+        shared = shared.parent
+    template = shared / "reproduced-project"
+    with FileLock(str(shared / "reproduced-project.lock")):
+        if not template.exists():
+            building = make_repo(tmp_path_factory.mktemp("reproducing"))
+            sh([DVC, "repro"], building)
+            sh(["git", "add", "-A"], building)
+            sh(["git", "commit", "-q", "-m", "reproduced"], building)
+            building.rename(template)
+    copy = tmp_path_factory.mktemp(name)
+    shutil.copytree(template, copy, symlinks=True, dirs_exist_ok=True)
+    return copy
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     """A real git + DVC repository of this project with a 2,500-row sample; shared by a module."""
     return make_repo(tmp_path_factory.mktemp("repo"))
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory, request) -> Path:
+    """The module's own copy of the reproduced project (`reproduced_repo`)."""
+    return reproduced_repo(tmp_path_factory, request.module.__name__.rsplit(".", 1)[-1])

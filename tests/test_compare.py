@@ -11,6 +11,13 @@ from reprotab.errors import UserError
 from reprotab.metrics import LOWER_IS_BETTER
 from tests.conftest import DVC, sh
 
+
+@pytest.fixture(scope="module")
+def repo(reproduced):
+    """The reproduced project: the queued experiments start from a run pipeline; only what a sampler changes re-runs."""
+    return reproduced
+
+
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # Trimmed from a real `dvc exp show --json` (dvc 3) after `dvc exp run --queue -S sampler=none,random_over`

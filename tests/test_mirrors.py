@@ -15,7 +15,7 @@ import yaml
 
 from reprotab.errors import UserError, redact
 from reprotab.mirrors import flatten, numeric_metrics, require
-from tests.conftest import make_repo, sh
+from tests.conftest import reproduced_repo, sh
 
 # --- unit ---------------------------------------------------------------------------------
 
@@ -41,7 +41,7 @@ def test_redact_keeps_the_user_and_hides_the_password():
 @pytest.fixture(scope="module")
 def mirrored_repo(tmp_path_factory) -> Path:
     """A small project: a first commit without metrics, then `dvc repro` committed."""
-    path = make_repo(tmp_path_factory.mktemp("mirrors"), rows=600)
+    path = reproduced_repo(tmp_path_factory, "mirrors")
     raw = yaml.safe_load((path / "params.yaml").read_text())
     raw["hyperparameters"]["lightgbm"]["n_estimators"] = 10
     (path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from reprotab.demo_data import generate
 from reprotab.errors import UserError
@@ -13,7 +12,7 @@ from reprotab.models import MODELS, build_estimator, fit_estimator
 from reprotab.params import PseudoLabelingParams, TrainParams, parse_params
 from reprotab.pseudo_labeling import class_thresholds, pick, room_left, self_train, unlabeled_features
 from reprotab.training import fit
-from tests.conftest import DVC, base_params, make_repo, sh
+from tests.conftest import DVC, base_params, sh
 from tests.test_train import SMALL, split_data
 
 
@@ -161,22 +160,19 @@ def test_params_refuse_pseudo_labeling_for_regression_and_with_init_model():
 
 
 @pytest.mark.integration
-def test_exp_run_with_pseudo_labeling(tmp_path):
-    repo = make_repo(tmp_path, rows=1500)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["hyperparameters"]["random_forest"].update(n_estimators=30, n_jobs=1)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    unlabeled = generate(rows=1000, seed=21).drop(columns=["churned"])
+def test_exp_run_with_pseudo_labeling(reproduced):
+    repo = reproduced  # 2,500 rows: 1,500 in the train split
+    unlabeled = generate(rows=2000, seed=21).drop(columns=["churned"])
     unlabeled["customer_id"] = "u-" + unlabeled["customer_id"].astype(str)
     unlabeled.to_parquet(repo / "unlabeled.parquet", index=False)
     sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-q", "-m", "small forest, unlabeled rows"], repo)
+    sh(["git", "commit", "-q", "-m", "unlabeled rows"], repo)
     sh(
         [DVC, "exp", "run", "-S", "train.pseudo_labeling.enabled=true", "-S", "data.unlabeled_path=unlabeled.parquet"],
         repo,
     )
     metrics = json.loads((repo / "reports/train/metrics.json").read_text())
     report = metrics["pseudo_labeling"]
-    assert report["unlabeled_rows"] == 1000 and 0 < report["pseudo_rows"] <= 900  # 1500 × 0.6 real training rows
+    assert report["unlabeled_rows"] == 2000 and 0 < report["pseudo_rows"] <= 1500  # at most the real training rows
     assert report["rounds"]["round_1"]["pseudo_rows_total"] > 0
     assert json.loads((repo / "reports/evaluate/metrics.json").read_text())["test"]["roc_auc"] > 0.6

@@ -22,7 +22,7 @@ import yaml
 from reprotab import registry
 from reprotab.errors import UserError
 from reprotab.registry_cli import main
-from tests.conftest import DVC, make_repo, sh
+from tests.conftest import DVC, reproduced_repo, sh
 
 pytestmark = pytest.mark.integration
 TREES = {"v1.0.0": 20, "v1.0.1": 40}
@@ -75,7 +75,7 @@ def assert_stage_holds(repo: Path, stage: str, version: str) -> None:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    repo = make_repo(tmp_path_factory.mktemp("registry"), rows=600)
+    repo = reproduced_repo(tmp_path_factory, "registry")
     sh(["git", "config", "user.name", "tests"], repo)  # tags written in-process need an identity
     sh(["git", "config", "user.email", "tests@localhost"], repo)
     train_and_commit(repo, TREES["v1.0.0"], "first model")

@@ -6,14 +6,13 @@ Against a real S3 API (moto's server on a free local port, configured with the R
 local remote `storage`, used exactly as shipped."""
 
 import logging
-import shutil
 from pathlib import Path
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.conftest import DVC, make_repo, sh
+from tests.conftest import DVC, reproduced_repo, sh
 
 pytestmark = pytest.mark.integration
 BUCKET = "reprotab-test"
@@ -24,21 +23,6 @@ OUTPUTS = (
     "reports/evaluate/predictions.csv",
 )
 NO_PROXY = {"NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
-
-
-def reproduced_repo(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
-    """A private copy of the project reproduced and committed (its DVC cache holds every output).
-    The pipeline runs once per test session; every caller gets its own copy to change."""
-    template = tmp_path_factory.getbasetemp() / "reproduced-project"
-    if not template.exists():
-        building = make_repo(tmp_path_factory.mktemp("reproducing"))
-        sh([DVC, "repro"], building)
-        sh(["git", "add", "-A"], building)
-        sh(["git", "commit", "-q", "-m", "reproduced"], building)
-        building.rename(template)
-    copy = tmp_path_factory.mktemp(name)
-    shutil.copytree(template, copy, symlinks=True, dirs_exist_ok=True)
-    return copy
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,7 @@ from reprotab.review import (
     render,
     report_markdown,
 )
-from tests.conftest import DVC, ROOT, sh, tool_env
-from tests.test_remote_s3 import reproduced_repo
+from tests.conftest import DVC, ROOT, reproduced_repo, sh, tool_env
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

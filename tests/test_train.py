@@ -16,6 +16,13 @@ from reprotab.preprocessing import featurize
 from reprotab.training import fit, load_previous
 from tests.conftest import DVC, base_params, sh
 
+
+@pytest.fixture(scope="module")
+def repo(reproduced):
+    """The reproduced project: the threshold test starts from a run pipeline."""
+    return reproduced
+
+
 SMALL = {
     "random_forest": {"n_estimators": 20, "n_jobs": 1},
     "xgboost": {"n_estimators": 20, "n_jobs": 1},

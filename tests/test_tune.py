@@ -12,6 +12,13 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from reprotab.params import AUDIT_ENV
 from tests.conftest import DVC, sh, tool_env
 
+
+@pytest.fixture(scope="module")
+def repo(reproduced):
+    """The reproduced project: experiments start from a run pipeline; only tune and what follows re-run."""
+    return reproduced
+
+
 pytestmark = pytest.mark.integration
 
 
