@@ -1,22 +1,28 @@
 """The evaluation report's figures (matplotlib, PNG): one function per picture.
 
 Figures are drawn on `Figure` objects, never pyplot's global state, so building them is a
-pure function of the frames passed in and nothing leaks between stages or tests.
+pure function of the frames passed in and nothing leaks between stages or tests. matplotlib is
+imported when the first figure is drawn: the gate stage imports the report's modules to score,
+never to draw.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 TOP_FEATURES = 15
 
 
 def _figure(width: float = 6.4, height: float = 4.8) -> tuple[Figure, Any]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     return figure, figure.add_subplot()

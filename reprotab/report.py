@@ -15,10 +15,10 @@ multiclass and regression runs, and experiments of different tasks still diff.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
 from reprotab.figures import (
@@ -48,6 +48,9 @@ from reprotab.plot_data import (
     roc_frame,
 )
 from reprotab.served import TabularModel
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure  # drawn lazily (reprotab/figures.py)
 
 # Each dvclive plot file's x and y fields; dvc.yaml's top-level `plots` declares the same
 # (template, titles, and which plots share a chart), and a test holds the two together.

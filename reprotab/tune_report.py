@@ -61,13 +61,13 @@ def write_reports(
         trials.to_csv(tmp, index=False)
     from dvclive import Live
 
-    plt = _pyplot()
     with Live(dir=str(reports), dvcyaml=None, save_dvc_exp=False, report=None) as live:
         for name, value in metrics.items():
             live.log_metric(name, value, plot=False)
         live.log_plot("history", history, x="trial", y="best", template="linear", title=f"Best {metric} so far")
         live.log_plot("importance", importances, x="importance", y="param", template="bar_horizontal")
-        if not history.empty:
+        if not history.empty:  # matplotlib is imported only when there is something to draw
+            plt = _pyplot()
             for key, figure in figures(history, importances, metric=metric).items():
                 live.log_image(f"{key}.png", figure)
                 plt.close(figure)
