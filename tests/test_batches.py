@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from reprotab.demo_data import generate
-from tests.conftest import make_repo, sh
+from tests.conftest import sh
 
 
 def set_batches(repo, **batches) -> None:
@@ -19,11 +19,11 @@ def set_batches(repo, **batches) -> None:
 
 
 @pytest.mark.integration
-def test_prepare_uses_dvc_tracked_batches_and_records_them(tmp_path):
-    repo = make_repo(tmp_path, rows=1500)
-    sh(["dvc", "repro", "prepare"], repo)  # the shipped folder holds only .gitkeep
+def test_prepare_uses_dvc_tracked_batches_and_records_them(reproduced):
+    repo = reproduced  # 2,500 rows, reproduced with the batches folder as shipped (only .gitkeep)
+    sh(["dvc", "repro", "prepare"], repo)
     summary = json.loads((repo / "reports/prepare/summary.json").read_text())
-    assert summary["data"]["batches"] == [] and summary["data"]["rows"] == 1500
+    assert summary["data"]["batches"] == [] and summary["data"]["rows"] == 2500
 
     for name, seed in (("2026-10.parquet", 31), ("2026-11.parquet", 32)):
         generate(rows=200, seed=seed, drift=0.3).to_parquet(repo / "data/batches" / name, index=False)
@@ -32,11 +32,11 @@ def test_prepare_uses_dvc_tracked_batches_and_records_them(tmp_path):
     sh(["dvc", "repro", "prepare"], repo)
     summary = json.loads((repo / "reports/prepare/summary.json").read_text())
     assert [b["name"] for b in summary["data"]["batches"]] == ["2026-10.parquet", "2026-11.parquet"]
-    assert summary["data"]["rows"] == 1900 and len(summary["data"]["batches"][0]["sha256"]) == 64
+    assert summary["data"]["rows"] == 2900 and len(summary["data"]["batches"][0]["sha256"]) == 64
 
     set_batches(repo, combine="window", window=1)
     result = sh(["dvc", "repro", "prepare"], repo)
     assert "Running stage 'prepare'" in result.stdout
     summary = json.loads((repo / "reports/prepare/summary.json").read_text())
-    assert [b["name"] for b in summary["data"]["batches"]] == ["2026-11.parquet"] and summary["data"]["rows"] == 1700
+    assert [b["name"] for b in summary["data"]["batches"]] == ["2026-11.parquet"] and summary["data"]["rows"] == 2700
     assert "data.batches.combine" in sh(["dvc", "params", "diff"], repo).stdout
