@@ -122,10 +122,3 @@ def reproduced(tmp_path_factory, request) -> Path:
     """The module's own copy of the reproduced project (`reproduced_repo`)."""
     return reproduced_repo(tmp_path_factory, request.module.__name__.rsplit(".", 1)[-1])
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with integration tests first, the many short unit files after: pytest-xdist hands out
-    whole files in this order (`--dist loadfile`), so the short files fill in while the other
-    worker finishes a long one, instead of one worker running a long file alone at the end."""
-    slow = {item.path for item in items if item.get_closest_marker("integration")}
-    items.sort(key=lambda item: item.path not in slow)  # stable: file and test order kept within
