@@ -121,4 +121,3 @@ def repo(tmp_path_factory) -> Path:
 def reproduced(tmp_path_factory, request) -> Path:
     """The module's own copy of the reproduced project (`reproduced_repo`)."""
     return reproduced_repo(tmp_path_factory, request.module.__name__.rsplit(".", 1)[-1])
-

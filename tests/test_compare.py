@@ -11,13 +11,6 @@ from reprotab.errors import UserError
 from reprotab.metrics import LOWER_IS_BETTER
 from tests.conftest import DVC, sh
 
-
-@pytest.fixture(scope="module")
-def repo(reproduced):
-    """The reproduced project: the queued experiments start from a run pipeline; only what a sampler changes re-runs."""
-    return reproduced
-
-
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # Trimmed from a real `dvc exp show --json` (dvc 3) after `dvc exp run --queue -S sampler=none,random_over`
@@ -335,7 +328,8 @@ def test_default_metric_is_the_workspace_params_metric():
 
 
 @pytest.mark.integration
-def test_queued_samplers_are_run_and_ranked(repo):
+def test_queued_samplers_are_run_and_ranked(reproduced):
+    repo = reproduced  # the project as `dvc repro` left it (tests/conftest.py)
     sh([DVC, "exp", "run", "--queue", "-S", "sampler=none,random_over"], repo)
     sh([DVC, "exp", "run", "--run-all"], repo)
     result = sh([sys.executable, "-m", "reprotab", "compare", "--by", "sampler"], repo)

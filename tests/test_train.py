@@ -16,13 +16,6 @@ from reprotab.preprocessing import featurize
 from reprotab.training import fit, load_previous
 from tests.conftest import DVC, base_params, sh
 
-
-@pytest.fixture(scope="module")
-def repo(reproduced):
-    """The reproduced project: the threshold test starts from a run pipeline."""
-    return reproduced
-
-
 SMALL = {
     "random_forest": {"n_estimators": 20, "n_jobs": 1},
     "xgboost": {"n_estimators": 20, "n_jobs": 1},
@@ -239,8 +232,9 @@ def test_calibration_for_regression_is_refused():
 
 
 @pytest.mark.integration
-def test_the_threshold_never_looks_at_the_test_split(repo):
+def test_the_threshold_never_looks_at_the_test_split(reproduced):
     """Replace the test split with garbage: train must still run and choose the same threshold."""
+    repo = reproduced  # the project as `dvc repro` left it (tests/conftest.py)
     sh([DVC, "repro", "train"], repo)
     chosen = joblib.load(repo / "models/model.joblib").threshold
     test = repo / "data/prepared/test.parquet"

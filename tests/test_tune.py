@@ -12,17 +12,11 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from reprotab.params import AUDIT_ENV
 from tests.conftest import DVC, sh, tool_env
 
-
-@pytest.fixture(scope="module")
-def repo(reproduced):
-    """The reproduced project: experiments start from a run pipeline; only tune and what follows re-run."""
-    return reproduced
-
-
 pytestmark = pytest.mark.integration
 
 
-def test_exp_run_with_tuner_random_tunes_and_train_fits_the_best_params(repo):
+def test_exp_run_with_tuner_random_tunes_and_train_fits_the_best_params(reproduced):
+    repo = reproduced  # the project as `dvc repro` left it (tests/conftest.py)
     sh([DVC, "repro"], repo)
     audit = repo / "tune-audit.jsonl"
     result = sh(
@@ -48,7 +42,8 @@ def test_exp_run_with_tuner_random_tunes_and_train_fits_the_best_params(repo):
     sh(["git", "checkout", "params.yaml"], repo)
 
 
-def test_two_workers_share_one_study(repo):
+def test_two_workers_share_one_study(reproduced):
+    repo = reproduced  # the project as `dvc repro` left it (tests/conftest.py)
     sh([DVC, "repro", "prepare"], repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["tuner"] = "optuna"
