@@ -71,14 +71,20 @@ def _with_average(function: Callable[..., float]) -> Callable[[Scored], float]:
     return score
 
 
+def _rows_sum_to_one(proba: np.ndarray) -> np.ndarray:
+    """XGBoost's float32 probabilities sum to 1 only to float32 precision; once cast to float64,
+    scikit-learn's check sees a gap above float64's tolerance and warns on every call."""
+    return proba / proba.sum(axis=1, keepdims=True)
+
+
 def _log_loss(s: Scored) -> float:
-    return skm.log_loss(s.y_true, s.proba, labels=range(s.proba.shape[1]))
+    return skm.log_loss(s.y_true, _rows_sum_to_one(s.proba), labels=range(s.proba.shape[1]))
 
 
 def _brier(s: Scored) -> float:
     if s.binary:
         return skm.brier_score_loss(s.y_true == s.positive, s.proba[:, s.positive])
-    return skm.brier_score_loss(s.y_true, s.proba, labels=range(s.proba.shape[1]))
+    return skm.brier_score_loss(s.y_true, _rows_sum_to_one(s.proba), labels=range(s.proba.shape[1]))
 
 
 def _mape(s: Scored) -> float:

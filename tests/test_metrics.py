@@ -78,6 +78,17 @@ def test_probability_metrics_binary_and_multiclass():
     assert values["balanced_accuracy"] == 1.0
 
 
+def test_float32_probabilities_score_without_warnings():
+    """XGBoost's probabilities are float32: cast to float64 their rows miss 1 by ~1e-7."""
+    proba = np.random.default_rng(0).dirichlet([1, 1, 1], size=500).astype(np.float32).astype(np.float64)
+    y = np.random.default_rng(1).integers(0, 3, 500)
+    scored = Scored(y_true=y, y_pred=proba.argmax(axis=1), proba=proba)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        values = score_all("classification", scored)
+    assert values["log_loss"] == pytest.approx(skm.log_loss(y, proba / proba.sum(axis=1, keepdims=True)))
+
+
 def test_better_follows_each_metrics_direction():
     assert better("roc_auc", 0.9, 0.8) and not better("roc_auc", 0.8, 0.9)
     assert better("rmse", 1.0, 2.0) and better("log_loss", 0.1, 0.2) and not better("brier", 0.3, 0.2)
