@@ -39,7 +39,7 @@ def search_for(p, splits, schema, *, model: str, metric: str) -> tuning.Search:
         seed=p.seed,
     )
     base = hyperparameters_for(p.hyperparameters, model=model, task=p.task)
-    return tuning.Search(folds, schema, model, base, metric, p.seed, p.tune.early_stopping_rounds)
+    return tuning.Search(folds, schema, model, {model: base}, metric, p.seed, p.tune.early_stopping_rounds)
 
 
 def timed_study(search, *, tuner: str, space, trials: int, config):
@@ -47,7 +47,7 @@ def timed_study(search, *, tuner: str, space, trials: int, config):
     study = tuning.run(
         search=search,
         tuner=tuner,
-        space=space,
+        spaces={search.model: space},
         config=config.model_copy(update={"n_trials": trials, "timeout_minutes": None}),
         storage=None,
         name=f"bench-{tuner}",

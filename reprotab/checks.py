@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from reprotab.errors import UserError
-from reprotab.models import hyperparameter_value_problems
+from reprotab.models import families, hyperparameter_value_problems
 from reprotab.params import Params, hyperparameters_for, load_params
 from reprotab.runner import stage_main
 
@@ -21,13 +21,16 @@ log = logging.getLogger(__name__)
 
 
 def params_problems(params: Params) -> list[str]:
-    """Problems the loader cannot find alone: hyperparameter values of the chosen model."""
+    """Problems the loader cannot find alone: hyperparameter values of the chosen model (with
+    model auto, of every family the search may choose)."""
     task = params.task
-    return hyperparameter_value_problems(
-        model=params.model,
-        task=task,
-        hyperparameters=hyperparameters_for(params.hyperparameters, model=params.model, task=task),
-    )
+    return [
+        line
+        for model in families(params.model)
+        for line in hyperparameter_value_problems(
+            model=model, task=task, hyperparameters=hyperparameters_for(params.hyperparameters, model=model, task=task)
+        )
+    ]
 
 
 def check_params_file(path: str | Path = "params.yaml") -> Params:

@@ -2,8 +2,9 @@
 
 `MODELS` is the one source of model names: params validation, the README table and the
 tests read it, so adding a model is one `ModelSpec` entry plus its `hyperparameters` block in
-params.yaml, never a copied branch. Estimator classes are imported only when a model is built,
-so a stage that never fits XGBoost does not pay for importing it.
+params.yaml, never a copied branch (`model: auto` then searches it too). Estimator classes
+are imported only when a model is built, so a stage that never fits XGBoost does not pay for
+importing it.
 """
 
 from __future__ import annotations
@@ -114,6 +115,14 @@ MODELS: dict[str, ModelSpec] = {
         "LightGBM gradient boosting; early stopping, continued training adds rounds",
     ),
 }
+
+
+AUTO = "auto"  # `model: auto`: tune's search also chooses the family, among every entry of MODELS
+
+
+def families(model: str) -> tuple[str, ...]:
+    """The model families a `model:` value covers: every registered one for auto, else itself."""
+    return tuple(MODELS) if model == AUTO else (model,)
 
 
 def model_name(estimator: Any, task: str) -> str | None:

@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from reprotab.errors import UserError, did_you_mean, one_of, problem
+from reprotab.models import AUTO  # the registry module itself imports no estimator library
 
 TASKS = ("classification", "regression")
 STRATEGIES = ("auto", "minority", "not minority", "not majority", "all", "majority")
@@ -359,7 +360,8 @@ class Params(Section):
     @field_validator("model", "sampler", "tuner")
     @classmethod
     def _registered_name(cls, value: str, info: Any) -> str:
-        return _registered(info.field_name, value, f"{info.field_name}s")
+        kind = "model choices" if info.field_name == "model" else f"{info.field_name}s"  # model: also auto
+        return _registered(info.field_name, value, kind)
 
     @field_validator("hyperparameters")
     @classmethod
@@ -433,18 +435,43 @@ class Params(Section):
                     "Set train.pseudo_labeling.enabled: false with task: regression",
                 )
             )
+        if self.model == AUTO:
+            self._auto_model_fits()
         if self.tuner != "none":
             kind = "grid" if self.tuner == "grid" else "space"
-            if not self.tune.search_space(kind=kind, model=self.model, task=self.task):
-                raise ValueError(
-                    problem(
-                        f"tune.{kind}.{self.model}",
-                        f"is empty, so tuner {self.tuner} has nothing to search",
-                        None,
-                        f"Add hyperparameters to tune.{kind}.{self.model} (see params.yaml), or use tuner: none",
+            for model in registry("models") if self.model == AUTO else (self.model,):
+                if not self.tune.search_space(kind=kind, model=model, task=self.task):
+                    raise ValueError(
+                        problem(
+                            f"tune.{kind}.{model}",
+                            f"is empty, so tuner {self.tuner} has nothing to search",
+                            None,
+                            f"Add hyperparameters to tune.{kind}.{model} (see params.yaml), or use tuner: none",
+                        )
                     )
-                )
         return self
+
+    def _auto_model_fits(self) -> None:
+        """`model: auto` is a search over the families: it needs a sampled tuner and a fresh fit."""
+        named = " | ".join(registry("models"))
+        if self.tuner in ("none", "grid"):
+            raise ValueError(
+                problem(
+                    "model",
+                    f"auto lets the search choose the family, so it needs tuner random or optuna, not {self.tuner}",
+                    AUTO,
+                    f"Set tuner: optuna, or name one model ({named})",
+                )
+            )
+        if self.train.init_model:
+            raise ValueError(
+                problem(
+                    "model",
+                    "auto cannot continue a previous model: train.init_model fixes the family",
+                    AUTO,
+                    f"Set model to the previous model's family ({named}), or train.init_model: null",
+                )
+            )
 
 
 def hyperparameters_for(hyperparameters: dict[str, Any], *, model: str, task: str) -> dict[str, Any]:
@@ -463,6 +490,8 @@ def registry(kind: str) -> Any:
         from reprotab.models import MODELS
 
         return tuple(MODELS)
+    if kind == "model choices":
+        return (*registry("models"), AUTO)
     if kind == "samplers":
         from reprotab.sampling import SAMPLERS
 

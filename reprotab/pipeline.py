@@ -20,7 +20,7 @@ from reprotab.preprocessing import featurize
 from reprotab.schema import Schema
 from reprotab.served import TabularModel
 from reprotab.train_run import frame_splits, train_model
-from reprotab.training import merge_hyperparameters
+from reprotab.training import merge_hyperparameters, trained_family
 
 
 @dataclass
@@ -33,19 +33,21 @@ class Run:
     splits: dict[str, pd.DataFrame]
     training: dict[str, Any] = field(default_factory=dict)  # train's summary (sampler, threshold, ...)
     tuned: dict[str, Any] = field(default_factory=dict)  # tune's best params ({} with tuner none)
+    family: str = ""  # the model family fitted (with model auto, the one tune chose)
 
 
 def tune_best(*, splits: dict[str, pd.DataFrame], schema: Schema, params: Params) -> dict[str, Any]:
-    """Tune's best params for these splits, in memory (an in-memory Optuna study)."""
+    """Tune's best result for these splits (family, params, scores), in memory (an in-memory Optuna
+    study); {} with tuner none."""
     if params.tuner == "none":
         return {}
     from reprotab import tuning
 
-    search, space, name = tuning.plan(
+    search, spaces, name = tuning.plan(
         train=splits["train"], validation=splits["validation"], schema=schema, params=params
     )
-    study = tuning.run(search=search, tuner=params.tuner, space=space, config=params.tune, storage=None, name=name)
-    return tuning.best_result(study, search=search)["params"]
+    study = tuning.run(search=search, tuner=params.tuner, spaces=spaces, config=params.tune, storage=None, name=name)
+    return tuning.best_result(study, search=search)
 
 
 def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...] = ("validation", "test")) -> Run:
@@ -54,10 +56,13 @@ def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...]
     featurizer, train, validation = featurize(
         train=splits["train"], validation=splits["validation"], schema=schema, config=params.featurize, seed=params.seed
     )
-    tuned = tune_best(splits=splits, schema=schema, params=params)
-    defaults = hyperparameters_for(params.hyperparameters, model=params.model, task=schema.task)
+    best = tune_best(splits=splits, schema=schema, params=params)
+    family = trained_family(params.model, best)
+    tuned = best.get("params", {})
+    defaults = hyperparameters_for(params.hyperparameters, model=family, task=schema.task)
     hyperparameters = merge_hyperparameters(defaults=defaults, tuned=tuned)
     model, training, _, _ = train_model(
+        family=family,
         features=train,
         validation=validation,
         schema=schema,
@@ -67,4 +72,6 @@ def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...]
         read_split=frame_splits(splits),
     )
     metrics = {split: score(model, splits[split])[1] for split in splits_to_score}
-    return Run(model=model, metrics=metrics, schema=schema, splits=splits, training=training, tuned=tuned)
+    return Run(
+        model=model, metrics=metrics, schema=schema, splits=splits, training=training, tuned=tuned, family=family
+    )

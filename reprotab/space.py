@@ -1,4 +1,9 @@
-"""Search spaces: a params space as Optuna suggestions, and checked against the estimator first."""
+"""Search spaces: a params space as Optuna suggestions, and checked against the estimator first.
+
+With `model: auto` a trial first draws its family (Optuna parameter `model`), then that family's
+space under prefixed names (`xgboost.max_depth`), so no two families share a distribution;
+`trial_point` and `decode` are the only places that know the naming.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Any
 import optuna
 
 from reprotab.errors import UserError, problem
-from reprotab.models import MODELS, build_estimator
+from reprotab.models import AUTO, MODELS, build_estimator
 from reprotab.params import Distribution
 
 
@@ -23,17 +28,39 @@ def suggest(trial: optuna.Trial, name: str, spec: Distribution | tuple[Any, ...]
     return trial.suggest_float(name, spec.low, spec.high, step=spec.step, log=spec.log)
 
 
-def check_space(*, space: dict[str, Any], where: str, search: Any) -> None:
+def trial_point(trial: optuna.Trial, *, model: str, spaces: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """The family and hyperparameters one trial tries; `spaces` maps each searched family to its space."""
+    if model != AUTO:
+        return model, {name: suggest(trial, name, spec) for name, spec in spaces[model].items()}
+    family = trial.suggest_categorical("model", list(spaces))
+    return family, {name: suggest(trial, f"{family}.{name}", spec) for name, spec in spaces[family].items()}
+
+
+def decode(point: dict[str, Any], *, model: str) -> tuple[str, dict[str, Any]]:
+    """A trial's Optuna params as (family, hyperparameters): `trial_point` read back."""
+    if model != AUTO:
+        return model, dict(point)
+    family = point["model"]
+    prefix = f"{family}."
+    return family, {name.removeprefix(prefix): value for name, value in point.items() if name.startswith(prefix)}
+
+
+def encode(family: str, hyperparameters: dict[str, Any], *, model: str) -> dict[str, Any]:
+    """Hyperparameters of one family as a trial's Optuna params (to enqueue a starting point)."""
+    if model != AUTO:
+        return dict(hyperparameters)
+    return {"model": family, **{f"{family}.{name}": value for name, value in hyperparameters.items()}}
+
+
+def check_space(*, space: dict[str, Any], where: str, search: Any, model: str) -> None:
     """Every searched name is a parameter of the estimator, and every edge value is accepted by it.
 
     Each distinct value (grid values, range ends, choices) is tried once on a few hundred fold
     rows with a tiny ensemble, so a typo fails in a second with the name and value, not after
     an hour of trials."""
     task = search.schema.task
-    known = set(MODELS[search.model].estimator_class(task)().get_params())
-    problems = [
-        problem(f"{where}.{name}", f"is not a parameter of {search.model}") for name in space if name not in known
-    ]
+    known = set(MODELS[model].estimator_class(task)().get_params())
+    problems = [problem(f"{where}.{name}", f"is not a parameter of {model}") for name in space if name not in known]
     fold = search.folds[0]
     sample = slice(0, min(len(fold.y), 300))
     for name, spec in space.items():
@@ -43,12 +70,12 @@ def check_space(*, space: dict[str, Any], where: str, search: Any) -> None:
             small = {"n_estimators": 3} if name != "n_estimators" and "n_estimators" in known else {}
             try:
                 estimator = build_estimator(
-                    model=search.model, task=task, hyperparameters={**search.base, **small, name: value}, seed=0
+                    model=model, task=task, hyperparameters={**search.bases[model], **small, name: value}, seed=0
                 )
                 estimator.fit(fold.X.iloc[sample], fold.y[sample])
             except Exception as exc:  # each library raises its own types for a bad value
                 reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-                problems.append(problem(f"{where}.{name}", f"value is rejected by {search.model} ({reason})", value))
+                problems.append(problem(f"{where}.{name}", f"value is rejected by {model} ({reason})", value))
     if problems:
         raise UserError("\n".join(problems))
 

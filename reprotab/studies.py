@@ -20,17 +20,22 @@ import pandas as pd
 
 from reprotab.data import frame_hash
 from reprotab.errors import UserError, problem, redact
+from reprotab.models import AUTO
 from reprotab.params import Distribution
+from reprotab.space import decode
 
 log = logging.getLogger(__name__)
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
-def study_name(*, tuner: str, search: Any, space: dict[str, Any], settings: dict[str, Any]) -> str:
-    """`<model>-<task>-<metric>-<tuner>-<fingerprint>`; see the module docstring for what it covers."""
+def study_name(*, tuner: str, search: Any, spaces: dict[str, dict[str, Any]], settings: dict[str, Any]) -> str:
+    """`<model>-<task>-<metric>-<tuner>-<fingerprint>`; see the module docstring for what it covers.
+    One family's study keeps its space and base flat, as before model auto existed, so its name holds."""
+    space = {family: _plain(one) for family, one in spaces.items()}
+    one = search.model != AUTO
     fingerprint = {
-        "space": {k: (v.model_dump() if isinstance(v, Distribution) else list(v)) for k, v in sorted(space.items())},
-        "base": search.base,
+        "space": space[search.model] if one else space,
+        "base": search.bases[search.model] if one else search.bases,
         "seed": search.seed,
         "early_stopping_rounds": search.early_stopping_rounds,
         "folds": [frame_hash(pd.concat([f.X, f.X_held])) for f in search.folds],
@@ -39,6 +44,10 @@ def study_name(*, tuner: str, search: Any, space: dict[str, Any], settings: dict
     }
     digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{search.model}-{search.schema.task}-{search.metric}-{tuner}-{digest}"
+
+
+def _plain(space: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.model_dump() if isinstance(v, Distribution) else list(v)) for k, v in sorted(space.items())}
 
 
 def open_storage(url: str | None, default_path: str) -> Any:
@@ -76,6 +85,8 @@ class Progress:
         improved = best is not None and best.number == trial.number
         if improved or done % self.every == 0 or done >= self.total:
             state = trial_outcome(trial, self.metric)
+            if "model" in trial.params:  # model auto: which family the trial tried
+                state = f"{trial.params['model']} {state}"
             best_text = f"{best.value:.4f} (trial {best.number})" if best is not None else "none yet"
             log.info(
                 "trial %d of %d: %s · best %s · %.0f s",
@@ -109,7 +120,8 @@ def _best_or_none(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 
 def best_result(study: optuna.Study, *, search: Any) -> dict[str, Any]:
-    """The best trial's hyperparameters (with the boosters' kept rounds as n_estimators)."""
+    """The best trial's family and hyperparameters (with the boosters' kept rounds as
+    n_estimators); with model auto also each family's best score, so the choice can be checked."""
     best = _best_or_none(study)
     if best is None:
         raise UserError(
@@ -120,11 +132,13 @@ def best_result(study: optuna.Study, *, search: Any) -> dict[str, Any]:
                 "Raise tune.timeout_minutes or tune.n_trials, or set tune.pruning: false",
             )
         )
-    params = dict(best.params)
+    family, params = decode(best.params, model=search.model)
     if "n_estimators" in best.user_attrs:
         params["n_estimators"] = int(best.user_attrs["n_estimators"])
     states = [t.state for t in study.trials]
+    by_model = {"by_model": _best_by_family(study, search.families)} if search.model == AUTO else {}
     return {
+        "model": family,
         "params": params,
         "best_score": round(float(best.value), 6),
         "best_trial": best.number,
@@ -133,7 +147,19 @@ def best_result(study: optuna.Study, *, search: Any) -> dict[str, Any]:
             "pruned": states.count(optuna.trial.TrialState.PRUNED),
             "failed": states.count(optuna.trial.TrialState.FAIL),
         },
+        **by_model,
     }
+
+
+def _best_by_family(study: optuna.Study, families: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """Per family: complete trials and the best score among them (None when none completed)."""
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    pick = min if study.direction == optuna.study.StudyDirection.MINIMIZE else max
+    out = {}
+    for family in families:
+        values = [float(t.value) for t in complete if t.params.get("model") == family]
+        out[family] = {"complete": len(values), "best_score": round(pick(values), 6) if values else None}
+    return out
 
 
 def history(study: optuna.Study) -> pd.DataFrame:

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 def train_model(
     *,
+    family: str,
     features: pd.DataFrame,
     validation: pd.DataFrame,
     schema: Schema,
@@ -34,9 +35,10 @@ def train_model(
     previous: Any = None,
 ) -> tuple[TabularModel, dict[str, Any], pd.DataFrame, dict[str, int]]:
     """The model, train's summary, the featurized rows it was fitted on, and the row count per
-    split that trained it. `params` is train's view of params.yaml (model, seed, train, sampler,
-    sampling, featurize, data); `read_split(name, columns)` gives a prepared split (raw rows for
-    refit, the ids that pseudo-labeling keeps out)."""
+    split that trained it. `family` is the model to fit (params' model, or tune's choice with model
+    auto); `params` is train's view of params.yaml (seed, train, sampler, sampling, featurize,
+    data); `read_split(name, columns)` gives a prepared split (raw rows for refit, the ids that
+    pseudo-labeling keeps out)."""
     settings = params.train
     # Both read even when their option is off: train declares them in dvc.yaml for those options,
     # and the params audit holds every stage to reading exactly what it declares.
@@ -51,7 +53,7 @@ def train_model(
         features=features,
         schema=schema,
         featurizer=featurizer,
-        model=params.model,
+        model=family,
         hyperparameters=hyperparameters,
         seed=params.seed,
         sampler=params.sampler,
@@ -77,7 +79,7 @@ def train_model(
             train=read_split("train", columns),
             validation=read_split("validation", columns),
             featurize=featurize,
-            model=params.model,
+            model=family,
             hyperparameters=hyperparameters,
             seed=params.seed,
             sampler=params.sampler,

@@ -29,7 +29,7 @@ from sklearn.pipeline import Pipeline
 from reprotab.data import frame_hash, release_arrow_memory
 from reprotab.decision import decide
 from reprotab.errors import UserError, problem
-from reprotab.models import MODELS, build_estimator, fit_estimator, model_name
+from reprotab.models import AUTO, MODELS, build_estimator, fit_estimator, model_name
 from reprotab.params import FeaturizeParams, SamplingParams, TrainParams
 from reprotab.preprocessing import fit_featurizer, one_hot_groups
 from reprotab.sampling import balance
@@ -38,6 +38,23 @@ from reprotab.served import FORMAT_VERSION, TabularModel, load
 
 LIBRARIES = ("scikit-learn", "xgboost-cpu", "lightgbm", "imbalanced-learn", "pandas", "numpy", "dvc")
 log = logging.getLogger(__name__)
+
+
+def trained_family(model: str, tuning: dict[str, Any]) -> str:
+    """The family train fits: params' `model`, or with model auto the one tune's search chose."""
+    if model != AUTO:
+        return model
+    chosen = tuning.get("model")
+    if chosen not in MODELS:
+        raise UserError(
+            problem(
+                "models/best_params.json",
+                "names no model family, which model: auto needs from tune's search",
+                chosen,
+                "Run the tune stage first (dvc repro), with tuner optuna or random",
+            )
+        )
+    return chosen
 
 
 def merge_hyperparameters(*, defaults: dict[str, Any], tuned: dict[str, Any]) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 
 `TUNERS` maps `tuner:` to its Optuna sampler and pruner: grid → GridSampler over
 `tune.grid.<model>`, random → RandomSampler and optuna → seeded TPESampler over
-`tune.space.<model>`; only optuna prunes (a trial whose running mean over folds trails the
+`tune.space.<model>` (with `model: auto`, over every family's space: each trial draws the family
+first, reprotab/space.py); only optuna prunes (a trial whose running mean over folds trails the
 median of earlier trials at the same fold stops). One loop means one trials table, one
 history plot and resumable studies for all three. A new random or optuna study tries the
-shipped hyperparameters first (reprotab.space.starting_point), so the search starts from the
-untuned model's score rather than below it.
+shipped hyperparameters first (reprotab.space.starting_point; with auto, each family's), so the
+search starts from the untuned model's score rather than below it.
 
 No leakage: each fold's featurizer is fitted on that fold's training rows and the sampler
 resamples only those rows; the held-out rows are featurized with the fold's featurizer and
@@ -34,12 +35,12 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from reprotab.errors import UserError, problem
 from reprotab.metrics import BY_TASK, LOWER_IS_BETTER, Scored
-from reprotab.models import build_estimator, fit_estimator
+from reprotab.models import MODELS, build_estimator, families, fit_estimator
 from reprotab.params import FeaturizeParams, SamplingParams, TuneParams, hyperparameters_for
 from reprotab.preprocessing import fit_featurizer, one_hot_groups
 from reprotab.sampling import balance
 from reprotab.schema import Schema, encode_target
-from reprotab.space import check_space, grid_size, starting_point, suggest
+from reprotab.space import check_space, encode, grid_size, starting_point, trial_point
 from reprotab.studies import (  # noqa: F401  (best_result, history, importances: tune's API, re-exported)
     FINISHED,
     Progress,
@@ -73,8 +74,8 @@ class Search:
 
     folds: list[Fold]
     schema: Schema
-    model: str
-    base: dict[str, Any]
+    model: str  # a family, or auto
+    bases: dict[str, dict[str, Any]]  # each searched family → the shipped hyperparameters its trials start from
     metric: str
     seed: int
     early_stopping_rounds: int | None
@@ -83,13 +84,17 @@ class Search:
     def direction(self) -> str:
         return "minimize" if self.metric in LOWER_IS_BETTER else "maximize"
 
+    @property
+    def families(self) -> tuple[str, ...]:
+        return tuple(self.bases)
+
 
 def validation_name(cv_folds: int) -> str:
     return f"{cv_folds}-fold CV" if cv_folds else "hold-out (validation split)"
 
 
 def plan(*, train: pd.DataFrame, validation: pd.DataFrame, schema: Schema, params: Any) -> tuple[Search, dict, str]:
-    """The search tune runs with these params: folds, checked space and study name.
+    """The search tune runs with these params: folds, checked spaces (family → space) and study name.
 
     `params` is tune's view of params.yaml (tuner, model, metric, seed, tune, hyperparameters,
     featurize, sampler, sampling)."""
@@ -107,36 +112,41 @@ def plan(*, train: pd.DataFrame, validation: pd.DataFrame, schema: Schema, param
         ),
         schema=schema,
         model=params.model,
-        base=hyperparameters_for(params.hyperparameters, model=params.model, task=schema.task),
+        bases={
+            family: hyperparameters_for(params.hyperparameters, model=family, task=schema.task)
+            for family in families(params.model)
+        },
         metric=params.metric,
         seed=params.seed,
         early_stopping_rounds=config.early_stopping_rounds,
     )
     kind = TUNERS[params.tuner].kind
-    space = config.search_space(kind=kind, model=params.model, task=schema.task)
-    check_space(space=space, where=f"tune.{kind}.{params.model}", search=search)
+    spaces = {family: config.search_space(kind=kind, model=family, task=schema.task) for family in search.families}
+    for family, space in spaces.items():
+        check_space(space=space, where=f"tune.{kind}.{family}", search=search, model=family)
     settings = {
         "sampler": params.sampler,
         "sampling": params.sampling.model_dump(),
         "featurize": params.featurize.model_dump(),
     }
-    name = study_name(tuner=params.tuner, search=search, space=space, settings=settings)
+    name = study_name(tuner=params.tuner, search=search, spaces=spaces, settings=settings)
     log.info(
         "%s search of %s for %s by %s; study %s",
         params.tuner,
-        params.model,
+        " | ".join(search.families),
         params.metric,
         validation_name(config.cv_folds),
         name,
     )
-    return search, space, name
+    return search, spaces, name
 
 
 def result_record(best: dict[str, Any], *, params: Any, search: Search, name: str, study_file: str) -> dict:
-    """models/best_params.json: the best params and how they were found."""
+    """models/best_params.json: the best params, their family and how they were found."""
     return {
         "tuner": params.tuner,
-        "model": params.model,
+        "model": best["model"],  # with model auto, the family the search chose (train fits it)
+        "searched_models": list(search.families),
         "task": search.schema.task,
         "metric": params.metric,
         "direction": search.direction,
@@ -223,19 +233,27 @@ def _full_proba(estimator: Any, X: pd.DataFrame, n_classes: int) -> np.ndarray:
     return proba
 
 
-def evaluate(candidate: dict[str, Any], search: Search, *, report: Callable[[int, float], None] | None = None):
-    """Mean score over folds and mean rounds kept; `report(fold, running_mean)` lets Optuna prune."""
-    hyperparameters = {**search.base, **candidate}
+def evaluate(
+    candidate: dict[str, Any],
+    search: Search,
+    *,
+    family: str | None = None,
+    report: Callable[[int, float], None] | None = None,
+):
+    """Mean score over folds and mean rounds kept; `report(fold, running_mean)` lets Optuna prune.
+    `family`: the model the candidate belongs to (needed with model auto)."""
+    family = family or search.model
+    hyperparameters = {**search.bases[family], **candidate}
     scores, rounds = [], []
     for index, fold in enumerate(search.folds):
         estimator = build_estimator(
-            model=search.model, task=search.schema.task, hyperparameters=hyperparameters, seed=search.seed
+            model=family, task=search.schema.task, hyperparameters=hyperparameters, seed=search.seed
         )
         kept = fit_estimator(
             estimator,
             fold.X,
             fold.y,
-            model=search.model,
+            model=family,
             eval_set=(fold.X_held, fold.y_held),
             early_stopping_rounds=search.early_stopping_rounds,
         )
@@ -251,7 +269,7 @@ def run(
     *,
     search: Search,
     tuner: str,
-    space: dict[str, Any],
+    spaces: dict[str, dict[str, Any]],
     config: TuneParams,
     storage: Any,
     name: str,
@@ -263,7 +281,8 @@ def run(
         if spec.prunes and config.pruning and len(search.folds) > 1
         else optuna.pruners.NopPruner()
     )
-    sampler_space = {k: list(v) for k, v in space.items()} if spec.kind == "grid" else space
+    grid = spaces[search.model] if spec.kind == "grid" else {}  # grid: one family (params refuses auto)
+    sampler_space = {k: list(v) for k, v in grid.items()}
     study = optuna.create_study(
         study_name=name,
         storage=storage,
@@ -272,10 +291,12 @@ def run(
         direction=search.direction,
         load_if_exists=True,
     )
-    target = grid_size(space) if spec.kind == "grid" else config.n_trials
-    if spec.kind == "space" and not study.get_trials(deepcopy=False):  # a new study: the shipped point first
-        point = starting_point(space, model=search.model, task=search.schema.task, base=search.base)
-        study.enqueue_trial(point, skip_if_exists=True)
+    target = grid_size(grid) if spec.kind == "grid" else config.n_trials
+    if spec.kind == "space" and not study.get_trials(deepcopy=False):  # a new study: the shipped point(s) first
+        cheapest_first = sorted(spaces, key=lambda f: MODELS[f].early_stopping is None)  # boosters stop early
+        for family in cheapest_first:
+            point = starting_point(spaces[family], model=family, task=search.schema.task, base=search.bases[family])
+            study.enqueue_trial(encode(family, point, model=search.model), skip_if_exists=True)
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
     if done:
         log.info("study %s already holds %d of %d trials; continuing", name, done, target)
@@ -283,7 +304,7 @@ def run(
         return study
 
     def objective(trial: optuna.Trial) -> float:
-        candidate = {param: suggest(trial, param, values) for param, values in space.items()}
+        family, candidate = trial_point(trial, model=search.model, spaces=spaces)
         trial.set_user_attr("worker", WORKER)
 
         def report(step: int, value: float) -> None:
@@ -291,7 +312,7 @@ def run(
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        value, rounds = evaluate(candidate, search, report=report)
+        value, rounds = evaluate(candidate, search, family=family, report=report)
         if rounds is not None:
             trial.set_user_attr("n_estimators", rounds)
         return value

@@ -10,8 +10,8 @@ Writes  models/model.joblib (the served model: featurizer + estimator + threshol
         models/model.json (metadata, format version, the data files that trained it, copied
         from prepare's summary), reports/train/metrics.json (the sampler used
         and why, resampled rows, kept rounds, the threshold and its validation score)
-Params  model, seed, hyperparameters, train, sampler, sampling, featurize (train.refit refits the
-        featurizer), data (unlabeled_path)
+Params  model (auto: the family named in best_params.json), seed, hyperparameters, train,
+        sampler, sampling, featurize (train.refit refits the featurizer), data (unlabeled_path)
 
 The logic is reprotab/training.py. `train.init_model` continues a previous model; that file
 is only read.
@@ -31,7 +31,7 @@ from reprotab.params import hyperparameters_for, load_stage_params
 from reprotab.runner import stage_main
 from reprotab.schema import Schema
 from reprotab.train_run import parquet_splits, train_model
-from reprotab.training import load_previous, merge_hyperparameters, metadata
+from reprotab.training import load_previous, merge_hyperparameters, metadata, trained_family
 
 PARAMS = ("model", "seed", "hyperparameters", "train", "sampler", "sampling", "featurize", "data")
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     params = load_stage_params("train", PARAMS)
     schema = Schema.from_dict(read_json(args.schema))
     tuning = read_json(args.best_params)
-    defaults = hyperparameters_for(params.hyperparameters, model=params.model, task=schema.task)
+    family = trained_family(params.model, tuning)  # model auto: the family tune chose
+    defaults = hyperparameters_for(params.hyperparameters, model=family, task=schema.task)
     hyperparameters = merge_hyperparameters(defaults=defaults, tuned=tuning.get("params", {}))
     settings, out = params.train, Path(args.out_dir)
     featurizer = joblib.load(Path(args.features) / "featurizer.joblib")
@@ -59,12 +60,13 @@ def main(argv: list[str] | None = None) -> None:
     if settings.init_model:
         previous = load_previous(
             settings.init_model,
-            model=params.model,
+            model=family,
             schema=schema,
             feature_names=[str(n) for n in featurizer.get_feature_names_out()],
             output=out / "model.joblib",
         )
     model, summary, features, trained_on = train_model(  # splits passed inline: a refit can free them
+        family=family,
         features=read_parquet(Path(args.features) / "train.parquet"),
         validation=read_parquet(Path(args.features) / "validation.parquet"),
         schema=schema,
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         previous=previous,
     )
     meta = metadata(
-        model=params.model,
+        model=family,
         schema=schema,
         hyperparameters=hyperparameters,
         features=features,
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     served.save(model, out / "model.joblib")
     write_json({**meta, "threshold": model.threshold, "training": summary}, out / "model.json")
     write_json(summary, args.metrics)
-    log.info("%s %s fitted on %d rows × %d features", params.model, schema.task, len(features), features.shape[1] - 1)
+    log.info("%s %s fitted on %d rows × %d features", family, schema.task, len(features), features.shape[1] - 1)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ Writes  models/best_params.json (read by train), models/study.journal (the Optun
 Params  tuner, model, metric, seed, tune, hyperparameters, featurize, sampler, sampling
 
 `tuner: none` searches nothing and says so; train then uses `hyperparameters.<model>` as
-given. How the search works is in reprotab/tuning.py. A second worker (another shell or
+given. With `model: auto` the search also chooses the family; best_params.json names it and
+train fits it. How the search works is in reprotab/tuning.py. A second worker (another shell or
 machine with the same params, data and a shared `tune.storage`) joins a running search with
 `python -m stages.tune --worker`: it adds trials and writes nothing else.
 """
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     from reprotab import tuning  # imports Optuna: only when a search runs
 
     prepared = Path(args.prepared)
-    search, space, name = tuning.plan(
+    search, spaces, name = tuning.plan(
         train=pd.read_parquet(prepared / "train.parquet"),
         validation=pd.read_parquet(prepared / "validation.parquet"),
         schema=Schema.from_dict(read_json(prepared / "schema.json")),
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     Path(args.study).parent.mkdir(parents=True, exist_ok=True)
     storage = tuning.open_storage(params.tune.storage, args.study)
     params.record_reads()
-    study = tuning.run(search=search, tuner=params.tuner, space=space, config=params.tune, storage=storage, name=name)
+    study = tuning.run(search=search, tuner=params.tuner, spaces=spaces, config=params.tune, storage=storage, name=name)
     if args.worker:
         log.info("worker done; the study holds %d trials", len(study.trials))
         return
@@ -78,11 +79,12 @@ def main(argv: list[str] | None = None) -> None:
         metric=params.metric,
     )
     log.info(
-        "best %s %.4f (trial %d of %d) with %s",
+        "best %s %.4f (trial %d of %d): %s with %s",
         params.metric,
         best["best_score"],
         best["best_trial"],
         len(study.trials),
+        best["model"],
         best["params"],
     )
 

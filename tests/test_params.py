@@ -16,10 +16,47 @@ def test_shipped_params_load():
 def test_unknown_model_names_choices_and_suggests():
     with pytest.raises(
         UserError,
-        match=r"model: must be one of random_forest, xgboost, lightgbm\. "
+        match=r"model: must be one of random_forest, xgboost, lightgbm, auto\. "
         r"Got 'xgbost'\. Did you mean 'xgboost'\?",
     ):
         parse_params(base_params(model="xgbost"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"tuner": "none"},
+            r"model: auto lets the search choose the family, so it needs tuner random or optuna, not none",
+        ),
+        (
+            {"tuner": "grid"},
+            r"needs tuner random or optuna, not grid\. Got 'auto'\. Set tuner: optuna, or name one model",
+        ),
+        (
+            {"tuner": "optuna", "train": {"init_model": "models/previous.joblib"}},
+            r"model: auto cannot continue a previous model: train\.init_model fixes the family",
+        ),
+        (
+            {"tuner": "optuna", "tune": {"space": {"lightgbm": {}}}},
+            r"tune\.space\.random_forest: is empty, so tuner optuna has nothing to search",  # each family needs one
+        ),
+    ],
+)
+def test_model_auto_needs_a_sampled_search_over_every_family(overrides, message):
+    assert parse_params(base_params(model="auto", tuner="optuna")).model == "auto"
+    with pytest.raises(UserError, match=message):
+        parse_params(base_params(model="auto", **overrides))
+
+
+def test_model_auto_checks_the_hyperparameters_of_every_family():
+    from reprotab.checks import params_problems
+
+    raw = base_params(model="auto", tuner="random")
+    raw["hyperparameters"]["xgboost"]["n_estimators"] = -3
+    assert params_problems(parse_params(raw)) == [
+        "hyperparameters.xgboost.n_estimators: must be an int in the range [1, inf). Got -3."
+    ]
 
 
 def test_unknown_task_is_reported():

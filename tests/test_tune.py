@@ -1,4 +1,4 @@
-"""The tune stage for real: a `dvc exp run -S tuner=random`, and two workers sharing one study."""
+"""The tune stage for real: a `dvc exp run -S tuner=random -S model=auto`, and two workers sharing one study."""
 
 import json
 import subprocess
@@ -15,12 +15,13 @@ from tests.conftest import DVC, sh, tool_env
 pytestmark = pytest.mark.integration
 
 
-def test_exp_run_with_tuner_random_tunes_and_train_fits_the_best_params(reproduced):
+def test_exp_run_with_model_auto_tunes_and_train_fits_the_chosen_family(reproduced):
     repo = reproduced  # the project as `dvc repro` left it (tests/conftest.py)
     sh([DVC, "repro"], repo)
     audit = repo / "tune-audit.jsonl"
+    settings = ["tuner=random", "model=auto", "tune.n_trials=4", "tune.cv_folds=2"]
     result = sh(
-        [DVC, "exp", "run", "-S", "tuner=random", "-S", "tune.n_trials=3", "-S", "tune.cv_folds=2", "--name", "rnd"],
+        [DVC, "exp", "run", *(arg for setting in settings for arg in ("-S", setting)), "--name", "rnd"],
         repo,
         env={AUDIT_ENV: str(audit)},
     )
@@ -28,17 +29,23 @@ def test_exp_run_with_tuner_random_tunes_and_train_fits_the_best_params(reproduc
     declared = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["tune"]["params"]
     assert reads["tune"] == sorted(declared)
     assert "Running stage 'tune'" in result.stdout
-    assert "trial 3 of 3" in result.stderr
+    assert "trial 4 of 4" in result.stderr
     best = json.loads((repo / "models/best_params.json").read_text())
-    assert best["searched"] and best["tuner"] == "random" and best["trials"]["complete"] == 3
-    fitted = json.loads((repo / "models/model.json").read_text())["hyperparameters"]
-    assert {k: fitted[k] for k in best["params"]} == best["params"]
+    assert best["searched"] and best["tuner"] == "random" and best["trials"]["complete"] == 4
+    families = ["random_forest", "xgboost", "lightgbm"]
+    assert best["searched_models"] == families and best["model"] in families
+    assert all(best["by_model"][family]["complete"] >= 1 for family in families)  # each shipped point tried
+    card = json.loads((repo / "models/model.json").read_text())
+    assert card["model"] == best["model"]  # train fitted the family the search chose, with its best params
+    assert {k: card["hyperparameters"][k] for k in best["params"]} == best["params"]
+    assert f"{best['model']} classification fitted on" in result.stderr
     shown = json.loads(sh([DVC, "exp", "show", "--json"], repo).stdout)
     exps = {e["name"]: e for c in shown for e in (c.get("experiments") or [])}
     tune_metrics = exps["rnd"]["revs"][0]["data"]["metrics"]["reports/tune/metrics.json"]["data"]
-    assert tune_metrics["best_score"] == best["best_score"] and tune_metrics["trials"] == 3
+    assert tune_metrics["best_score"] == best["best_score"] and tune_metrics["trials"] == 4
     assert (repo / "reports/tune/plots/images/history.png").stat().st_size > 0
-    assert (repo / "reports/tune/trials.csv").read_text().count("\n") == 4  # header + 3 trials
+    trials = (repo / "reports/tune/trials.csv").read_text()
+    assert trials.count("\n") == 5 and "params_model" in trials.splitlines()[0]  # header + 4 trials
     sh(["git", "checkout", "params.yaml"], repo)
 
 

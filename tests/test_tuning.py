@@ -14,7 +14,7 @@ from tests.conftest import base_params
 SMALL = {
     "random_forest": {"n_estimators": 15, "n_jobs": 1},
     "xgboost": {"n_estimators": 60, "n_jobs": 1},
-    "lightgbm": {"n_estimators": 60, "n_jobs": 1, "verbose": -1},
+    "lightgbm": {"n_estimators": 60, "n_jobs": 1},
 }
 
 
@@ -40,7 +40,13 @@ def make_search(split, *, model="random_forest", cv_folds=2, metric="roc_auc", s
         seed=0,
     )
     return tuning.Search(
-        folds=folds, schema=schema, model=model, base=SMALL[model], metric=metric, seed=0, early_stopping_rounds=early
+        folds=folds,
+        schema=schema,
+        model=model,
+        bases={model: SMALL[model]},
+        metric=metric,
+        seed=0,
+        early_stopping_rounds=early,
     )
 
 
@@ -61,7 +67,9 @@ def config(tuner: str, model: str, **space) -> tuple[TuneParams, dict]:
 def test_each_tuner_finds_params_inside_its_space_and_train_uses_them(split, tuner, space):
     search = make_search(split)
     tune, resolved = config(tuner, "random_forest", **space)
-    study = tuning.run(search=search, tuner=tuner, space=resolved, config=tune, storage=None, name=f"t-{tuner}")
+    study = tuning.run(
+        search=search, tuner=tuner, spaces={search.model: resolved}, config=tune, storage=None, name=f"t-{tuner}"
+    )
     best = tuning.best_result(study, search=search)
     assert best["trials"]["complete"] == 4
     for name, value in best["params"].items():
@@ -94,7 +102,9 @@ def test_each_tuner_finds_params_inside_its_space_and_train_uses_them(split, tun
 def test_grid_tries_every_point_once(split):
     search = make_search(split)
     tune, space = config("grid", "random_forest", max_depth=[2, 4, 6])
-    study = tuning.run(search=search, tuner="grid", space=space, config=tune, storage=None, name="grid")
+    study = tuning.run(
+        search=search, tuner="grid", spaces={search.model: space}, config=tune, storage=None, name="grid"
+    )
     assert sorted(t.params["max_depth"] for t in study.trials) == [2, 4, 6]
 
 
@@ -103,13 +113,23 @@ def test_rerunning_with_more_trials_continues_the_study(split, tmp_path):
     journal = str(tmp_path / "study.journal")
     tune, space = config("optuna", "random_forest", max_depth={"low": 2, "high": 8})
     first = tuning.run(
-        search=search, tuner="optuna", space=space, config=tune, storage=tuning.open_storage(None, journal), name="s"
+        search=search,
+        tuner="optuna",
+        spaces={search.model: space},
+        config=tune,
+        storage=tuning.open_storage(None, journal),
+        name="s",
     )
     assert len(first.trials) == 4
     first_params = [t.params for t in first.trials]
     more = tune.model_copy(update={"n_trials": 7})
     second = tuning.run(
-        search=search, tuner="optuna", space=space, config=more, storage=tuning.open_storage(None, journal), name="s"
+        search=search,
+        tuner="optuna",
+        spaces={search.model: space},
+        config=more,
+        storage=tuning.open_storage(None, journal),
+        name="s",
     )
     assert len(second.trials) == 7
     assert [t.params for t in second.trials[:4]] == first_params
@@ -144,26 +164,88 @@ def test_the_starting_point_is_the_shipped_hyperparameters_inside_the_space():
 @pytest.mark.parametrize("tuner", ["random", "optuna"])
 def test_a_new_search_tries_the_shipped_point_first_and_once(split, tmp_path, tuner):
     search = make_search(split)
-    search = tuning.Search(**{**search.__dict__, "base": {**SMALL["random_forest"], "min_samples_leaf": 7}})
+    search = tuning.Search(
+        **{**search.__dict__, "bases": {"random_forest": {**SMALL["random_forest"], "min_samples_leaf": 7}}}
+    )
     tune, space = config(
         tuner, "random_forest", min_samples_leaf={"low": 1, "high": 50}, max_depth={"low": 2, "high": 8}
     )
     journal = str(tmp_path / "study.journal")
     first = tuning.run(
-        search=search, tuner=tuner, space=space, config=tune, storage=tuning.open_storage(None, journal), name="p"
+        search=search,
+        tuner=tuner,
+        spaces={search.model: space},
+        config=tune,
+        storage=tuning.open_storage(None, journal),
+        name="p",
     )
     assert first.trials[0].params["min_samples_leaf"] == 7  # max_depth None (unlimited): left to the sampler
     more = tune.model_copy(update={"n_trials": 6})
     second = tuning.run(
-        search=search, tuner=tuner, space=space, config=more, storage=tuning.open_storage(None, journal), name="p"
+        search=search,
+        tuner=tuner,
+        spaces={search.model: space},
+        config=more,
+        storage=tuning.open_storage(None, journal),
+        name="p",
     )
     assert [t.number for t in second.trials if "fixed_params" in t.system_attrs] == [0]  # not enqueued again
     assert len(second.trials) == 6
 
 
+def test_model_auto_searches_every_family_from_its_shipped_point(split):
+    from reprotab.models import build_estimator
+    from reprotab.training import trained_family
+
+    search = make_search(split)
+    bases = {
+        "random_forest": {**SMALL["random_forest"], "max_depth": 4},
+        "xgboost": {**SMALL["xgboost"], "max_depth": 3, "learning_rate": 0.5},
+        "lightgbm": SMALL["lightgbm"],
+    }
+    search = tuning.Search(**{**search.__dict__, "model": "auto", "bases": bases})
+    tune = TuneParams(
+        space={
+            "random_forest": {"max_depth": {"low": 2, "high": 6}},
+            "xgboost": {"max_depth": {"low": 2, "high": 6}, "learning_rate": {"low": 0.05, "high": 0.3}},
+            "lightgbm": {"num_leaves": {"low": 4, "high": 31}},
+        },
+        n_trials=7,
+        timeout_minutes=None,
+    )
+    spaces = {family: tune.search_space(kind="space", model=family, task="classification") for family in SMALL}
+    study = tuning.run(search=search, tuner="random", spaces=spaces, config=tune, storage=None, name="auto")
+    # the boosters' shipped points first (they stop early, so they cost least), then the forest's
+    assert [t.params for t in study.trials[:3]] == [
+        {"model": "xgboost", "xgboost.max_depth": 3, "xgboost.learning_rate": 0.3},  # 0.5 clipped into the range
+        {"model": "lightgbm", "lightgbm.num_leaves": 31},  # lightgbm's own default
+        {"model": "random_forest", "random_forest.max_depth": 4},
+    ]
+    for trial in study.trials:  # each family's names carry its prefix, so no two share a distribution
+        assert all(name == "model" or name.startswith(f"{trial.params['model']}.") for name in trial.params)
+    best = tuning.best_result(study, search=search)
+    assert best["model"] in SMALL and set(best["by_model"]) == set(SMALL)
+    assert best["by_model"][best["model"]]["best_score"] == best["best_score"]
+    assert sum(family["complete"] for family in best["by_model"].values()) == 7
+    assert set(best["params"]) <= {*spaces[best["model"]], "n_estimators"}  # decoded: no prefix, no model key
+    assert trained_family("auto", best) == best["model"]
+    build_estimator(model=best["model"], task="classification", hyperparameters=best["params"], seed=0)
+    assert tuning.evaluate(best["params"], search, family=best["model"])[0] == pytest.approx(best["best_score"])
+
+
+def test_train_refuses_model_auto_without_a_searched_family():
+    from reprotab.training import trained_family
+
+    assert trained_family("xgboost", {}) == "xgboost"
+    with pytest.raises(UserError, match=r"models/best_params\.json: names no model family, which model: auto needs.*Run the tune stage"):
+        trained_family("auto", {"tuner": "none", "params": {}})
+
+
 def test_boosters_stop_early_inside_the_search_and_report_the_rounds(split):
     search = make_search(split, model="xgboost", early=5)
-    search = tuning.Search(**{**search.__dict__, "base": {"n_estimators": 400, "learning_rate": 0.5, "n_jobs": 1}})
+    search = tuning.Search(
+        **{**search.__dict__, "bases": {"xgboost": {"n_estimators": 400, "learning_rate": 0.5, "n_jobs": 1}}}
+    )
     score, rounds = tuning.evaluate({"max_depth": 6}, search)
     assert 0.5 < score <= 1.0
     assert rounds is not None and rounds < 400
@@ -172,7 +254,9 @@ def test_boosters_stop_early_inside_the_search_and_report_the_rounds(split):
 def test_lower_is_better_metrics_minimize(split):
     search = make_search(split, metric="log_loss")
     tune, space = config("random", "random_forest", max_depth={"low": 2, "high": 6})
-    study = tuning.run(search=search, tuner="random", space=space, config=tune, storage=None, name="ll")
+    study = tuning.run(
+        search=search, tuner="random", spaces={search.model: space}, config=tune, storage=None, name="ll"
+    )
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
     assert study.best_value == min(t.value for t in study.trials)
 
@@ -194,13 +278,20 @@ def test_folds_never_resample_held_out_rows(split):
 def test_a_grid_value_the_estimator_rejects_is_named(split):
     search = make_search(split)
     with pytest.raises(UserError, match=r"tune\.grid\.random_forest\.max_features: value is rejected.*Got 'sqrtt'"):
-        tuning.check_space(space={"max_features": ("sqrt", "sqrtt")}, where="tune.grid.random_forest", search=search)
+        tuning.check_space(
+            space={"max_features": ("sqrt", "sqrtt")},
+            where="tune.grid.random_forest",
+            search=search,
+            model="random_forest",
+        )
 
 
 def test_an_unknown_hyperparameter_in_the_space_is_named(split):
     search = make_search(split)
     with pytest.raises(UserError, match=r"tune\.space\.random_forest\.max_dept: is not a parameter"):
-        tuning.check_space(space={"max_dept": (3,)}, where="tune.space.random_forest", search=search)
+        tuning.check_space(
+            space={"max_dept": (3,)}, where="tune.space.random_forest", search=search, model="random_forest"
+        )
 
 
 def test_too_many_folds_for_the_smallest_class():
