@@ -14,6 +14,7 @@ the held-out 20 % scores what each contender fitted:
   lgbm     LGBMClassifier()/LGBMRegressor() with the library's defaults on the 80 %
            (text columns as pandas categories, missing values left as NaN)
   tuned    the project with model lightgbm, tuner optuna, a `--budget`-second search, 200 trials at most
+  auto     the same search with model auto: it also chooses the family (random forest, XGBoost, LightGBM)
   flaml    FLAML AutoML with time_budget `--budget` on the 80 %, same metric, n_jobs 2
 
 Metrics: ROC-AUC (binary), macro one-vs-rest ROC-AUC (multiclass), R² (regression); for the
@@ -53,9 +54,10 @@ from reprotab.params import parse_params  # noqa: E402
 from reprotab.prepare import clean_new_rows, text_to_numbers  # noqa: E402
 
 SEED = 42
-COLUMNS = ("default", "lgbm", "tuned", "flaml")
+COLUMNS = ("default", "lgbm", "tuned", "auto", "flaml")
 WIDTH = 24  # characters per contender column
 TUNED_SETTINGS = {"model": "lightgbm", "tuner": "optuna", "tune.n_trials": 200}
+SEARCHED = {"tuned": TUNED_SETTINGS, "auto": {**TUNED_SETTINGS, "model": "auto"}}  # column → overrides
 
 
 # ----------------------------------------------------------------------------- tables
@@ -282,12 +284,13 @@ def run_project(table: Table, train: pd.DataFrame, test: pd.DataFrame, overrides
     model = result.model
     rows = clean_new_rows(test.drop(columns=[table.target]), schema=model.schema, where="held-out rows")
     y = test[table.target]
+    chosen = {"model": result.family} if params.model == "auto" else {}  # the family the search picked
     if table.kind == "regression":
         score = headline(table, y, model.predict(rows), [])
-        return Outcome(score, None, seconds)
+        return Outcome(score, None, seconds, extra=chosen)
     proba = model.predict_proba(rows)
     score = headline(table, y, proba, list(model.schema.classes))
-    extra = {"threshold": model.decision_threshold} if model.binary else {}
+    extra = {**chosen, "threshold": model.decision_threshold} if model.binary else chosen
     return Outcome(score, f1_of(table, y, model.predict(rows)), seconds, extra=extra)
 
 
@@ -426,9 +429,10 @@ def summarize(results: dict[str, dict[str, Outcome]], columns: tuple[str, ...]) 
 
     if {"default", "lgbm"} <= set(columns):
         verdict("default >= LightGBM defaults on every table", pairs("default", "lgbm"), 1.0)
-    if {"tuned", "flaml"} <= set(columns):
-        verdict("tuned >= FLAML on >= 3/4 of tables", pairs("tuned", "flaml"), 0.75)
-        verdict("tuned F1 >= FLAML F1 on every imbalanced table", pairs("tuned", "flaml", "f1", True), 1.0)
+    for searched in SEARCHED:
+        if {searched, "flaml"} <= set(columns):
+            verdict(f"{searched} >= FLAML on >= 3/4 of tables", pairs(searched, "flaml"), 0.75)
+            verdict(f"{searched} F1 >= FLAML F1 on every imbalanced table", pairs(searched, "flaml", "f1", True), 1.0)
     if {"default", "flaml"} <= set(columns):
         verdict("(info) default >= FLAML", pairs("default", "flaml"), 0.75)
     if {"default", "lgbm"} <= set(columns):
@@ -441,13 +445,14 @@ def summarize(results: dict[str, dict[str, Outcome]], columns: tuple[str, ...]) 
     ]
     if gaps:
         lines.append(f"  mean (default - lgbm) over tables: {np.mean(gaps):+.4f}")
-    gaps = [
-        row["tuned"].score - row["flaml"].score
-        for row in results.values()
-        if "tuned" in row and "flaml" in row and row["tuned"].score is not None and row["flaml"].score is not None
-    ]
-    if gaps:
-        lines.append(f"  mean (tuned - flaml) over tables: {np.mean(gaps):+.4f}")
+    for searched in SEARCHED:
+        gaps = [
+            row[searched].score - row["flaml"].score
+            for row in results.values()
+            if searched in row and "flaml" in row and row[searched].score is not None and row["flaml"].score is not None
+        ]
+        if gaps:
+            lines.append(f"  mean ({searched} - flaml) over tables: {np.mean(gaps):+.4f}")
     return lines
 
 
@@ -506,7 +511,7 @@ def main(argv: list[str] | None = None) -> None:
         overrides[key.strip()] = parse_value(value)
 
     estimators = flaml_estimators()
-    print(f"params.yaml + {overrides or 'no overrides'}; tuned: {TUNED_SETTINGS} with a {budget:.0f} s search")
+    print(f"params.yaml + {overrides or 'no overrides'}; searched with a {budget:.0f} s budget: {SEARCHED}")
     print(f"FLAML time_budget {budget:.0f} s, estimators: {estimators or 'FLAML default list (incl. xgboost)'}")
     print("score = held-out 20 % ROC-AUC (multiclass: macro OvR) or R²; /F1 of predict on imbalanced tables")
     if len(seeds) > 1:
@@ -524,11 +529,15 @@ def main(argv: list[str] | None = None) -> None:
         for seed in seeds:
             train, test = split(frame, table, seed)
             project = {"seed": seed, **overrides}
-            tuned = {**project, **TUNED_SETTINGS, "tune.timeout_minutes": budget / 60}
             runners = {
                 "default": partial(run_project, table, train, test, project),
                 "lgbm": partial(run_lightgbm, table, train, test),
-                "tuned": partial(run_project, table, train, test, tuned),
+                **{
+                    searched: partial(
+                        run_project, table, train, test, {**project, **settings, "tune.timeout_minutes": budget / 60}
+                    )
+                    for searched, settings in SEARCHED.items()
+                },
                 "flaml": partial(run_flaml, table, train, test, budget, seed),
             }
             for column in columns:
