@@ -85,6 +85,7 @@ def test_threshold_semantics_live_in_the_model(small_run):
 
 def test_registry_names_are_what_params_accept():
     assert registry("models") == tuple(MODELS)
+    assert registry("model choices") == (*MODELS, "auto")
     assert set(registry("samplers")) == {"auto", *SAMPLERS}
     assert registry("tuners") == ("none", *TUNERS)
 
@@ -92,7 +93,8 @@ def test_registry_names_are_what_params_accept():
 def test_readme_and_params_comments_list_every_registered_name():
     readme = (ROOT / "README.md").read_text()
     shipped = (ROOT / "params.yaml").read_text()
-    for key, names in (("model", registry("models")), ("sampler", registry("samplers")), ("tuner", registry("tuners"))):
+    keys = (("model", registry("model choices")), ("sampler", registry("samplers")), ("tuner", registry("tuners")))
+    for key, names in keys:
         row = next(line for line in readme.splitlines() if line.startswith(f"| `{key}` |"))
         assert re.findall(r"`(\w+)`", row.split("|")[2]) == list(names), key
         comment = next(line for line in shipped.splitlines() if line.startswith(f"{key}:"))

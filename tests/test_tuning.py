@@ -237,7 +237,8 @@ def test_train_refuses_model_auto_without_a_searched_family():
     from reprotab.training import trained_family
 
     assert trained_family("xgboost", {}) == "xgboost"
-    with pytest.raises(UserError, match=r"models/best_params\.json: names no model family, which model: auto needs.*Run the tune stage"):
+    message = r"models/best_params\.json: names no model family, which model: auto needs.*Run the tune stage"
+    with pytest.raises(UserError, match=message):
         trained_family("auto", {"tuner": "none", "params": {}})
 
 
