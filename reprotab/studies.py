@@ -174,12 +174,17 @@ def history(study: optuna.Study) -> pd.DataFrame:
 
 
 def importances(study: optuna.Study) -> pd.DataFrame:
-    """Optuna's fANOVA parameter importances (empty when too few trials vary the params)."""
+    """Optuna's fANOVA parameter importances (empty when too few trials vary the params).
+
+    With model auto only `model` is in every trial, so the importances are taken over the winning
+    family's trials and parameters instead (how the family itself fared is in best_params' by_model)."""
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(complete) < 2:
         return pd.DataFrame(columns=["param", "importance"])
+    best = _best_or_none(study)
+    family_params = [name for name in best.params if name != "model"] if best and "model" in best.params else None
     try:
-        values = optuna.importance.get_param_importances(study)
+        values = optuna.importance.get_param_importances(study, params=family_params or None)
     except (RuntimeError, ValueError) as exc:  # e.g. every trial had the same params
         log.info("parameter importance not computed: %s", exc)
         return pd.DataFrame(columns=["param", "importance"])

@@ -22,6 +22,16 @@ def no_search(*, model: str) -> dict[str, Any]:
     }
 
 
+def family_scores(best: dict[str, Any]) -> dict[str, float]:
+    """With model auto, each family's best score as dvclive metric names (`by_model/xgboost`, nested
+    in the metrics file); {} otherwise. A family without a complete trial is left out."""
+    return {
+        f"by_model/{family}": result["best_score"]
+        for family, result in best.get("by_model", {}).items()
+        if result["best_score"] is not None
+    }
+
+
 def figures(history: pd.DataFrame, importances: pd.DataFrame, *, metric: str) -> dict[str, Any]:
     """The optimization history and parameter importance as matplotlib figures."""
     plt = _pyplot()

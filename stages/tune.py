@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None) -> None:
     write_json(tuning.result_record(best, params=params, search=search, name=name, study_file=args.study), args.out)
     tune_report.write_reports(
         reports,
-        metrics={"best_score": best["best_score"], "trials": sum(best["trials"].values())},
+        metrics={
+            "best_score": best["best_score"],
+            "trials": sum(best["trials"].values()),
+            **tune_report.family_scores(best),  # model auto: each family's best, side by side in dvc exp show
+        },
         trials=study.trials_dataframe(),
         history=tuning.history(study),
         importances=tuning.importances(study),

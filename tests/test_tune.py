@@ -43,6 +43,7 @@ def test_exp_run_with_model_auto_tunes_and_train_fits_the_chosen_family(reproduc
     exps = {e["name"]: e for c in shown for e in (c.get("experiments") or [])}
     tune_metrics = exps["rnd"]["revs"][0]["data"]["metrics"]["reports/tune/metrics.json"]["data"]
     assert tune_metrics["best_score"] == best["best_score"] and tune_metrics["trials"] == 4
+    assert tune_metrics["by_model"] == {f: best["by_model"][f]["best_score"] for f in families}
     assert (repo / "reports/tune/plots/images/history.png").stat().st_size > 0
     trials = (repo / "reports/tune/trials.csv").read_text()
     assert trials.count("\n") == 5 and "params_model" in trials.splitlines()[0]  # header + 4 trials

@@ -229,6 +229,8 @@ def test_model_auto_searches_every_family_from_its_shipped_point(split):
     assert sum(family["complete"] for family in best["by_model"].values()) == 7
     assert set(best["params"]) <= {*spaces[best["model"]], "n_estimators"}  # decoded: no prefix, no model key
     assert trained_family("auto", best) == best["model"]
+    importance = tuning.importances(study)  # over the winning family's trials: its own parameters
+    assert len(importance) and all(name.startswith(f"{best['model']}.") for name in importance["param"])
     build_estimator(model=best["model"], task="classification", hyperparameters=best["params"], seed=0)
     assert tuning.evaluate(best["params"], search, family=best["model"])[0] == pytest.approx(best["best_score"])
 
