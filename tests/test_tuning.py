@@ -108,29 +108,23 @@ def test_grid_tries_every_point_once(split):
     assert sorted(t.params["max_depth"] for t in study.trials) == [2, 4, 6]
 
 
+def in_journal(journal: str, search, *, tuner: str, space: dict, config: TuneParams, name: str) -> optuna.Study:
+    """One tuning run whose study lives in a journal file, so a second call continues it."""
+    storage = tuning.open_storage(None, journal)
+    return tuning.run(
+        search=search, tuner=tuner, spaces={search.model: space}, config=config, storage=storage, name=name
+    )
+
+
 def test_rerunning_with_more_trials_continues_the_study(split, tmp_path):
     search = make_search(split)
     journal = str(tmp_path / "study.journal")
     tune, space = config("optuna", "random_forest", max_depth={"low": 2, "high": 8})
-    first = tuning.run(
-        search=search,
-        tuner="optuna",
-        spaces={search.model: space},
-        config=tune,
-        storage=tuning.open_storage(None, journal),
-        name="s",
-    )
+    first = in_journal(journal, search, tuner="optuna", space=space, config=tune, name="s")
     assert len(first.trials) == 4
     first_params = [t.params for t in first.trials]
     more = tune.model_copy(update={"n_trials": 7})
-    second = tuning.run(
-        search=search,
-        tuner="optuna",
-        spaces={search.model: space},
-        config=more,
-        storage=tuning.open_storage(None, journal),
-        name="s",
-    )
+    second = in_journal(journal, search, tuner="optuna", space=space, config=more, name="s")
     assert len(second.trials) == 7
     assert [t.params for t in second.trials[:4]] == first_params
 
@@ -171,24 +165,10 @@ def test_a_new_search_tries_the_shipped_point_first_and_once(split, tmp_path, tu
         tuner, "random_forest", min_samples_leaf={"low": 1, "high": 50}, max_depth={"low": 2, "high": 8}
     )
     journal = str(tmp_path / "study.journal")
-    first = tuning.run(
-        search=search,
-        tuner=tuner,
-        spaces={search.model: space},
-        config=tune,
-        storage=tuning.open_storage(None, journal),
-        name="p",
-    )
+    first = in_journal(journal, search, tuner=tuner, space=space, config=tune, name="p")
     assert first.trials[0].params["min_samples_leaf"] == 7  # max_depth None (unlimited): left to the sampler
     more = tune.model_copy(update={"n_trials": 6})
-    second = tuning.run(
-        search=search,
-        tuner=tuner,
-        spaces={search.model: space},
-        config=more,
-        storage=tuning.open_storage(None, journal),
-        name="p",
-    )
+    second = in_journal(journal, search, tuner=tuner, space=space, config=more, name="p")
     assert [t.number for t in second.trials if "fixed_params" in t.system_attrs] == [0]  # not enqueued again
     assert len(second.trials) == 6
 
