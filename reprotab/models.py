@@ -84,6 +84,14 @@ class ModelSpec:
     continue_training: Continue = _forest_continue  # new estimator, loaded one, X, y, eval_set, rounds
     size: Callable[[Any], int] = lambda estimator: len(estimator.estimators_)  # trees or boosting rounds
     summary: str = ""  # one line for the README's table of models
+    # what the library applies where its scikit-learn wrapper reports None (XGBoost's get_params), so
+    # a search can start from the model a user actually gets
+    unset_defaults: dict[str, Any] = field(default_factory=dict)
+
+    def defaults(self, task: str) -> dict[str, Any]:
+        """The estimator's default settings, with the library's values where the wrapper says None."""
+        own = self.estimator_class(task)().get_params()
+        return {**own, **{k: v for k, v in self.unset_defaults.items() if own.get(k) is None}}
 
     def estimator_class(self, task: str) -> type:
         module, name = (self.classifier if task == "classification" else self.regressor).split(":")
@@ -104,6 +112,18 @@ MODELS: dict[str, ModelSpec] = {
         _xgboost_continue,
         lambda estimator: estimator.get_booster().num_boosted_rounds(),
         "XGBoost gradient boosting; early stopping, continued training adds rounds",
+        {  # XGBoost's documented tree-booster defaults (3.x): its wrapper reports each as None
+            "learning_rate": 0.3,
+            "max_depth": 6,
+            "min_child_weight": 1.0,
+            "subsample": 1.0,
+            "colsample_bytree": 1.0,
+            "colsample_bylevel": 1.0,
+            "colsample_bynode": 1.0,
+            "reg_lambda": 1.0,
+            "reg_alpha": 0.0,
+            "gamma": 0.0,
+        },
     ),
     "lightgbm": ModelSpec(
         "lightgbm:LGBMClassifier",

@@ -150,3 +150,13 @@ def markdown(summary: dict[str, Any]) -> str:
     if summary.get("error"):
         lines += ["", "## Error", "", "```", summary["error"], "```"]
     return "\n".join(lines) + "\n"
+
+
+def first_reason(exc: Exception) -> str:
+    """An error's first line for a one-line message; a heading over a list of problems
+    (`params.yaml has problems:` then `  - ...`) keeps its first problem."""
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    head = lines[0]
+    if head.endswith(":") and len(lines) > 1 and lines[1].lstrip().startswith("- "):
+        head = f"{head} {lines[1].strip()[2:]}"
+    return head.rstrip(".") or type(exc).__name__

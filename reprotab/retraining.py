@@ -43,12 +43,13 @@ import yaml
 from reprotab import registry, served
 from reprotab.data import atomic_path, read_json, read_table, write_json
 from reprotab.errors import UserError, problem
+from reprotab.models import AUTO
 from reprotab.monitor_report import load_importance
 from reprotab.monitor_report import write as write_monitor
 from reprotab.monitoring import Verdict, monitor
 from reprotab.params import Params, load_params, parse_params
 from reprotab.registry_checks import git
-from reprotab.retrain_summary import batch_action, batch_name, markdown, set_value
+from reprotab.retrain_summary import batch_action, batch_name, first_reason, markdown, set_value
 from reprotab.retrain_vcs import OWN_OUTPUTS, StepFailed, check_clean, commit, dvc, push, restore
 from reprotab.runner import stage_main
 
@@ -168,6 +169,15 @@ def retrain(
     name = batch_name(batch)
     params = load_params()
     mode = mode or params.retrain.mode
+    if mode == "continue" and params.model == AUTO:  # refused before anything is committed
+        raise UserError(
+            problem(
+                "retrain --mode continue",
+                "continues the prod champion's model family, so params.yaml must name it (model: auto does not)",
+                f"model {AUTO}",
+                "Set model to the champion's family (models/model.json names it), or use --mode refit",
+            )
+        )
     note = f"\n\n{message}" if message else ""
     summary: dict[str, Any] = {
         "batch": name,
@@ -203,7 +213,7 @@ def retrain(
         raise UserError(
             problem(
                 "retrain",
-                f"stopped: {str(exc).splitlines()[0]}",
+                f"stopped: {first_reason(exc)}",
                 name,
                 "The batch is versioned and the champion untouched; fix the cause, commit, run the same command "
                 f"again (details in reports/retrain/{name}.md and reports/logs/retrain.log)",

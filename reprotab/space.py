@@ -81,12 +81,13 @@ def check_space(*, space: dict[str, Any], where: str, search: Any, model: str) -
 
 
 def starting_point(space: dict[str, Any], *, model: str, task: str, base: dict[str, Any]) -> dict[str, Any]:
-    """The shipped hyperparameters (`base`, else the estimator's own default) as a point of the
+    """The shipped hyperparameters (`base`, else the library's own default) as a point of the
     space: a search tries it first, so its best is never an untried guess below the untuned model.
 
     A value outside a range is clipped into it (lightgbm's reg_lambda 0 becomes the log range's
-    low end) and snapped to its step; a choice the space does not offer is left to the sampler."""
-    defaults = MODELS[model].estimator_class(task)().get_params()
+    low end) and snapped to its step; a value no range can hold (the forest's unlimited max_depth,
+    max_features 'sqrt') and a choice the space does not offer are left to the sampler."""
+    defaults = MODELS[model].defaults(task)
     point: dict[str, Any] = {}
     for name, spec in space.items():
         value = base.get(name, defaults.get(name))

@@ -159,7 +159,19 @@ def _best_by_family(study: optuna.Study, families: tuple[str, ...]) -> dict[str,
     for family in families:
         values = [float(t.value) for t in complete if t.params.get("model") == family]
         out[family] = {"complete": len(values), "best_score": round(pick(values), 6) if values else None}
+        if not values:
+            log.warning(
+                "model auto: %s completed no trial, so it did not compete; raise tune.timeout_minutes or tune.n_trials",
+                family,
+            )
     return out
+
+
+def trials_table(study: optuna.Study) -> pd.DataFrame:
+    """Optuna's trials table for reports/tune/trials.csv, without its internal `system_attrs_*`
+    columns (such as the enqueued starting point's fixed params)."""
+    table = study.trials_dataframe()
+    return table.drop(columns=[c for c in table.columns if c.startswith("system_attrs")])
 
 
 def history(study: optuna.Study) -> pd.DataFrame:
@@ -174,15 +186,18 @@ def history(study: optuna.Study) -> pd.DataFrame:
 
 
 def importances(study: optuna.Study) -> pd.DataFrame:
-    """Optuna's fANOVA parameter importances (empty when too few trials vary the params).
+    """Optuna's parameter importances (its default evaluator, PED-ANOVA; empty when fewer than
+    two complete trials vary the params).
 
     With model auto only `model` is in every trial, so the importances are taken over the winning
     family's trials and parameters instead (how the family itself fared is in best_params' by_model)."""
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if len(complete) < 2:
-        return pd.DataFrame(columns=["param", "importance"])
     best = _best_or_none(study)
     family_params = [name for name in best.params if name != "model"] if best and "model" in best.params else None
+    if family_params:
+        complete = [t for t in complete if t.params.get("model") == best.params["model"]]
+    if len(complete) < 2:
+        return pd.DataFrame(columns=["param", "importance"])
     try:
         values = optuna.importance.get_param_importances(study, params=family_params or None)
     except (RuntimeError, ValueError) as exc:  # e.g. every trial had the same params

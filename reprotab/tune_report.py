@@ -47,7 +47,7 @@ def figures(history: pd.DataFrame, importances: pd.DataFrame, *, metric: str) ->
         fig, ax = plt.subplots(figsize=(6, 0.4 * len(importances) + 1.2))
         ordered = importances.sort_values("importance")
         ax.barh(ordered["param"], ordered["importance"])
-        ax.set(xlabel="importance (fANOVA)", title="Hyperparameter importance")
+        ax.set(xlabel="importance (Optuna, PED-ANOVA)", title="Hyperparameter importance")
         fig.tight_layout()
         out["importance"] = fig
     return out

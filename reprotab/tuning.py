@@ -41,7 +41,7 @@ from reprotab.preprocessing import fit_featurizer, one_hot_groups
 from reprotab.sampling import balance
 from reprotab.schema import Schema, encode_target
 from reprotab.space import check_space, encode, grid_size, starting_point, trial_point
-from reprotab.studies import (  # noqa: F401  (best_result, history, importances: tune's API, re-exported)
+from reprotab.studies import (  # noqa: F401  (best_result, history, importances, trials_table: tune's API, re-exported)
     FINISHED,
     Progress,
     best_result,
@@ -50,6 +50,7 @@ from reprotab.studies import (  # noqa: F401  (best_result, history, importances
     open_storage,
     redact,
     study_name,
+    trials_table,
 )
 from reprotab.tuners import TUNERS
 
@@ -260,7 +261,7 @@ def evaluate(
         scores.append(score_estimator(estimator, fold, metric=search.metric, schema=search.schema))
         if kept is not None:
             rounds.append(kept)
-        if report is not None:
+        if report is not None and index < len(search.folds) - 1:  # after the last fold the score is complete
             report(index, float(np.mean(scores)))
     return float(np.mean(scores)), (round(float(np.mean(rounds))) if rounds else None)
 

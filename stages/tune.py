@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
             "trials": sum(best["trials"].values()),
             **tune_report.family_scores(best),  # model auto: each family's best, side by side in dvc exp show
         },
-        trials=study.trials_dataframe(),
+        trials=tuning.trials_table(study),
         history=tuning.history(study),
         importances=tuning.importances(study),
         metric=params.metric,

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,3 +100,15 @@ def test_encode_target_rejects_unseen_classes():
     assert encode_target(pd.Series(["b", "a"]), schema).tolist() == [1, 0]
     with pytest.raises(UserError, match=r"target 'y': has classes unseen in training"):
         encode_target(pd.Series(["c"]), schema)
+
+
+def test_the_recorded_library_defaults_are_the_ones_the_library_applies():
+    """XGBoost's wrapper reports its defaults as None; the registry's values must be the real ones."""
+    X, y = np.random.default_rng(0).normal(size=(60, 3)), np.arange(60) % 2
+    spec = MODELS["xgboost"]
+
+    def applied(**settings):
+        fitted = spec.estimator_class("classification")(n_estimators=2, **settings).fit(X, y)
+        return json.loads(fitted.get_booster().save_config())["learner"]["gradient_booster"]["tree_train_param"]
+
+    assert spec.unset_defaults and applied() == applied(**spec.unset_defaults)

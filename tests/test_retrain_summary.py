@@ -3,13 +3,16 @@ the comment-keeping params edit and the summary page."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pandas as pd
 import pytest
 import yaml
 
 from reprotab.errors import UserError
 from reprotab.params import parse_params
-from reprotab.retrain_summary import batch_action, batch_name, markdown, set_value
+from reprotab.retrain_summary import batch_action, batch_name, first_reason, markdown, set_value
+from reprotab.retrain_vcs import StepFailed
 from reprotab.retraining import combine_changes
 from tests.conftest import ROOT, base_params
 
@@ -125,3 +128,30 @@ def test_a_month_without_drift_has_a_short_page():
     page = markdown(quiet | {"monitor": {"retrain": False, "reasons": [], "report": "m/drift.md"}})
     assert "**no retrain**" in page and "- no drift and no performance drop" in page
     assert "## Gate" not in page and "## Data" not in page
+
+
+def test_a_failure_is_one_line_with_its_first_problem():
+    listed = UserError("params.yaml has problems:\n  - model: auto cannot continue. Got 'auto'.\n  - seed: bad.")
+    assert first_reason(listed) == "params.yaml has problems: model: auto cannot continue. Got 'auto'"
+    assert (
+        first_reason(StepFailed("`dvc repro` failed (exit 1):\nRunning stage 'validate':"))
+        == "`dvc repro` failed (exit 1):"
+    )
+    assert first_reason(ValueError("")) == "ValueError"
+
+
+def test_continue_with_model_auto_is_refused_before_anything_is_committed(tmp_path, monkeypatch):
+    from reprotab.retraining import retrain
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(base_params(model="auto", tuner="optuna")))
+    batch = tmp_path / "2027-01.csv"
+    batch.write_text("tenure_months\n3\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "params.yaml"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "params"], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"retrain --mode continue: continues the prod champion's model family.*refit"):
+        retrain(batch=batch, mode="continue")
+    log = subprocess.run(["git", "log", "--oneline"], cwd=tmp_path, capture_output=True, text=True).stdout
+    assert log.count("\n") == 1 and not (tmp_path / "reports").exists()

@@ -155,6 +155,19 @@ def test_the_starting_point_is_the_shipped_hyperparameters_inside_the_space():
     assert all(type(point[k]) is int for k in ("num_leaves", "min_child_samples", "n_estimators"))
 
 
+def test_the_starting_point_takes_xgboosts_own_defaults_where_its_wrapper_says_none():
+    from reprotab.params import Distribution
+    from reprotab.space import starting_point
+
+    space = {
+        "min_child_weight": Distribution(low=0.5, high=20.0, log=True),
+        "reg_lambda": Distribution(low=0.001, high=10.0, log=True),
+        "max_depth": Distribution(low=2, high=10),
+    }
+    point = starting_point(space, model="xgboost", task="classification", base={"max_depth": 5})
+    assert point == {"min_child_weight": 1.0, "reg_lambda": 1.0, "max_depth": 5}
+
+
 @pytest.mark.parametrize("tuner", ["random", "optuna"])
 def test_a_new_search_tries_the_shipped_point_first_and_once(split, tmp_path, tuner):
     search = make_search(split)
@@ -213,6 +226,17 @@ def test_model_auto_searches_every_family_from_its_shipped_point(split):
     assert len(importance) and all(name.startswith(f"{best['model']}.") for name in importance["param"])
     build_estimator(model=best["model"], task="classification", hyperparameters=best["params"], seed=0)
     assert tuning.evaluate(best["params"], search, family=best["model"])[0] == pytest.approx(best["best_score"])
+
+
+def test_model_auto_says_which_family_never_competed(split, caplog):
+    search = make_search(split)
+    search = tuning.Search(**{**search.__dict__, "model": "auto", "bases": SMALL})
+    tune = TuneParams(space={f: {"max_depth": {"low": 2, "high": 6}} for f in SMALL}, n_trials=2, timeout_minutes=None)
+    spaces = {family: tune.search_space(kind="space", model=family, task="classification") for family in SMALL}
+    study = tuning.run(search=search, tuner="random", spaces=spaces, config=tune, storage=None, name="two")
+    best = tuning.best_result(study, search=search)  # two trials: the boosters' shipped points only
+    assert best["by_model"]["random_forest"] == {"complete": 0, "best_score": None}
+    assert "model auto: random_forest completed no trial, so it did not compete" in caplog.text
 
 
 def test_train_refuses_model_auto_without_a_searched_family():
