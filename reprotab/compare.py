@@ -35,7 +35,7 @@ TRAIN_FILE = "reports/train/metrics.json"
 
 def experiment_rows(shown: list[dict[str, Any]], *, by: str) -> pd.DataFrame:
     """One row per experiment (and the workspace and baseline): the compared param, test metrics,
-    the sampler used, where the row comes from (`source`) and when it was made (`timestamp`)."""
+    the sampler and model family used, where the row comes from (`source`) and when it was made (`timestamp`)."""
     rows = []
     for commit in shown:
         for exp in [commit, *(commit.get("experiments") or [])]:
@@ -55,6 +55,7 @@ def experiment_rows(shown: list[dict[str, Any]], *, by: str) -> pd.DataFrame:
                         by: json.dumps(value) if isinstance(value, list | dict) else value,
                         "experiment": name,
                         "sampler_used": train.get("sampler_used"),
+                        "model_used": train.get("model_used"),  # model auto: the family tune chose
                         **flatten(test),  # nested sections as at_0.5/f1, like dvclive
                         "source": source,
                         "timestamp": data.get("timestamp"),
@@ -96,9 +97,11 @@ def rank(frame: pd.DataFrame, *, by: str, metric: str) -> pd.DataFrame:
 
 
 def markdown(frame: pd.DataFrame, *, by: str, metric: str) -> str:
-    first, last = [by, "sampler_used", metric], ["experiment", "timestamp"]
+    first, last = [by, "sampler_used", "model_used", metric], ["experiment", "timestamp"]
     columns = first + [c for c in frame.columns if c not in (*first, *last, *INTERNAL)] + last
     table = frame[[c for c in columns if c in frame]]
+    if "model_used" in table and table["model_used"].isna().all():  # experiments from before it was recorded
+        table = table.drop(columns="model_used")
     header = "| rank | " + " | ".join(table.columns) + " |\n|" + "---|" * (len(table.columns) + 1) + "\n"
     body = "".join(
         f"| {i + 1} | " + " | ".join(_cell(v) for v in row) + " |\n"

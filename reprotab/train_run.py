@@ -62,6 +62,7 @@ def train_model(
         settings=settings,
         previous=previous,
     )
+    summary = {"model_used": family, **summary}  # with model auto, the family tune chose (compare shows it)
     trained_on = {"train": len(features)}
     if settings.refit_skipped:  # None unless refit is on and something overrides it
         log.info("train.refit skipped: %s; the model keeps its train rows only", settings.refit_skipped)

@@ -138,11 +138,13 @@ SHOWN = [
 ]
 
 
-def experiment(name: str, timestamp: str, params: dict, test: dict | None, used: str | None = None) -> dict:
+def experiment(
+    name: str, timestamp: str, params: dict, test: dict | None, used: str | None = None, family: str | None = None
+) -> dict:
     """One experiment entry of `dvc exp show --json` (as under a commit's "experiments")."""
     metrics = {} if test is None else {"reports/evaluate/metrics.json": {"data": {"validation": {}, "test": test}}}
-    if used:
-        metrics["reports/train/metrics.json"] = {"data": {"sampler_used": used}}
+    if used or family:
+        metrics["reports/train/metrics.json"] = {"data": {"sampler_used": used, "model_used": family}}
     data = {"rev": f"{name}-rev", "timestamp": timestamp, "params": {"params.yaml": {"data": params}}}
     return {
         "revs": [{"rev": f"{name}-rev", "name": name, "data": {**data, "metrics": metrics}, "error": None}],
@@ -194,6 +196,17 @@ def test_rows_without_train_metrics_have_no_sampler_used():
     row = experiment_rows(shown, by="model").iloc[0]
     assert row["model"] == "lightgbm"
     assert row["sampler_used"] is None
+
+
+def test_compared_by_model_an_auto_run_shows_the_family_it_fitted():
+    shown = baseline_with(
+        experiment("auto", "2026-01-02T00:00:00", {"model": "auto"}, {"roc_auc": 0.88}, "none", "xgboost"),
+        experiment("lgbm", "2026-01-03T00:00:00", {"model": "lightgbm"}, {"roc_auc": 0.87}, "none", "lightgbm"),
+    )
+    ranked = rank(experiment_rows(shown, by="model"), by="model", metric="roc_auc")
+    lines = markdown(ranked, by="model", metric="roc_auc").splitlines()
+    assert lines[2] == "| rank | model | sampler_used | model_used | roc_auc | experiment | timestamp |"
+    assert lines[4].startswith("| 1 | auto | none | xgboost | 0.8800 | auto |")
 
 
 def test_a_param_that_is_a_section_is_compared_as_its_json():

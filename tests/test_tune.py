@@ -36,7 +36,7 @@ def test_exp_run_with_model_auto_tunes_and_train_fits_the_chosen_family(reproduc
     assert best["searched_models"] == families and best["model"] in families
     assert all(best["by_model"][family]["complete"] >= 1 for family in families)  # each shipped point tried
     card = json.loads((repo / "models/model.json").read_text())
-    assert card["model"] == best["model"]  # train fitted the family the search chose, with its best params
+    assert card["model"] == best["model"] == card["training"]["model_used"]  # the family the search chose
     assert {k: card["hyperparameters"][k] for k in best["params"]} == best["params"]
     assert f"{best['model']} classification fitted on" in result.stderr
     shown = json.loads(sh([DVC, "exp", "show", "--json"], repo).stdout)
