@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from reprotab.errors import UserError, did_you_mean, one_of, problem
-from reprotab.models import AUTO  # the registry module itself imports no estimator library
+from reprotab.models import AUTO, families  # the registry module itself imports no estimator library
 
 TASKS = ("classification", "regression")
 STRATEGIES = ("auto", "minority", "not minority", "not majority", "all", "majority")
@@ -439,7 +439,7 @@ class Params(Section):
             self._auto_model_fits()
         if self.tuner != "none":
             kind = "grid" if self.tuner == "grid" else "space"
-            for model in registry("models") if self.model == AUTO else (self.model,):
+            for model in families(self.model):
                 if not self.tune.search_space(kind=kind, model=model, task=self.task):
                     raise ValueError(
                         problem(
