@@ -74,16 +74,23 @@ def combine_batches(reference: pd.DataFrame, batches: dict[str, pd.DataFrame]) -
 
 
 def text_to_numbers(frame: pd.DataFrame, *, min_share: float, skip: set[str]) -> tuple[pd.DataFrame, list[str]]:
-    """Convert text columns whose non-blank values are (almost) all numbers; blanks become NaN."""
+    """Convert text columns whose non-blank values are (almost) all numbers; blanks become NaN.
+
+    Each distinct value is parsed once and mapped back through its codes: a category column of a
+    million rows holds a handful of values, and parsing every row was most of prepare's time."""
     numbers_of = {}
     for column in frame.columns:
         if column in skip or not _is_text(frame[column]):
             continue
-        text = frame[column].astype("string").str.strip().replace("", pd.NA)
-        numbers = pd.to_numeric(text, errors="coerce")
-        present = int(text.notna().sum())
-        if present and numbers.notna().sum() / present >= min_share:
-            numbers_of[column] = numbers.astype(float)
+        codes, distinct = pd.factorize(frame[column], use_na_sentinel=True)
+        text = pd.Series(distinct, dtype=object).astype("string").str.strip().replace("", pd.NA)
+        parsed = pd.to_numeric(text, errors="coerce").astype(float).to_numpy()
+        rows_per_value = np.bincount(codes[codes >= 0], minlength=len(distinct))
+        present = int(rows_per_value[text.notna().to_numpy()].sum())
+        if present and rows_per_value[~np.isnan(parsed)].sum() / present >= min_share:
+            numbers_of[column] = pd.Series(
+                np.where(codes >= 0, parsed[codes], np.nan), index=frame.index, name=column
+            )
     if numbers_of:  # a shallow copy: only the converted columns are new, the rest is shared
         frame = frame.copy(deep=False)
         for column, numbers in numbers_of.items():

@@ -47,6 +47,32 @@ def test_text_numbers_become_numbers_and_blanks_become_missing():
     assert out["city"].tolist() == ["a", "b", "3"]
 
 
+def test_text_numbers_parse_each_row_as_its_own_value():
+    """Distinct values are parsed once (prepare.text_to_numbers): the result must be what parsing
+    every row gives, row for row, and the share that converts a column counts rows, not values."""
+    rng = np.random.default_rng(0)
+    numbers = np.array(["1.5", " 2 ", "", None, "1e3", "-0", 7, 2.5, float("nan"), "  "], dtype=object)
+    frame = pd.DataFrame(
+        {
+            "numbers": [*rng.choice(numbers, size=1999), "abc"],  # one text value among numbers and blanks
+            "mostly": [*(str(i) for i in range(1900)), *["x"] * 100],  # 95.0 % of the rows parse
+            "rare": ["5"] * 100 + [f"id{i}" for i in range(1900)],  # one value of 1,901 is a number
+        }
+    )
+
+    def row_by_row(column: str) -> pd.Series:
+        text = frame[column].astype("string").str.strip().replace("", pd.NA)
+        return pd.to_numeric(text, errors="coerce").astype(float)
+
+    out, converted = text_to_numbers(frame, min_share=0.95, skip=set())
+    assert converted == ["numbers", "mostly"]
+    for column in converted:
+        np.testing.assert_array_equal(out[column].to_numpy(), row_by_row(column).to_numpy())
+    assert out["rare"].equals(frame["rare"])
+    _, converted = text_to_numbers(frame, min_share=0.951, skip=set())
+    assert converted == ["numbers"]
+
+
 def test_empty_and_constant_columns_are_dropped_but_target_kept():
     frame = pd.DataFrame({"empty": [None, None, None], "same": [7, 7, 7], "x": [1, 2, 3], "y": [1, 1, 1]})
     out, empty, constant = drop_useless(frame, keep={"y"})
