@@ -85,6 +85,40 @@ def fit_calibrator(*, method: str, proba: np.ndarray, y: np.ndarray) -> Calibrat
     return Calibrator(method).fit(proba, y)
 
 
+def _ratio(numerator: np.ndarray, denominator: np.ndarray | int) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
+    denominator = np.broadcast_to(np.asarray(denominator, dtype=float), numerator.shape)
+    return np.divide(numerator, denominator, out=np.zeros(numerator.shape), where=denominator > 0)
+
+
+# Each threshold metric from the confusion counts at every candidate threshold at once (arrays of
+# true/false positives and negatives), the formulas scikit-learn uses; keys are params.THRESHOLD_METRICS.
+FROM_COUNTS = {
+    "f1": lambda tp, fp, fn, tn: _ratio(2 * tp, 2 * tp + fp + fn),
+    "precision": lambda tp, fp, fn, tn: _ratio(tp, tp + fp),
+    "recall": lambda tp, fp, fn, tn: _ratio(tp, tp + fn),
+    "accuracy": lambda tp, fp, fn, tn: (tp + tn) / (tp + fp + fn + tn),
+    "balanced_accuracy": lambda tp, fp, fn, tn: (_ratio(tp, tp + fn) + _ratio(tn, tn + fp)) / 2,
+}
+
+
+def confusion_at(
+    thresholds: np.ndarray, positive_proba: np.ndarray, is_positive: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """True/false positives and negatives of `proba >= threshold` for every threshold, from one
+    sort of the rows (scoring each threshold separately took minutes at a million rows)."""
+    order = np.argsort(positive_proba, kind="stable")
+    ranked, hits = positive_proba[order], is_positive[order].astype(np.int64)
+    below = np.searchsorted(ranked, thresholds, side="left")  # rows under each threshold
+    hits_below = np.concatenate([[0], np.cumsum(hits)])[below]
+    positives, rows = int(hits.sum()), len(ranked)
+    tp = (positives - hits_below).astype(float)
+    fp = (rows - below) - tp
+    fn = positives - tp
+    tn = (rows - positives) - fp
+    return tp, fp, fn, tn
+
+
 def best_threshold(
     *,
     positive_proba: np.ndarray,
@@ -95,27 +129,19 @@ def best_threshold(
 ) -> tuple[float, float]:
     """The threshold (and its score) that maximizes `metric` on held-out rows, optionally among
     thresholds that keep recall or precision at least a floor. Candidates are the distinct
-    probabilities (at most 512 quantiles of them), so the result is one a real row sits on."""
+    probabilities (at most 512 quantiles of them), so the result is one a real row sits on; the
+    first (lowest) of equally good thresholds wins."""
     candidates = np.unique(positive_proba)
     if len(candidates) > 512:
         candidates = np.unique(np.quantile(positive_proba, np.linspace(0, 1, 512)))
-    truth = is_positive.astype(int)
-    two_columns = np.column_stack([1 - positive_proba, positive_proba])  # marks the problem as binary
-    best: tuple[float, float] | None = None
-    for threshold in candidates:
-        predicted = (positive_proba >= threshold).astype(int)
-        hits = int((predicted & truth).sum())
-        recall = hits / max(int(truth.sum()), 1)
-        precision = hits / max(int(predicted.sum()), 1)
-        too_low = (min_recall is not None and recall < min_recall) or (
-            min_precision is not None and precision < min_precision
-        )
-        if too_low:
-            continue
-        score = float(CLASSIFICATION[metric](Scored(y_true=truth, y_pred=predicted, proba=two_columns, positive=1)))
-        if best is None or score > best[1]:
-            best = (float(threshold), score)
-    if best is None:
+    counts = confusion_at(candidates, np.asarray(positive_proba), np.asarray(is_positive))
+    scores = FROM_COUNTS[metric](*counts)
+    allowed = np.ones(len(candidates), dtype=bool)
+    if min_recall is not None:
+        allowed &= FROM_COUNTS["recall"](*counts) >= min_recall
+    if min_precision is not None:
+        allowed &= FROM_COUNTS["precision"](*counts) >= min_precision
+    if not allowed.any():
         floor = f"recall ≥ {min_recall}" if min_recall is not None else f"precision ≥ {min_precision}"
         raise UserError(
             problem(
@@ -125,7 +151,8 @@ def best_threshold(
                 "Lower train.min_recall / train.min_precision, or set a number as train.threshold",
             )
         )
-    return best
+    best = int(np.argmax(np.where(allowed, scores, -np.inf)))
+    return float(candidates[best]), float(scores[best])
 
 
 def decide(

@@ -10,7 +10,8 @@ import pytest
 from reprotab.demo_data import generate
 from reprotab.errors import UserError
 from reprotab.metrics import CLASSIFICATION, Scored
-from reprotab.params import FeaturizeParams, TrainParams, parse_params
+from reprotab.decision import FROM_COUNTS, best_threshold, confusion_at
+from reprotab.params import THRESHOLD_METRICS, FeaturizeParams, TrainParams, parse_params
 from reprotab.prepare import prepare
 from reprotab.preprocessing import featurize
 from reprotab.training import fit, load_previous
@@ -145,6 +146,27 @@ def test_auto_threshold_maximizes_the_metric_on_validation(churn):
 
     assert f1(trained.threshold) == pytest.approx(summary["validation_f1_at_threshold"], abs=1e-6)
     assert all(f1(t) <= f1(trained.threshold) + 1e-9 for t in np.unique(proba))
+
+
+@pytest.mark.parametrize("metric", THRESHOLD_METRICS)
+def test_threshold_scores_from_one_sort_equal_scikit_learns_at_every_candidate(metric):
+    """decision.confusion_at counts every threshold from one sort; each score must be what the
+    metric registry (scikit-learn) gives for that threshold's predictions, ties and all."""
+    rng = np.random.default_rng(5)
+    proba = rng.choice(np.linspace(0, 1, 41), size=700)  # many ties
+    truth = (rng.random(700) < proba * 0.6).astype(int)
+    candidates = np.concatenate([np.unique(proba), [1.5]])  # 1.5: nothing predicted positive
+    two = np.column_stack([1 - proba, proba])
+    ours = FROM_COUNTS[metric](*confusion_at(candidates, proba, truth))
+    theirs = [CLASSIFICATION[metric](Scored(truth, (proba >= t).astype(int), two, 1)) for t in candidates]
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+    threshold, score = best_threshold(positive_proba=proba, is_positive=truth, metric=metric)
+    assert score == pytest.approx(max(theirs[:-1]), abs=1e-12)
+    assert threshold == candidates[int(np.argmax(theirs[:-1]))]  # the lowest of equally good thresholds
+
+
+def test_every_threshold_metric_has_a_formula():
+    assert set(FROM_COUNTS) == set(THRESHOLD_METRICS)
 
 
 def test_threshold_with_a_recall_floor(churn):
