@@ -132,10 +132,36 @@ def column_median(values: np.ndarray) -> float:
 IMPUTERS = {"median": column_median}  # strategies whose built-in version costs a copy of the block
 
 
+def _sorted_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each value's rank among the column's sorted distinct values, and those values; None unless
+    every value is a string (what `to_levels` gives), the only case `OneHotMatrix.fit` recodes."""
+    codes, distinct = pd.factorize(values)
+    if (codes < 0).any() or not all(isinstance(value, str) for value in distinct):
+        return None
+    order = sorted(range(len(distinct)), key=distinct.__getitem__)  # Python's string order, as sklearn sorts
+    rank = np.empty(len(order), dtype=np.int32)
+    rank[order] = np.arange(len(order), dtype=np.int32)
+    return rank[codes], np.asarray(distinct, dtype=object)[order]
+
+
 class OneHotMatrix(OneHotEncoder):
     """OneHotEncoder whose dense output is filled `ENCODE_ROWS` rows at a time: the built-in encodes
     every row into a sparse matrix first (int64 codes and positions and a float64 one per cell) and
-    then densifies it, about twice the output's size on top of it. Same fit, same values."""
+    then densifies it, about twice the output's size on top of it. Same fit, same values.
+
+    `fit` learns from integer codes: with rare categories grouped (min_frequency, max_categories)
+    the built-in counts text values one Python object at a time, 18 s for 8 columns of 800,000
+    rows; on codes it counts with NumPy. The codes follow the categories' sorted order, so the
+    fitted encoder, its category order and its infrequent groups are the built-in's, and the
+    text categories are put back before it is used."""
+
+    def fit(self, X: pd.DataFrame, y: object = None) -> OneHotMatrix:
+        coded = [_sorted_codes(X[column]) for column in X.columns] if isinstance(X, pd.DataFrame) else [None]
+        if self.categories != "auto" or not coded or any(part is None for part in coded):
+            return super().fit(X, y)
+        super().fit(pd.DataFrame({column: codes for column, (codes, _) in zip(X.columns, coded)}, index=X.index))
+        self.categories_ = [levels[codes] for (_, levels), codes in zip(coded, self.categories_)]
+        return self
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         if self.sparse_output or len(X) <= ENCODE_ROWS:

@@ -4,11 +4,19 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import OneHotEncoder
 
 from reprotab import importance
 from reprotab.models import MODELS
 from reprotab.params import FeaturizeParams
-from reprotab.preprocessing import build_featurizer, encoded_groups, featurize, one_hot_groups, safe_name
+from reprotab.preprocessing import (
+    OneHotMatrix,
+    build_featurizer,
+    encoded_groups,
+    featurize,
+    one_hot_groups,
+    safe_name,
+)
 from reprotab.schema import Schema, encode_target
 from reprotab.training import fit
 
@@ -45,6 +53,34 @@ def test_unseen_and_rare_categories_do_not_crash_and_are_grouped():
     assert "c_infrequent_sklearn" in columns and "c_rare" not in columns
     assert features.loc[0, "c_infrequent_sklearn"] == 1.0  # 'never-seen' joins the infrequent group
     assert features.loc[1, "c_b"] == 1.0
+
+
+@pytest.mark.parametrize("limits", [{"min_frequency": 0.05, "max_categories": 4}, {"min_frequency": None, "max_categories": None}])
+def test_one_hot_fitted_on_codes_is_scikit_learns_encoder(limits):
+    """OneHotMatrix.fit learns from sorted integer codes: categories, their order, the infrequent
+    groups, names and the encoding of new rows (unseen values too) must equal OneHotEncoder's."""
+    rng = np.random.default_rng(2)
+    levels = ["b", "B", "a", "ä", "a b", "__missing__", "z,1", "10", "9", "rare"]
+    weights = np.array([30, 20, 15, 10, 8, 6, 5, 3, 2, 1], dtype=float)
+    train = pd.DataFrame(
+        {"city": rng.choice(levels, 500, p=weights / weights.sum()), "plan": rng.choice(["x", "y"], 500)}, dtype=object
+    )
+    new = pd.DataFrame({"city": ["rare", "never seen", "ä", "b"], "plan": ["y", "x", "unseen", "x"]}, dtype=object)
+    settings = dict(handle_unknown="infrequent_if_exist", sparse_output=False, dtype=np.float32, **limits)
+    ours, theirs = OneHotMatrix(**settings).fit(train), OneHotEncoder(**settings).fit(train)
+    for mine, reference in zip(ours.categories_, theirs.categories_, strict=True):
+        assert mine.dtype == reference.dtype and mine.tolist() == reference.tolist()
+    infrequent = [getattr(encoder, "_infrequent_indices", None) for encoder in (ours, theirs)]
+    if limits["max_categories"]:
+        assert [list(c) if c is not None else None for c in ours.infrequent_categories_] == [
+            list(c) if c is not None else None for c in theirs.infrequent_categories_
+        ]
+        assert any(c is not None for c in ours.infrequent_categories_)
+    else:
+        assert infrequent == [None, None]
+    assert list(ours.get_feature_names_out()) == list(theirs.get_feature_names_out())
+    np.testing.assert_array_equal(ours.transform(new), theirs.transform(new))
+    np.testing.assert_array_equal(ours.transform(train), theirs.transform(train))
 
 
 def test_feature_names_are_kept_and_target_carried():
