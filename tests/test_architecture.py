@@ -24,7 +24,7 @@ from reprotab.pipeline import run
 from reprotab.prepare import infinities_to_missing, prepare_with
 from reprotab.sampling import SAMPLERS
 from reprotab.tuners import TUNERS
-from tests.conftest import ROOT, base_params
+from tests.conftest import LONGEST_FIRST, ROOT, base_params
 
 
 @pytest.fixture(scope="module")
@@ -191,3 +191,9 @@ def test_start_up_pauses_the_collector_and_the_stage_run_resumes_it(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     shown = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert shown.stdout.split() == ["True", "True", "True"], shown.stderr
+
+
+def test_the_test_schedule_names_existing_test_files():
+    """tests/conftest.py orders files longest first; a renamed file would silently fall to the end."""
+    assert len(set(LONGEST_FIRST)) == len(LONGEST_FIRST)
+    assert [name for name in LONGEST_FIRST if not (ROOT / "tests" / name).is_file()] == []
