@@ -88,9 +88,7 @@ def text_to_numbers(frame: pd.DataFrame, *, min_share: float, skip: set[str]) ->
         rows_per_value = np.bincount(codes[codes >= 0], minlength=len(distinct))
         present = int(rows_per_value[text.notna().to_numpy()].sum())
         if present and rows_per_value[~np.isnan(parsed)].sum() / present >= min_share:
-            numbers_of[column] = pd.Series(
-                np.where(codes >= 0, parsed[codes], np.nan), index=frame.index, name=column
-            )
+            numbers_of[column] = pd.Series(np.where(codes >= 0, parsed[codes], np.nan), index=frame.index, name=column)
     if numbers_of:  # a shallow copy: only the converted columns are new, the rest is shared
         frame = frame.copy(deep=False)
         for column, numbers in numbers_of.items():

@@ -159,8 +159,10 @@ class OneHotMatrix(OneHotEncoder):
         coded = [_sorted_codes(X[column]) for column in X.columns] if isinstance(X, pd.DataFrame) else [None]
         if self.categories != "auto" or not coded or any(part is None for part in coded):
             return super().fit(X, y)
-        super().fit(pd.DataFrame({column: codes for column, (codes, _) in zip(X.columns, coded)}, index=X.index))
-        self.categories_ = [levels[codes] for (_, levels), codes in zip(coded, self.categories_)]
+        super().fit(
+            pd.DataFrame({column: codes for column, (codes, _) in zip(X.columns, coded, strict=True)}, index=X.index)
+        )
+        self.categories_ = [levels[codes] for (_, levels), codes in zip(coded, self.categories_, strict=True)]
         return self
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:

@@ -55,7 +55,9 @@ def test_unseen_and_rare_categories_do_not_crash_and_are_grouped():
     assert features.loc[1, "c_b"] == 1.0
 
 
-@pytest.mark.parametrize("limits", [{"min_frequency": 0.05, "max_categories": 4}, {"min_frequency": None, "max_categories": None}])
+@pytest.mark.parametrize(
+    "limits", [{"min_frequency": 0.05, "max_categories": 4}, {"min_frequency": None, "max_categories": None}]
+)
 def test_one_hot_fitted_on_codes_is_scikit_learns_encoder(limits):
     """OneHotMatrix.fit learns from sorted integer codes: categories, their order, the infrequent
     groups, names and the encoding of new rows (unseen values too) must equal OneHotEncoder's."""

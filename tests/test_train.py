@@ -7,10 +7,10 @@ import joblib
 import numpy as np
 import pytest
 
+from reprotab.decision import FROM_COUNTS, best_threshold, confusion_at
 from reprotab.demo_data import generate
 from reprotab.errors import UserError
 from reprotab.metrics import CLASSIFICATION, Scored
-from reprotab.decision import FROM_COUNTS, best_threshold, confusion_at
 from reprotab.params import THRESHOLD_METRICS, FeaturizeParams, TrainParams, parse_params
 from reprotab.prepare import prepare
 from reprotab.preprocessing import featurize
