@@ -14,9 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
-from sklearn import metrics as skm
-from sklearn.preprocessing import label_binarize
+
+
+def _skm() -> Any:
+    """scikit-learn's metrics module, imported at the first score, not with this module: params.py
+    reads the metric names from this registry, and a stage that never scores (tune without a
+    search) need not load scikit-learn and SciPy for them."""
+    from sklearn import metrics
+
+    return metrics
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,9 @@ def binary_roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
     n_pos = int(positive.sum())
     n_neg = positive.size - n_pos
     if n_pos == 0 or n_neg == 0:
-        return skm.roc_auc_score(positive, score)
+        return _skm().roc_auc_score(positive, score)
+    from scipy.stats import rankdata
+
     ranks = rankdata(score)
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
@@ -53,20 +61,24 @@ def binary_roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
 def _roc_auc(s: Scored) -> float:
     if s.binary:
         return binary_roc_auc(s.y_true == s.positive, s.proba[:, s.positive])
-    return skm.roc_auc_score(s.y_true, s.proba, multi_class="ovr", average="macro", labels=range(s.proba.shape[1]))
+    return _skm().roc_auc_score(s.y_true, s.proba, multi_class="ovr", average="macro", labels=range(s.proba.shape[1]))
 
 
 def _pr_auc(s: Scored) -> float:
     if s.binary:
-        return skm.average_precision_score(s.y_true == s.positive, s.proba[:, s.positive])
+        return _skm().average_precision_score(s.y_true == s.positive, s.proba[:, s.positive])
+    from sklearn.preprocessing import label_binarize
+
     onehot = label_binarize(s.y_true, classes=range(s.proba.shape[1]))
-    return skm.average_precision_score(onehot, s.proba, average="macro")
+    return _skm().average_precision_score(onehot, s.proba, average="macro")
 
 
-def _with_average(function: Callable[..., float]) -> Callable[[Scored], float]:
+def _with_average(name: str) -> Callable[[Scored], float]:
+    """scikit-learn's metric `name` with the project's averaging (binary: the positive class)."""
+
     def score(s: Scored) -> float:
         kwargs = {"pos_label": s.positive} if s.binary else {}
-        return function(s.y_true, s.y_pred, average=s.average, zero_division=0, **kwargs)
+        return getattr(_skm(), name)(s.y_true, s.y_pred, average=s.average, zero_division=0, **kwargs)
 
     return score
 
@@ -78,36 +90,36 @@ def _rows_sum_to_one(proba: np.ndarray) -> np.ndarray:
 
 
 def _log_loss(s: Scored) -> float:
-    return skm.log_loss(s.y_true, _rows_sum_to_one(s.proba), labels=range(s.proba.shape[1]))
+    return _skm().log_loss(s.y_true, _rows_sum_to_one(s.proba), labels=range(s.proba.shape[1]))
 
 
 def _brier(s: Scored) -> float:
     if s.binary:
-        return skm.brier_score_loss(s.y_true == s.positive, s.proba[:, s.positive])
-    return skm.brier_score_loss(s.y_true, _rows_sum_to_one(s.proba), labels=range(s.proba.shape[1]))
+        return _skm().brier_score_loss(s.y_true == s.positive, s.proba[:, s.positive])
+    return _skm().brier_score_loss(s.y_true, _rows_sum_to_one(s.proba), labels=range(s.proba.shape[1]))
 
 
 def _mape(s: Scored) -> float:
     if np.any(s.y_true == 0):
         return float("inf")
-    return skm.mean_absolute_percentage_error(s.y_true, s.y_pred)
+    return _skm().mean_absolute_percentage_error(s.y_true, s.y_pred)
 
 
 CLASSIFICATION: dict[str, Callable[[Scored], float]] = {
     "roc_auc": _roc_auc,
     "pr_auc": _pr_auc,
-    "f1": _with_average(skm.f1_score),
-    "recall": _with_average(skm.recall_score),
-    "precision": _with_average(skm.precision_score),
-    "accuracy": lambda s: skm.accuracy_score(s.y_true, s.y_pred),
-    "balanced_accuracy": lambda s: skm.balanced_accuracy_score(s.y_true, s.y_pred),
+    "f1": _with_average("f1_score"),
+    "recall": _with_average("recall_score"),
+    "precision": _with_average("precision_score"),
+    "accuracy": lambda s: _skm().accuracy_score(s.y_true, s.y_pred),
+    "balanced_accuracy": lambda s: _skm().balanced_accuracy_score(s.y_true, s.y_pred),
     "log_loss": _log_loss,
     "brier": _brier,
 }
 REGRESSION: dict[str, Callable[[Scored], float]] = {
-    "rmse": lambda s: skm.root_mean_squared_error(s.y_true, s.y_pred),
-    "mae": lambda s: skm.mean_absolute_error(s.y_true, s.y_pred),
-    "r2": lambda s: skm.r2_score(s.y_true, s.y_pred),
+    "rmse": lambda s: _skm().root_mean_squared_error(s.y_true, s.y_pred),
+    "mae": lambda s: _skm().mean_absolute_error(s.y_true, s.y_pred),
+    "r2": lambda s: _skm().r2_score(s.y_true, s.y_pred),
     "mape": _mape,
 }
 BY_TASK = {"classification": CLASSIFICATION, "regression": REGRESSION}

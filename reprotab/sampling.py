@@ -30,8 +30,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, clone
-from sklearn.neighbors import NearestNeighbors
 
 from reprotab.errors import UserError, problem
 from reprotab.params import SamplingParams
@@ -136,8 +134,11 @@ def categorical_groups(columns: list[str], one_hot: dict[str, list[str]], frame:
     return [g for g in grouped if g] + flags
 
 
-class CategoricalAwareSampler(BaseEstimator):
-    """Run a registry sampler without inventing impossible category values (see module docstring)."""
+class CategoricalAwareSampler:
+    """Run a registry sampler without inventing impossible category values (see module docstring).
+    Stateless: each `fit_resample` builds its imbalanced-learn sampler afresh. Not a scikit-learn
+    estimator, so importing this module (params.py reads the registry's names) loads no
+    scikit-learn: a stage that never resamples, such as tune without a search, does not pay for it."""
 
     def __init__(self, name: str, config: SamplingParams, seed: int, groups: list[list[int]]) -> None:
         self.name, self.config, self.seed, self.groups = name, config, seed, groups
@@ -173,13 +174,19 @@ class CategoricalAwareSampler(BaseEstimator):
         for label in np.unique(y_out[len(numeric) :]):
             real = np.flatnonzero(y == label)
             synthetic = len(numeric) + np.flatnonzero(y_out[len(numeric) :] == label)
-            nearest = NearestNeighbors(n_neighbors=1).fit(numeric[real]).kneighbors(out[synthetic])[1][:, 0]
+            nearest = _nearest_neighbors()(n_neighbors=1).fit(numeric[real]).kneighbors(out[synthetic])[1][:, 0]
             new_codes[synthetic] = codes[real[nearest]]
         return out, new_codes, y_out
 
     @staticmethod
     def _frame(values: np.ndarray, columns: list[str] | None) -> Any:
         return pd.DataFrame(values, columns=columns) if columns is not None else values
+
+
+def _nearest_neighbors() -> Any:
+    from sklearn.neighbors import NearestNeighbors
+
+    return NearestNeighbors
 
 
 def _codes(block: np.ndarray) -> np.ndarray:
@@ -197,7 +204,7 @@ def _expand(codes: np.ndarray, original: np.ndarray) -> np.ndarray:
 
 
 def build_sampler(*, name: str, config: SamplingParams, seed: int, groups: list[list[int]]) -> Any:
-    """The sampler to put before the model in an imblearn Pipeline, or None for `none`."""
+    """The sampler for `resample` (train's rows, each tune fold's training rows), or None for `none`."""
     if name == "none":
         return None
     return CategoricalAwareSampler(name=name, config=config, seed=seed, groups=groups)
@@ -219,7 +226,7 @@ def check_feasible(*, decision: Decision, config: SamplingParams) -> None:
 def resample(sampler: Any, X: pd.DataFrame, y: np.ndarray, *, where: str = "sampler") -> tuple[Any, np.ndarray]:
     """fit_resample with imblearn's own complaints (impossible strategies) turned into user errors."""
     try:
-        return clone(sampler).fit_resample(X, y)
+        return sampler.fit_resample(X, y)
     except ValueError as exc:
         raise UserError(problem(where, f"cannot resample the training rows ({exc})")) from None
 

@@ -197,3 +197,19 @@ def test_the_test_schedule_names_existing_test_files():
     """tests/conftest.py orders files longest first; a renamed file would silently fall to the end."""
     assert len(set(LONGEST_FIRST)) == len(LONGEST_FIRST)
     assert [name for name in LONGEST_FIRST if not (ROOT / "tests" / name).is_file()] == []
+
+
+def test_reading_params_loads_no_scikit_learn():
+    """Every stage validates params.yaml, whose sampler and metric names come from the registries;
+    a stage that never fits or scores (tune without a search) must not pay scikit-learn's and
+    SciPy's import (about 1 s) for those names. Run in a fresh interpreter: this one has them."""
+    code = (
+        "import sys\n"
+        "from reprotab.params import load_params\n"
+        "params = load_params('params.yaml')\n"
+        "loaded = {name.split('.')[0] for name in sys.modules}\n"
+        "heavy = sorted(loaded & {'sklearn', 'scipy', 'lightgbm', 'xgboost', 'matplotlib'})\n"
+        "print(','.join(heavy) or 'none')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "none", result.stdout
