@@ -76,14 +76,16 @@ def combine_batches(reference: pd.DataFrame, batches: dict[str, pd.DataFrame]) -
 def text_to_numbers(frame: pd.DataFrame, *, min_share: float, skip: set[str]) -> tuple[pd.DataFrame, list[str]]:
     """Convert text columns whose non-blank values are (almost) all numbers; blanks become NaN.
 
-    Each distinct value is parsed once and mapped back through its codes: a category column of a
-    million rows holds a handful of values, and parsing every row was most of prepare's time."""
+    Each distinct text is parsed once and mapped back through its codes: a category column of a
+    million rows holds a handful of values, and parsing every row was most of prepare's time. The
+    codes are of the values as text, so values Python holds equal but writes differently (True and
+    1, -0.0 and 0.0) stay apart, and unhashable ones (a list) are their text like any other."""
     numbers_of = {}
     for column in frame.columns:
         if column in skip or not _is_text(frame[column]):
             continue
-        codes, distinct = pd.factorize(frame[column], use_na_sentinel=True)
-        text = pd.Series(distinct, dtype=object).astype("string").str.strip().replace("", pd.NA)
+        codes, distinct = pd.factorize(frame[column].astype("string"), use_na_sentinel=True)
+        text = pd.Series(distinct, dtype="string").str.strip().replace("", pd.NA)
         parsed = pd.to_numeric(text, errors="coerce").astype(float).to_numpy()
         rows_per_value = np.bincount(codes[codes >= 0], minlength=len(distinct))
         present = int(rows_per_value[text.notna().to_numpy()].sum())

@@ -71,6 +71,13 @@ def test_text_numbers_parse_each_row_as_its_own_value():
     assert out["rare"].equals(frame["rare"])
     _, converted = text_to_numbers(frame, min_share=0.951, skip=set())
     assert converted == ["numbers"]
+    # values Python holds equal but writes differently are parsed apart (True is text, 1 a number)
+    flags = pd.DataFrame({"c": [1, True, 0, False, "2", -0.0, [1, 2]]}, dtype=object)
+    out, converted = text_to_numbers(flags, min_share=0.5, skip=set())
+    assert converted == ["c"]
+    np.testing.assert_array_equal(out["c"].to_numpy(), [1.0, np.nan, 0.0, np.nan, 2.0, -0.0, np.nan])
+    assert np.signbit(out["c"].to_numpy()[5])
+    assert text_to_numbers(flags, min_share=0.6, skip=set())[1] == []  # 4 of 7 rows parse
 
 
 def test_empty_and_constant_columns_are_dropped_but_target_kept():
