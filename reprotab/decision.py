@@ -91,6 +91,14 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray | int) -> np.ndarray:
     return np.divide(numerator, denominator, out=np.zeros(numerator.shape), where=denominator > 0)
 
 
+def _balanced_accuracy(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.ndarray) -> np.ndarray:
+    """The mean recall of the classes present (scikit-learn's: a class without rows is left out)."""
+    recalls = [
+        _ratio(hits, hits + misses) for hits, misses in ((tp, fn), (tn, fp)) if (hits + misses).max(initial=0) > 0
+    ]
+    return np.mean(recalls, axis=0) if recalls else np.zeros(tp.shape)
+
+
 # Each threshold metric from the confusion counts at every candidate threshold at once (arrays of
 # true/false positives and negatives), the formulas scikit-learn uses; keys are params.THRESHOLD_METRICS.
 FROM_COUNTS = {
@@ -98,7 +106,7 @@ FROM_COUNTS = {
     "precision": lambda tp, fp, fn, tn: _ratio(tp, tp + fp),
     "recall": lambda tp, fp, fn, tn: _ratio(tp, tp + fn),
     "accuracy": lambda tp, fp, fn, tn: (tp + tn) / (tp + fp + fn + tn),
-    "balanced_accuracy": lambda tp, fp, fn, tn: (_ratio(tp, tp + fn) + _ratio(tn, tn + fp)) / 2,
+    "balanced_accuracy": _balanced_accuracy,
 }
 
 
@@ -107,8 +115,9 @@ def confusion_at(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """True/false positives and negatives of `proba >= threshold` for every threshold, from one
     sort of the rows (scoring each threshold separately took minutes at a million rows)."""
-    order = np.argsort(positive_proba, kind="stable")
-    ranked, hits = positive_proba[order], is_positive[order].astype(np.int64)
+    ranking = np.where(np.isnan(positive_proba), -np.inf, positive_proba)  # NaN is never >= a threshold
+    order = np.argsort(ranking, kind="stable")
+    ranked, hits = ranking[order], is_positive[order].astype(np.int64)
     below = np.searchsorted(ranked, thresholds, side="left")  # rows under each threshold
     hits_below = np.concatenate([[0], np.cumsum(hits)])[below]
     positives, rows = int(hits.sum()), len(ranked)

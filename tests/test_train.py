@@ -2,6 +2,7 @@
 
 import shutil
 import sys
+import warnings
 
 import joblib
 import numpy as np
@@ -148,21 +149,34 @@ def test_auto_threshold_maximizes_the_metric_on_validation(churn):
     assert all(f1(t) <= f1(trained.threshold) + 1e-9 for t in np.unique(proba))
 
 
+@pytest.mark.parametrize("classes", ["both", "negatives only", "positives only"])
 @pytest.mark.parametrize("metric", THRESHOLD_METRICS)
-def test_threshold_scores_from_one_sort_equal_scikit_learns_at_every_candidate(metric):
+def test_threshold_scores_from_one_sort_equal_scikit_learns_at_every_candidate(metric, classes):
     """decision.confusion_at counts every threshold from one sort; each score must be what the
-    metric registry (scikit-learn) gives for that threshold's predictions, ties and all."""
+    metric registry (scikit-learn) gives for that threshold's predictions, ties and all, also when
+    the held-out rows hold one class only, and NaN probabilities are never predicted positive."""
     rng = np.random.default_rng(5)
     proba = rng.choice(np.linspace(0, 1, 41), size=700)  # many ties
-    truth = (rng.random(700) < proba * 0.6).astype(int)
-    candidates = np.concatenate([np.unique(proba), [1.5]])  # 1.5: nothing predicted positive
+    proba[:3] = np.nan
+    truth = {"both": (rng.random(700) < proba * 0.6), "negatives only": np.zeros(700), "positives only": np.ones(700)}
+    truth = truth[classes].astype(int)
+    candidates = np.concatenate([np.unique(proba[~np.isnan(proba)]), [1.5]])  # 1.5: nothing predicted positive
     two = np.column_stack([1 - proba, proba])
     ours = FROM_COUNTS[metric](*confusion_at(candidates, proba, truth))
-    theirs = [CLASSIFICATION[metric](Scored(truth, (proba >= t).astype(int), two, 1)) for t in candidates]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn warns about the missing class
+        theirs = [CLASSIFICATION[metric](Scored(truth, (proba >= t).astype(int), two, 1)) for t in candidates]
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
-    threshold, score = best_threshold(positive_proba=proba, is_positive=truth, metric=metric)
-    assert score == pytest.approx(max(theirs[:-1]), abs=1e-12)
-    assert threshold == candidates[int(np.argmax(theirs[:-1]))]  # the lowest of equally good thresholds
+    clean = ~np.isnan(proba)
+    threshold, score = best_threshold(positive_proba=proba[clean], is_positive=truth[clean], metric=metric)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clean_scores = [
+            CLASSIFICATION[metric](Scored(truth[clean], (proba[clean] >= t).astype(int), two[clean], 1))
+            for t in candidates[:-1]
+        ]
+    assert score == pytest.approx(max(clean_scores), abs=1e-12)
+    assert threshold == candidates[int(np.argmax(clean_scores))]  # the lowest of equally good thresholds
 
 
 def test_every_threshold_metric_has_a_formula():
