@@ -157,7 +157,8 @@ class OneHotMatrix(OneHotEncoder):
 
     def fit(self, X: pd.DataFrame, y: object = None) -> OneHotMatrix:
         coded = [_sorted_codes(X[column]) for column in X.columns] if isinstance(X, pd.DataFrame) else [None]
-        if self.categories != "auto" or not coded or any(part is None for part in coded):
+        named_drop = self.drop is not None and not isinstance(self.drop, str)  # values to drop are text
+        if self.categories != "auto" or named_drop or not coded or any(part is None for part in coded):
             return super().fit(X, y)
         super().fit(
             pd.DataFrame({column: codes for column, (codes, _) in zip(X.columns, coded, strict=True)}, index=X.index)
