@@ -156,9 +156,10 @@ class OneHotMatrix(OneHotEncoder):
     text categories are put back before it is used."""
 
     def fit(self, X: pd.DataFrame, y: object = None) -> OneHotMatrix:
-        coded = [_sorted_codes(X[column]) for column in X.columns] if isinstance(X, pd.DataFrame) else [None]
         named_drop = self.drop is not None and not isinstance(self.drop, str)  # values to drop are text
-        if self.categories != "auto" or named_drop or not coded or any(part is None for part in coded):
+        recodable = isinstance(X, pd.DataFrame) and self.categories == "auto" and not named_drop
+        coded = [_sorted_codes(X[column]) for column in X.columns] if recodable else []
+        if not coded or any(part is None for part in coded):
             return super().fit(X, y)
         super().fit(
             pd.DataFrame({column: codes for column, (codes, _) in zip(X.columns, coded, strict=True)}, index=X.index)

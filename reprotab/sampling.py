@@ -169,24 +169,20 @@ class CategoricalAwareSampler:
         return SAMPLERS[self.name](self.config, self.seed, None, n_columns)
 
     def _numeric_then_nearest(self, numeric: np.ndarray, codes: np.ndarray, y: np.ndarray):
+        from sklearn.neighbors import NearestNeighbors
+
         out, y_out = self._plain(numeric.shape[1]).fit_resample(numeric, y)
         new_codes = np.vstack([codes, np.zeros((len(out) - len(numeric), codes.shape[1]))])
         for label in np.unique(y_out[len(numeric) :]):
             real = np.flatnonzero(y == label)
             synthetic = len(numeric) + np.flatnonzero(y_out[len(numeric) :] == label)
-            nearest = _nearest_neighbors()(n_neighbors=1).fit(numeric[real]).kneighbors(out[synthetic])[1][:, 0]
+            nearest = NearestNeighbors(n_neighbors=1).fit(numeric[real]).kneighbors(out[synthetic])[1][:, 0]
             new_codes[synthetic] = codes[real[nearest]]
         return out, new_codes, y_out
 
     @staticmethod
     def _frame(values: np.ndarray, columns: list[str] | None) -> Any:
         return pd.DataFrame(values, columns=columns) if columns is not None else values
-
-
-def _nearest_neighbors() -> Any:
-    from sklearn.neighbors import NearestNeighbors
-
-    return NearestNeighbors
 
 
 def _codes(block: np.ndarray) -> np.ndarray:
