@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import gc
 import logging
+import logging.handlers
 import sys
 import time
 from collections.abc import Callable
@@ -14,16 +15,22 @@ from pathlib import Path
 from reprotab.errors import UserError
 
 LOG_DIR = Path("reports/logs")
+LOG_MAX_BYTES = 5 * 2**20  # a log file past this is rotated: <stage>.log.1 ... .log.3 keep the older runs
+LOG_BACKUPS = 3
 log = logging.getLogger("reprotab")
 
 
 def configure_logging(stage: str, log_dir: Path = LOG_DIR) -> None:
-    """Console plus `reports/logs/<stage>.log`, configured once per stage run."""
+    """Console plus `reports/logs/<stage>.log`, configured once per stage run. The file is appended
+    to (an earlier run's lines, say a crashed service's, survive the next run) and rotated past
+    `LOG_MAX_BYTES`; each line carries the full date and time."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S%z")
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(logging.Formatter(f"[{stage}] %(levelname)s %(message)s"))
-    file = logging.FileHandler(log_dir / f"{stage}.log", mode="w")
+    file = logging.handlers.RotatingFileHandler(
+        log_dir / f"{stage}.log", maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+    )
     file.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [console, file]

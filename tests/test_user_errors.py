@@ -1,0 +1,61 @@
+"""Bad input and odd situations around the commands: one message in the project's grammar and
+exit 2 (no traceback), nothing written; and logs that keep every run's lines."""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import sys
+
+import pytest
+
+from reprotab.runner import stage_main
+from tests.conftest import ROOT, tool_env
+
+
+def reprotab(*args: str, cwd, **kwargs) -> subprocess.CompletedProcess:
+    """`reprotab <args>` as a user runs it (python -m reprotab), from this checkout."""
+    return subprocess.run(
+        [sys.executable, "-m", "reprotab", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=tool_env({"PYTHONPATH": str(ROOT)}),
+        **kwargs,
+    )
+
+
+def assert_one_message(result: subprocess.CompletedProcess, pattern: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert re.search(pattern, result.stderr), result.stderr
+
+
+@pytest.fixture
+def root_handlers():
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    yield
+    for handler in root.handlers:
+        if handler not in saved:
+            handler.close()
+    root.handlers[:], root.level = saved, level
+
+
+def test_a_command_log_keeps_every_run_with_dates(tmp_path, monkeypatch, root_handlers):
+    monkeypatch.chdir(tmp_path)
+
+    @stage_main("demo", in_pipeline=False)
+    def main(argv=None):
+        if argv == ["--help"]:
+            raise SystemExit(0)
+        logging.getLogger("reprotab.demo").info("run %s", argv[0])
+
+    main(["first"])
+    with pytest.raises(SystemExit):
+        main(["--help"])  # a later `--help` must not wipe the earlier run's lines
+    main(["second"])
+    lines = (tmp_path / "reports/logs/demo.log").read_text().splitlines()
+    assert [line.split(": ", 1)[1] for line in lines if "reprotab.demo:" in line] == ["run first", "run second"]
+    assert all(re.match(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", line) for line in lines), lines
