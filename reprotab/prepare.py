@@ -178,22 +178,57 @@ def check_target(frame: pd.DataFrame, *, target: str, task: str) -> pd.DataFrame
 
 
 def split(
-    frame: pd.DataFrame, *, target: str, task: str, test_size: float, validation_size: float, seed: int
+    frame: pd.DataFrame,
+    *,
+    target: str,
+    task: str,
+    test_size: float,
+    validation_size: float,
+    seed: int,
+    sources: np.ndarray | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """One seeded split into train / validation / test, stratified for classification."""
-    # Positions are split, not the frame, so the rows are copied once (into their split) and no
-    # intermediate "rest" frame is built; the splits equal splitting the frame itself.
-    positions = np.arange(len(frame))
+    """One seeded split into train / validation / test, stratified for classification.
+
+    `sources` numbers each row's file (0 = data.path, 1.. = the batches). Each file is split on its
+    own, so a row's split depends only on its own file, the seed and the sizes, never on which other
+    batches are combined: the test rows of data.path stay test rows in every later month, which is
+    what lets the gate judge every challenger on a frozen reference set no batch can leak into.
+    """
     labels = frame[target].to_numpy() if task == "classification" else None
-    rest, test = train_test_split(positions, test_size=test_size, random_state=seed, stratify=labels)
+    if sources is None:
+        sources = np.zeros(len(frame), dtype=int)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
+    for source in np.unique(sources):
+        block = np.flatnonzero(sources == source)
+        for name, positions in zip(SPLITS, _split_block(block, labels, test_size, validation_size, seed), strict=True):
+            parts[name].append(positions)
+    return {name: frame.take(np.concatenate(found)).reset_index(drop=True) for name, found in parts.items()}
+
+
+MIN_SPLIT_ROWS = 10  # a batch of fewer rows goes to train whole: a test share of it would be noise
+
+
+def _split_block(
+    positions: np.ndarray, labels: np.ndarray | None, test_size: float, validation_size: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train, validation and test positions of one file's rows; stratified when every class of the
+    block can be (at least 2 rows each), else plain: a batch may hold one class."""
+    empty = positions[:0]
+    if len(positions) < MIN_SPLIT_ROWS:
+        return positions, empty, empty
+
+    def strata(part: np.ndarray) -> np.ndarray | None:
+        if labels is None:
+            return None
+        _, counts = np.unique(labels[part].astype(str), return_counts=True)
+        return labels[part] if len(counts) > 1 and counts.min() >= 2 else None
+
+    # Positions are split, not the frame, so the rows are copied once (into their split).
+    rest, test = train_test_split(positions, test_size=test_size, random_state=seed, stratify=strata(positions))
     train, validation = train_test_split(
-        rest,
-        test_size=validation_size / (1 - test_size),
-        random_state=seed,
-        stratify=labels[rest] if labels is not None else None,
+        rest, test_size=validation_size / (1 - test_size), random_state=seed, stratify=strata(rest)
     )
-    parts = zip(SPLITS, (train, validation, test), strict=True)
-    return {name: frame.take(part).reset_index(drop=True) for name, part in parts}
+    return train, validation, test
 
 
 def summarize(splits: dict[str, pd.DataFrame], *, target: str, task: str) -> dict[str, Any]:
@@ -218,8 +253,13 @@ def prepare(
     test_size: float,
     validation_size: float,
     text_min_share: float,
+    source_rows: list[int] | None = None,
 ) -> tuple[dict[str, pd.DataFrame], Schema, dict[str, Any]]:
-    """The whole stage without IO: returns the splits, the schema and a summary."""
+    """The whole stage without IO: returns the splits, the schema and a summary. `source_rows`
+    counts the rows of each file in the frame, data.path's first (see `split`); None: one file."""
+    sources = np.repeat(np.arange(len(source_rows)), source_rows) if source_rows else np.zeros(len(frame), dtype=int)
+    if len(sources) != len(frame):
+        raise ValueError(f"source_rows add up to {len(sources)}, the frame has {len(frame)} rows")
     frame = select_columns(frame, data=data)
     keep = {data.target, *([data.id_column] if data.id_column else [])}
     frame, converted = text_to_numbers(frame, min_share=text_min_share, skip=keep | set(data.categorical_columns))
@@ -238,6 +278,7 @@ def prepare(
     if duplicates:
         log.warning("%d duplicate rows (ignoring the id column); kept as they are", duplicates)
     rows_before = len(frame)
+    sources = sources[frame[data.target].notna().to_numpy()]  # check_target drops these rows
     frame = check_target(frame, target=data.target, task=task)
     if len(frame) < rows_before:
         log.warning("%d rows without a target value dropped", rows_before - len(frame))
@@ -252,7 +293,13 @@ def prepare(
     if not schema.features:
         raise UserError(problem("data", "no feature columns left after dropping ids, empty and constant columns"))
     splits = split(
-        frame, target=data.target, task=task, test_size=test_size, validation_size=validation_size, seed=seed
+        frame,
+        target=data.target,
+        task=task,
+        test_size=test_size,
+        validation_size=validation_size,
+        seed=seed,
+        sources=sources,
     )
     summary = summarize(splits, target=data.target, task=task)
     summary["cleaning"] = {
@@ -266,7 +313,9 @@ def prepare(
     return splits, schema, summary
 
 
-def prepare_with(frame: pd.DataFrame, params: Any) -> tuple[dict[str, pd.DataFrame], Schema, dict[str, Any]]:
+def prepare_with(
+    frame: pd.DataFrame, params: Any, *, source_rows: list[int] | None = None
+) -> tuple[dict[str, pd.DataFrame], Schema, dict[str, Any]]:
     """prepare() with the settings of params.yaml (the stage and the benchmarks split alike)."""
     return prepare(
         frame,
@@ -276,6 +325,7 @@ def prepare_with(frame: pd.DataFrame, params: Any) -> tuple[dict[str, pd.DataFra
         test_size=params.prepare.test_size,
         validation_size=params.prepare.validation_size,
         text_min_share=params.prepare.text_to_number_min_share,
+        source_rows=source_rows,
     )
 
 

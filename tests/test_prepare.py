@@ -182,3 +182,50 @@ def test_batch_lacking_a_reference_column_is_an_error(churn_small):
     batch = generate(rows=50, seed=21).rename(columns={"contract": "contract_type"})
     with pytest.raises(UserError, match=r"batch b\.csv: lacks columns of the reference table\. Got 'contract'\."):
         combine_batches(churn_small, {"b.csv": batch})
+
+
+def test_each_file_is_split_on_its_own_so_reference_test_rows_never_move(churn_small):
+    """data.path's test rows are the same with or without batches (the gate's frozen reference
+    relies on it), and a batch's split does not depend on the batches beside it."""
+    settings = {
+        "task": "classification",
+        "seed": 0,
+        "data": data(target="churned", id_column="customer_id", drop_columns=("next_month_spend",)),
+        "test_size": 0.2,
+        "validation_size": 0.2,
+        "text_min_share": 0.95,
+    }
+    october, november = generate(rows=300, seed=21, drift=0.3), generate(rows=200, seed=22, drift=0.5)
+    october["customer_id"] = october["customer_id"].astype(str) + "-oct"
+    november["customer_id"] = november["customer_id"].astype(str) + "-nov"
+    alone, _, _ = prepare(churn_small, **settings)
+    both, _, _ = prepare(
+        pd.concat([churn_small, october, november], ignore_index=True), **settings, source_rows=[600, 300, 200]
+    )
+    one, _, _ = prepare(pd.concat([churn_small, november], ignore_index=True), **settings, source_rows=[600, 200])
+
+    def ids(splits, part, suffix=None):
+        found = splits[part]["customer_id"].astype(str)
+        return set(found[found.str.endswith(suffix)] if suffix else found[~found.str.contains("-")])
+
+    for part in ("train", "validation", "test"):
+        assert ids(both, part) == ids(alone, part) == ids(one, part)
+        assert ids(both, part, "-nov") == ids(one, part, "-nov")
+    assert len(ids(both, "test", "-oct")) == 60
+
+
+def test_a_one_class_batch_is_split_without_strata_and_a_tiny_one_goes_to_train(churn_small):
+    settings = {
+        "task": "classification",
+        "seed": 0,
+        "data": data(target="churned", id_column="customer_id", drop_columns=("next_month_spend",)),
+        "test_size": 0.2,
+        "validation_size": 0.2,
+        "text_min_share": 0.95,
+    }
+    poisoned = generate(rows=100, seed=3).assign(churned=True)
+    tiny = generate(rows=5, seed=4)
+    splits, _, _ = prepare(
+        pd.concat([churn_small, poisoned, tiny], ignore_index=True), **settings, source_rows=[600, 100, 5]
+    )
+    assert [len(splits[s]) for s in ("train", "validation", "test")] == [360 + 60 + 5, 120 + 20, 120 + 20]
