@@ -5,12 +5,14 @@
 Each command is a module with a `main(argv)`; `COMMANDS` maps the command name to it, so a new
 command is one entry here and `reprotab --help` lists it. Modules are imported only when their
 command runs, so `reprotab --help` is instant. Every command exits 2 with one clear message on
-bad input (reprotab/runner.py).
+bad input (reprotab/runner.py). A reader that stops early (`reprotab registry show --json | head`)
+ends the command quietly with status 141, as a tool killed by SIGPIPE, instead of a traceback.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from reprotab.errors import did_you_mean
@@ -51,6 +53,18 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        try:
+            run(argv)
+        finally:
+            sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
+    except BrokenPipeError:
+        # stdout's reader is gone: nothing more can be shown; keep Python's exit flush from failing too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(141) from None
+
+
+def run(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())

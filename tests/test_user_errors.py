@@ -59,3 +59,20 @@ def test_a_command_log_keeps_every_run_with_dates(tmp_path, monkeypatch, root_ha
     lines = (tmp_path / "reports/logs/demo.log").read_text().splitlines()
     assert [line.split(": ", 1)[1] for line in lines if "reprotab.demo:" in line] == ["run first", "run second"]
     assert all(re.match(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", line) for line in lines), lines
+
+
+@pytest.mark.parametrize("args", [["--help"], ["registry", "-C", "{repo}", "show", "--json"]], ids=["help", "show"])
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path, args):
+    subprocess.run(["git", "init", "-q", str(tmp_path / "repo")], check=True)
+    command = [sys.executable, "-m", "reprotab", *(a.replace("{repo}", str(tmp_path / "repo")) for a in args)]
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=tool_env({"PYTHONPATH": str(ROOT)}),
+    )
+    process.stdout.close()  # `| head` that has read enough: closed before the command writes
+    stderr = process.stderr.read().decode()
+    assert process.wait() == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
