@@ -32,6 +32,25 @@ def git(repo: Path, *args: str, check: bool = True) -> str:
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
+def check_repo(repo: Path, *, where: str = "-C") -> Path:
+    """`repo` if it is a folder in a git repository; else a UserError (GTO would try to clone a
+    missing path as a URL, and fail with a traceback on a folder outside git)."""
+    if not repo.is_dir():
+        raise UserError(
+            problem(where, "folder not found", str(repo), "Pass the project's folder, e.g. -C path/to/project")
+        )
+    if not git(repo, "rev-parse", "--git-dir", check=False):
+        raise UserError(
+            problem(
+                where,
+                "is not in a git repository (the registry is the repository's tags)",
+                str(repo),
+                "Pass the project's folder, or run `git init` and commit there first",
+            )
+        )
+    return repo
+
+
 def head_commit(repo: Path) -> str:
     """HEAD's commit on a branch, or a UserError for a repository without commits or a detached HEAD."""
     if not (repo / ".git").exists() and not git(repo, "rev-parse", "--git-dir", check=False):

@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from reprotab import registry
+from reprotab.registry_checks import check_repo
 from reprotab.runner import stage_main
 
 
@@ -82,6 +84,7 @@ def render_history(rows: list[dict[str, Any]]) -> str:
 @stage_main("registry", in_pipeline=False)
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    args.repo = check_repo(Path(args.repo))
     if args.command == "register":
         result = registry.register(args.repo, version=args.version, bump=args.bump)
         print(f"registered {result['version']} (commit {result['commit'][:8]}, tag {result['tag']})")

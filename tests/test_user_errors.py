@@ -76,3 +76,12 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path, args):
     stderr = process.stderr.read().decode()
     assert process.wait() == 141, stderr
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
+@pytest.mark.parametrize(
+    ("folder", "message"),
+    [("missing", r"-C: folder not found\. Got '.*missing'"), ("plain", r"-C: is not in a git repository \(.*\)\. Got")],
+)
+def test_registry_outside_a_git_repository_is_one_message(tmp_path, folder, message):
+    (tmp_path / "plain").mkdir()
+    assert_one_message(reprotab("registry", "-C", str(tmp_path / folder), "show", cwd=tmp_path), message)
