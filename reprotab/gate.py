@@ -12,8 +12,15 @@ Rules (params `gate:`), all direction-aware (`reprotab.metrics.LOWER_IS_BETTER`)
   the noise of this test set does not pass (reprotab/resample.py);
 - min_improvement: the improvement on the full test set is at least this (absolute);
 - min_relative_improvement: the improvement is at least this share of the champion's value;
-- guards: for each listed metric, the challenger may be worse by at most the given amount.
+- guards: for each listed metric, the challenger may be worse by at most the given amount;
+- reference guards: both models also score the FROZEN REFERENCE SET, the test rows of the data the
+  first prod champion was promoted with (pinned in models/champion.json with their hash, read at
+  that commit through DVC). No batch can change or leak into it (prepare splits every file on its
+  own), so a challenger that learned wrong labels cannot look better by being judged on its own
+  poisoned test rows: for each metric in `reference_guards`, the challenger may be worse than the
+  champion there by at most the given amount.
 
+A metric that is undefined (NaN: one class in the rows, say) fails its rule, never passes it.
 The challenger is promoted when every rule passes; with no champion it is promoted as the first.
 `decide` is pure (unit-tested on hand-built predictions); `champion_model` and `write_decision`
 do the IO for stages/gate.py.
@@ -22,6 +29,7 @@ do the IO for stages/gate.py.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 from pathlib import Path
@@ -39,18 +47,36 @@ from reprotab.resample import improvement, paired_bootstrap
 from reprotab.served import TabularModel
 
 MODEL_PATH = "models/model.joblib"
+REFERENCE_PATH = "data/prepared/test.parquet"  # the split the reference is frozen from, at a pinned commit
 
 
 def _rule(rule: str, metric: str, ours: float, theirs: float, required: float, value: float, ok: bool) -> dict:
-    return {
+    undefined = any(math.isnan(v) for v in (ours, theirs, value))
+    found = {
         "rule": rule,
         "metric": metric,
-        "challenger": round(ours, 6),
-        "champion": round(theirs, 6),
+        "challenger": None if math.isnan(ours) else round(ours, 6),
+        "champion": None if math.isnan(theirs) else round(theirs, 6),
         "value": None if math.isnan(value) else round(value, 6),
         "required": required,
-        "verdict": "pass" if ok else "fail",
+        "verdict": "pass" if ok and not undefined else "fail",
     }
+    return {**found, "undefined": True} if undefined else found
+
+
+def _explain(check: dict[str, Any]) -> str:
+    """Why a rule failed; an undefined metric is said to be undefined, whatever the rule."""
+    if check.get("undefined"):
+        where = "the frozen reference rows" if check["rule"].startswith("reference_") else "the test rows"
+        return f"{check['metric']} is undefined on {where} (NaN, e.g. one class only), so {check['rule']} fails"
+    if check["rule"] == "reference_schema":
+        return str(check["reason"])
+    if check["rule"].startswith("reference_"):
+        return (
+            f"{check['metric']} is worse by {check['value']} on the frozen reference set, more than the "
+            f"{check['required']} allowed (reference_guards)"
+        )
+    return _why(check)
 
 
 def decide(
@@ -62,8 +88,12 @@ def decide(
     challenger: Scored,
     champion: Scored | None,
     pin: dict[str, Any],
+    reference_challenger: Scored | str | None = None,
+    reference_champion: Scored | None = None,
 ) -> dict[str, Any]:
-    """The decision: promote or not, every rule with both values and its verdict, and why."""
+    """The decision: promote or not, every rule with both values and its verdict, and why.
+    `reference_*` are both models' predictions on the frozen reference set (None: no reference;
+    a string: why the challenger could not score it, which fails the gate)."""
     metrics = BY_TASK[task]
     ours = {name: float(metrics[name](challenger)) for name in metrics}
     base = {"metric": metric, "higher_is_better": metric not in LOWER_IS_BETTER, "challenger_metrics": ours}
@@ -83,9 +113,8 @@ def decide(
             confidence=rules.bootstrap.confidence,
             seed=seed if rules.bootstrap.seed is None else rules.bootstrap.seed,
         )
-        checks.append(
-            _rule("bootstrap_lower_bound", metric, ours[metric], theirs[metric], 0.0, boot["lower"], boot["lower"] > 0)
-        )
+        bound = _rule("bootstrap_lower_bound", metric, ours[metric], theirs[metric], 0.0, boot["lower"], boot["lower"] > 0)
+        checks.append({**bound, "upper": None if math.isnan(boot["upper"]) else round(boot["upper"], 6)})
     checks.append(
         _rule(
             "min_improvement",
@@ -116,11 +145,17 @@ def decide(
             continue  # a guard on the other task's metric
         worse = -float(improvement(name, ours[name], theirs[name]))
         checks.append(_rule(f"guard_{name}", name, ours[name], theirs[name], allowed, worse, worse <= allowed))
+    checks += reference_checks(
+        metrics,
+        rules.reference_guards,
+        reference_challenger=reference_challenger,
+        reference_champion=reference_champion,
+    )
     failed = [c for c in checks if c["verdict"] == "fail"]
     if not failed:
         reason = f"{metric} improves by {gain:.4f} and every rule passes"
     else:
-        reason = "; ".join(_why(c) for c in failed)
+        reason = "; ".join(_explain(c) for c in failed)
     return {
         **base,
         "promote": not failed,
@@ -137,12 +172,38 @@ def decide(
 
 def _why(check: dict[str, Any]) -> str:
     if check["rule"] == "bootstrap_lower_bound":
-        return (
-            f"{check['metric']} gain is within bootstrap noise (interval lower bound {check['value']} is not above 0)"
-        )
+        upper = check.get("upper")
+        if upper is None:  # a decision written before the rule kept its upper bound
+            return f"{check['metric']} gain is not above bootstrap noise (interval lower bound {check['value']})"
+        interval = f"interval of the gain [{check['value']}, {upper}]"
+        if upper < 0:
+            return f"{check['metric']} is significantly worse than the champion's (bootstrap {interval} lies below 0)"
+        return f"{check['metric']} gain is within bootstrap noise (bootstrap {interval} includes 0)"
     if check["rule"].startswith("guard_"):
         return f"{check['metric']} worsens by {check['value']}, more than the {check['required']} allowed"
     return f"{check['rule']}: {check['metric']} gain {check['value']} is below the {check['required']} required"
+
+
+def reference_checks(
+    metrics: dict[str, Any],
+    guards: dict[str, float],
+    *,
+    reference_challenger: Scored | str | None,
+    reference_champion: Scored | None,
+) -> list[dict[str, Any]]:
+    """One rule per reference guard of this task: the challenger's worsening on the frozen rows."""
+    if isinstance(reference_challenger, str):
+        return [{"rule": "reference_schema", "metric": "-", "verdict": "fail", "reason": reference_challenger}]
+    if reference_challenger is None or reference_champion is None:
+        return []
+    checks = []
+    for name, allowed in guards.items():
+        if name not in metrics:
+            continue  # a guard on the other task's metric
+        ours, theirs = float(metrics[name](reference_challenger)), float(metrics[name](reference_champion))
+        worse = -float(improvement(name, ours, theirs))
+        checks.append(_rule(f"reference_{name}", name, ours, theirs, allowed, worse, worse <= allowed))
+    return checks
 
 
 def score_both(
@@ -183,28 +244,72 @@ def read_pin(path: Path) -> dict[str, Any]:
         raise UserError(
             problem(str(path), 'must be {"version": "vX.Y.Z", "commit": "<sha>"} or {"version": null}', pin)
         )
+    reference = pin.get("reference")
+    if reference is not None and not (
+        isinstance(reference, dict) and all(isinstance(reference.get(k), str) for k in ("commit", "path", "rows_hash"))
+    ):
+        raise UserError(
+            problem(f"{path} reference", "must hold commit, path and rows_hash (written by promote)", reference)
+        )
     return pin
+
+
+def _read_at(path: str, *, commit: str, repo: str, what: str, version: Any) -> bytes:
+    """A DVC-tracked file's bytes at a commit (cache or remote); a UserError when it cannot be read."""
+    import dvc.api
+
+    try:
+        with dvc.api.open(path, repo=repo, rev=commit, mode="rb") as handle:
+            return handle.read()
+    except Exception as exc:  # an unknown commit or a file in neither cache nor remote; DVC raises many types
+        raise UserError(
+            problem(
+                "models/champion.json",
+                f"{what} cannot be read at commit {str(commit)[:8]} ({type(exc).__name__}: {exc})",
+                version,
+                "Fetch it (`git fetch --tags`, `dvc pull`), or pin another champion",
+            )
+        ) from None
+
+
+def freeze_reference(commit: str, repo: str | Path = ".") -> dict[str, Any]:
+    """The pin of a frozen reference set: the test split at `commit`, with its row hash."""
+    data = _read_at(REFERENCE_PATH, commit=commit, repo=str(repo), what="the test split to freeze", version=None)
+    frame = pd.read_parquet(io.BytesIO(data))
+    return {"commit": commit, "path": REFERENCE_PATH, "rows": len(frame), "rows_hash": frame_hash(frame)}
+
+
+def reference_rows(pin: dict[str, Any], repo: str = ".") -> pd.DataFrame | None:
+    """The frozen reference set the pin names, checked against its hash; None when none is pinned."""
+    reference = pin.get("reference")
+    if not pin.get("version") or not reference:
+        return None
+    data = _read_at(
+        reference["path"],
+        commit=reference["commit"],
+        repo=repo,
+        what="the frozen reference set",
+        version=pin["version"],
+    )
+    frame = pd.read_parquet(io.BytesIO(data))
+    if frame_hash(frame) != reference["rows_hash"]:
+        raise UserError(
+            problem(
+                "models/champion.json",
+                "the frozen reference set's rows differ from the hash pinned with it",
+                f"{frame_hash(frame)} at {reference['path']}@{str(reference['commit'])[:8]}, pinned "
+                f"{reference['rows_hash']}",
+                "Restore models/champion.json from git history; never edit the pin by hand",
+            )
+        )
+    return frame
 
 
 def champion_model(pin: dict[str, Any], repo: str = ".") -> tuple[TabularModel | None, str | None]:
     """The pinned champion model and its md5, read from its commit through DVC (cache or remote)."""
     if not pin.get("version"):
         return None, None
-    import dvc.api
-
-    try:
-        with dvc.api.open(MODEL_PATH, repo=repo, rev=pin["commit"], mode="rb") as handle:
-            data = handle.read()
-    except Exception as exc:  # an unknown commit or a file in neither cache nor remote; DVC raises many types
-        raise UserError(
-            problem(
-                "models/champion.json",
-                f"the champion's model cannot be read at commit {str(pin.get('commit'))[:8]} "
-                f"({type(exc).__name__}: {exc})",
-                pin.get("version"),
-                "Fetch it (`git fetch --tags`, `dvc pull`), or pin another champion",
-            )
-        ) from None
+    data = _read_at(MODEL_PATH, commit=pin["commit"], repo=repo, what="the champion's model", version=pin["version"])
     return served.loads(data, where=f"champion {pin['version']}"), hashlib.md5(data).hexdigest()
 
 
@@ -219,9 +324,13 @@ def evaluate_gate(
     metric: str,
     rules: GateParams,
     seed: int,
+    reference: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """The whole stage without IO: score both on the test rows, decide, record what was compared."""
+    """The whole stage without IO: score both on the test rows (and on the frozen reference set),
+    decide, record what was compared."""
     rows = {"test_rows": len(test), "test_rows_hash": frame_hash(test), "challenger_md5": challenger_md5}
+    if reference is not None:
+        rows["reference"] = {**pin["reference"], "rows": len(reference)}
     pin = {**pin, "md5": champion_md5}
     if champion_md5 is not None and champion_md5 == challenger_md5:
         return {
@@ -233,8 +342,27 @@ def evaluate_gate(
             "reason": f"the challenger is the champion's model ({pin['version']}): nothing to promote",
         }
     ours, theirs = score_both(challenger, champion, test)
+    reference_ours: Scored | str | None = None
+    reference_theirs = None
+    if reference is not None and champion is not None:
+        missing = [c for c in (*challenger.schema.features, challenger.schema.target) if c not in reference.columns]
+        if missing:
+            reference_ours = (
+                f"the frozen reference set lacks columns the challenger needs ({', '.join(missing)}), so it cannot "
+                "be judged on it: a schema change needs a new reference (promote with --force --reason, see the docs)"
+            )
+        else:
+            reference_ours, reference_theirs = score_both(challenger, champion, reference)
     decision = decide(
-        task=challenger.schema.task, metric=metric, rules=rules, seed=seed, challenger=ours, champion=theirs, pin=pin
+        task=challenger.schema.task,
+        metric=metric,
+        rules=rules,
+        seed=seed,
+        challenger=ours,
+        champion=theirs,
+        pin=pin,
+        reference_challenger=reference_ours,
+        reference_champion=reference_theirs,
     )
     return {**rows, **decision}
 
@@ -250,6 +378,12 @@ def decision_markdown(decision: dict[str, Any]) -> str:
         f"Champion: {champion} (commit {str(decision['champion'].get('commit') or '-')[:8]}). "
         f"Test rows: {decision['test_rows']} (hash {decision['test_rows_hash']}).",
     ]
+    reference = decision.get("reference")
+    if reference:
+        lines[-1] += (
+            f" Frozen reference set: {reference['rows']} rows of {reference['path']} at commit "
+            f"{reference['commit'][:8]} (hash {reference['rows_hash']})."
+        )
     if decision.get("rules"):
         lines += [
             "",
@@ -257,7 +391,7 @@ def decision_markdown(decision: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         keys = ("rule", "metric", "challenger", "champion", "value", "required", "verdict")
-        lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in decision["rules"]]
+        lines += ["| " + " | ".join(str(r.get(k, "-")) for k in keys) + " |" for r in decision["rules"]]
     boot = decision.get("bootstrap")
     if boot:
         lines += [

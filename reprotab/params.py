@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from reprotab.errors import UserError, did_you_mean, one_of, problem
 from reprotab.models import AUTO, families  # the registry module itself imports no estimator library
@@ -278,6 +278,15 @@ class EvaluateParams(Section):
     permutation_rows: int = Field(2000, ge=10)  # validation rows used, at most (a seeded sample)
 
 
+class LabelDriftParams(Section):
+    """When a labeled batch's target no longer looks like the training target (a blocker, not a retrain reason)."""
+
+    max_share_change: float = Field(0.4, gt=0, le=1)  # classification: largest move of a class's share (absolute)
+    min_rows: int = Field(50, ge=1)  # a class absent from a batch of at least this many labeled rows drifted
+    min_reference_share: float = Field(0.01, ge=0, lt=1)  # ... when it holds at least this share of the reference
+    max_mean_shift: float = Field(1.0, gt=0)  # regression: largest mean shift, in reference standard deviations
+
+
 class MonitorParams(Section):
     """Drift thresholds of `reprotab monitor` (reprotab/monitoring.py); not a pipeline stage."""
 
@@ -286,10 +295,28 @@ class MonitorParams(Section):
     alpha: float = Field(0.05, gt=0, lt=1)  # test level, Bonferroni-divided by the number of features
     max_drifted_share: float = Field(0.3, gt=0, le=1)  # retrain when more than this share of features drifts
     important_features: int = Field(5, ge=0)  # top-k features by importance whose strong drift asks for retraining
-    performance_tolerance: float = Field(0.02, ge=0)  # allowed fall of the headline metric below its test value
+    performance_tolerance: float = Field(0.02, ge=0)  # allowed worsening of the headline metric (unless in tolerances)
+    # further metrics judged on a labeled batch: metric -> allowed worsening (direction-aware); another task's skipped
+    tolerances: dict[str, float] = {"log_loss": 0.1, "brier": 0.05}
+    labels: LabelDriftParams = LabelDriftParams()
     bootstrap: int = Field(500, ge=0)  # resamples for the 95% interval of the batch metric (0 = none)
     bins: int = Field(10, ge=2)  # quantile bins of numeric features for PSI
     sample_rows: int = Field(50_000, ge=1000)  # batch rows scored by the model and used by KS, at most (seeded)
+
+    @field_validator("tolerances")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+        every = [name for names in registry("metrics").values() for name in names]
+        for name, worst in value.items():
+            if name not in every:
+                raise ValueError(one_of(f"monitor.tolerances.{name}", name, every))
+            if worst < 0:
+                raise ValueError(problem(f"monitor.tolerances.{name}", "must be 0 or more (allowed worsening)", worst))
+        return value
+
+    def tolerance(self, metric: str) -> float:
+        """The allowed worsening of `metric` when it is the headline one."""
+        return self.tolerances.get(metric, self.performance_tolerance)
 
     @model_validator(mode="after")
     def _bands_in_order(self) -> MonitorParams:
@@ -319,14 +346,17 @@ class GateParams(Section):
     min_improvement: float = Field(0.0, ge=0)  # absolute, in the metric's units, direction-aware
     min_relative_improvement: float = Field(0.0, ge=0)  # share of the champion's value
     guards: dict[str, float] = {}  # metric -> largest worsening allowed (absolute)
+    # metric -> largest worsening allowed on the frozen reference set (models/champion.json's reference)
+    reference_guards: dict[str, float] = {}
     bootstrap: BootstrapParams = BootstrapParams()
 
-    @field_validator("guards")
+    @field_validator("guards", "reference_guards")
     @classmethod
-    def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
+    def _non_negative(cls, value: dict[str, float], info: ValidationInfo) -> dict[str, float]:
         for name, worst in value.items():
             if worst < 0:
-                raise ValueError(problem(f"gate.guards.{name}", "must be 0 or more (largest worsening allowed)", worst))
+                where = f"gate.{info.field_name}.{name}"
+                raise ValueError(problem(where, "must be 0 or more (largest worsening allowed)", worst))
         return value
 
 
@@ -405,9 +435,10 @@ class Params(Section):
         if self.gate.metric is not None and self.gate.metric not in allowed:
             raise ValueError(one_of(f"gate.metric (task {self.task})", self.gate.metric, allowed))
         every = [name for names in metrics.values() for name in names]  # a guard of the other task is skipped
-        for guard in self.gate.guards:
-            if guard not in every:
-                raise ValueError(one_of(f"gate.guards.{guard}", guard, every))
+        for field in ("guards", "reference_guards"):
+            for guard in getattr(self.gate, field):
+                if guard not in every:
+                    raise ValueError(one_of(f"gate.{field}.{guard}", guard, every))
         if self.task == "regression" and self.sampler not in ("none", "auto"):
             raise ValueError(
                 problem(

@@ -1,8 +1,8 @@
 """gate: challenger (the model just trained) against the champion pinned in models/champion.json,
-both scored on the same current test rows.
+both scored on the same current test rows and on the frozen reference set pinned with the champion.
 
-Reads   models/model.joblib, models/champion.json, the champion's model at its commit (DVC cache
-            or remote), data/prepared/test.parquet
+Reads   models/model.joblib, models/champion.json, the champion's model at its commit and the
+            frozen reference set at its commit (DVC cache or remote), data/prepared/test.parquet
 Writes  reports/gate/decision.json  promote true/false, every rule with both values and its
             verdict, the test rows' hash, the champion's version/commit, the reason
         reports/gate/decision.md    the same as a short page
@@ -22,7 +22,7 @@ import pandas as pd
 
 from reprotab import served
 from reprotab.data import file_md5
-from reprotab.gate import champion_model, evaluate_gate, read_pin, write_decision
+from reprotab.gate import champion_model, evaluate_gate, read_pin, reference_rows, write_decision
 from reprotab.params import load_stage_params
 from reprotab.runner import stage_main
 
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         metric=rules.metric or metric,
         rules=rules,
         seed=seed,
+        reference=reference_rows(pin),
     )
     write_decision(decision, Path(args.out_dir))
     log.info("%s: %s", "promote" if decision["promote"] else "keep the champion", decision["reason"])
