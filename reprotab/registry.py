@@ -113,7 +113,8 @@ def next_version(versions: dict[str, Any], bump: str = "patch") -> str:
 
 
 def register(repo: str | Path = ".", *, version: str | None = None, bump: str = "patch") -> dict[str, Any]:
-    """Register HEAD's model as a new version (see reprotab/registry_checks.py for what is refused)."""
+    """Register HEAD's model as a new version (see reprotab/registry_checks.py for what is refused).
+    A commit already registered, or a model file byte-identical to a registered version's, is refused."""
     import gto.api
     from gto.versions import SemVer
 
@@ -128,6 +129,17 @@ def register(repo: str | Path = ".", *, version: str | None = None, bump: str = 
                 f"commit {commit[:8]} is already registered as {taken}",
                 None,
                 "Commit a new model (`dvc repro`, `git commit`) first",
+            )
+        )
+    same = next((v for v, info in sorted(versions.items()) if locked_md5(repo, info["commit"]) == md5), None)
+    if same:
+        raise UserError(
+            problem(
+                "registry register",
+                f"the model at HEAD is byte-identical to {same} (same md5 in dvc.lock), so it would be a second "
+                "name for one model",
+                md5,
+                f"Use {same} (`reprotab registry promote {same} --stage ...`), or retrain and commit a new model",
             )
         )
     if version is not None:

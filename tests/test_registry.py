@@ -202,6 +202,9 @@ def test_bad_requests_are_refused_without_a_tag(project, capsys):
     finally:
         (repo / "models/model.joblib").write_bytes(model)
 
+    sh(["git", "commit", "-q", "--allow-empty", "-m", "a commit that does not change the model"], repo)
+    refused(repo, ["register"], "the model at HEAD is byte-identical to v1.0.1", capsys)
+
     empty = repo.parent / "empty"
     empty.mkdir()
     sh(["git", "init", "-q", "-b", "main"], empty)
