@@ -113,7 +113,9 @@ def decide(
             confidence=rules.bootstrap.confidence,
             seed=seed if rules.bootstrap.seed is None else rules.bootstrap.seed,
         )
-        bound = _rule("bootstrap_lower_bound", metric, ours[metric], theirs[metric], 0.0, boot["lower"], boot["lower"] > 0)
+        bound = _rule(
+            "bootstrap_lower_bound", metric, ours[metric], theirs[metric], 0.0, boot["lower"], boot["lower"] > 0
+        )
         checks.append({**bound, "upper": None if math.isnan(boot["upper"]) else round(boot["upper"], 6)})
     checks.append(
         _rule(

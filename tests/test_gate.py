@@ -82,6 +82,9 @@ def test_worse_and_equal_challengers_keep_the_champion():
     worse = gate(binary(bad, truth), binary(good, truth))
     assert worse["promote"] is False
     assert {r["rule"]: r["verdict"] for r in worse["rules"]}["min_improvement"] == "fail"
+    assert worse["bootstrap"]["upper"] < 0  # the whole interval below 0: worse, not noise
+    assert "roc_auc is significantly worse than the champion's" in worse["reason"]
+    assert "noise" not in worse["reason"]
     equal = gate(binary(good, truth), binary(good, truth))
     assert equal["promote"] is False  # a zero gain has a zero lower bound, which is not above zero
     assert equal["bootstrap"]["lower"] == 0 and "bootstrap noise" in equal["reason"]
@@ -113,6 +116,8 @@ def test_a_gain_inside_the_bootstrap_noise_does_not_pass():
     assert rules["min_improvement"]["verdict"] == "pass" and rules["min_improvement"]["value"] > 0
     assert rules["bootstrap_lower_bound"]["verdict"] == "fail"
     assert decision["promote"] is False
+    assert rules["bootstrap_lower_bound"]["value"] <= 0 < rules["bootstrap_lower_bound"]["upper"]
+    assert "roc_auc gain is within bootstrap noise" in decision["reason"]
 
 
 def test_lower_is_better_metric_and_guards_are_direction_aware():
