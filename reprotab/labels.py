@@ -1,17 +1,24 @@
 """Bring labels from a labeling queue back as a new batch of labeled data.
 
     reprotab labels import FILE [--queue labeling/queue.csv] [--model models/model.joblib]
-                                [--batches data/batches] [--test data/prepared/test.parquet]
+                                [--batches data.batches.dir] [--test data/prepared/test.parquet]
 
 FILE is the queue CSV (or Parquet) with its `label` column filled in, or a Label Studio JSON
 export of the tasks `reprotab query --label-studio` wrote (the first choice of each task's last
-annotation). Rows with an empty label are skipped (label them later). Everything is checked
-before anything is written, and every problem is reported at once: ids must be in the queue,
-appear once, not be in the test split (data/prepared/test.parquet: its rows only ever measure)
-and not be labeled already; labels must be classes of the model (a new class needs rows in the
-data and a retrain, not a queue). The accepted rows are written atomically as
-`data/batches/labels-<UTC timestamp>.parquet` with the raw table's columns (data.path): the
-feature values as queued, the label as the target, missing for columns the queue lacks.
+annotation). Rows with an empty label are skipped (label them later); a file with none filled in
+is one error. Everything is checked before anything is written, and every problem is reported at
+once: ids must be in the queue, appear once, not be in the test split (data/prepared/test.parquet:
+its rows only ever measure) and not be labeled already; labels must be classes of the model (a new
+class needs rows in the data and a retrain, not a queue).
+
+The accepted rows are written atomically as `<batches>/<UTC time>-labels.parquet` (e.g.
+`2026-11-23T193000Z-labels.parquet`) with the raw table's columns (data.path): the feature values
+as queued, the label as the target, missing for columns the queue lacks. prepare orders batches
+by file name (= arrival order), and these names sort among monthly `YYYY-MM` batches by date: an
+import made during November sorts after `2026-10` and before `2026-11`, the month's file that
+arrives when November is over. In a DVC repository the file is `dvc add`ed like any batch, and
+`data.batches.combine: none` becomes `all` (as `reprotab retrain` does: with none the labels
+would train nothing). The command ends by printing the files to commit and `dvc repro`.
 """
 
 from __future__ import annotations
@@ -27,9 +34,11 @@ import numpy as np
 import pandas as pd
 
 from reprotab.active_learning import labeled_ids
-from reprotab.data import read_table, write_table
+from reprotab.data import atomic_path, read_table, write_table
 from reprotab.errors import UserError, did_you_mean, problem
-from reprotab.params import load_params
+from reprotab.params import Params, load_params
+from reprotab.retrain_summary import set_value
+from reprotab.retrain_vcs import StepFailed, dvc
 from reprotab.runner import stage_main
 from reprotab.served import load
 
@@ -84,9 +93,18 @@ def validate_labels(
             )
         )
     text = labels[LABEL].astype("string").str.strip()
-    filled = labels[text.notna() & (text != "")].assign(**{LABEL: text})
-    if filled.empty:
-        raise UserError(problem("labels file", "has no filled-in label", f"{len(labels)} rows"))
+    keep = (text.notna() & (text != "")).fillna(False).astype(bool)
+    if not keep.any():  # checked before any selection: an empty frame would take a column's index
+        raise UserError(
+            problem(
+                "labels file",
+                f"has no label filled in (the {LABEL} column is empty in all {len(labels)} rows)",
+                None,
+                f"Fill the {LABEL} column of the queue file, or pass the Label Studio JSON export",
+            )
+        )
+    filled = labels[keep.to_numpy()].copy()
+    filled[LABEL] = text[keep.to_numpy()]
     ids = filled[id_column].astype(str)
     queued = set(queue[id_column].astype(str))
     by_name = {str(c): c for c in classes}
@@ -130,8 +148,37 @@ def validate_labels(
 
 
 def batch_path(folder: str | Path, now: datetime | None = None) -> Path:
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return Path(folder) / f"labels-{stamp}.parquet"
+    """`<folder>/2026-11-23T193000Z-labels.parquet`: the date first, so name order is arrival order
+    beside monthly `2026-11.parquet` batches ('-' sorts before '.': a month's file follows its days)."""
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H%M%SZ")
+    return Path(folder) / f"{stamp}-labels.parquet"
+
+
+def version(out: Path, *, repo: Path, params: Params) -> list[str]:
+    """`dvc add` the new batch and set data.batches.combine `none` to `all`; the files to commit.
+    Outside a DVC repository nothing is versioned or edited (a warning says so). A failed `dvc add`
+    removes the batch, so nothing is left half-done."""
+    if not (repo / ".dvc").is_dir():
+        log.warning("%s is not a DVC repository: %s is not versioned (run `dvc add` on it)", repo, out)
+        return []
+    try:
+        dvc(repo, "add", str(out))
+    except StepFailed as exc:
+        out.unlink(missing_ok=True)
+        fix = "Fix the cause below and import again"
+        raise UserError(
+            problem("labels import", "could not `dvc add` the batch, so it was removed", None, fix) + f"\n{exc}"
+        ) from None
+    files = [f"{out}.dvc"]
+    if (out.parent / ".gitignore").is_file():
+        files.append(str(out.parent / ".gitignore"))
+    if params.data.batches.combine == "none":  # as `reprotab retrain` does: none would train nothing
+        text = (repo / "params.yaml").read_text()
+        with atomic_path(repo / "params.yaml") as tmp:
+            tmp.write_text(set_value(text, "data.batches.combine", "all"))
+        log.info("params.yaml: data.batches.combine: all (it was none: the labels would train nothing)")
+        files.append("params.yaml")
+    return files
 
 
 @stage_main("labels", in_pipeline=False)
@@ -142,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     imp.add_argument("file", help="the filled-in queue (CSV/Parquet) or a Label Studio JSON export")
     imp.add_argument("--queue", default="labeling/queue.csv")
     imp.add_argument("--model", default="models/model.joblib")
-    imp.add_argument("--batches", default="data/batches")
+    imp.add_argument("--batches", default=None, help="default: params.yaml data.batches.dir")
     imp.add_argument("--test", default="data/prepared/test.parquet")
     args = parser.parse_args(argv)
     params = load_params()
@@ -157,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         log.warning("%s not found: cannot check labels against the test split (run dvc repro prepare)", args.test)
     raw = read_table(params.data.path)
+    batches = Path(args.batches or params.data.batches.dir)
     batch = validate_labels(
         read_labels(args.file, id_column=schema.id_column),
         queue=queue,
@@ -164,12 +212,18 @@ def main(argv: list[str] | None = None) -> None:
         id_column=schema.id_column,
         target=schema.target,
         test_ids=test_ids,
-        known_ids=labeled_ids(params.data.path, schema.id_column, Path(args.batches)),
+        known_ids=labeled_ids(params.data.path, schema.id_column, batches),
         raw_columns=raw.dtypes,
     )
-    out = batch_path(args.batches)
+    out = batch_path(batches)
     if out.exists():
         raise UserError(problem("--batches", "already has a batch from this second", str(out), "Run it again"))
     write_table(batch, out)
     counts = batch[schema.target].astype(str).value_counts().to_dict()
     log.info("%d labeled rows appended as %s (%s)", len(batch), out, counts)
+    to_commit = version(out, repo=Path.cwd(), params=params)
+    if to_commit:
+        print(f"{len(batch)} labeled rows versioned as {out}. Next:")
+        print(f"  git add {' '.join(to_commit)} && git commit -m 'Labels: {len(batch)} rows from {args.file}'")
+        combine = "all" if "params.yaml" in to_commit else params.data.batches.combine
+        print(f"  dvc repro    # prepare adds the batch (data.batches.combine: {combine}), the model trains on it")

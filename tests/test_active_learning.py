@@ -163,7 +163,7 @@ def test_query_then_import_on_disk_appends_one_batch_and_nothing_on_error(traine
     assert exit_info.value.code == 2 and not (tmp_path / "data/batches").exists()
     filled.to_csv("filled.csv", index=False)
     labels.main(["import", "filled.csv"])
-    (batch_file,) = (tmp_path / "data/batches").glob("labels-*.parquet")
+    (batch_file,) = (tmp_path / "data/batches").glob("*-labels.parquet")
     batch = pd.read_parquet(batch_file)
     assert batch["customer_id"].tolist() == queue["customer_id"].head(3).tolist()
     assert list(batch.columns) == list(raw.columns) and batch["churned"].tolist() == [True, False, True]
