@@ -3,7 +3,8 @@
 A column that does (a refund date for churn, a post-outcome status) makes a model look great in
 evaluation and useless in production, because the value is only known after the outcome. The
 check scores each column on its own with out-of-fold predictions (3 folds, seeded):
-- numbers: a depth-limited decision tree (missing values go to their own side of each split);
+- numbers: a depth-limited decision tree (missing values go to their own side of each split;
+  ±inf counts as missing, as prepare makes it);
 - categories: each category's target rate (class shares, or the mean for regression) learned on
   the other folds; a category not seen there gets the overall rate.
 The score is ROC-AUC (classification; one-vs-rest macro average for multiclass) or R²
@@ -59,7 +60,8 @@ def _out_of_fold(values: pd.Series, y: np.ndarray, folds, *, n_classes: int | No
     out = np.zeros((len(y), n_classes)) if n_classes else np.zeros(len(y))
     for train, held in folds:
         if numeric:
-            x = values.to_numpy(dtype=float).reshape(-1, 1)
+            x = values.to_numpy(dtype=float, na_value=np.nan).reshape(-1, 1)
+            x = np.where(np.isinf(x), np.nan, x)  # the tree refuses infinity; prepare makes it missing too
             out[held] = _tree_predict(x[train], y[train], x[held], n_classes=n_classes, seed=seed)
         else:
             keys = values.astype("string").fillna("\x00missing")

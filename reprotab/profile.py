@@ -1,7 +1,7 @@
 """A data profile of the raw table: what each column holds, and the problems worth a look first.
 
 The core of the profile stage, without file IO. Per column: kind, missing share, distinct
-count, top values (text, booleans) or range (numbers, dates). Flags:
+count, top values (text, booleans) or range (numbers, dates; ±inf counted apart as `infinite`). Flags:
 - target_leak: the column alone predicts the target almost perfectly (reprotab/leaks.py);
 - id_like: unique per row (integers or text), or integers in strictly increasing/decreasing order;
 - constant: a single value (empty columns are flagged `empty`);
@@ -113,6 +113,11 @@ def _column(values: pd.Series, full: pd.Series) -> dict[str, Any]:
         "missing_share": round(float(full.isna().mean()), 4),
         "distinct": int(present.nunique()),
     }
+    if kind == "numeric":  # ±inf is counted apart (prepare makes it missing) and kept out of the range
+        finite = np.isfinite(present.to_numpy(dtype=float))
+        if not finite.all():
+            entry["infinite"] = int((~finite).sum())
+            present = present[finite]
     if present.empty:
         return entry
     if kind in ("numeric", "datetime"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -51,6 +53,18 @@ def test_flags_on_a_crafted_table():
     assert columns["amount"]["leak_score"] < 0.7  # scored as numbers
     assert columns["plan"] == {**columns["plan"], "kind": "text", "distinct": 2, "missing_share": 0.0}
     assert columns["usage"]["kind"] == "numeric" and set(columns["usage"]["range"]) == {"min", "max", "mean", "median"}
+
+
+def test_infinite_numbers_are_profiled_as_prepare_treats_them():
+    frame = crafted()
+    frame.loc[:9, "usage"] = np.inf
+    frame.loc[10:14, "usage"] = -np.inf
+    profile = run(frame)  # the leak check's tree refused infinity before
+    usage = profile["by_column"]["usage"]
+    assert usage["infinite"] == 15 and usage["missing_share"] == 0
+    assert np.isfinite([usage["range"][k] for k in ("min", "max", "mean", "median")]).all()
+    assert "leak_score" in usage
+    json.dumps(profile, allow_nan=False)  # strict JSON: no Infinity
 
 
 def test_target_balance_and_auto_sampler():
