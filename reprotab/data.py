@@ -38,14 +38,87 @@ def read_parquet(path: str | Path, *, columns: list[str] | None = None) -> pd.Da
 
 
 READERS = {".csv": pd.read_csv, ".parquet": read_parquet, ".pq": read_parquet}
+CSV_COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz", ".zst")  # what pandas decompresses by the file name
+DELIMITERS = (",", ";", "\t", "|")  # in this order when two are equally frequent in the header line
+FORMATS_TEXT = ".csv (or compressed: .csv.gz .csv.bz2 .csv.zip .csv.xz .csv.zst), .parquet or .pq"
+
+
+def table_format(path: str | Path) -> str | None:
+    """'csv' for .csv and compressed CSV (.csv.gz, ...), 'parquet' for .parquet and .pq, else None."""
+    suffixes = [s.lower() for s in Path(path).suffixes[-2:]]
+    if suffixes[-1:] in ([".parquet"], [".pq"]):
+        return "parquet"
+    if suffixes[-1:] == [".csv"] or (suffixes[:1] == [".csv"] and suffixes[-1] in CSV_COMPRESSIONS):
+        return "csv"
+    return None
+
+
+def detect_delimiter(header: str) -> str:
+    """The delimiter of a CSV from its header line: the most frequent of `DELIMITERS` outside
+    double quotes (ties: the first in `DELIMITERS`), a comma when none occurs (one column)."""
+    counts = dict.fromkeys(DELIMITERS, 0)
+    quoted = False
+    for char in header:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    best = max(DELIMITERS, key=lambda d: (counts[d], -DELIMITERS.index(d)))
+    return best if counts[best] else ","
+
+
+def _first_line(path: Path) -> bytes:
+    """The first line of a CSV file's text, decompressed as pandas would by the file name."""
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        with zipfile.ZipFile(path) as archive, archive.open(archive.namelist()[0]) as handle:
+            return handle.readline()
+    if suffix == ".zst":
+        import zstandard  # pandas needs it for .zst as well
+
+        with zstandard.open(path, "rb") as handle:
+            return handle.readline()
+    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(suffix, open)
+    with opener(path, "rb") as handle:
+        return handle.readline()
+
+
+def _not_utf8(where: str, path: Path, exc: UnicodeDecodeError) -> UserError:
+    byte = exc.object[exc.start : exc.start + 1].hex()
+    return UserError(
+        problem(
+            where,
+            f"is not UTF-8 text (byte 0x{byte} cannot be decoded; Excel and older exports often write latin-1 "
+            "or Windows-1252)",
+            str(path),
+            f"Re-save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 '{path}' > utf8.csv` (cp1252 for Windows "
+            "exports), and point at that file",
+        )
+    )
+
+
+def read_csv(path: Path, *, where: str) -> pd.DataFrame:
+    """A CSV file (compressed or not) in UTF-8, its delimiter detected from the header line
+    (`detect_delimiter`). A file in another encoding is a UserError that says how to convert it:
+    guessing an encoding could silently change the text."""
+    try:
+        header = _first_line(path).decode("utf-8-sig")
+        return pd.read_csv(path, sep=detect_delimiter(header))
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(where, path, exc) from None
 
 
 def read_table(path: str | Path, *, where: str = "data.path") -> pd.DataFrame:
     """Read a CSV or Parquet table; a missing, empty or unreadable file is a `UserError`."""
     path = Path(path)
-    reader = READERS.get(path.suffix.lower())
-    if reader is None:
-        raise UserError(problem(where, "must be a .csv or .parquet file", str(path)))
+    kind = table_format(path)
+    if kind is None:
+        raise UserError(problem(where, f"must be a {FORMATS_TEXT} file", str(path)))
     if not path.is_file():
         raise UserError(
             problem(where, "file not found", str(path), f"Point {where} at an existing CSV or Parquet file")
@@ -53,9 +126,11 @@ def read_table(path: str | Path, *, where: str = "data.path") -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise UserError(problem(where, "file is empty", str(path)))
     try:
-        frame = reader(path)
+        frame = read_csv(path, where=where) if kind == "csv" else read_parquet(path)
+    except UserError:
+        raise
     except Exception as exc:  # pandas and pyarrow raise many types for a bad file
-        raise UserError(problem(where, f"cannot be read as {path.suffix[1:]} ({exc})", str(path))) from exc
+        raise UserError(problem(where, f"cannot be read as {kind} ({exc})", str(path))) from exc
     if frame.empty:
         raise UserError(problem(where, "has no rows", str(path)))
     return frame
