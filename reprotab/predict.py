@@ -4,12 +4,14 @@
                      [--model models/model.joblib | --stage prod | --version v3] [--chunk-rows 50000]
 
 Reads the input in chunks (pyarrow), so a file larger than memory works, and writes one
-Parquet file with, per row: the id column (or `row`, the 0-based row number, when the model has
-no id column or the input lacks it), `prediction`, `proba_<class>` for each class
-(classification), `threshold` (the binary decision threshold, else null) and `model_version`.
+file, Parquet (--output ending .parquet or .pq) or CSV (ending .csv), with, per row: the id
+column (or `row`, the 0-based row number, when the model has no id column or the input lacks
+it), `prediction`, `proba_<class>` for each class (classification), `threshold` (the binary
+decision threshold, else null) and `model_version`.
 The output appears atomically (temp file + rename): a failure or Ctrl-C leaves no half file and
 keeps a previous output. Rows the model cannot score are left out of it and listed in
-`<output>.errors.csv` (row, id, error) instead of failing the batch.
+`<output>.errors.csv` (row, id, error) instead of failing the batch. An output that is a
+directory or has another suffix is refused before the model is loaded or a row is read.
 
 Memory: about --chunk-rows rows of work at a time, but pyarrow decodes a Parquet file one row
 group at a time, so a file written as one huge row group (pandas/pyarrow write up to 1Mi rows
@@ -45,6 +47,22 @@ from reprotab.served import TabularModel
 
 log = logging.getLogger(__name__)
 FORMATS = (".csv", ".parquet", ".pq")
+OUTPUT_FORMATS = (".parquet", ".pq", ".csv")
+
+
+def check_output(output: str | Path) -> Path:
+    """`output` if predictions can be written there: a file path ending .parquet, .pq or .csv
+    that is not a directory; checked before any work, so a bad one costs nothing."""
+    output = Path(output)
+    if output.is_dir():
+        raise UserError(problem("--output", "is a directory", str(output), "Name a file in it, e.g. scored.parquet"))
+    if output.suffix.lower() not in OUTPUT_FORMATS:
+        raise UserError(problem("--output", "must end in .parquet, .pq or .csv (the format written)", str(output)))
+    return output
+
+
+def _writer(path: Path, schema: pa.Schema, *, csv: bool) -> Any:
+    return pacsv.CSVWriter(path, schema) if csv else pq.ParquetWriter(path, schema)
 
 
 def errors_path(output: str | Path) -> Path:
@@ -117,10 +135,11 @@ def predict_file(
     block_bytes: int = 1 << 22,
     progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Score `input` into `output` (Parquet) chunk by chunk; returns rows read, scored, failed."""
+    """Score `input` into `output` (Parquet, or CSV for a .csv name) chunk by chunk; returns rows
+    read, scored, failed."""
     if chunk_rows < 1:
         raise UserError(problem("--chunk-rows", "must be at least 1", chunk_rows))
-    input, output = Path(input), Path(output)
+    input, output = Path(input), check_output(output)
     if input.resolve() == output.resolve():
         raise UserError(problem("--output", "must not be the input file", str(output)))
     names, type_of, total, batches = open_input(input, block_bytes=block_bytes)
@@ -138,7 +157,7 @@ def predict_file(
 
     bar = tqdm(total=total, unit="rows", disable=not sys.stderr.isatty() if progress is None else not progress)
     try:
-        with atomic_path(output) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        with atomic_path(output) as tmp, _writer(tmp, schema, csv=output.suffix.lower() == ".csv") as writer:
             try:
                 for table in rechunk(batches(columns, chunk_rows), chunk_rows):
                     rows = table.to_pandas()
@@ -184,10 +203,11 @@ def _write_errors(failed: list[dict[str, Any]], output: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="reprotab predict", description="Score a CSV or Parquet file.")
     parser.add_argument("--input", required=True, help="CSV or Parquet file with the model's feature columns")
-    parser.add_argument("--output", required=True, help="Parquet file to write (atomically)")
+    parser.add_argument("--output", required=True, help="file to write (atomically): .parquet, .pq or .csv")
     add_model_arguments(parser)
     parser.add_argument("--chunk-rows", type=int, default=50_000, help="rows scored at a time (memory bound)")
     args = parser.parse_args(argv)
+    check_output(args.output)  # before the model is loaded
     model, info = resolve_model(args.model, stage=args.stage, version=args.version)
     started = time.perf_counter()
     summary = predict_file(

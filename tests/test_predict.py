@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import pandas as pd
@@ -141,3 +142,28 @@ def test_cli_predict_writes_output_and_exits_2_on_user_errors(tmp_path, model_pa
     with pytest.raises(SystemExit) as exit_:
         main(["--input", "missing.csv", "--output", "x.parquet", "--model", str(model_path)])
     assert exit_.value.code == 2
+
+
+def test_csv_output_is_csv_with_the_same_rows(tmp_path, model, batch):
+    source = tmp_path / "batch.parquet"
+    batch.head(40).to_parquet(source)
+    predict_file(model, version="v1", input=source, output=tmp_path / "out.parquet", chunk_rows=16)
+    predict_file(model, version="v1", input=source, output=tmp_path / "out.csv", chunk_rows=16)
+    assert not (tmp_path / "out.csv").read_bytes().startswith(b"PAR1")
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out.csv"), pd.read_parquet(tmp_path / "out.parquet"))
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [("existing_dir", r"--output: is a directory\. Got '.*existing_dir'"), ("out.txt", r"--output: must end in")],
+)
+def test_a_bad_output_is_refused_before_the_model_is_loaded(tmp_path, monkeypatch, capsys, output, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "existing_dir").mkdir()
+    (tmp_path / "in.csv").write_text("a\n1\n")
+    with pytest.raises(SystemExit) as exit:
+        main(["--input", "in.csv", "--output", output, "--model", "no-such-model.joblib"])  # never opened
+    assert exit.value.code == 2
+    errors = capsys.readouterr().err
+    assert re.search(message, errors) and "no-such-model" not in errors, errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing_dir", "in.csv", "reports"]
