@@ -40,6 +40,7 @@ import hashlib
 import json
 import logging
 import math
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -311,6 +312,34 @@ def load_challenger(role: str, version: str | None, path: str | None) -> Served 
     return Served(*resolve_model(path, version=version))
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port for the server, or one UserError saying why it cannot be:
+    checked before the models load and before "listening on" is logged."""
+    if not 1 <= port <= 65535:
+        raise UserError(problem("--port", "must be between 1 and 65535", port))
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise UserError(problem("--host", f"is not an address of this machine ({exc.strerror})", host)) from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart need not wait
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise UserError(
+            problem(
+                "--port",
+                f"cannot listen on {host}:{port} ({exc.strerror})",
+                port,
+                f"Stop what holds it (`ss -ltnp 'sport = :{port}'`) or pick another --port",
+            )
+        ) from None
+    return sock
+
+
 @stage_main("serve", in_pipeline=False)
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="reprotab serve", description="Serve the model over HTTP.")
@@ -332,6 +361,15 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(problem(name, f"must be at least {low}", value))
     if not 0.0 <= args.canary_share <= 1.0 or math.isnan(args.canary_share):
         raise UserError(problem("--canary-share", "must be between 0 and 1", args.canary_share))
+    sock = bind(args.host, args.port)
+    try:
+        serve(args, sock)
+    finally:
+        sock.close()
+
+
+def serve(args: argparse.Namespace, sock: socket.socket) -> None:
+    """Load the models and serve them on `sock` (bound by `bind`) until stopped."""
     champion = Served(*resolve_model(args.model, stage=args.stage, version=args.version))
     canary = load_challenger("canary", args.canary, args.canary_model)
     shadow = load_challenger("shadow", args.shadow, args.shadow_model)
@@ -346,4 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     log.info("listening on http://%s:%d", args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
+    server.run(sockets=[sock])
+    if not server.started:  # the app's start-up failed (logged above); as uvicorn.run exits
+        raise SystemExit(3)

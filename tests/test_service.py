@@ -4,6 +4,7 @@ the prediction log, in-process where cheap and as a real uvicorn process on 127.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from reprotab import prediction_log
 from reprotab.prediction_log import PredictionLog
 from reprotab.scoring import resolve_model
 from reprotab.service import Served, ServiceConfig, create_app, route_of
-from tests.serving import request_rows, serve_command, server, server_env, train_model
+from tests.serving import free_port, request_rows, serve_command, server, server_env, train_model
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +275,7 @@ def test_a_model_that_fails_to_load_exits_2_before_serving(tmp_path, content):
     if content is not None:
         model.write_bytes(content)
     result = subprocess.run(
-        [sys.executable, "-m", "reprotab", "serve", "--model", str(model), "--port", "1"],
+        [sys.executable, "-m", "reprotab", "serve", "--model", str(model), "--port", str(free_port())],
         cwd=tmp_path,
         env=server_env(),
         capture_output=True,
@@ -299,3 +300,25 @@ def test_serve_options_are_checked_before_anything_starts(models, tmp_path, monk
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2, argv
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("port", ["busy", "70000"])
+def test_a_port_that_cannot_be_bound_exits_2_before_listening(models, tmp_path, port):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = holder.getsockname()[1]
+        asked = str(busy) if port == "busy" else port
+        result = subprocess.run(
+            [sys.executable, "-m", "reprotab", "serve", "--model", str(models[0]), "--port", asked],
+            cwd=tmp_path,
+            env=server_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2, result.stderr
+    expected = f"cannot listen on 127.0.0.1:{busy} (" if port == "busy" else "must be between 1 and 65535"
+    assert f"--port: {expected}" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert "listening on" not in result.stderr
