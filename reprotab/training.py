@@ -228,8 +228,11 @@ def metadata(
     trained_on: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The model card. `trained_on`: the splits whose rows fitted the shipped model and their
-    counts (default: the training split only)."""
+    counts (default: the training split only). `git_commit` is HEAD; `git_dirty` says whether
+    tracked files differed from it (then `git_changed` lists them), so a card never claims a
+    clean commit the model did not come from."""
     trained_on = trained_on or {"train": len(features)}
+    commit, changed = git_state()
     return {
         "model": model,
         "task": schema.task,
@@ -246,7 +249,9 @@ def metadata(
         "training_rows": len(features),
         "training_data_hash": frame_hash(features),
         "libraries": {name: _version(name) for name in LIBRARIES},
-        "git_commit": _git_commit(),
+        "git_commit": commit,
+        "git_dirty": None if changed is None else bool(changed),
+        "git_changed": changed or [],
     }
 
 
@@ -302,9 +307,25 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _git_commit() -> str | None:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None
+def git_state(repo: str | Path = ".") -> tuple[str | None, list[str] | None]:
+    """(HEAD's commit, the tracked files that differ from it, staged or not), or (None, None)
+    outside git. Untracked files are left out: the pipeline's own outputs are ignored or untracked."""
+
+    def git(*args: str) -> str | None:
+        try:
+            result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return result.stdout if result.returncode == 0 else None
+
+    commit = (git("rev-parse", "HEAD") or "").strip() or None
+    status = git("status", "--porcelain", "-z", "--untracked-files=no") if commit else None
+    if status is None:
+        return commit, None
+    changed, entries = [], iter(status.split("\0"))
+    for entry in entries:
+        if entry:
+            changed.append(entry[3:])
+            if entry[0] in "RC":
+                next(entries, None)  # a rename's or copy's source path follows
+    return commit, sorted(changed)

@@ -85,3 +85,39 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path, args):
 def test_registry_outside_a_git_repository_is_one_message(tmp_path, folder, message):
     (tmp_path / "plain").mkdir()
     assert_one_message(reprotab("registry", "-C", str(tmp_path / folder), "show", cwd=tmp_path), message)
+
+
+def test_the_model_card_says_when_the_tree_differs_from_its_commit(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from reprotab.schema import Schema
+    from reprotab.training import metadata
+
+    def card() -> dict:
+        schema = Schema(task="regression", target="y", numeric=("x",), categorical=())
+        return metadata(
+            model="random_forest", schema=schema, hyperparameters={}, features=pd.DataFrame({"x": [1.0]}), tuning={}
+        )
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=tmp_path, env=tool_env(), check=True, capture_output=True, text=True
+        ).stdout
+
+    monkeypatch.chdir(tmp_path)
+    assert (card()["git_commit"], card()["git_dirty"]) == (None, None)  # not a git repository
+    git("init", "-q")
+    for name in ("params.yaml", "train.py", "old name.py"):
+        (tmp_path / name).write_text("a: 1\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "first")
+    head = git("rev-parse", "HEAD").strip()
+    (tmp_path / "untracked.txt").write_text("not part of any commit\n")
+    assert (card()["git_commit"], card()["git_dirty"], card()["git_changed"]) == (head, False, [])
+    (tmp_path / "params.yaml").write_text("a: 2\n")  # edited, not committed
+    git("mv", "old name.py", "new name.py")
+    (tmp_path / "train.py").write_text("b: 1\n")
+    git("add", "train.py")  # staged, not committed
+    found = card()
+    assert (found["git_commit"], found["git_dirty"]) == (head, True)
+    assert found["git_changed"] == ["new name.py", "params.yaml", "train.py"]
