@@ -9,7 +9,8 @@ the default model in-process on the demo table. Writes a labeled demo batch of -
 
 - the whole command in-process (read the batch, monitor, write drift.json/drift.md/figures),
 - the monitor core's parts on the same batch: cleaning, per-feature PSI + tests, scoring the
-  seeded sample of `monitor.sample_rows` rows and the bootstrap interval of the headline metric.
+  seeded sample of `monitor.sample_rows` rows, the bootstrap interval of each judged metric (the
+  headline and `monitor.tolerances`) and the label drift of the batch's target.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def main() -> None:
     from reprotab.demo_data import generate
     from reprotab.drift import sample
     from reprotab.monitor_report import main as monitor_command
-    from reprotab.monitoring import clean, feature_drift, model_scores
+    from reprotab.monitoring import clean, feature_drift, label_drift, model_scores
     from reprotab.params import load_params
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -105,21 +106,32 @@ def main() -> None:
         picked = np.sort(sample(np.arange(len(batch)), max_rows=config.sample_rows, seed=0))
         _, proba = clock(f"score {len(picked):,} sampled rows", model_scores, model, cleaned.iloc[picked])
         if proba is not None:
-            from reprotab.metrics import Scored
+            from reprotab.metrics import BY_TASK, Scored
             from reprotab.schema import encode_target
 
             truth = encode_target(batch[schema.target].iloc[picked], schema)
             positive = model.positive_index() if model.binary else None
             scored = Scored(truth, model.decide(proba), proba, positive)
-            clock(
-                f"bootstrap {config.bootstrap} x {params.metric} on {len(picked):,} rows",
-                bootstrap.interval,
-                scored,
-                metric=params.metric,
-                task=schema.task,
-                samples=config.bootstrap,
-                seed=0,
-            )
+            judged = [params.metric, *(m for m in config.tolerances if m in BY_TASK[schema.task])]
+            for metric in dict.fromkeys(judged):  # the headline and each metric of monitor.tolerances
+                clock(
+                    f"bootstrap {config.bootstrap} x {metric} on {len(picked):,} rows",
+                    bootstrap.interval,
+                    scored,
+                    metric=metric,
+                    task=schema.task,
+                    samples=config.bootstrap,
+                    seed=0,
+                )
+        clock(
+            f"label drift of {len(batch):,} labeled rows",
+            label_drift,
+            reference,
+            batch,
+            schema=schema,
+            config=config,
+            seed=0,
+        )
         started = time.perf_counter()
         model_scores(model, cleaned.iloc[: min(200_000, len(cleaned))])
         per_row = (time.perf_counter() - started) / min(200_000, len(cleaned))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -158,9 +159,25 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> None:
     release_arrow_memory()
 
 
+def strict_json(value: Any) -> Any:
+    """`value` with every non-finite float (NaN, ±inf, numpy's too) as None, numpy scalars and
+    arrays as Python ones: what strict JSON can hold (a bare NaN is not JSON)."""
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(item) for item in value]
+    if hasattr(value, "tolist") and type(value).__module__ == "numpy":  # numpy scalars and arrays
+        return strict_json(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_json(data: Any, path: str | Path) -> None:
+    """Strict JSON (non-finite numbers as null, see `strict_json`), written atomically."""
+    text = json.dumps(strict_json(data), indent=2, ensure_ascii=False, default=str, allow_nan=False)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        tmp.write_text(text + "\n", encoding="utf-8")
 
 
 def read_json(path: str | Path) -> Any:

@@ -14,6 +14,11 @@ for the model's scores.
   a seeded sample of at most `max_rows` rows before KS (its p-value on a million rows flags
   differences nobody would act on, and it costs a sort); chi-squared uses all counts.
 
+Label drift (the monitor's blockers) compares a labeled batch's target with the reference's:
+`class_share_drift` (each class's share, chi-squared p-value) and `target_shift` (mean shift in
+reference standard deviations, a constant target, KS p-value). Their p-values are reported, not
+used: on a large batch any change is significant, and a month's churn may legitimately move.
+
 Binning is vectorized (np.searchsorted, Index.get_indexer, np.bincount), so a million rows
 take milliseconds per column.
 """
@@ -161,3 +166,87 @@ def categorical_drift(reference: pd.Series, batch: pd.Series) -> tuple[ColumnDri
         batch_missing=float(batch.isna().mean()),
     )
     return drift, counted
+
+
+def class_share_drift(
+    reference: np.ndarray,
+    batch: np.ndarray,
+    *,
+    classes: list[str],
+    max_share_change: float,
+    min_rows: int,
+    min_reference_share: float,
+) -> dict:
+    """Label drift of class codes (indices into `classes`): each class's share before and after,
+    a chi-squared p-value, and why it drifted (None when it did not): a share moved by more than
+    `max_share_change`, a class holding `min_reference_share` of the reference is absent from a
+    batch of at least `min_rows` rows, or the batch holds one class only."""
+    counted = Bins(
+        labels=list(classes),
+        reference=np.bincount(reference, minlength=len(classes)),
+        batch=np.bincount(batch, minlength=len(classes)),
+    )
+    before, after = counted.shares()
+    statistic, p_value = chi2_test(counted)
+    why = []
+    for name, r, b in zip(classes, before, after, strict=True):
+        if abs(b - r) > max_share_change:
+            why.append(f"class '{name}' share {r:.3f} -> {b:.3f} (moved more than {max_share_change})")
+        elif b == 0 and r >= min_reference_share and len(batch) >= min_rows:
+            why.append(f"class '{name}' ({r:.1%} of the reference) is absent from {len(batch):,} labeled rows")
+    present = np.flatnonzero(counted.batch)
+    if len(present) == 1:
+        why.insert(0, f"every labeled row ({len(batch):,}) is class '{classes[present[0]]}'")
+    return {
+        "kind": "classes",
+        "rows": len(batch),
+        "reference_rows": len(reference),
+        "shares": {
+            name: {"reference": round(float(r), 6), "batch": round(float(b), 6), "change": round(float(b - r), 6)}
+            for name, r, b in zip(classes, before, after, strict=True)
+        },
+        "test": "chi2",
+        "statistic": round(statistic, 6),
+        "p_value": float(f"{p_value:.4g}"),
+        "drifted": bool(why),
+        "reason": "; ".join(why) or None,
+    }
+
+
+def target_shift(reference: np.ndarray, batch: np.ndarray, *, max_mean_shift: float, max_rows: int, seed: int) -> dict:
+    """Label drift of a numeric target: mean, standard deviation and range before and after, a KS
+    p-value, and why it drifted (None when it did not): the mean moved by more than `max_mean_shift`
+    reference standard deviations, or the batch's target is constant (two rows or more)."""
+
+    def stats_of(values: np.ndarray) -> dict:
+        return {
+            "mean": round(float(values.mean()), 6),
+            "std": round(float(values.std()), 6),
+            "min": round(float(values.min()), 6),
+            "max": round(float(values.max()), 6),
+        }
+
+    spread, moved = float(reference.std()), float(batch.mean() - reference.mean())
+    shift = moved / spread if spread > 0 else 0.0 if moved == 0 else float(np.copysign(np.inf, moved))
+    why = []
+    if len(batch) >= 2 and batch.min() == batch.max():
+        why.append(f"the target is constant ({batch[0]:g}) over {len(batch):,} labeled rows")
+    if abs(shift) > max_mean_shift:
+        why.append(
+            f"the target's mean moved {reference.mean():.4g} -> {batch.mean():.4g} "
+            f"({shift:+.2f} reference standard deviations, more than {max_mean_shift})"
+        )
+    statistic, p_value = ks_test(reference, batch, max_rows=max_rows, seed=seed)
+    return {
+        "kind": "numbers",
+        "rows": len(batch),
+        "reference_rows": len(reference),
+        "reference": stats_of(reference),
+        "batch": stats_of(batch),
+        "mean_shift_sd": round(float(shift), 6),
+        "test": "ks",
+        "statistic": round(statistic, 6),
+        "p_value": float(f"{p_value:.4g}"),
+        "drifted": bool(why),
+        "reason": "; ".join(why) or None,
+    }

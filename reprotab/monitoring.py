@@ -15,16 +15,32 @@ can act on. `reprotab monitor` (reprotab/monitor_report.py) wires files to it an
    give overconfident scores and false drift). Scores: positive-class probability (binary), the
    predicted class (multiclass), the prediction (regression). At most `sample_rows` seeded batch
    rows are scored; predicting is the costly part on large batches.
-4. Performance, when the batch has the target: every metric on those scored rows, against the
-   test metrics evaluate recorded, with a seeded bootstrap 95% interval of the headline metric.
-5. Retrain when: an important feature (top `important_features` by importance) drifted strongly
+4. Performance, when the batch has the target: every metric on those scored rows (NaN where
+   undefined, e.g. ROC-AUC of one class), against the test metrics evaluate recorded. Judged:
+   the headline metric (`metric`) and each metric of `tolerances` of the model's task, each with
+   a seeded bootstrap 95% interval; a metric dropped when even the interval's better end is worse
+   than its test value by more than its tolerance (direction-aware: log-loss and Brier worsen
+   upwards). The headline's tolerance is its `tolerances` entry, else `performance_tolerance`.
+5. Label drift, when the batch has labeled rows: its target against the reference's (the training
+   target, reprotab/drift.py): class shares (a share moved by more than `labels.max_share_change`,
+   a class of at least `labels.min_reference_share` of the reference absent from a batch of
+   `labels.min_rows` labeled rows or more, a single class) or, for regression, a mean shift beyond
+   `labels.max_mean_shift` reference standard deviations or a constant target.
+6. Retrain when: an important feature (top `important_features` by importance) drifted strongly
    (PSI >= psi_strong), more than `max_drifted_share` of the features drifted, the scores drifted
-   (PSI >= psi_moderate and KS/chi-squared p < alpha), or the headline metric fell below its test
-   value by more than `performance_tolerance`, judged at the better end of the bootstrap interval.
+   (PSI >= psi_moderate and KS/chi-squared p < alpha), or a judged metric dropped.
+7. Blockers, which stop the loop whatever `retrain` says (nothing may retrain on this batch
+   without a human): label drift, and a judged metric that is undefined (NaN) on the batch.
+   Neither is ever "within tolerance".
+
+The report names the model it judged (`judged`: version, commit, source) so a reader knows which
+model's verdict it is.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +48,17 @@ import numpy as np
 import pandas as pd
 
 from reprotab import bootstrap
-from reprotab.drift import Bins, ColumnDrift, categorical_drift, numeric_drift, sample
+from reprotab.drift import (
+    Bins,
+    ColumnDrift,
+    categorical_drift,
+    class_share_drift,
+    numeric_drift,
+    sample,
+    target_shift,
+)
 from reprotab.errors import UserError, did_you_mean, problem
-from reprotab.metrics import LOWER_IS_BETTER, Scored, score_all
+from reprotab.metrics import BY_TASK, LOWER_IS_BETTER, Scored
 from reprotab.params import MonitorParams
 from reprotab.prepare import infinities_to_missing, text_to_numbers
 from reprotab.schema import Schema, encode_target
@@ -43,11 +67,14 @@ from reprotab.served import TabularModel
 
 @dataclass
 class Verdict:
-    """What `monitor` found: `report` is JSON-ready (drift.json); `bins` feed the figures."""
+    """What `monitor` found: `report` is JSON-ready (drift.json); `bins` feed the figures. `retrain`
+    and `reasons` say whether the batch asks for retraining; `blockers` say that no one may act on it
+    without a human (undefined metrics, label drift), whatever `retrain` says."""
 
     retrain: bool
     reasons: list[str]
     report: dict[str, Any]
+    blockers: list[str] = field(default_factory=list)  # stop the loop: never retrain on this batch unattended
     bins: dict[str, Bins] = field(default_factory=dict)
 
 
@@ -163,6 +190,35 @@ def score_drift(reference: np.ndarray, batch: np.ndarray, *, config: MonitorPara
     return numeric_drift(reference, batch, bins=config.bins, max_rows=config.sample_rows, seed=seed)
 
 
+def batch_metrics(task: str, scored: Scored) -> dict[str, float]:
+    """Every metric of the task, NaN where it is undefined on these rows (ROC-AUC of one class)."""
+    values = {}
+    for name, function in BY_TASK[task].items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # scikit-learn's "undefined metric" warnings: NaN says it
+                value = float(function(scored))
+        except (ValueError, ZeroDivisionError):
+            value = math.nan
+        values[name] = round(value, 6) if math.isfinite(value) else value
+    return values
+
+
+def judge(name: str, batch: float, test: Any, interval: list[float] | None, tolerance: float) -> dict[str, Any]:
+    """One metric against its test value: dropped when even the interval's better end is worse
+    than `tolerance` allows (direction-aware); undefined (NaN, inf) on the batch is never judged fine."""
+    entry = {"batch": batch, "test": test, "interval_95": interval, "tolerance": tolerance}
+    entry |= {"worse_by": None, "dropped": False, "undefined": not math.isfinite(batch)}
+    if entry["undefined"] or not isinstance(test, int | float) or not math.isfinite(test):
+        return entry
+    lower = name in LOWER_IS_BETTER
+    entry["worse_by"] = round(batch - test if lower else test - batch, 6)
+    # The test value is itself one sample, and a small batch's metric varies by a few points.
+    far = batch if interval is None else (interval[0] if lower else interval[1])
+    entry["dropped"] = bool(far > test + tolerance if lower else far < test - tolerance)
+    return entry
+
+
 def performance(
     model: TabularModel,
     rows: pd.DataFrame,
@@ -174,7 +230,8 @@ def performance(
     config: MonitorParams,
     seed: int,
 ) -> dict[str, Any]:
-    """Metrics of the scored batch rows that have a target, against the recorded test metrics."""
+    """Metrics of the scored batch rows that have a target, against the recorded test metrics:
+    the headline metric and each metric of `config.tolerances` of this task are judged."""
     schema, labeled = model.schema, rows[model.schema.target].notna().to_numpy()
     truth = encode_target(rows.loc[labeled, schema.target], schema)
     if schema.task == "regression":
@@ -182,27 +239,52 @@ def performance(
     else:
         positive = model.positive_index() if model.binary else None
         scored = Scored(truth, model.decide(proba[labeled]), proba[labeled], positive)
-    batch = score_all(schema.task, scored)
-    reference = (test_metrics or {}).get(metric)
-    interval = bootstrap.interval(scored, metric=metric, task=schema.task, samples=config.bootstrap, seed=seed)
-    result: dict[str, Any] = {
+    batch = batch_metrics(schema.task, scored)
+    test = {k: v for k, v in (test_metrics or {}).items() if not isinstance(v, dict)}
+    names = [metric, *(m for m in config.tolerances if m in BY_TASK[schema.task] and m != metric)]
+    judged = {}
+    for name in names:
+        interval = bootstrap.interval(scored, metric=name, task=schema.task, samples=config.bootstrap, seed=seed)
+        tolerance = config.tolerance(name) if name == metric else config.tolerances[name]
+        judged[name] = judge(name, batch[name], test.get(name), interval, tolerance)
+    return {
         "rows": int(labeled.sum()),
         "metric": metric,
         "batch": batch,
-        "test": {k: v for k, v in (test_metrics or {}).items() if not isinstance(v, dict)} or None,
-        "headline": {"batch": batch[metric], "test": reference, "interval_95": interval, "bootstrap": config.bootstrap},
-        "dropped": False,
+        "test": test or None,
+        "headline": {**judged[metric], "bootstrap": config.bootstrap},
+        "judged": judged,
+        "dropped": any(entry["dropped"] for entry in judged.values()),
+        "dropped_metrics": [name for name, entry in judged.items() if entry["dropped"]],
+        "undefined": [name for name, entry in judged.items() if entry["undefined"]],
     }
-    if reference is not None:
-        lower = metric in LOWER_IS_BETTER
-        worse = batch[metric] - reference if lower else reference - batch[metric]
-        # Dropped only when even the interval's better end is worse than the tolerance allows: the
-        # test value is itself one sample, and a small batch's metric varies by a few points.
-        far = batch[metric] if interval is None else (interval[0] if lower else interval[1])
-        floor = reference + config.performance_tolerance if lower else reference - config.performance_tolerance
-        result["headline"]["worse_by"] = round(worse, 6)
-        result["dropped"] = bool(far > floor if lower else far < floor)
-    return result
+
+
+def label_drift(reference: pd.DataFrame, batch: pd.DataFrame, *, schema: Schema, config: MonitorParams, seed: int):
+    """The batch's labeled target against the reference's (see reprotab/drift.py); {"rows": 0, ...}
+    when the batch has no labeled row."""
+    target = schema.target
+    before = reference[target].dropna() if target in reference.columns else reference.iloc[:0, :0]
+    after = batch[target].dropna() if target in batch.columns else batch.iloc[:0, :0]
+    if not len(after) or not len(before):
+        return {"rows": len(after), "reference_rows": len(before), "drifted": False, "reason": None}
+    rules = config.labels
+    if schema.task == "regression":
+        return target_shift(
+            pd.to_numeric(before).to_numpy(dtype=float),
+            pd.to_numeric(after).to_numpy(dtype=float),
+            max_mean_shift=rules.max_mean_shift,
+            max_rows=config.sample_rows,
+            seed=seed,
+        )
+    return class_share_drift(
+        encode_target(before, schema),
+        encode_target(after, schema),
+        classes=[str(c) for c in schema.classes],
+        max_share_change=rules.max_share_change,
+        min_rows=rules.min_rows,
+        min_reference_share=rules.min_reference_share,
+    )
 
 
 def monitor(
@@ -217,8 +299,10 @@ def monitor(
     min_share: float = 0.95,
     importance: pd.Series | None = None,
     test_metrics: dict[str, Any] | None = None,
+    judged: dict[str, Any] | None = None,
 ) -> Verdict:
-    """Compare `batch` (raw rows) with `reference` (prepared training rows); see the module docstring."""
+    """Compare `batch` (raw rows) with `reference` (prepared training rows); see the module docstring.
+    `judged` names the model ({"version", "commit", "source"}): the report's `model`."""
     schema = model.schema
     clean_batch = clean(batch, schema, min_share=min_share)
     clean_reference = clean(reference, schema, min_share=min_share, where="reference")
@@ -266,13 +350,22 @@ def monitor(
         reasons.append(f"{len(drifted)} of {len(ranked)} features drifted ({limit})")
     if prediction_drifted:
         reasons.append(f"prediction drift: PSI {prediction.psi:.3f} of the model's scores, p {prediction.p_value:.2g}")
-    if perf and perf["dropped"]:
-        head = perf["headline"]
+    for name in perf["dropped_metrics"] if perf else []:
+        entry = perf["judged"][name]
         reasons.append(
-            f"performance dropped: {metric} {head['batch']:.4f} on the batch vs {head['test']:.4f} on test "
-            f"(95% interval {head['interval_95']}, tolerance {config.performance_tolerance})"
+            f"performance dropped: {name} {entry['batch']:.4f} on the batch vs {entry['test']:.4f} on test "
+            f"(95% interval {entry['interval_95']}, tolerance {entry['tolerance']})"
+        )
+    labels = label_drift(reference, batch, schema=schema, config=config, seed=seed)
+    blockers = [f"label drift: {labels['reason']}"] if labels["drifted"] else []
+    for name in perf["undefined"] if perf else []:
+        blockers.append(
+            f"{name} is undefined on the {perf['rows']:,} labeled batch rows ({perf['batch'][name]}): "
+            "it cannot say the model is fine"
         )
     report = {
+        "model": judged or {"version": None, "commit": None, "source": None},
+        "blockers": blockers,
         "retrain": bool(reasons),
         "reasons": reasons,
         "rows": len(batch),
@@ -292,9 +385,10 @@ def monitor(
             "drifted": bool(prediction_drifted),
         },
         "performance": perf,
+        "labels": labels,
     }
     bins = {c: drift[c][1] for c in ranked} | {"(prediction)": prediction_bins}
-    return Verdict(retrain=bool(reasons), reasons=reasons, report=report, bins=bins)
+    return Verdict(retrain=bool(reasons), reasons=reasons, report=report, blockers=blockers, bins=bins)
 
 
 def rank_features(features: tuple[str, ...], importance: pd.Series | None) -> list[str]:

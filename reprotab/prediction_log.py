@@ -17,16 +17,27 @@ A shadowed request writes each row twice: route "champion" (the answer returned)
 "shadow" (the challenger's, same request_id). The monitor reads these files; the format is
 the contract between the two. Writes from many threads are serialized by one lock, and each
 request's lines are written and flushed together.
+
+The reading side (`reprotab monitor --from-log`): `read_rows` reads every line, `select` keeps
+the served rows (routes champion and canary: every row, not one per request) of a time window and
+a model version with their shadow rows, and `compare_shadow` pairs each served row with its
+shadow row (same request_id and position in the request) to say how often the two models agree.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
+
+import numpy as np
+import pandas as pd
+
+from reprotab.errors import UserError, problem
 
 PREFIX, SUFFIX = "predictions-", ".jsonl"
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
@@ -106,6 +117,160 @@ class PredictionLog:
     def close(self) -> None:
         with self._lock:
             self.close_file()
+
+
+# --- the reading side (the monitor) ------------------------------------------------------------
+
+SERVED = ("champion", "canary")  # the routes whose answer went back to the client
+
+
+def utc_time(value: str | None, *, where: str) -> pd.Timestamp | None:
+    """An ISO date or date-time as a UTC time (a time without a zone is UTC); None passes."""
+    if value is None:
+        return None
+    try:
+        stamp = pd.Timestamp(datetime.fromisoformat(value))
+    except (TypeError, ValueError):
+        raise UserError(
+            problem(where, "must be an ISO date or date-time (UTC)", value, "E.g. 2026-11-01 or 2026-11-01T08:00")
+        ) from None
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def read_rows(directory: str | Path, *, where: str = "--from-log") -> pd.DataFrame:
+    """Every line of every *.jsonl file of `directory` (file name order), one row each: time (UTC),
+    request_id, route, version, prediction, proba, features, and position (the row's place among
+    its request's rows of that route, which pairs a shadow row with the served one)."""
+    directory = Path(directory)
+    paths = sorted(directory.glob("*.jsonl")) if directory.is_dir() else []
+    if not paths:
+        raise UserError(problem(where, "holds no *.jsonl prediction log files", str(directory)))
+    records = []
+    for path in paths:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if not isinstance(row["features"], dict):
+                    raise TypeError(row["features"])
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise UserError(
+                    problem(f"{path}:{number}", "is not a prediction log row with `features`", line[:80])
+                ) from exc
+            records.append(row)
+    frame = pd.DataFrame(
+        {
+            "time": pd.to_datetime([r.get("time") for r in records], utc=True, errors="coerce", format="ISO8601"),
+            **{k: [r.get(k) for r in records] for k in ("request_id", "route", "version", "prediction", "proba")},
+            "features": [r["features"] for r in records],
+        }
+    )
+    frame["route"] = frame["route"].fillna("champion")
+    frame["position"] = frame.groupby(["request_id", "route"], dropna=False).cumcount()
+    return frame
+
+
+def select(
+    rows: pd.DataFrame,
+    *,
+    since: pd.Timestamp | None = None,
+    until: pd.Timestamp | None = None,
+    version: str | None = None,
+    where: str = "--from-log",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(served rows, their shadow rows): the rows the service answered with (routes champion and
+    canary) from `since` (inclusive) to `until` (exclusive), of model `version`; and the shadow
+    rows of the same requests. No served row left is a UserError that says what the log holds."""
+    served = rows[rows["route"].isin(SERVED)]
+    keep = np.ones(len(served), dtype=bool)
+    if since is not None:
+        keep &= (served["time"] >= since).to_numpy()
+    if until is not None:
+        keep &= (served["time"] < until).to_numpy()
+    if version is not None:
+        keep &= (served["version"] == version).to_numpy()
+    chosen = served[keep]
+    if chosen.empty:
+        asked = [
+            f"--{k} {v.isoformat() if hasattr(v, 'isoformat') else v}"
+            for k, v in (("since", since), ("until", until), ("version", version))
+            if v is not None
+        ]
+        held = f"{len(served):,} served rows"
+        if len(served):
+            versions = ", ".join(sorted(map(str, served["version"].dropna().unique())))
+            held += (
+                f" from {served['time'].min().isoformat()} to {served['time'].max().isoformat()}, versions {versions}"
+            )
+        rule = f"has no served row (route {' or '.join(SERVED)})" + (f" matching {' '.join(asked)}" if asked else "")
+        raise UserError(problem(where, rule, held, "Widen or drop the filters" if asked else "Serve some rows first"))
+    shadow = rows[(rows["route"] == "shadow") & rows["request_id"].isin(set(chosen["request_id"]))]
+    return chosen, shadow
+
+
+def features(served: pd.DataFrame) -> pd.DataFrame:
+    """The served rows' raw features as a table (JSON types: booleans stay booleans)."""
+    return pd.DataFrame.from_records(list(served["features"]))
+
+
+def _score(proba: Any, prediction: Any, positive: str | None) -> float:
+    if not isinstance(proba, dict):
+        return float(prediction)
+    if positive is not None:
+        return float(proba[positive])
+    return math.nan  # multiclass: compared class by class in compare_shadow
+
+
+def compare_shadow(served: pd.DataFrame, shadow: pd.DataFrame, *, positive: str | None) -> dict[str, Any]:
+    """The shadow model against the served one on the same rows (same request_id and position):
+    label agreement (classification) and the absolute difference of the scores: the probability of
+    `positive` (binary), the largest class-probability difference (multiclass), the prediction
+    (regression). No pair is a UserError."""
+    pairs = served.merge(shadow, on=["request_id", "position"], suffixes=("", "_shadow"))
+    if pairs.empty:
+        raise UserError(
+            problem(
+                "--shadow",
+                "needs shadow rows paired with served ones (same request_id and position in the request)",
+                f"{len(shadow):,} shadow rows for {len(served):,} served rows",
+                "Serve with a shadow model (`reprotab serve --shadow VERSION`), or drop --shadow",
+            )
+        )
+    regression = all(p is None for p in pairs["proba"])
+    if regression:
+        what = "prediction"
+        a = pairs["prediction"].astype(float).to_numpy()
+        b = pairs["prediction_shadow"].astype(float).to_numpy()
+        difference = np.abs(a - b)
+    elif positive is not None:
+        what = f"probability of class '{positive}'"
+        a = np.array([_score(p, y, positive) for p, y in zip(pairs["proba"], pairs["prediction"], strict=True)])
+        b = np.array(
+            [_score(p, y, positive) for p, y in zip(pairs["proba_shadow"], pairs["prediction_shadow"], strict=True)]
+        )
+        difference = np.abs(a - b)
+    else:
+        what = "largest class-probability difference"
+        difference = np.array(
+            [
+                max(abs(p[c] - q.get(c, 0.0)) for c in p)
+                for p, q in zip(pairs["proba"], pairs["proba_shadow"], strict=True)
+            ]
+        )
+    agree = None if regression else float((pairs["prediction"].map(str) == pairs["prediction_shadow"].map(str)).mean())
+    return {
+        "pairs": len(pairs),
+        "requests": int(pairs["request_id"].nunique()),
+        "served_versions": sorted(map(str, pairs["version"].dropna().unique())),
+        "shadow_versions": sorted(map(str, pairs["version_shadow"].dropna().unique())),
+        "served_rows_without_shadow": len(served) - len(pairs),
+        "shadow_rows_unpaired": len(shadow) - len(pairs),
+        "label_agreement": None if agree is None else round(agree, 6),
+        "score": what,
+        "mean_abs_difference": round(float(difference.mean()), 6),
+        "max_abs_difference": round(float(difference.max()), 6),
+    }
 
 
 def files(directory: str | Path) -> list[Path]:

@@ -17,7 +17,7 @@ from reprotab.demo_data import generate
 from reprotab.drift import EPSILON, categorical_bins, ks_test, numeric_bins, psi
 from reprotab.errors import UserError
 from reprotab.metrics import BY_TASK, Scored
-from reprotab.monitor_report import main, read_log
+from reprotab.monitor_report import main
 from reprotab.monitoring import clean, monitor
 from reprotab.params import MonitorParams, parse_params
 from reprotab.pipeline import run
@@ -195,20 +195,6 @@ def test_infinite_values_count_as_missing(trained):
     assert cleaned["monthly_charges"].isna().sum() == 10
 
 
-def test_prediction_log_rows_are_monitored_once_per_request(trained, tmp_path):
-    rows = generate(rows=1500, seed=12).drop(columns=["churned", "next_month_spend", "customer_id"])
-    records = json.loads(rows.to_json(orient="records"))  # JSON types: booleans, numbers, text
-    with (tmp_path / "2026-11-01.jsonl").open("w") as handle:
-        for i, features in enumerate(records):
-            for route in ("champion", "shadow") if i % 3 == 0 else ("champion",):
-                row = {"time": "2026-11-01T00:00:00Z", "request_id": f"r{i}", "route": route, "version": "v1"}
-                handle.write(json.dumps({**row, "features": features, "prediction": True, "proba": None}) + "\n")
-    batch = read_log(tmp_path)
-    assert len(batch) == 1500 and batch["has_partner"].dtype == bool
-    verdict = _monitor(trained, batch)
-    assert verdict.report["drifted"] == [] and not verdict.retrain
-
-
 def test_regression_model_scores_its_predictions():
     data = {**base_params()["data"], "target": "next_month_spend", "drop_columns": ["churned"]}
     params = _model_params(task="regression", metric="rmse", data=data)
@@ -304,3 +290,20 @@ def test_command_exits_2_on_bad_input(workspace):
     with pytest.raises(SystemExit) as stopped:
         main(["--batch", "bad.parquet"])
     assert stopped.value.code == 2 and not (workspace / "reports/monitor/bad").exists()
+
+
+def test_command_prints_stop_lines_for_blockers_and_writes_strict_json(workspace, capsys):
+    generate(rows=600, seed=11).assign(churned=True).to_parquet(workspace / "broken-join.parquet")
+    main(["--batch", "broken-join.parquet"])  # every label True: label drift, and ROC-AUC is undefined
+    out = workspace / "reports/monitor/broken-join"
+    printed = capsys.readouterr().out.splitlines()
+    stops = [line for line in printed if line.startswith("stop: ")]
+    assert len(stops) == 2 and stops[0].startswith("stop: label drift: every labeled row (600) is class 'True'")
+    assert printed.index(stops[-1]) < printed.index(next(line for line in printed if line.startswith("retrain: ")))
+    text = (out / "drift.json").read_text()
+    report = json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name} in drift.json"))
+    assert report["performance"]["batch"]["roc_auc"] is None and report["labels"]["drifted"] is True
+    assert [f"stop: {b}" for b in report["blockers"]] == stops
+    page = (out / "drift.md").read_text()
+    assert page.index("**stop: do not retrain on this batch without a human**") < page.index("**retrain:")
+    assert "| roc_auc | nan |" in page and "**undefined**" in page
