@@ -121,3 +121,26 @@ def test_the_model_card_says_when_the_tree_differs_from_its_commit(tmp_path, mon
     found = card()
     assert (found["git_commit"], found["git_dirty"]) == (head, True)
     assert found["git_changed"] == ["new name.py", "params.yaml", "train.py"]
+
+
+# What the README's commands write beside the pipeline (reprotab predict, compare, query, demo-data
+# --out data/incoming/...): its `git add -A` must not commit them. The .dvc files stay committable.
+WRITTEN_BY_COMMANDS = (
+    "reports/scored.parquet",
+    "reports/scored.parquet.errors.csv",
+    "reports/scored.csv",
+    "reports/compare/sampler.md",
+    "reports/compare/sampler.png",
+    "labeling/queue.csv",
+    "labeling/queue.json",
+    "data/incoming/2026-11.parquet",
+    "data/incoming/batch.parquet",
+    "reports/logs/predict.log",
+)
+VERSIONED = ("data/incoming/2026-11.parquet.dvc", "data/raw/churn.parquet", "reports/monitor/2026-11/drift.md")
+
+
+@pytest.mark.parametrize("path", WRITTEN_BY_COMMANDS + VERSIONED)
+def test_command_outputs_are_git_ignored_and_versioned_files_are_not(path):
+    ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=ROOT).returncode == 0
+    assert ignored is (path in WRITTEN_BY_COMMANDS), path
