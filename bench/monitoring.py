@@ -92,8 +92,8 @@ def main() -> None:
         logging.disable(logging.INFO)
         print("parts of the core:")
         schema = model.schema
-        cleaned = clock("clean the batch (text → numbers, ±inf)", clean, batch, schema, min_share=0.95)
-        clean_reference = clean(reference, schema, min_share=0.95)
+        cleaned = clock("clean the batch (text → numbers, ±inf)", clean, batch, model, min_share=0.95).frame
+        clean_reference = clean(reference, model, min_share=0.95).frame
         clock(
             f"PSI + KS/chi2 of {len(schema.features)} features",
             feature_drift,

@@ -50,8 +50,9 @@ from sklearn import metrics as skm  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from reprotab import pipeline  # noqa: E402
+from reprotab.incoming import clean_incoming  # noqa: E402
 from reprotab.params import parse_params  # noqa: E402
-from reprotab.prepare import clean_new_rows, text_to_numbers  # noqa: E402
+from reprotab.prepare import text_to_numbers  # noqa: E402
 
 SEED = 42
 COLUMNS = ("default", "lgbm", "tuned", "auto", "flaml")
@@ -282,7 +283,8 @@ def run_project(table: Table, train: pd.DataFrame, test: pd.DataFrame, overrides
     result = pipeline.run(train, params, splits_to_score=())
     seconds = time.perf_counter() - started
     model = result.model
-    rows = clean_new_rows(test.drop(columns=[table.target]), schema=model.schema, where="held-out rows")
+    held_out = test.drop(columns=[table.target])
+    rows = clean_incoming(held_out, model.schema, featurizer=model.featurizer, where="held-out rows").frame
     y = test[table.target]
     chosen = {"model": result.family} if params.model == "auto" else {}  # the family the search picked
     if table.kind == "regression":

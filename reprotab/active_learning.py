@@ -32,8 +32,8 @@ import pandas as pd
 
 from reprotab.data import READERS, atomic_path, read_table
 from reprotab.errors import UserError, one_of, problem
+from reprotab.incoming import MIN_SHARE, clean_incoming, log_notes
 from reprotab.params import load_params
-from reprotab.prepare import clean_new_rows
 from reprotab.runner import stage_main
 from reprotab.served import TabularModel, load
 
@@ -90,10 +90,15 @@ def model_version(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
-def check_pool(pool: pd.DataFrame, *, model: TabularModel, n: int, labeled_ids: set[str]) -> pd.DataFrame:
-    """The pool's rows cleaned like training rows, or one UserError per problem found."""
+def check_pool(
+    pool: pd.DataFrame, *, model: TabularModel, n: int, labeled_ids: set[str], min_share: float = MIN_SHARE
+) -> pd.DataFrame:
+    """The pool's rows cleaned by the policy for incoming rows (reprotab/incoming.py; what it
+    changed is logged per column), or one UserError per problem found."""
     schema = model.schema
-    rows = clean_new_rows(pool, schema=schema, where="--pool")
+    cleaned = clean_incoming(pool, schema, featurizer=model.featurizer, where="--pool", min_share=min_share)
+    log_notes(cleaned.notes, where="--pool")
+    rows = cleaned.frame
     if not schema.id_column:
         raise UserError(problem("--pool", "needs an id column to match labels back, but the model has none"))
     if schema.id_column not in pool.columns:
@@ -200,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
     if model.schema.task != "classification":
         raise UserError(problem("--model", "must be a classification model to rank by uncertainty", model.kind))
     known = labeled_ids(params.data.path, model.schema.id_column) if model.schema.id_column else set()
-    rows = check_pool(read_table(args.pool, where="--pool"), model=model, n=args.n, labeled_ids=known)
+    pool, min_share = read_table(args.pool, where="--pool"), params.prepare.text_to_number_min_share
+    rows = check_pool(pool, model=model, n=args.n, labeled_ids=known, min_share=min_share)
     queue = build_queue(
         rows,
         model=model,

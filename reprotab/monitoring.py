@@ -4,10 +4,10 @@
 batch and the recorded test metrics, and returns a `Verdict` whose `retrain` a retraining loop
 can act on. `reprotab monitor` (reprotab/monitor_report.py) wires files to it and writes the report.
 
-1. The batch is cleaned as prepare cleans the raw table (numbers stored as text become numbers,
-   ±inf becomes missing), for the model's numeric features, so text-stored numbers do not show
-   as drift. Bad input is a UserError: missing feature columns, a numeric feature that is mostly
-   text, an empty batch, a target class the model never saw.
+1. The batch is cleaned by the policy for every incoming row (reprotab/incoming.py, as batch
+   scoring and the service clean theirs), so text-stored numbers do not show as drift; what
+   cleaning changed is in the report as `cleaning`. Bad input is a UserError: missing feature
+   columns, a numeric feature that is mostly text, an empty batch, a target class the model never saw.
 2. Each feature: PSI and a two-sample test (reprotab/drift.py). A feature drifts only when both
    agree: PSI at or above `psi_moderate` AND p below alpha / number of features (Bonferroni).
 3. Prediction drift: the model's scores on the batch vs on the holdout (the test split: rows
@@ -57,10 +57,10 @@ from reprotab.drift import (
     sample,
     target_shift,
 )
-from reprotab.errors import UserError, did_you_mean, problem
+from reprotab.errors import UserError, problem
+from reprotab.incoming import Cleaned, clean_incoming, log_notes
 from reprotab.metrics import BY_TASK, LOWER_IS_BETTER, Scored
 from reprotab.params import MonitorParams
-from reprotab.prepare import infinities_to_missing, text_to_numbers
 from reprotab.schema import Schema, encode_target
 from reprotab.served import TabularModel
 
@@ -79,17 +79,10 @@ class Verdict:
 
 
 def check_batch(batch: pd.DataFrame, schema: Schema, *, where: str = "batch") -> None:
-    """An empty batch, missing feature columns or a target class the model never saw is a UserError."""
+    """An empty batch or a target the model cannot take (classes it never saw, text for regression)
+    is a UserError; feature columns are checked by `clean`."""
     if batch.empty:
         raise UserError(problem(where, "has no rows", None, "Pass a batch with rows to monitor"))
-    columns = [str(c) for c in batch.columns]
-    missing = [c for c in schema.features if c not in batch.columns]
-    if missing:
-        hints = "".join(did_you_mean(c, columns).replace(" Did you mean", f" For '{c}', did you mean") for c in missing)
-        raise UserError(
-            problem(where, "lacks feature columns the model was trained on", ", ".join(missing), f"Columns: {columns}")
-            + hints
-        )
     if schema.task == "regression" and schema.target in batch.columns:
         target = pd.to_numeric(batch[schema.target], errors="coerce")
         if (target.isna() & batch[schema.target].notna()).any():
@@ -110,38 +103,11 @@ def check_batch(batch: pd.DataFrame, schema: Schema, *, where: str = "batch") ->
             )
 
 
-def clean(batch: pd.DataFrame, schema: Schema, *, min_share: float, where: str = "batch") -> pd.DataFrame:
-    """The model's feature columns as prepare would have cleaned them: numeric features as floats
-    (text-stored numbers parsed, JSON booleans as 0/1, ±inf missing), categorical ones as given."""
-    check_batch(batch, schema, where=where)
-    frame = batch[list(schema.features)]
-    frame, _ = text_to_numbers(frame, min_share=min_share, skip=set(schema.categorical))
-    out, wrong = {}, []
-    for column in schema.numeric:
-        values = frame[column]
-        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-            out[column] = values.to_numpy(dtype=float, na_value=np.nan)
-            continue
-        # Text that text_to_numbers left alone: JSON booleans (prediction log), or really text.
-        present = values[values.notna() & (values.astype("string").str.strip() != "")]
-        numbers = pd.to_numeric(present.map(lambda v: float(v) if isinstance(v, bool) else v), errors="coerce")
-        if len(present) and numbers.notna().mean() < min_share:
-            examples = present[numbers.isna()].astype(str).unique()[:3].tolist()
-            wrong.append(f"'{column}' ({numbers.notna().mean():.0%} numbers; e.g. {examples})")
-        out[column] = numbers.reindex(values.index).to_numpy(dtype=float, na_value=np.nan)
-    if wrong:
-        raise UserError(
-            problem(
-                where,
-                f"numeric features hold text that is not numbers (at least {min_share:.0%} of values must parse)",
-                "; ".join(wrong),
-                "Fix the export of these columns",
-            )
-        )
-    cleaned, _ = infinities_to_missing(pd.DataFrame(out, index=frame.index))
-    for column in schema.categorical:
-        cleaned[column] = frame[column]
-    return cleaned[list(schema.features)]
+def clean(batch: pd.DataFrame, model: TabularModel, *, min_share: float, where: str = "batch") -> Cleaned:
+    """The batch checked (`check_batch`) and cleaned by the policy for every incoming row
+    (reprotab/incoming.py: the same as `reprotab predict` and the service)."""
+    check_batch(batch, model.schema, where=where)
+    return clean_incoming(batch, model.schema, featurizer=model.featurizer, where=where, min_share=min_share)
 
 
 def category_labels(values: pd.Series) -> pd.Series:
@@ -304,8 +270,10 @@ def monitor(
     """Compare `batch` (raw rows) with `reference` (prepared training rows); see the module docstring.
     `judged` names the model ({"version", "commit", "source"}): the report's `model`."""
     schema = model.schema
-    clean_batch = clean(batch, schema, min_share=min_share)
-    clean_reference = clean(reference, schema, min_share=min_share, where="reference")
+    cleaned = clean(batch, model, min_share=min_share)
+    log_notes(cleaned.notes, where="batch")
+    clean_batch = cleaned.frame
+    clean_reference = clean(reference, model, min_share=min_share, where="reference").frame
     drift = feature_drift(clean_reference, clean_batch, schema=schema, config=config, seed=seed)
     alpha = config.alpha / len(schema.features)
     ranked = rank_features(schema.features, importance)
@@ -385,6 +353,7 @@ def monitor(
             "drifted": bool(prediction_drifted),
         },
         "performance": perf,
+        "cleaning": cleaned.report(),
         "labels": labels,
     }
     bins = {c: drift[c][1] for c in ranked} | {"(prediction)": prediction_bins}

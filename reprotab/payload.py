@@ -4,21 +4,22 @@ has one entry per bad row and field: {"row": i | null, "field": name | null, "er
 
 Rows are checked by a pydantic model built from the schema, with `extra="forbid"`: every
 feature is required (null for unknown) and no other field is allowed. Numeric features take a
-finite number, a boolean, numeric text, blank text (missing, as in training) or null (NaN and
-±Infinity, also as text, are refused: Python's JSON parser would accept them); categorical
-ones take text, an integer, a boolean or null.
+finite number, a boolean, text or null (bare NaN and ±Infinity are not JSON and are refused,
+though Python's JSON parser would accept them); categorical ones take text, an integer, a
+boolean or null. What text in a numeric field becomes is the policy for every incoming row
+(reprotab/incoming.py): a number, missing when blank or infinite, and when it is not a number
+either missing (counted) or, if too few of the request's values in that field are numbers,
+a 422 naming each such row and field (the service builds it).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import uuid
 from typing import Annotated, Any
 
 from fastapi import Request
 from pydantic import (
-    AfterValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -31,25 +32,7 @@ from pydantic import (
 
 from reprotab.schema import Schema
 
-BOOLEAN_WORDS = ("true", "false")
-
-
-def _numeric_text(value: str) -> str:
-    """Text a numeric feature accepts, cleaned later as training data was: a finite number,
-    true/false, or blank (missing)."""
-    text = value.strip().lower()
-    if text and text not in BOOLEAN_WORDS:
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError("not a number") from None
-        if not math.isfinite(number):
-            raise ValueError("not finite")
-    return value
-
-
 Number = Annotated[float, Field(allow_inf_nan=False)]
-NumericText = Annotated[StrictStr, AfterValidator(_numeric_text)]
 Category = StrictStr | StrictInt | StrictBool
 
 
@@ -67,7 +50,7 @@ def rows_validator(schema: Schema) -> TypeAdapter:
     """A validator of a list of rows for the model's schema (fields aliased: any column name works)."""
     fields: dict[str, Any] = {}
     for i, name in enumerate(schema.features):
-        kind = StrictBool | Number | NumericText | None if name in schema.numeric else Category | None
+        kind = StrictBool | Number | StrictStr | None if name in schema.numeric else Category | None
         fields[f"f{i}"] = (kind, Field(alias=name))
     row = create_model("Row", __config__=ConfigDict(extra="forbid"), **fields)
     return TypeAdapter(list[row])
@@ -86,7 +69,7 @@ def validation_errors(exc: ValidationError, schema: Schema) -> list[dict[str, An
         elif error["type"] == "extra_forbidden":
             message = "unknown field: not a feature of the model"
         elif field in schema.numeric:
-            message = "must be a finite number, numeric or blank text, a boolean or null"
+            message = "must be a finite number, text, a boolean or null"
         else:
             message = "must be text, an integer, a boolean or null"
         found.setdefault((row, field), message)

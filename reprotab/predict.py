@@ -18,9 +18,10 @@ group at a time, so a file written as one huge row group (pandas/pyarrow write u
 per group) is held whole while it is read; write big inputs with smaller row groups.
 
 Input checks: missing feature columns fail before anything is scored (with did-you-mean);
-extra columns are ignored with one note; values are cleaned as training data was
-(reprotab/scoring.py). CSV columns are read as text and cleaned the same way, so a later block
-of a big file cannot change a column's type half-way.
+extra columns are ignored with one note; values are cleaned by the one policy for incoming rows
+(reprotab/incoming.py: text and ±inf in a numeric column become missing, each chunk refused when
+a numeric column is mostly text), with one warning per column changed. CSV columns are read as
+text and cleaned the same way, so a later block of a big file cannot change a column's type half-way.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ import pyarrow.parquet as pq
 
 from reprotab.data import atomic_path
 from reprotab.errors import UserError, problem
+from reprotab.incoming import clean_incoming, log_notes, merge_notes, require_features
 from reprotab.runner import stage_main
-from reprotab.scoring import add_model_arguments, check_columns, clean_rows, proba_columns, resolve_model, score
+from reprotab.scoring import add_model_arguments, proba_columns, resolve_model, score
 from reprotab.served import TabularModel
 
 log = logging.getLogger(__name__)
@@ -143,7 +145,8 @@ def predict_file(
     if input.resolve() == output.resolve():
         raise UserError(problem("--output", "must not be the input file", str(output)))
     names, type_of, total, batches = open_input(input, block_bytes=block_bytes)
-    extra = check_columns(names, model.schema, where=f"--input {input}")
+    where = f"--input {input}"
+    extra = require_features(names, model.schema, where=where)
     if extra:
         log.info("ignoring %d column(s) the model does not use: %s", len(extra), ", ".join(extra))
     id_column = model.schema.id_column if model.schema.id_column in names else None
@@ -151,7 +154,7 @@ def predict_file(
     schema = output_schema(model, id_column or "row", type_of(id_column) if id_column else pa.int64())
     threshold, probas = model.decision_threshold, proba_columns(model.schema)
     failed: list[dict[str, Any]] = []
-    unparsed: dict[str, int] = {}
+    notes: dict[str, Any] = {}
     seen = scored = 0
     from tqdm import tqdm
 
@@ -162,11 +165,10 @@ def predict_file(
                 for table in rechunk(batches(columns, chunk_rows), chunk_rows):
                     rows = table.to_pandas()
                     ids = rows[id_column].to_numpy() if id_column else np.arange(seen, seen + len(rows))
-                    cleaned, lost = clean_rows(rows, model.schema)
-                    for column, count in lost.items():
-                        unparsed[column] = unparsed.get(column, 0) + count
+                    cleaned = clean_incoming(rows, model.schema, featurizer=model.featurizer, where=where)
+                    notes = merge_notes(notes, cleaned.notes)
                     with np.errstate(over="ignore", invalid="ignore"):  # bisecting rows too large for float32
-                        result = score(model, cleaned)
+                        result = score(model, cleaned.frame)
                     out = pd.DataFrame({schema.names[0]: ids[result.index], "prediction": result.predictions})
                     for i, name in enumerate(probas):
                         out[name] = result.proba[:, i]
@@ -183,8 +185,7 @@ def predict_file(
             _write_errors(failed, output)
     finally:
         bar.close()
-    for column, count in unparsed.items():
-        log.warning("column %s: %d value(s) that are not numbers scored as missing", column, count)
+    log_notes(notes, where=where)
     if failed:
         log.warning("%d row(s) could not be scored; listed in %s", len(failed), errors_path(output))
     return {"rows": seen, "scored": scored, "failed": len(failed)}

@@ -331,24 +331,3 @@ def prepare_with(
 
 def _is_text(values: pd.Series) -> bool:
     return pd.api.types.is_string_dtype(values) or values.dtype == object
-
-
-def clean_new_rows(frame: pd.DataFrame, *, schema: Schema, where: str) -> pd.DataFrame:
-    """Rows that arrive later (unlabeled rows, a labeling pool) cleaned as prepare cleaned the
-    training table: the schema's feature columns (and id), numeric ones stored as text made
-    numbers, ±inf made missing. A missing feature column is a UserError with a did-you-mean."""
-    columns = list(map(str, frame.columns))
-    missing = [c for c in schema.features if c not in frame.columns]
-    if missing:
-        raise UserError(
-            "\n".join(
-                problem(where, "lacks a feature column the model was trained on", name) + did_you_mean(name, columns)
-                for name in missing
-            )
-        )
-    keep = [*([schema.id_column] if schema.id_column in frame.columns else []), *schema.features]
-    frame, converted = text_to_numbers(frame[keep], min_share=0.0, skip=set(keep) - set(schema.numeric))
-    frame, infinite = infinities_to_missing(frame)
-    if converted or infinite:
-        log.info("%s: numbers stored as text in %s; infinite values made missing in %s", where, converted, infinite)
-    return frame

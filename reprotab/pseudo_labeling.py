@@ -32,8 +32,8 @@ import pandas as pd
 
 from reprotab.data import READERS, read_table
 from reprotab.errors import UserError, problem
+from reprotab.incoming import clean_incoming, log_notes
 from reprotab.params import PseudoLabelingParams
-from reprotab.prepare import clean_new_rows
 from reprotab.schema import Schema, encode_target
 from reprotab.training import fit
 
@@ -60,9 +60,9 @@ _FIX = "Put a table of rows without the target there, or point data.unlabeled_pa
 def unlabeled_features(
     frame: pd.DataFrame, *, schema: Schema, featurizer: Any, known_ids: dict[str, Iterable[Any]]
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Clean the unlabeled rows like prepare did, drop those whose id is in a split (`known_ids`:
-    split name → ids) and featurize them with train's fitted featurizer. The result is indexed by
-    id (by position without an id column)."""
+    """Clean the unlabeled rows (reprotab/incoming.py, the policy for every incoming row), drop
+    those whose id is in a split (`known_ids`: split name → ids) and featurize them with train's
+    fitted featurizer. The result is indexed by id (by position without an id column)."""
     if schema.target in frame.columns and frame[schema.target].notna().any():
         raise UserError(
             problem(
@@ -72,7 +72,9 @@ def unlabeled_features(
                 "Labeled rows belong in data.path (or data/batches); keep only rows without a label here",
             )
         )
-    rows = clean_new_rows(frame, schema=schema, where=WHERE)
+    cleaned = clean_incoming(frame, schema, featurizer=featurizer, where=WHERE)
+    log_notes(cleaned.notes, where=WHERE)
+    rows = cleaned.frame
     dropped: dict[str, int] = {}
     if schema.id_column and schema.id_column in rows.columns:
         ids = rows[schema.id_column].astype(str)

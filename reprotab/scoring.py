@@ -2,16 +2,13 @@
 and cleaned, and how a batch survives rows the model cannot score.
 
 Batch scoring (`reprotab predict`, reprotab/predict.py) and the service (reprotab/service.py)
-both go through here, so a row is cleaned and scored the same way in both:
+both go through here, so a row is scored the same way in both:
 
 - `resolve_model(model=, stage=, version=)`: a model file, or a registered stage or version
   (reprotab.registry, imported only when asked for), with `info` = version, stage, commit, path.
-- `clean_rows(rows, schema)`: the model's feature columns, cleaned as prepare cleaned training
-  data: numbers stored as text become numbers (`prepare.text_to_numbers`), "true"/"false"
-  become 1/0 as a CSV reader makes booleans of them, text that is not a number becomes missing
-  (the model imputes it like any gap, and the count is returned), ±inf becomes missing
-  (`prepare.infinities_to_missing`). Categories are left alone: the model maps unseen ones to
-  its infrequent group (one-hot) or the training mean target (target-encoded).
+- rows are checked and cleaned before scoring by `reprotab.incoming.clean_incoming`, the one
+  policy for every row that arrives after training (missing columns, text in numeric columns,
+  ±inf, unseen categories).
 - `score(model, rows)`: predictions and class probabilities; when the model raises on a chunk
   the chunk is bisected down to the rows that fail, which are returned with their error
   instead of failing the batch.
@@ -31,13 +28,11 @@ import numpy as np
 import pandas as pd
 
 from reprotab import served
-from reprotab.errors import UserError, did_you_mean, problem
-from reprotab.prepare import infinities_to_missing, text_to_numbers
+from reprotab.errors import UserError, problem
 from reprotab.schema import Schema
 from reprotab.served import TabularModel
 
 DEFAULT_MODEL = "models/model.joblib"
-BOOLEAN_WORDS = {"true": 1.0, "false": 0.0}
 log = logging.getLogger(__name__)
 
 
@@ -99,61 +94,6 @@ def metadata_beside(path: str | Path | None) -> dict[str, Any]:
 
 def _commit_beside(path: Path) -> str | None:
     return metadata_beside(path).get("git_commit")
-
-
-def check_columns(columns: list[str], schema: Schema, *, where: str) -> list[str]:
-    """Raise a UserError naming every missing feature column (with a did-you-mean from the
-    columns given); return the columns the model does not use (ignored by the caller)."""
-    have = set(columns)
-    missing = [c for c in schema.features if c not in have]
-    used = set(schema.features) | ({schema.id_column} if schema.id_column else set())
-    extra = [c for c in columns if c not in used]
-    if missing:
-        hints = [f"{c} ({did_you_mean(c, extra).strip()})" if did_you_mean(c, extra) else c for c in missing]
-        raise UserError(
-            problem(
-                where,
-                f"lacks {len(missing)} feature column(s) the model was trained on: {'; '.join(hints)}",
-                None,
-                f"Columns given: {', '.join(columns)}",
-            )
-        )
-    return extra
-
-
-def clean_rows(rows: pd.DataFrame, schema: Schema) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The feature columns of `rows`, cleaned as training data was; returns also, per numeric
-    column, how many non-blank values were not numbers and became missing."""
-    frame = rows[list(schema.features)].reset_index(drop=True)
-    numeric = list(schema.numeric)
-    text = [c for c in numeric if _holds_text(frame[c])]
-    unparsed: dict[str, int] = {}
-    if text:
-        words = {c: frame[c].map(_boolean_word) for c in text}
-        present = {c: frame[c].astype("string").str.strip().replace("", pd.NA).notna() for c in text}
-        frame, _ = text_to_numbers(frame, min_share=0.0, skip=set(frame.columns) - set(text))
-        for c in text:
-            values = pd.to_numeric(frame[c], errors="coerce").astype(float)
-            values = values.where(words[c].isna(), words[c].astype(float))
-            frame[c] = values
-            lost = int((present[c] & values.isna()).sum())
-            if lost:
-                unparsed[c] = lost
-    frame, _ = infinities_to_missing(frame)
-    return frame, unparsed
-
-
-def _holds_text(values: pd.Series) -> bool:
-    """Text needs converting; booleans, numbers and None in an object column the model takes as is."""
-    if pd.api.types.is_string_dtype(values):
-        return True
-    return values.dtype == object and any(isinstance(v, str) for v in values)
-
-
-def _boolean_word(value: Any) -> float | None:
-    if isinstance(value, bool | np.bool_):
-        return float(value)
-    return BOOLEAN_WORDS.get(value.strip().lower()) if isinstance(value, str) else None
 
 
 @dataclass

@@ -29,6 +29,7 @@ from sklearn.pipeline import Pipeline
 
 from reprotab.data import atomic_path
 from reprotab.errors import UserError, problem
+from reprotab.incoming import require_features
 from reprotab.schema import Schema
 
 FORMAT_VERSION = 1
@@ -75,17 +76,9 @@ class TabularModel:
         return self.pipeline.named_steps["features"]
 
     def features_of(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """The model's feature columns of `rows`, in training order; missing ones are a UserError."""
-        missing = [c for c in self.schema.features if c not in rows.columns]
-        if missing:
-            raise UserError(
-                problem(
-                    "input rows",
-                    "lack feature columns the model was trained on",
-                    ", ".join(missing),
-                    "Pass every column listed in the model metadata",
-                )
-            )
+        """The model's feature columns of `rows`, in training order; missing ones are a UserError
+        (reprotab/incoming.py `require_features`, the check every incoming row goes through)."""
+        require_features(list(map(str, rows.columns)), self.schema, where="input rows")
         return rows[list(self.schema.features)]
 
     def predict_proba(self, rows: pd.DataFrame, *, calibrated: bool = True) -> np.ndarray:

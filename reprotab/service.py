@@ -17,14 +17,18 @@ Endpoints (every response has the `X-Model-Version` header; JSON bodies a `model
                   predictions by route and class (regression: a histogram of predicted values)
   POST /predict   {"rows": [{feature: value, ...}, ...], "request_id": "optional"} →
                   {"request_id", "model_version", "route", "threshold",
-                   "predictions": [{"prediction": ..., "proba": {class: p} | null}, ...]}
+                   "predictions": [{"prediction": ..., "proba": {class: p} | null}, ...],
+                   "cleaning": {feature: what cleaning found, for features it changed}}
 
 Rows are checked against the model's schema: every feature present, no other field; numeric
-features take a finite number, a boolean, numeric or blank text or null (blank and null are
-imputed as in training); categorical ones take text, an integer, a boolean or null.
+features take a finite number, a boolean, text or null; categorical ones take text, an integer,
+a boolean or null. Values are then cleaned by the policy for every incoming row
+(reprotab/incoming.py): blank, null, ±inf and text that is not a number are imputed and
+reported under `cleaning` (with unseen categories), unless fewer than 95% of the request's
+values of a numeric feature are numbers: then each such row and field is a 422.
 Errors are 422 with one entry per bad row and field: {"detail": [{"row", "field", "error"}]}
 (row and field null when the whole body is wrong). Malformed JSON, a body that is not
-{"rows": [...]}, an empty batch, NaN or ±Infinity (which Python's JSON parser would accept) and
+{"rows": [...]}, an empty batch, bare NaN or ±Infinity (which Python's JSON parser would accept) and
 rows the model cannot score are 422; more rows than --max-rows or a body over --max-bytes are 413.
 
 Canary: a deterministic share of requests (by a hash of the request id the client sends, else
@@ -58,11 +62,11 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from reprotab.errors import UserError, problem
+from reprotab.incoming import MIN_SHARE, Cleaned, NotNumbers, clean_incoming, log_notes
 from reprotab.payload import ApiError, entry, parse_request, read_body, rows_validator, validation_errors
 from reprotab.prediction_log import DEFAULT_MAX_BYTES, PredictionLog, record
 from reprotab.runner import stage_main
-from reprotab.schema import Schema
-from reprotab.scoring import add_model_arguments, clean_rows, metadata_beside, resolve_model, score
+from reprotab.scoring import add_model_arguments, metadata_beside, resolve_model, score
 from reprotab.served import TabularModel
 from reprotab.telemetry import Telemetry
 
@@ -192,9 +196,24 @@ def create_app(
     return app
 
 
-def frame_of(rows: list[dict[str, Any]], schema: Schema) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(rows, columns=list(schema.features))
-    return clean_rows(frame, schema)[0]
+def frame_of(rows: list[dict[str, Any]], model: TabularModel, *, where: str) -> Cleaned:
+    """The request's rows cleaned by the policy for incoming rows (reprotab/incoming.py); a numeric
+    field where too few of the request's values are numbers is a 422 naming each such row."""
+    frame = pd.DataFrame.from_records(rows, columns=list(model.schema.features))
+    try:
+        return clean_incoming(frame, model.schema, featurizer=model.featurizer, where=where)
+    except NotNumbers as exc:
+        bad = sorted((row, model.schema.features.index(c), c) for c, found in exc.rows.items() for row in found)
+        detail = [
+            entry(
+                row,
+                c,
+                f"{rows[row][c]!r} is not a number, and only {exc.notes[c].share:.0%} of this request's values of "
+                f"this feature are (at least {MIN_SHARE:.0%} must be)",
+            )
+            for row, _, c in bad
+        ]
+        raise ApiError(422, detail, "validation") from None
 
 
 def scored(served: Served, frame: pd.DataFrame) -> tuple[list[Any], list[dict[str, float]] | None]:
@@ -219,12 +238,15 @@ def serve_rows(
     telemetry: Telemetry,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Clean and score `rows`, log them, and build the answer (in a worker thread)."""
-    frame = frame_of(rows, served.model.schema)
+    cleaned = frame_of(rows, served.model, where=f"request {request_id}")
+    log_notes(cleaned.notes, where=f"request {request_id}")
+    frame = cleaned.frame
     predictions, probas = scored(served, frame)
     write_log(prediction_log, served, rows, request_id, route, predictions, probas)
     telemetry.predicted(route, np.asarray(predictions, dtype=object))
     answers = [{"prediction": p, "proba": probas[i] if probas else None} for i, p in enumerate(predictions)]
-    return frame, {"request_id": request_id, "model_version": served.version, "route": route, "predictions": answers}
+    reply = {"request_id": request_id, "model_version": served.version, "route": route, "predictions": answers}
+    return frame, {**reply, "cleaning": cleaned.changes()}
 
 
 def shadow_rows(

@@ -84,7 +84,7 @@ def test_queue_holds_the_most_uncertain_rows_ranked(trained):
 def test_bad_pools_get_one_clear_message(trained):
     _, model = trained
     renamed = pool().rename(columns={"tenure_months": "tenure_mnths"})
-    with pytest.raises(UserError, match=r"--pool: lacks a feature column.*Did you mean 'tenure_mnths'"):
+    with pytest.raises(UserError, match=r"--pool: lacks 1 feature column.*Rename 'tenure_mnths' to 'tenure_months'"):
         check_pool(renamed, model=model, n=5, labeled_ids=set())
     with pytest.raises(UserError, match=r"--pool: has 1 rows already labeled"):
         check_pool(pool(), model=model, n=5, labeled_ids={"p-C009-000003"})

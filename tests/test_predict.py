@@ -12,8 +12,9 @@ import pytest
 from reprotab import served
 from reprotab.demo_data import generate
 from reprotab.errors import UserError
+from reprotab.incoming import clean_incoming
 from reprotab.predict import errors_path, main, predict_file
-from reprotab.scoring import clean_rows, local_version, resolve_model
+from reprotab.scoring import local_version, resolve_model
 from tests.serving import train_model
 
 
@@ -67,7 +68,7 @@ def test_missing_columns_are_named_with_did_you_mean_before_scoring(tmp_path, mo
     source = tmp_path / "batch.parquet"
     batch.rename(columns={"tenure_months": "tenure_month"}).drop(columns=["region"]).to_parquet(source)
     out = tmp_path / "out.parquet"
-    expected = r"lacks 2 feature column.*tenure_months \(Did you mean 'tenure_month'\?\); region"
+    expected = r"lacks 2 feature column.*Got \['tenure_months', 'region'\]\. Rename 'tenure_month' to 'tenure_months'"
     with pytest.raises(UserError, match=expected):
         predict_file(model, version="v1", input=source, output=out)
     assert not out.exists()
@@ -86,11 +87,13 @@ def test_values_are_cleaned_as_training_cleaned_them(model):
     rows = generate(rows=4, seed=2)
     rows["total_charges"] = [" 12.5 ", "", "n/a", "inf"]
     rows["has_partner"] = ["True", "false", None, "1"]
-    cleaned, unparsed = clean_rows(rows, model.schema)
+    found = clean_incoming(rows, model.schema, featurizer=model.featurizer, where="rows", min_share=0.5)
+    cleaned = found.frame
     assert cleaned["total_charges"].tolist()[0] == 12.5
     assert cleaned["total_charges"].isna().tolist() == [False, True, True, True]
     assert cleaned["has_partner"].tolist()[:2] == [1.0, 0.0] and cleaned["has_partner"].tolist()[3] == 1.0
-    assert unparsed == {"total_charges": 1}  # "n/a"; blanks are missing, inf is handled as training does
+    note = found.notes["total_charges"]  # "n/a" is not a number, "inf" is infinite, blanks are missing
+    assert (note.text, note.text_examples, note.infinite, note.missing) == (1, ("n/a",), 1, 3)
 
 
 def test_rows_the_model_cannot_score_go_to_a_side_file(tmp_path, model, batch):

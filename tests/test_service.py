@@ -105,6 +105,34 @@ def test_numbers_as_text_and_blanks_are_cleaned_as_in_training(client, champion)
     assert [p["prediction"] for p in answer.json()["predictions"]] == expected
 
 
+def test_cleaning_reports_unseen_categories_text_and_infinities(client, champion):
+    rows = request_rows(20)
+    rows[0] = {**rows[0], "region": "mars"}
+    rows[1] = {**rows[1], "total_charges": "unknown"}  # 19 of 20 are numbers: imputed, as in a file
+    rows[2] = {**rows[2], "monthly_charges": "-inf"}
+    answer = client.post("/predict", json={"rows": rows})
+    assert answer.status_code == 200
+    cleaning = answer.json()["cleaning"]
+    assert sorted(cleaning) == ["monthly_charges", "region", "total_charges"]
+    assert (cleaning["region"]["unseen"], cleaning["region"]["unseen_examples"]) == (1, ["mars"])
+    assert (cleaning["total_charges"]["text"], cleaning["total_charges"]["text_examples"]) == (1, ["unknown"])
+    assert cleaning["monthly_charges"]["infinite"] == 1
+    cleaned = [{**rows[1], "total_charges": None}, {**rows[2], "monthly_charges": None}]
+    expected = champion.model.predict(__import__("pandas").DataFrame.from_records(cleaned)).tolist()
+    assert [p["prediction"] for p in answer.json()["predictions"][1:3]] == expected
+    assert client.post("/predict", json={"rows": ROWS}).json()["cleaning"] == {}
+
+
+def test_text_in_a_numeric_field_of_a_small_request_is_422_naming_each_row_and_field(client):
+    rows = [{**ROWS[0], "age": "old"}, {**ROWS[1], "age": "young"}, ROWS[2]]
+    response = client.post("/predict", json={"rows": rows})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert [(d["row"], d["field"]) for d in detail] == [(0, "age"), (1, "age")]
+    expected = "'old' is not a number, and only 33% of this request's values of this feature are (at least 95% must be)"
+    assert detail[0]["error"] == expected
+
+
 def test_rows_the_model_cannot_score_are_422_not_500(client):
     response = client.post("/predict", json={"rows": [ROWS[0], {**ROWS[1], "monthly_charges": 1e300}]})
     assert response.status_code == 422
