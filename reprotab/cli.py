@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {  # in the order of the lifecycle
     "serve": ("reprotab.service", "serve the model over HTTP, with canary and shadow routing and a prediction log"),
     "monitor": ("reprotab.monitor_report", "drift report of a new batch or the prediction log: retrain or not"),
     "retrain": ("reprotab.retraining", "one month of the loop: monitor a batch, version it, dvc repro, gate, register"),
+    "batches": ("reprotab.batches", "the labelled batches: list them, retire one from training (and restore it)"),
     "query": ("reprotab.active_learning", "queue the pool rows the model is least sure of for labeling"),
     "labels": ("reprotab.labels", "import labels returned from a queue as a new data/batches file"),
     "mirror": ("reprotab.mirrors", "copy runs (workspace, a commit, every experiment) into MLflow or Comet"),

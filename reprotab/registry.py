@@ -170,6 +170,8 @@ def _gate_summary(decision: dict[str, Any] | None) -> dict[str, Any] | None:
 def _assign(repo: Path, *, version: str, stage: str, commit: str, message: str) -> str:
     import gto.api
 
+    # the pin is built before the tag is written: a reference that cannot be read changes nothing
+    pin = {"version": version, "commit": commit, "reference": _reference(repo, commit)} if stage == "prod" else None
     # force: a version that held the stage before is, to GTO, still assigned there
     tag = _write_tag(
         repo,
@@ -177,10 +179,19 @@ def _assign(repo: Path, *, version: str, stage: str, commit: str, message: str) 
         stage=stage,
         version=version,
     )
-    if stage == "prod":
-        write_json({"version": version, "commit": commit}, repo / CHAMPION)
+    if pin is not None:
+        write_json(pin, repo / CHAMPION)
         log.info("pinned %s as champion in %s: commit it (`git add %s && git commit`)", version, CHAMPION, CHAMPION)
     return tag
+
+
+def _reference(repo: Path, commit: str) -> dict[str, Any]:
+    """The frozen reference set the gate judges every challenger on: kept from the current pin, so
+    it never moves; frozen from this version's test split when none is pinned yet."""
+    from reprotab.gate import freeze_reference
+
+    pinned = champion(repo).get("reference")
+    return pinned if pinned else freeze_reference(commit, repo)
 
 
 def promote(

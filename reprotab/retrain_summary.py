@@ -108,6 +108,15 @@ def markdown(summary: dict[str, Any]) -> str:
         "",
         *([f"- {reason}" for reason in mon["reasons"]] or ["- no drift and no performance drop"]),
     ]
+    if mon.get("model"):
+        judged = mon["model"]
+        lines += ["", f"Model judged: {_cell(judged.get('version'))} ({_cell(judged.get('source'))})."]
+    if mon.get("blockers"):
+        lines += ["", "Stop reasons (blockers):", "", *[f"- {b}" for b in mon["blockers"]]]
+        if summary.get("override"):
+            lines += ["", f"Overridden (--override): {summary['override']}"]
+    if summary.get("labelled_rows") is not None:
+        lines += ["", f"Labelled rows in the batch: {summary['labelled_rows']}."]
     if summary.get("batch_added"):
         lines += ["", "## Data", "", f"Batch: {summary['batch_added']} as `{summary['batch_path']}` (DVC-tracked)."]
         for change in summary.get("params_changes") or []:
@@ -124,6 +133,9 @@ def markdown(summary: dict[str, Any]) -> str:
             f"| {ref.get('path')} (reference) | {ref.get('rows')} | {str(ref.get('sha256', ''))[:12]} |",
             *[f"| {b['name']} | {b['rows']} | {str(b['sha256'])[:12]} |" for b in trained.get("batches", [])],
         ]
+    if summary.get("rows_used"):
+        used = summary["rows_used"]
+        lines += ["", "Rows used: " + ", ".join(f"{split} {rows}" for split, rows in used.items()) + "."]
     if summary.get("init_model"):
         init = summary["init_model"]
         lines += ["", f"Continued from the prod champion {init['version']} (commit {str(init['commit'])[:8]})."]
@@ -147,6 +159,8 @@ def markdown(summary: dict[str, Any]) -> str:
         lines += ["", "## Commits", "", *[f"- `{c['commit'][:8]}` {c['message']}" for c in summary["commits"]]]
     if summary.get("dvc_push"):
         lines += ["", f"dvc push: {summary['dvc_push']}"]
+    if summary.get("rollback") is not None:
+        lines += ["", "## Rollback", "", *([f"- {d}" for d in summary["rollback"]] or ["- nothing had changed"])]
     if summary.get("error"):
         lines += ["", "## Error", "", "```", summary["error"], "```"]
     return "\n".join(lines) + "\n"

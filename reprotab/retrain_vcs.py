@@ -1,12 +1,14 @@
 """Git and DVC plumbing of `reprotab retrain` (reprotab/retraining.py): refuse a dirty tree, run dvc
-with its output in the log, commit a run's files, push to the DVC remote, and restore the tracked
-files and outputs after a failed step."""
+with its output in the log, commit a run's files, push to the DVC remote. Rolling a failed month
+back is reprotab/retrain_journal.py."""
 
 from __future__ import annotations
 
 import logging
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from reprotab.errors import UserError, problem
@@ -26,12 +28,26 @@ def tool(name: str) -> str:
     return str(local) if local.exists() else name
 
 
+def changed_paths(repo: Path) -> list[str]:
+    """Tracked paths with uncommitted changes, outside the files every run rewrites. Read with -z:
+    the porcelain lines start with a status column that a stripped text output loses."""
+    output = subprocess.run(
+        ["git", "status", "--porcelain", "-z", "--untracked-files=no"], cwd=repo, capture_output=True, check=True
+    ).stdout.decode()
+    entries, paths = output.split("\0"), []
+    while entries:
+        entry = entries.pop(0)
+        if len(entry) < 4:
+            continue
+        if entry[0] in "RC":  # a rename or copy: the next entry is the source path
+            entries.pop(0)
+        if not entry[3:].startswith(OWN_OUTPUTS):
+            paths.append(entry[3:])
+    return paths
+
+
 def check_clean(repo: Path) -> None:
-    changed = [
-        line[3:]
-        for line in git(repo, "status", "--porcelain", "--untracked-files=no").splitlines()
-        if line.strip() and not line[3:].startswith(OWN_OUTPUTS)
-    ]
+    changed = changed_paths(repo)
     if changed:
         raise UserError(
             problem(
@@ -43,11 +59,33 @@ def check_clean(repo: Path) -> None:
         )
 
 
-def dvc(repo: Path, *args: str, stream: bool = False) -> None:
-    """Run dvc; with `stream` every output line goes to the log. A failure raises StepFailed."""
+def _die_with_parent() -> None:
+    """In the dvc child: get SIGKILL when the retrain process dies (Linux), so a killed month
+    leaves no `dvc repro` running on its own."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def dvc(repo: Path, *args: str, stream: bool = False, started: Callable[[int], None] | None = None) -> None:
+    """Run dvc; with `stream` every output line goes to the log. A failure raises StepFailed.
+    dvc runs in its own process group, which `started` is told (the journal keeps it)."""
     command = [tool("dvc"), *args]
     log.info("$ %s", " ".join(["dvc", *args]))
-    process = subprocess.Popen(command, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command,
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,  # retrain runs no threads, so a preexec_fn is safe
+    )
+    if started is not None:
+        started(process.pid)
     output = []
     for line in process.stdout:  # type: ignore[union-attr]
         output.append(line.rstrip())
@@ -80,19 +118,3 @@ def push(repo: Path) -> str:
         log.warning("dvc push failed; the run is committed, push later with `dvc push`: %s", exc)
         return "failed (run `dvc push` later)"
     return "pushed"
-
-
-def restore(repo: Path) -> None:
-    """Undo this run's uncommitted edits of tracked files and put the outputs back to dvc.lock's."""
-    changed = [
-        line[3:]
-        for line in git(repo, "status", "--porcelain", "--untracked-files=no").splitlines()
-        if line.strip() and not line[3:].startswith(OWN_OUTPUTS)
-    ]
-    if changed:
-        git(repo, "checkout", "HEAD", "--", *changed)
-        log.warning("restored to HEAD: %s", ", ".join(changed))
-    try:
-        dvc(repo, "checkout", "--quiet")
-    except StepFailed as exc:
-        log.warning("dvc checkout could not restore every output: %s", exc)

@@ -122,8 +122,18 @@ def test_three_months_rerun_and_a_failed_run(project, tmp_path):
     assert "retrain: stopped: `dvc repro` failed" in result.stderr
     assert (repo / "models/champion.json").read_text() == champion_file
     assert tags(repo) == after_march and registry.show(repo)["stages"]["prod"]["version"] == "v1.0.1"
-    assert subjects(repo)[0] == "Add batch 2026-04"  # the data is versioned, the run is not committed
-    assert (repo / "data/batches/2026-04.parquet.dvc").is_file()
-    assert sh(["git", "status", "--porcelain", "--untracked-files=no"], repo).stdout == ""
+    # a month is a transaction: everything is rolled back, and the summary alone is committed as its record
+    assert subjects(repo)[:2] == ["Retrain 2026-04: failed at dvc repro, rolled back", "a broken edit"]
+    recorded = sh(["git", "show", "--name-only", "--format=", "HEAD"], repo).stdout.split()
+    assert {"reports/retrain/2026-04.json", "reports/retrain/2026-04.md", "reports/monitor/2026-04/drift.json"} <= set(
+        recorded
+    )
+    assert all(path.startswith(("reports/retrain/2026-04.", "reports/monitor/2026-04/")) for path in recorded)
+    assert (
+        not (repo / "data/batches/2026-04.parquet.dvc").exists()
+        and not (repo / "data/batches/2026-04.parquet").exists()
+    )
+    assert sh(["git", "status", "--porcelain"], repo).stdout == ""
     failed = json.loads((repo / "reports/retrain/2026-04.json").read_text())
     assert failed["outcome"] == "failed" and "num_leaves" in failed["error"]
+    assert "deleted" not in " ".join(failed["rollback"]) and any("git reset" in d for d in failed["rollback"])
