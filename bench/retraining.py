@@ -45,9 +45,9 @@ def steps(log: str, total: float) -> list[tuple[str, float]]:
     """Seconds per step from the log's whole-second stamps; start-up and monitor = the rest."""
     stamps = []
     for line in log.splitlines():
-        match = re.match(r"(\d\d:\d\d:\d\d) ", line)
+        match = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d{4}) ", line)
         if match:
-            stamps.append((dt.datetime.strptime(match[1], "%H:%M:%S"), line))
+            stamps.append((dt.datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S%z"), line))
     begin = next((t for t, line in stamps if "$ dvc add" in line), None)
     if begin is None:
         return []

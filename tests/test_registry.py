@@ -97,7 +97,9 @@ def test_register_promote_retrain_and_roll_back(project):
     assert cli(repo, "promote", "v1.0.0", "--stage", "prod")[0] == 0  # first model: the gate said promote
     assert_stage_holds(repo, "prod", "v1.0.0")
     first = json.loads((repo / "models/champion.json").read_text())
-    assert first == {"version": "v1.0.0", "commit": registry.show(repo)["versions"]["v1.0.0"]}
+    v100 = registry.show(repo)["versions"]["v1.0.0"]
+    assert first == {"version": "v1.0.0", "commit": v100, "reference": {**first["reference"], "commit": v100}}
+    assert first["reference"]["path"] == "data/prepared/test.parquet" and first["reference"]["rows"] == 500
     sh(["git", "commit", "-q", "-am", "champion v1.0.0"], repo)
 
     # next month: another model; the gate compares it with v1.0.0 on the same test rows
@@ -115,7 +117,8 @@ def test_register_promote_retrain_and_roll_back(project):
     forced = ["--force", "--reason", "test override"] if not decision["promote"] else []
     assert cli(repo, "promote", "v1.0.1", "--stage", "prod", *forced)[0] == 0
     assert_stage_holds(repo, "prod", "v1.0.1")
-    assert json.loads((repo / "models/champion.json").read_text())["version"] == "v1.0.1"
+    second = json.loads((repo / "models/champion.json").read_text())
+    assert second["version"] == "v1.0.1" and second["reference"] == first["reference"]  # the reference never moves
     state = registry.show(repo)
     assert state["stages"]["prod"]["rollback_to"] == "v1.0.0"
     assert state["archived"][0] == {
