@@ -6,7 +6,8 @@ treatment and the same notes everywhere. The policy:
 
 1. Columns. Every feature column the model was trained on must be present; a missing one is a
    UserError naming all of them, with a rename proposed for each from the given columns the model
-   does not use (never the target or the id column). Other columns are ignored (`Cleaned.ignored`).
+   does not use (never the target, the id column or a column the training table never used, such as
+   data.drop_columns). Other columns are ignored (`Cleaned.ignored`).
 2. Numeric features. Numbers are kept; booleans and the words true/false become 1/0 (as a CSV
    reader makes booleans of them); text is stripped and parsed as a number; blank text is missing.
    A value that is not a number becomes missing (the model imputes it) and is counted, with up to
@@ -168,13 +169,14 @@ def clean_incoming(
 
 def require_features(columns: list[str], schema: Schema, *, where: str) -> list[str]:
     """The given columns the model does not use; a UserError when a feature column is missing,
-    proposing for each a rename from the unused columns (never the target or the id column)."""
+    proposing for each a rename from the unused columns (never the target, the id column or a
+    column the training table had but never used as a feature, such as data.drop_columns)."""
     given = set(columns)
     missing = [c for c in schema.features if c not in given]
     used = {*schema.features, schema.id_column}
     ignored = [c for c in columns if c not in used]
     if missing:
-        spare = [c for c in ignored if c != schema.target]
+        spare = [c for c in ignored if c != schema.target and c not in schema.ignored]
         renames = []
         for name in missing:
             close = _closest(name, spare)

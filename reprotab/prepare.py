@@ -289,6 +289,7 @@ def prepare(
         id_column=data.id_column,
         categorical=data.categorical_columns,
         positive_class=data.positive_class,
+        ignored=(*data.drop_columns, *empty, *constant),
     )
     if not schema.features:
         raise UserError(problem("data", "no feature columns left after dropping ids, empty and constant columns"))

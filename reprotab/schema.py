@@ -22,6 +22,9 @@ class Schema:
     id_column: str | None = None
     classes: tuple[Any, ...] = field(default=())
     positive_class: Any = None
+    # columns of the training table that are never features (data.drop_columns, empty or constant
+    # ones): a missing feature's rename is never proposed from them
+    ignored: tuple[str, ...] = ()
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -37,6 +40,7 @@ class Schema:
         id_column: str | None,
         categorical: tuple[str, ...] = (),
         positive_class: Any = None,
+        ignored: tuple[str, ...] = (),
     ) -> Schema:
         """Numbers and booleans are numeric; text, categories and the named columns are categorical."""
         features = [c for c in frame.columns if c not in (target, id_column)]
@@ -56,6 +60,7 @@ class Schema:
             categorical=tuple(c for c in features if is_cat[c]),
             classes=classes,
             positive_class=positive_class,
+            ignored=tuple(map(str, ignored)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +69,7 @@ class Schema:
             "numeric": list(self.numeric),
             "categorical": list(self.categorical),
             "classes": list(self.classes),
+            "ignored": list(self.ignored),
         }
 
     @classmethod
@@ -74,6 +80,7 @@ class Schema:
                 "numeric": tuple(raw["numeric"]),
                 "categorical": tuple(raw["categorical"]),
                 "classes": tuple(raw["classes"]),
+                "ignored": tuple(raw.get("ignored", ())),
             }
         )
 

@@ -146,6 +146,17 @@ def test_a_missing_feature_gets_a_rename_from_the_unused_columns_never_the_targe
     ]
 
 
+def test_a_column_training_never_used_is_never_proposed_as_a_rename():
+    """The demo's regression target sits in data.drop_columns of the churn model: a missing
+    feature must not be 'renamed' from it."""
+    schema = Schema(
+        task="classification", target="churned", numeric=("spend",), categorical=(), ignored=("spend_next",)
+    )
+    with pytest.raises(UserError, match=r"Got \['spend'\]\. Add them\.$"):
+        require_features(["spend_next", "churned"], schema, where="in")
+    assert Schema.from_dict(schema.to_dict()) == schema
+
+
 # --- the same file through `predict` and the monitor ------------------------------------------------
 
 
