@@ -224,6 +224,8 @@ def retrain(
 def transaction(tx: Transaction, summary: dict[str, Any], **month: Any) -> dict[str, Any]:
     """Run the month; on any failure or interruption roll back, then record it (see the docstring)."""
     name, note = summary["batch"], f"\n\n{month['message']}" if month.get("message") else ""
+    if summary.get("override"):
+        note += f"\n\nOverride of the monitor's stop: {summary['override']}"
     try:
         result = run_month(tx, summary, note=note, **{k: v for k, v in month.items() if k != "message"})
     except Refused as exc:  # raised before the first write but the monitor report: nothing to roll back
@@ -275,7 +277,10 @@ def run_month(
         raise Refused(str(exc)) from None
     tx.step("monitor")
     source = served_source(repo)
-    verdict = monitor_report.run(source, rows, params=params, out=Path("reports/monitor") / name, name=name)
+    try:
+        verdict = monitor_report.run(source, rows, params=params, out=Path("reports/monitor") / name, name=name)
+    except UserError as exc:  # the batch itself is unusable (columns missing, numbers as text, no rows)
+        raise Refused(str(exc)) from None
     summary["monitor"] = monitor_summary(verdict, name)
     if verdict.blockers and not summary["override"]:
         raise Refused(
