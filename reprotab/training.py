@@ -307,9 +307,14 @@ def _version(package: str) -> str | None:
         return None
 
 
+# What `dvc repro` itself rewrites while it runs (dvc.lock after each stage, git-tracked reports):
+# not a source change, so not what makes a model card "dirty".
+PIPELINE_WRITES = ("dvc.lock", "reports/", "models/")
+
+
 def git_state(repo: str | Path = ".") -> tuple[str | None, list[str] | None]:
-    """(HEAD's commit, the tracked files that differ from it, staged or not), or (None, None)
-    outside git. Untracked files are left out: the pipeline's own outputs are ignored or untracked."""
+    """(HEAD's commit, the tracked source files that differ from it, staged or not), or (None,
+    None) outside git. Untracked files and the pipeline's own writes are left out."""
 
     def git(*args: str) -> str | None:
         try:
@@ -324,7 +329,7 @@ def git_state(repo: str | Path = ".") -> tuple[str | None, list[str] | None]:
         return commit, None
     changed, entries = [], iter(status.split("\0"))
     for entry in entries:
-        if entry:
+        if entry and not entry[3:].startswith(PIPELINE_WRITES):
             changed.append(entry[3:])
             if entry[0] in "RC":
                 next(entries, None)  # a rename's or copy's source path follows

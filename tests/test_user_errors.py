@@ -107,12 +107,16 @@ def test_the_model_card_says_when_the_tree_differs_from_its_commit(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     assert (card()["git_commit"], card()["git_dirty"]) == (None, None)  # not a git repository
     git("init", "-q")
-    for name in ("params.yaml", "train.py", "old name.py"):
+    (tmp_path / "reports").mkdir()
+    for name in ("params.yaml", "train.py", "old name.py", "dvc.lock", "reports/metrics.json"):
         (tmp_path / name).write_text("a: 1\n")
     git("add", "-A")
     git("commit", "-q", "-m", "first")
     head = git("rev-parse", "HEAD").strip()
     (tmp_path / "untracked.txt").write_text("not part of any commit\n")
+    assert (card()["git_commit"], card()["git_dirty"], card()["git_changed"]) == (head, False, [])
+    for written in ("dvc.lock", "reports/metrics.json"):  # what dvc repro rewrites as it runs: not a source change
+        (tmp_path / written).write_text("a: 3\n")
     assert (card()["git_commit"], card()["git_dirty"], card()["git_changed"]) == (head, False, [])
     (tmp_path / "params.yaml").write_text("a: 2\n")  # edited, not committed
     git("mv", "old name.py", "new name.py")
