@@ -86,21 +86,14 @@ def run(args: list[str], repo: Path) -> subprocess.CompletedProcess:
 
 def setup(repo: Path, rows: int) -> None:
     """Month 0: a small model, trained, registered and promoted."""
-    from reprotab import registry
-    from tests.conftest import make_repo, sh
+    from tests.conftest import promoted_repo
 
-    make_repo(repo, rows=rows)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["hyperparameters"]["lightgbm"].update(n_estimators=60, n_jobs=1)
-    params["gate"]["bootstrap"]["samples"] = 300
-    params["monitor"]["bootstrap"] = 100
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh([str(Path(sys.executable).parent / "dvc"), "repro", "-q"], repo)
-    sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-q", "-m", "month 0"], repo)
-    registry.register(repo)
-    registry.promote(repo, version="v1.0.0", stage="prod")
-    sh(["git", "commit", "-q", "-am", "champion v1.0.0"], repo)
+    def small(params: dict) -> None:
+        params["hyperparameters"]["lightgbm"].update(n_estimators=60, n_jobs=1)
+        params["gate"]["bootstrap"]["samples"] = 300
+        params["monitor"]["bootstrap"] = 100
+
+    promoted_repo(repo, rows=rows, params=small)
 
 
 def make_batch(fault: str | None, *, seed: int, rows: int) -> pd.DataFrame:

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pandas as pd
 import pytest
@@ -34,7 +37,12 @@ GIT_IDENTITY = {
 # Only the order depends on it, never a result.
 LONGEST_FIRST = (
     "test_pipeline.py",  # 127 s
+    "test_retrain_transaction.py",  # 126 s
+    "test_walkthrough.py",  # 115 s
+    "test_chaos.py",  # 108 s
+    "test_labels.py",  # 100 s
     "test_retraining.py",  # 81 s
+    "test_monitor_registry.py",  # 75 s
     "test_compare.py",  # 68 s
     "test_remote_s3.py",  # 62 s
     "test_mirrors.py",  # 60 s
@@ -117,6 +125,34 @@ def make_repo(path: Path, *, rows: int | None = 2500) -> Path:
     sh(["git", "add", "-A"], path)
     sh(["git", "commit", "-q", "-m", "project copy"], path)
     return path
+
+
+def load_bench(name: str) -> ModuleType:
+    """bench/<name>.py as a module (bench/ is scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def promoted_repo(path: Path, *, rows: int, params: Callable[[dict], None]) -> Path:
+    """Month one of the loop: a project copy of `rows` demo rows, `params` applied to params.yaml,
+    reproduced, committed, v1.0.0 registered and promoted to prod (its frozen reference set pinned)."""
+    from reprotab import registry
+
+    repo = make_repo(path, rows=rows)
+    settings = yaml.safe_load((repo / "params.yaml").read_text())
+    params(settings)
+    (repo / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    sh([DVC, "repro", "-q"], repo)
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-q", "-m", "month 1"], repo)
+    registry.register(repo)
+    registry.promote(repo, version="v1.0.0", stage="prod")
+    sh(["git", "commit", "-q", "-am", "champion v1.0.0"], repo)
+    return repo
 
 
 def reproduced_repo(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:

@@ -5,23 +5,16 @@ worse than the previous champion on the frozen reference set beyond the gate's g
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import load_bench
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def chaos():
-    spec = importlib.util.spec_from_file_location("bench_chaos", ROOT / "bench" / "chaos.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("chaos")
 
 
 def test_every_fault_once_breaks_no_invariant(chaos, tmp_path):

@@ -11,34 +11,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from reprotab import registry, served
+from reprotab import served
 from reprotab.demo_data import generate
 from reprotab.monitor_report import inputs, main
 from reprotab.params import parse_params
 from reprotab.pipeline import run
-from tests.conftest import DVC, base_params, make_repo, sh
+from tests.conftest import base_params, promoted_repo, sh
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    repo = make_repo(tmp_path_factory.mktemp("monitor-prod"), rows=1500)
-    sh(["git", "config", "user.name", "tests"], repo)
-    sh(["git", "config", "user.email", "tests@localhost"], repo)
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["hyperparameters"]["lightgbm"].update(n_estimators=60, n_jobs=1)
-    params["monitor"]["bootstrap"] = 100
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh([DVC, "repro", "-q"], repo)
-    sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-q", "-m", "first model"], repo)
-    registry.register(repo)
-    registry.promote(repo, version="v1.0.0", stage="prod")
-    sh(["git", "commit", "-q", "-am", "champion v1.0.0"], repo)
-    return repo
+    def small(params: dict) -> None:
+        params["hyperparameters"]["lightgbm"].update(n_estimators=60, n_jobs=1)
+        params["monitor"]["bootstrap"] = 100
+
+    return promoted_repo(tmp_path_factory.mktemp("monitor-prod"), rows=1500, params=small)
 
 
 def test_monitor_judges_the_registered_model_on_its_own_data(project, tmp_path, monkeypatch, capsys):

@@ -184,10 +184,8 @@ def test_batch_lacking_a_reference_column_is_an_error(churn_small):
         combine_batches(churn_small, {"b.csv": batch})
 
 
-def test_each_file_is_split_on_its_own_so_reference_test_rows_never_move(churn_small):
-    """data.path's test rows are the same with or without batches (the gate's frozen reference
-    relies on it), and a batch's split does not depend on the batches beside it."""
-    settings = {
+def demo_settings() -> dict:
+    return {
         "task": "classification",
         "seed": 0,
         "data": data(target="churned", id_column="customer_id", drop_columns=("next_month_spend",)),
@@ -195,6 +193,12 @@ def test_each_file_is_split_on_its_own_so_reference_test_rows_never_move(churn_s
         "validation_size": 0.2,
         "text_min_share": 0.95,
     }
+
+
+def test_each_file_is_split_on_its_own_so_reference_test_rows_never_move(churn_small):
+    """data.path's test rows are the same with or without batches (the gate's frozen reference
+    relies on it), and a batch's split does not depend on the batches beside it."""
+    settings = demo_settings()
     october, november = generate(rows=300, seed=21, drift=0.3), generate(rows=200, seed=22, drift=0.5)
     october["customer_id"] = october["customer_id"].astype(str) + "-oct"
     november["customer_id"] = november["customer_id"].astype(str) + "-nov"
@@ -215,14 +219,7 @@ def test_each_file_is_split_on_its_own_so_reference_test_rows_never_move(churn_s
 
 
 def test_a_one_class_batch_is_split_without_strata_and_a_tiny_one_goes_to_train(churn_small):
-    settings = {
-        "task": "classification",
-        "seed": 0,
-        "data": data(target="churned", id_column="customer_id", drop_columns=("next_month_spend",)),
-        "test_size": 0.2,
-        "validation_size": 0.2,
-        "text_min_share": 0.95,
-    }
+    settings = demo_settings()
     poisoned = generate(rows=100, seed=3).assign(churned=True)
     tiny = generate(rows=5, seed=4)
     splits, _, _ = prepare(

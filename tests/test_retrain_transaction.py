@@ -16,10 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reprotab import registry
 from reprotab.demo_data import generate
-from tests.conftest import make_repo, sh, tool_env
-from tests.test_retraining import edit_params, small_and_on_log_loss, subjects, tags
+from tests.conftest import promoted_repo, sh, tool_env
+from tests.test_retraining import small_and_on_log_loss, subjects, tags
 
 pytestmark = pytest.mark.integration
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -48,15 +47,7 @@ def clean(repo: Path) -> bool:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """Month 1: trained, v1.0.0 registered and in prod (with its frozen reference set pinned)."""
-    repo = make_repo(tmp_path_factory.mktemp("transaction"), rows=1500)
-    edit_params(repo, small_and_on_log_loss)
-    sh([DVC, "repro", "-q"], repo)
-    sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-q", "-m", "month 1"], repo)
-    registry.register(repo)
-    registry.promote(repo, version="v1.0.0", stage="prod")
-    sh(["git", "commit", "-q", "-am", "champion v1.0.0"], repo)
-    return repo
+    return promoted_repo(tmp_path_factory.mktemp("transaction"), rows=1500, params=small_and_on_log_loss)
 
 
 def write_batch(folder: Path, name: str, frame: pd.DataFrame) -> Path:

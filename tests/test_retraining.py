@@ -19,7 +19,7 @@ import yaml
 
 from reprotab import registry
 from reprotab.demo_data import generate
-from tests.conftest import make_repo, sh
+from tests.conftest import promoted_repo, sh
 
 pytestmark = pytest.mark.integration
 DVC = str(Path(sys.executable).parent / "dvc")
@@ -51,17 +51,7 @@ def small_and_on_log_loss(params: dict) -> None:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """Month 1: trained, v1.0.0 registered and in prod."""
-    repo = make_repo(tmp_path_factory.mktemp("loop"), rows=1500)
-    sh(["git", "config", "user.name", "tests"], repo)
-    sh(["git", "config", "user.email", "tests@localhost"], repo)
-    edit_params(repo, small_and_on_log_loss)
-    sh([DVC, "repro", "-q"], repo)
-    sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-q", "-m", "month 1"], repo)
-    registry.register(repo)
-    registry.promote(repo, version="v1.0.0", stage="prod")
-    sh(["git", "commit", "-q", "-am", "champion v1.0.0"], repo)
-    return repo
+    return promoted_repo(tmp_path_factory.mktemp("loop"), rows=1500, params=small_and_on_log_loss)
 
 
 def batch(tmp_path: Path, name: str, *, seed: int, drift: float) -> Path:
