@@ -76,7 +76,9 @@ def test_missing_feature_columns_are_named():
         hyperparameters=SMALL["random_forest"],
         seed=0,
     )
-    with pytest.raises(UserError, match=r"input rows: lacks 1 feature column\(s\) the model was trained on\. Got \['c'\]"):
+    with pytest.raises(
+        UserError, match=r"input rows: lacks 1 feature column\(s\) the model was trained on\. Got \['c'\]"
+    ):
         trained.predict(frame[["x"]])
 
 
