@@ -243,6 +243,8 @@ def transaction(tx: Transaction, summary: dict[str, Any], **month: Any) -> dict[
         }
         record(tx.repo, summary, name, f"Retrain {name}: failed at {tx.journal.step}, rolled back{note}")
         tx.end()
+        if isinstance(exc, KeyboardInterrupt):
+            raise SystemExit(130) from None  # rolled back and recorded: no traceback for a Ctrl-C
         if not isinstance(exc, (StepFailed, UserError)):
             raise
         raise UserError(
