@@ -174,3 +174,29 @@ def test_a_run_killed_during_dvc_repro_is_rolled_back_by_recover(project, tmp_pa
     assert {**state(project), "head": before["head"]} == before and clean(project)
     assert sh([DVC, "status", "--json"], project).stdout == outputs  # the outputs are back as well
     assert "nothing to recover" in retrain(project, "--recover").stdout
+
+
+def test_ctrl_c_during_dvc_repro_rolls_back_on_the_spot(project, tmp_path):
+    """SIGINT (Ctrl-C) or SIGTERM: the run itself rolls back, records the month and exits; no --recover needed."""
+    before, outputs = state(project), sh([DVC, "status", "--json"], project).stdout
+    path = write_batch(tmp_path, "2026-12", generate(rows=600, seed=30, drift=1.0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reprotab", "retrain", "--batch", str(path), "--force"],
+        cwd=project,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    journal = project / ".git/reprotab-retrain.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (journal.is_file() and json.loads(journal.read_text()).get("dvc_pgid")):
+        time.sleep(0.2)
+    time.sleep(2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert not journal.exists()
+    assert subjects(project)[0] == "Retrain 2026-12: failed at dvc repro, rolled back"
+    assert {**state(project), "head": before["head"]} == before and clean(project)
+    assert sh([DVC, "status", "--json"], project).stdout == outputs
