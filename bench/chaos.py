@@ -242,8 +242,12 @@ def month(
             report.check(
                 by <= guards.get(metric, 0) + 1e-9, label, f"prod got worse on the reference: {metric} by {by:.4f}"
             )
+        note = f"; frozen reference roc_auc {old['roc_auc']:.4f} -> {new['roc_auc']:.4f}, "
+        note += f"log_loss {old['log_loss']:.4f} -> {new['log_loss']:.4f}"
+    else:
+        note = ""
     report.months += 1
-    print(f"{label}: {outcome}; prod {after}", flush=True)
+    print(f"{label}: {outcome}; prod {after}{note}", flush=True)
 
 
 def chaos(
