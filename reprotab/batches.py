@@ -27,7 +27,8 @@ import pandas as pd
 from reprotab.data import read_json, read_table, write_json
 from reprotab.errors import UserError, did_you_mean, problem
 from reprotab.params import Params, load_params
-from reprotab.retrain_vcs import check_clean, commit, tool
+from reprotab.retrain_journal import refuse_if_interrupted
+from reprotab.retrain_vcs import StepFailed, check_clean, commit, tool
 from reprotab.runner import stage_main
 
 RETIRED = Path("data/retired")
@@ -143,7 +144,12 @@ def move(repo: Path, name: str, *, reason: str, retire: bool, batches_dir: str) 
     }
     write_json([*retired_log(repo), entry], repo / RETIRED_LOG)
     verb = "Retire" if retire else "Restore"
-    done = commit(repo, f"{verb} batch {name}\n\n{reason}", [batches_dir, str(RETIRED)])
+    try:
+        done = commit(repo, f"{verb} batch {name}\n\n{reason}", [batches_dir, str(RETIRED)])
+    except StepFailed as exc:
+        raise UserError(
+            problem("batches", "the move is done but its commit failed", str(exc), "Commit it by hand")
+        ) from None
     log.info("%s batch %s: %s", verb.lower(), name, reason)
     return {**entry, "file": str(dest.relative_to(repo)), "commit": done and done["commit"]}
 
@@ -173,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = listing(repo, params)
         print(json.dumps(rows, indent=1) if args.json else _table(rows) if rows else "no batches")
         return
+    refuse_if_interrupted(repo, f"batches {args.command}")
     check_clean(repo)
     done = move(
         repo, args.name, reason=args.reason, retire=args.command == "retire", batches_dir=params.data.batches.dir

@@ -61,7 +61,7 @@ from reprotab.errors import UserError, problem
 from reprotab.incoming import Cleaned, clean_incoming, log_notes
 from reprotab.metrics import BY_TASK, LOWER_IS_BETTER, Scored
 from reprotab.params import MonitorParams
-from reprotab.schema import Schema, encode_target
+from reprotab.schema import Schema, encode_target, label_text
 from reprotab.served import TabularModel
 
 
@@ -90,8 +90,8 @@ def check_batch(batch: pd.DataFrame, schema: Schema, *, where: str = "batch") ->
                 problem(f"{where} target '{schema.target}'", "must be numeric for a regression model", None)
             )
     if schema.task == "classification" and schema.target in batch.columns:
-        known = {str(c) for c in schema.classes}
-        unseen = sorted({str(v) for v in batch[schema.target].dropna().unique()} - known)
+        known = {label_text(c) for c in schema.classes}
+        unseen = sorted({label_text(v) for v in batch[schema.target].dropna().unique()} - known)
         if unseen:
             raise UserError(
                 problem(

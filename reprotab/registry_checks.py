@@ -77,13 +77,29 @@ def head_commit(repo: Path) -> str:
     return commit
 
 
+def status_paths(repo: Path, *paths: str, untracked: bool = True) -> list[str]:
+    """Paths `git status` reports as changed (and, with `untracked`, new and not ignored) under
+    `paths` (everything when none). Read with -z: a stripped text output loses the first line's
+    leading status column, and with it the first letter of the first path."""
+    args = ["status", "--porcelain", "-z", f"--untracked-files={'all' if untracked else 'no'}", "--", *paths]
+    result = subprocess.run(["git", *args], cwd=repo, capture_output=True)
+    if result.returncode != 0:
+        raise subprocess.CalledProcessError(result.returncode, ["git", *args], result.stdout, result.stderr)
+    entries, found = result.stdout.decode().split("\0"), []
+    while entries:
+        entry = entries.pop(0)
+        if len(entry) < 4:
+            continue
+        if entry[0] in "RC":  # a rename or copy: the next entry is its source path
+            entries.pop(0)
+        found.append(entry[3:])
+    return found
+
+
 def dirty_files(repo: Path, paths: tuple[str, ...] = MODEL_FILES) -> list[str]:
     """Changed or new (not ignored) files under `paths`."""
     existing = [p for p in paths if (repo / p).exists() or git(repo, "ls-files", p, check=False)]
-    if not existing:
-        return []
-    out = git(repo, "status", "--porcelain", "--untracked-files=all", "--", *existing)
-    return [line[3:] for line in out.splitlines() if line.strip()]
+    return status_paths(repo, *existing) if existing else []
 
 
 def locked_md5(repo: Path, commit: str, path: str = MODEL_PATH) -> str | None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from reprotab import registry
 from reprotab.registry_checks import check_repo
+from reprotab.retrain_journal import refuse_if_interrupted
 from reprotab.runner import stage_main
 
 
@@ -85,6 +86,8 @@ def render_history(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     args.repo = check_repo(Path(args.repo))
+    if args.command in ("register", "promote", "rollback"):
+        refuse_if_interrupted(args.repo, f"registry {args.command}")
     if args.command == "register":
         result = registry.register(args.repo, version=args.version, bump=args.bump)
         print(f"registered {result['version']} (commit {result['commit'][:8]}, tag {result['tag']})")

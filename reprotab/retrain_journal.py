@@ -23,26 +23,51 @@ import json
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from reprotab.data import atomic_path
 from reprotab.errors import UserError, problem
-from reprotab.registry_checks import git
+from reprotab.registry_checks import git, status_paths
 
+JOURNAL = "reprotab-retrain.json"
+REGISTRY_TAGS = ("refs/tags/model@", "refs/tags/model#")  # what `reprotab registry` writes (GTO)
 log = logging.getLogger(__name__)
 
 
 def git_dir(repo: Path) -> Path:
-    found = Path(git(repo, "rev-parse", "--git-dir"))
+    text = git(repo, "rev-parse", "--git-dir", check=False) if repo.is_dir() else ""
+    if not text:
+        raise UserError(problem("retrain", "needs a git repository (every step commits)", str(repo), "Run `git init`"))
+    found = Path(text)
     return found if found.is_absolute() else repo / found
 
 
 def tags(repo: Path) -> dict[str, str]:
-    """Every tag and the object it points at (an annotated tag's own object)."""
-    listed = git(repo, "for-each-ref", "--format=%(refname:short) %(objectname)", "refs/tags", check=False)
+    """Every tag's full ref (`refs/tags/...`: a short name can be ambiguous with a branch) and the
+    object it points at (an annotated tag's own object)."""
+    listed = git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/tags", check=False)
     return dict(line.split(" ", 1) for line in listed.splitlines() if line.strip())
+
+
+def refuse_if_interrupted(repo: Path, command: str) -> None:
+    """Commands that write commits or tags refuse while a month waits to be rolled back, so that
+    `--recover` never has to tell their work from the interrupted run's."""
+    try:
+        journal = git_dir(repo) / JOURNAL
+    except UserError:
+        return
+    if journal.is_file():
+        raise UserError(
+            problem(
+                command,
+                "an interrupted `reprotab retrain` has not been rolled back yet",
+                None,
+                "Run `reprotab retrain --recover` first",
+            )
+        )
 
 
 @dataclass
@@ -57,6 +82,7 @@ class Journal:
     started: str
     step: str = "started"
     created: list[str] = field(default_factory=list)
+    commits: list[str] = field(default_factory=list)
     dvc_pgid: int | None = None
 
 
@@ -66,7 +92,7 @@ class Transaction:
     def __init__(self, repo: Path) -> None:
         self.repo = repo
         folder = git_dir(repo)
-        self.path = folder / "reprotab-retrain.json"
+        self.path = folder / JOURNAL
         self._lock_path = folder / "reprotab-retrain.lock"
         self._lock: IO[str] | None = None
         self.journal: Journal | None = None
@@ -128,6 +154,12 @@ class Transaction:
                 self.journal.created.append(relative)
                 self.save()
 
+    def committed(self, sha: str) -> None:
+        """Record a commit of the run's (a recovery rolls back only these)."""
+        if self.journal is not None:
+            self.journal.commits.append(sha)
+            self.save()
+
     def running_dvc(self, pgid: int | None) -> None:
         if self.journal is not None:
             self.journal.dvc_pgid = pgid
@@ -154,13 +186,52 @@ def stop_group(pgid: int | None, repo: Path) -> None:
             continue
 
 
-def rollback(repo: Path, journal: Journal, *, dvc_checkout: Any) -> list[str]:
+def check_recoverable(repo: Path, journal: Journal, *, run_paths: tuple[str, ...]) -> None:
+    """Before a `--recover`: no commit on top of the journal's but the run's own, and no change
+    outside where the run writes, so the rollback takes nothing the user did since."""
+    foreign = [
+        sha for sha in git(repo, "rev-list", f"{journal.head}..HEAD", check=False).split() if sha not in journal.commits
+    ]
+    if foreign:
+        raise UserError(
+            problem(
+                "retrain --recover",
+                "commits were made after the interrupted run, and rolling back would drop them",
+                [sha[:8] for sha in foreign],
+                "Move them to a branch of their own (`git branch keep <sha>`), then recover; re-apply them after",
+            )
+        )
+    outside = [p for p in status_paths(repo, untracked=False) if not p.startswith(run_paths)]
+    if outside:
+        raise UserError(
+            problem(
+                "retrain --recover",
+                "files the run never writes have uncommitted changes, and rolling back would discard them",
+                outside[:8],
+                "Commit or stash them first",
+            )
+        )
+
+
+def _git_running(repo: Path) -> bool:
+    import psutil
+
+    for process in psutil.process_iter(["name", "cwd"]):
+        try:
+            if process.info["name"] == "git" and str(process.info["cwd"] or "").startswith(str(repo.resolve())):
+                return True
+        except psutil.Error:
+            continue
+    return False
+
+
+def rollback(repo: Path, journal: Journal, *, dvc_checkout: Callable[[], str | None]) -> list[str]:
     """Put git, the tags, the created files and the DVC workspace back as `journal` found them;
     returns what was done, for the month's summary."""
     done: list[str] = []
     stop_group(journal.dvc_pgid, repo)
     index_lock = git_dir(repo) / "index.lock"
-    if index_lock.exists():
+    if index_lock.exists() and not _git_running(repo):
         index_lock.unlink()
         done.append("removed a stale .git/index.lock")
     if journal.branch and git(repo, "symbolic-ref", "-q", "--short", "HEAD", check=False) != journal.branch:
@@ -168,18 +239,22 @@ def rollback(repo: Path, journal: Journal, *, dvc_checkout: Any) -> list[str]:
     if git(repo, "rev-parse", "HEAD") != journal.head:
         done.append(f"git reset to {journal.head[:8]}")
     git(repo, "reset", "-q", "--hard", journal.head)
-    for tag, target in tags(repo).items():
-        if tag not in journal.tags:
-            git(repo, "tag", "-d", tag)
-            done.append(f"deleted tag {tag}")
-        elif target != journal.tags[tag]:
-            git(repo, "update-ref", f"refs/tags/{tag}", journal.tags[tag])
-            done.append(f"restored tag {tag}")
+    for ref, target in tags(repo).items():
+        if ref not in journal.tags and ref.startswith(REGISTRY_TAGS):
+            git(repo, "update-ref", "-d", ref)
+            done.append(f"deleted tag {ref.removeprefix('refs/tags/')}")
+        elif ref in journal.tags and target != journal.tags[ref]:
+            git(repo, "update-ref", ref, journal.tags[ref])
+            done.append(f"restored tag {ref.removeprefix('refs/tags/')}")
     for relative in journal.created:
         path = repo / relative
-        if path.is_file() and not git(repo, "ls-files", "--", relative, check=False):
-            path.unlink()
-            done.append(f"removed {relative}")
-    dvc_checkout()
+        leftovers = list(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+        for found in ([path] if path.is_file() else []) + leftovers:
+            if not git(repo, "ls-files", "--", str(found.relative_to(repo)), check=False):
+                found.unlink()
+                done.append(f"removed {found.relative_to(repo)}")
+    problem_left = dvc_checkout()
+    if problem_left:
+        done.append(problem_left)
     log.warning("rolled back: %s", "; ".join(done) or "nothing had changed")
     return done

@@ -4,7 +4,9 @@ back is reprotab/retrain_journal.py."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -12,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from reprotab.errors import UserError, problem
-from reprotab.registry_checks import git
+from reprotab.registry_checks import git, status_paths
 
 OWN_OUTPUTS = ("reports/retrain/", "reports/monitor/")  # rewritten by every run, never "dirty"
 log = logging.getLogger(__name__)
@@ -28,33 +30,68 @@ def tool(name: str) -> str:
     return str(local) if local.exists() else name
 
 
+# Where a month writes and commits; an untracked file here would be committed by the month, and a
+# rollback (`git reset --hard`) would then take it away again, so none may be there at the start.
+WRITES = ("params.yaml", "dvc.lock", ".gitignore", "data", "models", "reports")
+# ... and where a new file would make `registry register` refuse the month's commit at its end
+RUN_PATHS = (*WRITES, "reprotab", "stages", "dvc.yaml")
+
+
 def changed_paths(repo: Path) -> list[str]:
-    """Tracked paths with uncommitted changes, outside the files every run rewrites. Read with -z:
-    the porcelain lines start with a status column that a stripped text output loses."""
-    output = subprocess.run(
-        ["git", "status", "--porcelain", "-z", "--untracked-files=no"], cwd=repo, capture_output=True, check=True
-    ).stdout.decode()
-    entries, paths = output.split("\0"), []
-    while entries:
-        entry = entries.pop(0)
-        if len(entry) < 4:
-            continue
-        if entry[0] in "RC":  # a rename or copy: the next entry is the source path
-            entries.pop(0)
-        if not entry[3:].startswith(OWN_OUTPUTS):
-            paths.append(entry[3:])
-    return paths
+    """Tracked paths with uncommitted changes, and untracked (not ignored) files where a month
+    writes, outside the reports every run rewrites."""
+    changed = status_paths(repo, untracked=False)
+    new = status_paths(repo, *[p for p in RUN_PATHS if (repo / p).exists()], untracked=True)
+    return [path for path in dict.fromkeys([*changed, *new]) if not path.startswith(OWN_OUTPUTS)]
+
+
+def changed_data(repo: Path) -> list[str]:
+    """DVC-tracked files changed in the workspace since they were last added or reproduced
+    (`dvc status`: "modified"): a rollback's `dvc checkout` would put the recorded version back."""
+    result = subprocess.run([tool("dvc"), "status", "--json"], cwd=repo, capture_output=True, text=True)
+    try:
+        found = json.loads(result.stdout or "{}")
+    except ValueError:
+        return []
+    modified = []
+    for changes in found.values():
+        for change in changes if isinstance(changes, list) else []:
+            outs = change.get("changed outs", {}) if isinstance(change, dict) else {}
+            modified += [path for path, state in outs.items() if state == "modified"]
+    return sorted(set(modified))
 
 
 def check_clean(repo: Path) -> None:
+    """A month starts from a committed state: git (tracked changes, new files where it writes),
+    DVC-tracked data, and a git identity to commit with."""
     changed = changed_paths(repo)
     if changed:
         raise UserError(
             problem(
                 "retrain",
-                "needs a clean git tree (each step commits; uncommitted edits would be mixed in)",
+                "needs a clean git tree (each step commits; uncommitted edits or new files would be mixed in)",
                 ", ".join(changed[:8]) + (" ..." if len(changed) > 8 else ""),
-                "Commit or stash them first (`git status`)",
+                "Commit, stash or git-ignore them first (`git status`)",
+            )
+        )
+    modified = changed_data(repo)
+    if modified:
+        raise UserError(
+            problem(
+                "retrain",
+                "DVC-tracked files were changed since they were added or reproduced (a rolled-back month would "
+                "restore the recorded version over them)",
+                ", ".join(modified[:8]),
+                "Record them first (`dvc add <file>` or `dvc commit`, then git commit)",
+            )
+        )
+    if subprocess.run(["git", "var", "GIT_COMMITTER_IDENT"], cwd=repo, capture_output=True).returncode != 0:
+        raise UserError(
+            problem(
+                "retrain",
+                "commits every step, and git has no identity to commit with",
+                None,
+                'Set one: `git config user.name "..."` and `git config user.email "..."`',
             )
         )
 
@@ -87,22 +124,36 @@ def dvc(repo: Path, *args: str, stream: bool = False, started: Callable[[int], N
     if started is not None:
         started(process.pid)
     output = []
-    for line in process.stdout:  # type: ignore[union-attr]
-        output.append(line.rstrip())
-        if stream:
-            log.info("dvc: %s", line.rstrip())
-    if process.wait() != 0:
+    try:
+        for line in process.stdout:  # type: ignore[union-attr]
+            output.append(line.rstrip())
+            if stream:
+                log.info("dvc: %s", line.rstrip())
+        process.wait()
+    except BaseException:  # Ctrl-C, SIGTERM: stop dvc (its own group) before the rollback touches anything
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    if process.returncode != 0:
         raise StepFailed(f"`dvc {' '.join(args)}` failed (exit {process.returncode}):\n" + "\n".join(output[-30:]))
 
 
-def commit(repo: Path, message: str, paths: list[str]) -> dict[str, str] | None:
-    """`git add -A` of `paths` (ignored files stay out) and a commit; None when nothing changed."""
-    existing = [p for p in paths if (repo / p).exists() or git(repo, "ls-files", p, check=False)]
-    git(repo, "add", "-A", "--", *existing)
-    if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=repo).returncode == 0:
-        return None
-    git(repo, "commit", "-q", "-m", message)
-    sha = git(repo, "rev-parse", "HEAD")
+def commit(
+    repo: Path, message: str, paths: list[str], *, made: Callable[[str], None] | None = None
+) -> dict[str, str] | None:
+    """`git add -A` of `paths` (ignored files stay out) and a commit; None when nothing changed.
+    `made` is told the new commit (the journal keeps it). A git failure raises StepFailed."""
+    try:
+        existing = [p for p in paths if (repo / p).exists() or git(repo, "ls-files", p, check=False)]
+        git(repo, "add", "-A", "--", *existing)
+        if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=repo).returncode == 0:
+            return None
+        git(repo, "commit", "-q", "-m", message)
+        sha = git(repo, "rev-parse", "HEAD")
+    except subprocess.CalledProcessError as exc:
+        raise StepFailed(f"`{' '.join(exc.cmd)}` failed: {(exc.stderr or '').strip()[-500:]}") from None
+    if made is not None:
+        made(sha)
     log.info("committed %s %s", sha[:8], message.splitlines()[0])
     return {"commit": sha, "message": message.splitlines()[0]}
 

@@ -51,9 +51,9 @@ from reprotab.models import AUTO
 from reprotab.monitoring import Verdict
 from reprotab.params import Params, load_params, parse_params
 from reprotab.registry_checks import git
-from reprotab.retrain_journal import Transaction, rollback
+from reprotab.retrain_journal import Transaction, check_recoverable, rollback
 from reprotab.retrain_summary import batch_action, batch_name, first_reason, markdown, set_value
-from reprotab.retrain_vcs import OWN_OUTPUTS, StepFailed, check_clean, commit, dvc, push
+from reprotab.retrain_vcs import OWN_OUTPUTS, WRITES, StepFailed, check_clean, commit, dvc, push
 from reprotab.runner import stage_main
 
 BATCHES = Path("data/batches")
@@ -85,10 +85,15 @@ def check_source(repo: Path, source: Path) -> None:
             )
 
 
+def prod_version(repo: Path) -> str | None:
+    """The version prod holds (`registry show` lists every stage, holding a version or not)."""
+    return (registry.show(repo)["stages"].get("prod") or {}).get("version")
+
+
 def served_source(repo: Path) -> monitor_report.MonitorInputs:
     """What the monitor judges: the prod version and the data at its commit; before the first
     promotion, the workspace's model and prepared splits."""
-    stage = "prod" if "prod" in registry.show(repo)["stages"] else None
+    stage = "prod" if prod_version(repo) else None
     if stage is None:
         log.info("no version in prod yet: monitoring the workspace's model")
     return monitor_report.inputs(repo=repo, stage=stage)
@@ -160,9 +165,12 @@ def write_summary(summary: dict[str, Any], name: str) -> Path:
 def record(repo: Path, summary: dict[str, Any], name: str, subject: str) -> None:
     """Commit the month's summary and monitor report alone: the record of a month that changed nothing else."""
     write_summary(summary, name)
-    done = commit(
-        repo, subject, [f"reports/retrain/{name}.json", f"reports/retrain/{name}.md", f"reports/monitor/{name}"]
-    )
+    paths = [f"reports/retrain/{name}.json", f"reports/retrain/{name}.md", f"reports/monitor/{name}"]
+    try:
+        done = commit(repo, subject, paths)
+    except StepFailed as exc:  # the files stay for the next run's record commit
+        log.error("the month's summary could not be committed (it is in reports/retrain/%s.md): %s", name, exc)
+        return
     if done:
         summary["commits"].append(done)
 
@@ -234,7 +242,17 @@ def transaction(tx: Transaction, summary: dict[str, Any], **month: Any) -> dict[
         tx.end()
         raise UserError(problem("retrain", f"refused: {exc}", name, f"Details in reports/retrain/{name}.md")) from None
     except BaseException as exc:  # a failed step, a bug, Ctrl-C: the repository goes back as it was
-        done = rollback(tx.repo, tx.journal, dvc_checkout=restore_outputs)
+        try:
+            done = rollback(tx.repo, tx.journal, dvc_checkout=restore_outputs)
+        except Exception as failed:  # the journal stays: --recover tries again once the cause is fixed
+            raise UserError(
+                problem(
+                    "retrain",
+                    f"step '{tx.journal.step}' failed ({first_reason(exc)}) and so did the rollback",
+                    first_reason(failed),
+                    "Fix that, then run `reprotab retrain --recover`",
+                )
+            ) from None
         summary |= {
             "outcome": "failed",
             "why": f"step '{tx.journal.step}' failed; the repository was rolled back, the champion keeps serving",
@@ -260,12 +278,14 @@ def transaction(tx: Transaction, summary: dict[str, Any], **month: Any) -> dict[
     return result
 
 
-def restore_outputs() -> None:
-    """Every DVC output back to what dvc.lock records (after `git reset --hard`)."""
+def restore_outputs() -> str | None:
+    """Every DVC output back to what dvc.lock records (after `git reset --hard`); what could not be."""
     try:
         dvc(Path.cwd(), "checkout", "--force", "--quiet")
     except StepFailed as exc:
         log.warning("dvc checkout could not restore every output: %s", exc)
+        return f"dvc checkout could not restore every output ({first_reason(exc)}): run `dvc pull`, `dvc checkout`"
+    return None
 
 
 def run_month(
@@ -297,7 +317,7 @@ def run_month(
     action, dest = add_batch(tx, batch, name, rows)
     changes = edit_params(repo, combine_changes(params))
     summary |= {"batch_added": action, "batch_path": str(dest.relative_to(repo)), "params_changes": changes}
-    done = commit(repo, f"Add batch {name}{note}", [str(BATCHES), "params.yaml"])
+    done = commit(repo, f"Add batch {name}{note}", [str(BATCHES), "params.yaml"], made=tx.committed)
     summary["commits"] += [done] if done else []
     return run_and_record(tx, summary, name=name, mode=summary["mode"], promote=promote, note=note)
 
@@ -342,7 +362,12 @@ def run_and_record(
         + ("" if passed else f"; the champion ({champion}) keeps serving, the run is committed as a record"),
         "registry": {"action": "pending" if passed else "nothing registered: the gate refused"},
     }
-    if not passed and any(r["rule"].startswith("reference_") and r["verdict"] == "fail" for r in decision["rules"]):
+    worse_on_reference = [
+        r
+        for r in decision["rules"]
+        if r["rule"].startswith("reference_") and r["rule"] != "reference_schema" and r["verdict"] == "fail"
+    ]
+    if not passed and any(not r.get("undefined") for r in worse_on_reference):
         summary["why"] += (
             f"; the model trained with this batch is worse on the frozen reference set: if its labels are wrong, "
             f'retire it (`reprotab batches retire {name} --reason "..."`) so later months do not train on it'
@@ -350,7 +375,8 @@ def run_and_record(
     write_summary(summary, name)
     tx.step("commit run")
     verb = "gate passed" if passed else f"gate kept champion {champion}"
-    done = commit(repo, f"Retrain on batch {name}: {verb}\n\n{decision.get('reason', '')}{note}", RUN_FILES)
+    message = f"Retrain on batch {name}: {verb}\n\n{decision.get('reason', '')}{note}"
+    done = commit(repo, message, RUN_FILES, made=tx.committed)
     summary["commits"] += [done] if done else []
     tx.step("dvc push")
     summary["dvc_push"] = push(repo)
@@ -362,7 +388,8 @@ def run_and_record(
     write_summary(summary, name)  # its own commit below is the one commit it cannot list
     tx.step("commit record")
     action = summary["registry"]["action"]
-    commit(repo, f"Retrain {name}: {action.split(':')[0]}{note}", [*OWN_OUTPUTS, registry.CHAMPION])
+    paths = [*OWN_OUTPUTS, registry.CHAMPION]
+    commit(repo, f"Retrain {name}: {action.split(':')[0]}{note}", paths, made=tx.committed)
     return summary
 
 
@@ -403,6 +430,7 @@ def recover() -> dict[str, Any] | None:
         journal = tx.interrupted()
         if journal is None:
             return None
+        check_recoverable(repo, journal, run_paths=(*WRITES, *OWN_OUTPUTS))
         done = rollback(repo, journal, dvc_checkout=restore_outputs)
         summary = {
             "batch": journal.batch,

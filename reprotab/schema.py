@@ -123,12 +123,20 @@ def _native(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def label_text(value: Any) -> str:
+    """A class label as text, whole numbers alike whether stored as 1 or 1.0 (a CSV column with
+    a missing label reads its integer classes as floats)."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def encode_target(values: pd.Series, schema: Schema) -> np.ndarray:
     """Class labels → indices into `schema.classes` (what every booster expects)."""
     if schema.task == "regression":
         return values.to_numpy(dtype=float)
-    index = {str(c): i for i, c in enumerate(schema.classes)}
-    unknown = sorted({str(v) for v in values} - set(index))
+    index = {label_text(c): i for i, c in enumerate(schema.classes)}
+    unknown = sorted({label_text(v) for v in values} - set(index))
     if unknown:
         raise UserError(problem(f"target '{schema.target}'", f"has classes unseen in training {list(index)}", unknown))
-    return np.array([index[str(v)] for v in values], dtype=int)
+    return np.array([index[label_text(v)] for v in values], dtype=int)

@@ -13,6 +13,7 @@ import pytest
 from reprotab.data import write_json
 from reprotab.demo_data import generate
 from reprotab.drift import class_share_drift, target_shift
+from reprotab.errors import UserError
 from reprotab.monitoring import judge, monitor
 from reprotab.params import MonitorParams, parse_params
 from reprotab.pipeline import run
@@ -160,3 +161,16 @@ def test_write_json_writes_strict_json(tmp_path):
         "array": [1.0, None],
         "frame_value": None,
     }
+
+
+def test_whole_number_labels_read_as_floats_are_the_same_classes():
+    """A CSV column of 0/1 labels with a gap reads as 0.0/1.0: the same classes, not unseen ones."""
+    from reprotab.monitoring import check_batch
+    from reprotab.schema import Schema, encode_target
+
+    schema = Schema(task="classification", target="y", numeric=("x",), categorical=(), classes=(0, 1))
+    batch = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0.0, 1.0, None]})
+    check_batch(batch, schema)
+    assert encode_target(batch["y"].dropna(), schema).tolist() == [0, 1]
+    with pytest.raises(UserError, match=r"holds classes the model never saw .* Got \['2'\]"):
+        check_batch(batch.assign(y=[0.0, 2.0, None]), schema)
