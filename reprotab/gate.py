@@ -35,6 +35,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from reprotab import served
@@ -69,7 +70,7 @@ def _explain(check: dict[str, Any]) -> str:
     if check.get("undefined"):
         where = "the frozen reference rows" if check["rule"].startswith("reference_") else "the test rows"
         return f"{check['metric']} is undefined on {where} (NaN, e.g. one class only), so {check['rule']} fails"
-    if check["rule"] == "reference_schema":
+    if check["rule"] in ("reference_schema", "reference_leak"):
         return str(check["reason"])
     if check["rule"].startswith("reference_"):
         return (
@@ -90,6 +91,7 @@ def decide(
     pin: dict[str, Any],
     reference_challenger: Scored | str | None = None,
     reference_champion: Scored | None = None,
+    extra_checks: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The decision: promote or not, every rule with both values and its verdict, and why.
     `reference_*` are both models' predictions on the frozen reference set (None: no reference;
@@ -153,6 +155,7 @@ def decide(
         reference_challenger=reference_challenger,
         reference_champion=reference_champion,
     )
+    checks += extra_checks or []
     failed = [c for c in checks if c["verdict"] == "fail"]
     if not failed:
         reason = f"{metric} improves by {gain:.4f} and every rule passes"
@@ -274,11 +277,64 @@ def _read_at(path: str, *, commit: str, repo: str, what: str, version: Any) -> b
         ) from None
 
 
-def freeze_reference(commit: str, repo: str | Path = ".") -> dict[str, Any]:
-    """The pin of a frozen reference set: the test split at `commit`, with its row hash."""
-    data = _read_at(REFERENCE_PATH, commit=commit, repo=str(repo), what="the test split to freeze", version=None)
-    frame = pd.read_parquet(io.BytesIO(data))
-    return {"commit": commit, "path": REFERENCE_PATH, "rows": len(frame), "rows_hash": frame_hash(frame)}
+TRAINING_PATHS = ("data/prepared/train.parquet", "data/prepared/validation.parquet")
+LEAK_ALLOWANCE = 0.01  # share of the reference rows that may newly appear in training before the gate fails
+
+
+def row_hashes(frame: pd.DataFrame, *, id_column: str | None) -> np.ndarray:
+    """One hash per row over every column but the id (a customer seen again with other values is
+    another row; the same values and label is the same row, whatever its id)."""
+    columns = sorted(c for c in frame.columns if c != id_column)
+    return pd.util.hash_pandas_object(frame[columns], index=False).to_numpy()
+
+
+def overlap(reference: pd.DataFrame, training: pd.DataFrame, *, id_column: str | None) -> int:
+    """How many reference rows also stand, value for value, among the training rows."""
+    common = [c for c in reference.columns if c in training.columns]
+    seen = set(row_hashes(training[common], id_column=id_column).tolist())
+    return int(sum(h in seen for h in row_hashes(reference[common], id_column=id_column).tolist()))
+
+
+def freeze_reference(commit: str, repo: str | Path = ".", *, id_column: str | None = None) -> dict[str, Any]:
+    """The pin of a frozen reference set: the test split at `commit`, its row hash, and how many of
+    its rows the training rows of that commit already held (duplicates the data itself has)."""
+    read = {
+        path: pd.read_parquet(io.BytesIO(_read_at(path, commit=commit, repo=str(repo), what=path, version=None)))
+        for path in (REFERENCE_PATH, *TRAINING_PATHS)
+    }
+    frame = read[REFERENCE_PATH]
+    training = pd.concat([read[path] for path in TRAINING_PATHS], ignore_index=True)
+    return {
+        "commit": commit,
+        "path": REFERENCE_PATH,
+        "rows": len(frame),
+        "rows_hash": frame_hash(frame),
+        "in_training": overlap(frame, training, id_column=id_column),
+    }
+
+
+def leak_check(reference: pd.DataFrame, training: pd.DataFrame, pin: dict[str, Any], *, id_column: str | None):
+    """The `reference_leak` rule: reference rows that reached training since the reference was
+    frozen (a batch re-sending old rows, a changed seed or split size) would let a model be judged
+    on rows it learned; more than LEAK_ALLOWANCE of them fails the gate."""
+    found = overlap(reference, training, id_column=id_column)
+    new = found - int(pin.get("in_training", 0))
+    allowed = max(1, int(LEAK_ALLOWANCE * len(reference)))
+    check = {
+        "rule": "reference_leak",
+        "metric": "rows",
+        "challenger": found,
+        "champion": int(pin.get("in_training", 0)),
+        "value": new,
+        "required": allowed,
+        "verdict": "pass" if new <= allowed else "fail",
+    }
+    if new > allowed:
+        check["reason"] = (
+            f"{new} rows of the frozen reference set are now also training rows (at most {allowed} allowed): a batch "
+            "re-sends old rows, or seed or split sizes changed, so the reference no longer judges unseen rows"
+        )
+    return check
 
 
 def reference_rows(pin: dict[str, Any], repo: str = ".") -> pd.DataFrame | None:
@@ -327,9 +383,10 @@ def evaluate_gate(
     rules: GateParams,
     seed: int,
     reference: pd.DataFrame | None = None,
+    training: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """The whole stage without IO: score both on the test rows (and on the frozen reference set),
-    decide, record what was compared."""
+    """The whole stage without IO: score both on the test rows (and on the frozen reference set,
+    checked against the training rows for leaks), decide, record what was compared."""
     rows = {"test_rows": len(test), "test_rows_hash": frame_hash(test), "challenger_md5": challenger_md5}
     if reference is not None:
         rows["reference"] = {**pin["reference"], "rows": len(reference)}
@@ -351,10 +408,14 @@ def evaluate_gate(
         if missing:
             reference_ours = (
                 f"the frozen reference set lacks columns the challenger needs ({', '.join(missing)}), so it cannot "
-                "be judged on it: a schema change needs a new reference (promote with --force --reason, see the docs)"
+                'be judged on it: after a deliberate schema change, pin {"version": null} in models/champion.json and '
+                "promote the new model as the first (see the docs)"
             )
         else:
             reference_ours, reference_theirs = score_both(challenger, champion, reference)
+    extra = []
+    if reference is not None and champion is not None and training is not None:
+        extra.append(leak_check(reference, training, pin["reference"], id_column=challenger.schema.id_column))
     decision = decide(
         task=challenger.schema.task,
         metric=metric,
@@ -365,6 +426,7 @@ def evaluate_gate(
         pin=pin,
         reference_challenger=reference_ours,
         reference_champion=reference_theirs,
+        extra_checks=extra,
     )
     return {**rows, **decision}
 

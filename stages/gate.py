@@ -2,7 +2,8 @@
 both scored on the same current test rows and on the frozen reference set pinned with the champion.
 
 Reads   models/model.joblib, models/champion.json, the champion's model at its commit and the
-            frozen reference set at its commit (DVC cache or remote), data/prepared/test.parquet
+            frozen reference set at its commit (DVC cache or remote), data/prepared/test.parquet,
+            data/prepared/train.parquet and validation.parquet (no reference row may have reached them)
 Writes  reports/gate/decision.json  promote true/false, every rule with both values and its
             verdict, the test rows' hash, the champion's version/commit, the reason
         reports/gate/decision.md    the same as a short page
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="models/model.joblib")
     parser.add_argument("--champion", default="models/champion.json")
     parser.add_argument("--test", default="data/prepared/test.parquet")
+    parser.add_argument("--train", default="data/prepared/train.parquet")  # no reference row may be in it
+    parser.add_argument("--validation", default="data/prepared/validation.parquet")
     parser.add_argument("--out-dir", default="reports/gate")
     args = parser.parse_args(argv)
     params = load_stage_params("gate", PARAMS)
@@ -54,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         rules=rules,
         seed=seed,
         reference=reference_rows(pin),
+        training=pd.concat([pd.read_parquet(path) for path in (args.train, args.validation)], ignore_index=True),
     )
     write_decision(decision, Path(args.out_dir))
     log.info("%s: %s", "promote" if decision["promote"] else "keep the champion", decision["reason"])
