@@ -4,17 +4,17 @@
 
 Tables: the demo churn table (binary, ~7% positives; a seeded sample of --rows rows of
 data/raw/churn.parquet) and scikit-learn's bundled digits (10 classes, 1,797 rows). Both go
-through reprotab.prepare.prepare (seeded, stratified split) and the project's featurizer.
+through reprotab.data.prepare.prepare (seeded, stratified split) and the project's featurizer.
 
 (a) Learning curves with a simulated labeler: start from a small random labeled set of the
     training split (the pool), then 10 rounds of: fit a small random forest, score the rest of
-    the pool with reprotab.active_learning (random, margin, entropy, margin + --diversity),
+    the pool with reprotab.labeling.active_learning (random, margin, entropy, margin + --diversity),
     "label" the chosen batch from the known truth, refit. Test metric after each round: ROC-AUC
     and PR-AUC for churn, accuracy for digits. Mean and standard deviation over the seeds;
     printed as a table and drawn to bench/results/active_learning.png.
 (b) Pseudo-labeling: keep 5%, 20% and 50% of the training and validation labels (stratified),
-    the rest of the training rows become the unlabeled rows; fit with reprotab.training.fit
-    alone and with reprotab.pseudo_labeling.self_train (params.yaml defaults, enabled), same
+    the rest of the training rows become the unlabeled rows; fit with reprotab.train.fit.fit
+    alone and with reprotab.train.pseudo_labeling.self_train (params.yaml defaults, enabled), same
     seed, same model. Prints the test metric with and without, the pseudo-labeled rows and their
     true precision (the benchmark knows the hidden labels) against the precision estimated on
     validation.
@@ -37,13 +37,13 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from reprotab.active_learning import diverse, most_uncertain, uncertainty  # noqa: E402
-from reprotab.params import DataParams, FeaturizeParams, PseudoLabelingParams, TrainParams  # noqa: E402
-from reprotab.prepare import prepare  # noqa: E402
-from reprotab.preprocessing import build_featurizer, featurize  # noqa: E402
-from reprotab.pseudo_labeling import self_train  # noqa: E402
-from reprotab.schema import encode_target  # noqa: E402
-from reprotab.training import fit  # noqa: E402
+from reprotab.data.prepare import prepare  # noqa: E402
+from reprotab.labeling.active_learning import diverse, most_uncertain, uncertainty  # noqa: E402
+from reprotab.model.featurizer import build_featurizer, featurize  # noqa: E402
+from reprotab.model.schema import encode_target  # noqa: E402
+from reprotab.params.sections import DataParams, FeaturizeParams, PseudoLabelingParams, TrainParams  # noqa: E402
+from reprotab.train.fit import fit  # noqa: E402
+from reprotab.train.pseudo_labeling import self_train  # noqa: E402
 
 RESULTS = ROOT / "bench/results"
 FOREST = {"n_estimators": 60, "min_samples_leaf": 1, "max_features": "sqrt", "n_jobs": 1}

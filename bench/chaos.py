@@ -97,7 +97,7 @@ def setup(repo: Path, rows: int) -> None:
 
 
 def make_batch(fault: str | None, *, seed: int, rows: int) -> pd.DataFrame:
-    from reprotab.demo_data import generate
+    from reprotab.data.demo import generate
 
     rng = random.Random(seed)
     frame = generate(rows=rows, seed=seed, drift=rng.choice([0.0, 0.3, 0.6, 1.0]))
@@ -120,9 +120,9 @@ def make_batch(fault: str | None, *, seed: int, rows: int) -> pd.DataFrame:
 
 def reference_scores(repo: Path, version: str) -> dict[str, float]:
     """A version's roc_auc and log_loss on the frozen reference set the champion pin names."""
-    from reprotab import registry
-    from reprotab.evaluation import score
-    from reprotab.gate import read_pin, reference_rows
+    from reprotab.evaluate.scores import score
+    from reprotab.registry import versions as registry
+    from reprotab.registry.gate import read_pin, reference_rows
 
     pin = read_pin(repo / "models/champion.json")
     rows = reference_rows(pin, repo=str(repo))
@@ -132,7 +132,7 @@ def reference_scores(repo: Path, version: str) -> dict[str, float]:
 
 
 def prod_version(repo: Path) -> str | None:
-    from reprotab import registry
+    from reprotab.registry import versions as registry
 
     return (registry.show(repo)["stages"].get("prod") or {}).get("version")
 

@@ -37,12 +37,13 @@ def main() -> None:
     import numpy as np
     import pandas as pd
 
-    from reprotab import bootstrap, served
-    from reprotab.demo_data import generate
-    from reprotab.drift import sample
-    from reprotab.monitor_report import main as monitor_command
-    from reprotab.monitoring import clean, feature_drift, label_drift, model_scores
-    from reprotab.params import load_params
+    from reprotab.data.demo import generate
+    from reprotab.model import served
+    from reprotab.monitoring.report import main as monitor_command
+    from reprotab.monitoring.verdict import clean, feature_drift, label_drift, model_scores
+    from reprotab.params.loader import load_params
+    from reprotab.stats import bootstrap
+    from reprotab.stats.drift import sample
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -106,12 +107,12 @@ def main() -> None:
         picked = np.sort(sample(np.arange(len(batch)), max_rows=config.sample_rows, seed=0))
         _, proba = clock(f"score {len(picked):,} sampled rows", model_scores, model, cleaned.iloc[picked])
         if proba is not None:
-            from reprotab.metrics import BY_TASK, Scored
-            from reprotab.schema import encode_target
+            from reprotab.model.schema import encode_target
+            from reprotab.stats.metrics import BY_TASK, Scored
 
             truth = encode_target(batch[schema.target].iloc[picked], schema)
             positive = model.positive_index() if model.binary else None
-            scored = Scored(truth, model.decide(proba), proba, positive)
+            scored = Scored(truth, model.class_indices(proba), proba, positive)
             judged = [params.metric, *(m for m in config.tolerances if m in BY_TASK[schema.task])]
             for metric in dict.fromkeys(judged):  # the headline and each metric of monitor.tolerances
                 clock(

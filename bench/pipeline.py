@@ -8,7 +8,7 @@ bare in-process script doing the same work (`reprotab.pipeline.run`: read, prepa
 fit, score) and the ratio of the two, then each stage's wall time and peak memory (resident set
 size of the stage process, sampled every 50 ms) against the in-memory size of the raw frame.
 
---rows above the demo table generates a table with reprotab.demo_data.generate (same columns and
+--rows above the demo table generates a table with reprotab.data.demo.generate (same columns and
 signal) and --columns pads it with seeded noise columns (numeric, a few categorical) up to that
 many feature columns. -S overrides params like `dvc exp run -S` (e.g. fewer trees at 1M rows).
 Each figure is the median of --repeat runs in a fresh temporary copy of the repository.
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 STAGES = tuple(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])  # every stage, in dvc.yaml's order
 BARE = """
 import pandas as pd
-from reprotab.params import load_params
+from reprotab.params.loader import load_params
 from reprotab.pipeline import run
 p = load_params()
 run(pd.read_parquet(p.data.path), p)
@@ -45,7 +45,7 @@ def table(rows: int | None, columns: int | None):
     import numpy as np
     import pandas as pd
 
-    from reprotab.demo_data import generate
+    from reprotab.data.demo import generate
 
     frame = pd.read_parquet(ROOT / "data/raw/churn.parquet") if rows is None else generate(rows=rows, seed=0)
     features = [c for c in frame.columns if c not in ("customer_id", "churned", "next_month_spend")]

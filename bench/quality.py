@@ -50,9 +50,9 @@ from sklearn import metrics as skm  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from reprotab import pipeline  # noqa: E402
-from reprotab.incoming import clean_incoming  # noqa: E402
-from reprotab.params import parse_params  # noqa: E402
-from reprotab.prepare import text_to_numbers  # noqa: E402
+from reprotab.data.incoming import clean_incoming  # noqa: E402
+from reprotab.data.prepare import text_to_numbers  # noqa: E402
+from reprotab.params.loader import parse_params  # noqa: E402
 
 SEED = 42
 COLUMNS = ("default", "lgbm", "tuned", "auto", "flaml")
@@ -81,13 +81,13 @@ def _sklearn(loader: Callable, target: str = "target") -> pd.DataFrame:
 
 
 def _churn() -> pd.DataFrame:
-    from reprotab.demo_data import generate
+    from reprotab.data.demo import generate
 
     return generate(rows=10_000, seed=7).drop(columns=["customer_id", "next_month_spend"])
 
 
 def _spend() -> pd.DataFrame:
-    from reprotab.demo_data import generate
+    from reprotab.data.demo import generate
 
     return generate(rows=10_000, seed=8).drop(columns=["customer_id", "churned"])
 

@@ -53,7 +53,7 @@ def tables(demo_rows: int):
 def main() -> None:
     import pandas as pd
 
-    from reprotab.params import parse_params
+    from reprotab.params.loader import parse_params
     from reprotab.pipeline import run
     from tests.conftest import base_params
 

@@ -63,7 +63,7 @@ def steps(log: str, total: float) -> list[tuple[str, float]]:
 
 
 def main() -> None:
-    from reprotab.demo_data import generate
+    from reprotab.data.demo import generate
     from tests.conftest import make_repo
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -4,8 +4,8 @@
                                        [--samplers none,smote] [--rows N] [--dvc [--jobs 1]]
 
 In-process (always): read data/raw/churn.parquet, prepare and featurize once with params.yaml,
-then for each registered sampler call reprotab.training.fit (resampling, fit, and the
-decision threshold chosen on the validation split per `train` params) and reprotab.evaluation.score
+then for each registered sampler call reprotab.train.fit.fit (resampling, fit, and the
+decision threshold chosen on the validation split per `train` params) and reprotab.evaluate.scores.score
 on the test split, exactly as the pipeline stages do. Prints per sampler: the sampler actually
 used (what `auto` chose), training rows after resampling, the decision threshold, the test
 metrics (--metric first, then pr_auc, f1, recall, precision; f1, recall and precision depend on
@@ -40,7 +40,7 @@ def bench_params(threshold: str | None) -> Any:
     """params.yaml with --threshold as train.threshold, checked by the params loader like any edit."""
     import yaml
 
-    from reprotab.params import parse_params
+    from reprotab.params.loader import parse_params
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     if threshold is not None:
@@ -53,12 +53,12 @@ def in_process(p: Any, *, samplers: list[str], model: str | None, rows: int | No
     """One row per sampler: sampler used, resampled training rows, threshold, test metrics, fit seconds."""
     import pandas as pd
 
+    from reprotab.data.prepare import prepare_with
     from reprotab.errors import UserError
-    from reprotab.evaluation import score
-    from reprotab.params import hyperparameters_for
-    from reprotab.prepare import prepare_with
-    from reprotab.preprocessing import featurize
-    from reprotab.training import fit
+    from reprotab.evaluate.scores import score
+    from reprotab.model.featurizer import featurize
+    from reprotab.params.loader import hyperparameters_for
+    from reprotab.train.fit import fit
 
     model = model or p.model
     frame = pd.read_parquet(ROOT / p.data.path)
@@ -127,7 +127,7 @@ def print_table(results: list[dict[str, Any]], *, metric: str) -> None:
 
 
 def print_ranking(results: list[dict[str, Any]], *, metric: str) -> None:
-    from reprotab.metrics import LOWER_IS_BETTER
+    from reprotab.stats.metrics import LOWER_IS_BETTER
 
     scored = [r for r in results if "error" not in r]
     ranked = sorted(scored, key=lambda r: r[metric], reverse=metric not in LOWER_IS_BETTER)
@@ -170,7 +170,7 @@ def dvc_recipe(*, samplers: list[str], jobs: int) -> None:
 
 def main() -> None:
     from reprotab.errors import UserError
-    from reprotab.params import registry
+    from reprotab.params.sections import registry
 
     METRICS, SAMPLERS = registry("metrics"), registry("samplers")
 

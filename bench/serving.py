@@ -74,9 +74,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
 
-    from reprotab import served
-    from reprotab.demo_data import generate
-    from reprotab.params import parse_params
+    from reprotab.data.demo import generate
+    from reprotab.model import served
+    from reprotab.params.loader import parse_params
     from reprotab.pipeline import run
     from tests.conftest import base_params
     from tests.serving import request_rows, serve_command, server, server_env

@@ -21,10 +21,10 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
-from reprotab import tuning  # noqa: E402
-from reprotab.metrics import better  # noqa: E402
-from reprotab.params import hyperparameters_for, load_params  # noqa: E402
-from reprotab.prepare import prepare_with  # noqa: E402
+from reprotab.data.prepare import prepare_with  # noqa: E402
+from reprotab.params.loader import hyperparameters_for, load_params  # noqa: E402
+from reprotab.stats.metrics import better  # noqa: E402
+from reprotab.tune import search as tuning  # noqa: E402
 
 
 def search_for(p, splits, schema, *, model: str, metric: str) -> tuning.Search:

@@ -20,19 +20,28 @@ from reprotab.runner import resume_collection
 
 # name → (module with main(argv), one line of help)
 COMMANDS: dict[str, tuple[str, str]] = {  # in the order of the lifecycle
-    "check": ("reprotab.checks", "check params.yaml as the pipeline's validate stage does"),
-    "demo-data": ("reprotab.demo_data", "write the seeded demo table or a later batch with drift"),
-    "compare": ("reprotab.compare", "rank DVC experiments that differ in one param"),
-    "review": ("reprotab.review", "metrics, params and plots of two revisions in one report"),
-    "registry": ("reprotab.registry_cli", "register, promote, roll back and show model versions (git tags)"),
-    "predict": ("reprotab.predict", "score a CSV or Parquet file of any size with the served model"),
-    "serve": ("reprotab.service", "serve the model over HTTP, with canary and shadow routing and a prediction log"),
-    "monitor": ("reprotab.monitor_report", "drift report of a new batch or the prediction log: retrain or not"),
-    "retrain": ("reprotab.retraining", "one month of the loop: monitor a batch, version it, dvc repro, gate, register"),
-    "batches": ("reprotab.batches", "the labelled batches: list them, retire one from training (and restore it)"),
-    "query": ("reprotab.active_learning", "queue the pool rows the model is least sure of for labeling"),
-    "labels": ("reprotab.labels", "import labels returned from a queue as a new data/batches file"),
-    "mirror": ("reprotab.mirrors", "copy runs (workspace, a commit, every experiment) into MLflow or Comet"),
+    "check": ("reprotab.params.checks", "check params.yaml as the pipeline's validate stage does"),
+    "demo-data": ("reprotab.data.demo", "write the seeded demo table or a later batch with drift"),
+    "compare": ("reprotab.tracking.compare", "rank DVC experiments that differ in one param"),
+    "review": ("reprotab.tracking.review", "metrics, params and plots of two revisions in one report"),
+    "registry": ("reprotab.registry.command", "register, promote, roll back and show model versions (git tags)"),
+    "predict": ("reprotab.serving.predict", "score a CSV or Parquet file of any size with the served model"),
+    "serve": (
+        "reprotab.serving.service",
+        "serve the model over HTTP, with canary and shadow routing and a prediction log",
+    ),
+    "monitor": ("reprotab.monitoring.report", "drift report of a new batch or the prediction log: retrain or not"),
+    "retrain": (
+        "reprotab.retrain.month",
+        "one month of the loop: monitor a batch, version it, dvc repro, gate, register",
+    ),
+    "batches": (
+        "reprotab.retrain.batches",
+        "the labelled batches: list them, retire one from training (and restore it)",
+    ),
+    "query": ("reprotab.labeling.active_learning", "queue the pool rows the model is least sure of for labeling"),
+    "labels": ("reprotab.labeling.labels", "import labels returned from a queue as a new data/batches file"),
+    "mirror": ("reprotab.tracking.mirrors", "copy runs (workspace, a commit, every experiment) into MLflow or Comet"),
 }
 
 

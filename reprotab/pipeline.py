@@ -13,14 +13,14 @@ from typing import Any
 
 import pandas as pd
 
-from reprotab.evaluation import score
-from reprotab.params import Params, hyperparameters_for
-from reprotab.prepare import prepare_with
-from reprotab.preprocessing import featurize
-from reprotab.schema import Schema
-from reprotab.served import TabularModel
-from reprotab.train_run import frame_splits, train_model
-from reprotab.training import merge_hyperparameters, trained_family
+from reprotab.data.prepare import prepare_with
+from reprotab.evaluate.scores import score
+from reprotab.model.featurizer import featurize
+from reprotab.model.schema import Schema
+from reprotab.model.served import TabularModel
+from reprotab.params.loader import Params, hyperparameters_for
+from reprotab.train.fit import merge_hyperparameters, trained_family
+from reprotab.train.run import frame_splits, train_model
 
 
 @dataclass
@@ -41,7 +41,7 @@ def tune_best(*, splits: dict[str, pd.DataFrame], schema: Schema, params: Params
     study); {} with tuner none."""
     if params.tuner == "none":
         return {}
-    from reprotab import tuning
+    from reprotab.tune import search as tuning
 
     search, spaces, name = tuning.plan(
         train=splits["train"], validation=splits["validation"], schema=schema, params=params

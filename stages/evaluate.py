@@ -5,11 +5,11 @@ Reads   models/model.joblib (model.json: which splits trained it), data/prepared
 Writes  reports/evaluate/metrics.json  every metric of the task, test and validation; binary models
             add `threshold`, and with a stored threshold the threshold metrics at 0.5
             (`test/at_0.5/f1`, ...); with a calibrator, probability metrics before it (`test/uncalibrated/brier`)
-        reports/evaluate/plots/custom/*.json  dvclive plots declared in dvc.yaml (see reprotab/report.py)
+        reports/evaluate/plots/custom/*.json  dvclive plots declared in dvc.yaml (see reprotab/evaluate/report.py)
         reports/evaluate/figures/*.png, tables/{importance,per_class}.csv, predictions.csv, summary.md
 Params  metric (headline metric, permutation importance), seed and evaluate (permutation importance)
 
-This is the only stage that reads the test split. The logic is reprotab/evaluation.py.
+This is the only stage that reads the test split. The logic is reprotab/evaluate/scores.py.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from reprotab import served
-from reprotab.data import read_json, read_parquet
-from reprotab.evaluation import evaluate, write_report
-from reprotab.params import load_stage_params
+from reprotab.data.tables import read_json, read_parquet
+from reprotab.evaluate.scores import evaluate, write_report
+from reprotab.model import served
+from reprotab.params.loader import load_stage_params
 from reprotab.runner import stage_main
 
 PARAMS = ("metric", "seed", "evaluate")

@@ -4,7 +4,7 @@ Reads   data/prepared/{train,validation}.parquet, data/prepared/schema.json
 Writes  data/features/featurizer.joblib (fitted), data/features/{train,validation}.parquet
 Params  featurize, seed (the target encoder's cross-fitting folds)
 
-What the featurizer does is in reprotab/preprocessing.py. The test split is not read here:
+What the featurizer does is in reprotab/model/featurizer.py. The test split is not read here:
 only evaluate touches it.
 """
 
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import joblib
 
-from reprotab.data import atomic_path, read_json, read_parquet, write_table
-from reprotab.params import load_stage_params
-from reprotab.preprocessing import featurize
+from reprotab.data.tables import atomic_path, read_json, read_parquet, write_table
+from reprotab.model.featurizer import featurize
+from reprotab.model.schema import Schema
+from reprotab.params.loader import load_stage_params
 from reprotab.runner import stage_main
-from reprotab.schema import Schema
 
 PARAMS = ("featurize", "seed")
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ Writes  reports/gate/decision.json  promote true/false, every rule with both val
 Params  gate (rules), metric (default gate metric), seed (default bootstrap seed)
 
 `reprotab registry promote --stage prod` reads decision.json at the version's commit. The logic
-is reprotab/gate.py.
+is reprotab/registry/gate.py.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from reprotab import served
-from reprotab.data import file_md5
-from reprotab.gate import champion_model, evaluate_gate, read_pin, reference_rows, write_decision
-from reprotab.params import load_stage_params
+from reprotab.data.tables import file_md5
+from reprotab.model import served
+from reprotab.params.loader import load_stage_params
+from reprotab.registry.gate import champion_model, evaluate_gate, read_pin, reference_rows, write_decision
 from reprotab.runner import stage_main
 
 PARAMS = ("metric", "seed", "gate")

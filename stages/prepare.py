@@ -7,7 +7,7 @@ Writes  data/prepared/{train,validation,test}.parquet, data/prepared/schema.json
         under `data` exactly which files trained the model: name, rows and SHA-256 of each)
 Params  task, seed, data, prepare
 
-The logic is reprotab/prepare.py; this shell wires files to it.
+The logic is reprotab/data/prepare.py; this shell wires files to it.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from reprotab.data import file_hash, read_table, write_json, write_table
+from reprotab.data.prepare import SPLITS, choose_batches, combine_batches, prepare_with
+from reprotab.data.tables import file_hash, read_table, write_json, write_table
 from reprotab.errors import UserError, problem
-from reprotab.params import load_stage_params
-from reprotab.prepare import SPLITS, choose_batches, combine_batches, prepare_with
+from reprotab.params.loader import load_stage_params
 from reprotab.runner import stage_main
 
 PARAMS = ("task", "seed", "data", "prepare")

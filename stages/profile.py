@@ -7,8 +7,8 @@ Writes  reports/profile/profile.json (per column: kind, missing share, distinct 
         (skrub's TableReport of a seeded sample)
 Params  task, seed, data, prepare, sampling
 
-A report, not an input of any other stage. The logic is reprotab/profile.py (statistics and
-flags) and reprotab/profile_report.py (the pages); this shell wires files to them.
+A report, not an input of any other stage. The logic is reprotab/data/profile.py (statistics and
+flags) and reprotab/data/profile_report.py (the pages); this shell wires files to them.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from reprotab.data import atomic_path, read_table, write_json
-from reprotab.params import load_stage_params
-from reprotab.profile import profile_table
-from reprotab.profile_report import summary_markdown, table_report_html
+from reprotab.data.profile import profile_table
+from reprotab.data.profile_report import summary_markdown, table_report_html
+from reprotab.data.tables import atomic_path, read_table, write_json
+from reprotab.params.loader import load_stage_params
 from reprotab.runner import stage_main
 
 PARAMS = ("task", "seed", "data", "prepare", "sampling")

@@ -13,7 +13,7 @@ Writes  models/model.joblib (the served model: featurizer + estimator + threshol
 Params  model (auto: the family named in best_params.json), seed, hyperparameters, train,
         sampler, sampling, featurize (train.refit refits the featurizer), data (unlabeled_path)
 
-The logic is reprotab/training.py. `train.init_model` continues a previous model; that file
+The logic is reprotab/train/fit.py. `train.init_model` continues a previous model; that file
 is only read.
 """
 
@@ -25,13 +25,13 @@ from pathlib import Path
 
 import joblib
 
-from reprotab import served
-from reprotab.data import file_hash, read_json, read_parquet, write_json
-from reprotab.params import hyperparameters_for, load_stage_params
+from reprotab.data.tables import file_hash, read_json, read_parquet, write_json
+from reprotab.model import served
+from reprotab.model.schema import Schema
+from reprotab.params.loader import hyperparameters_for, load_stage_params
 from reprotab.runner import stage_main
-from reprotab.schema import Schema
-from reprotab.train_run import parquet_splits, train_model
-from reprotab.training import load_previous, merge_hyperparameters, metadata, trained_family
+from reprotab.train.fit import load_previous, merge_hyperparameters, metadata, trained_family
+from reprotab.train.run import parquet_splits, train_model
 
 PARAMS = ("model", "seed", "hyperparameters", "train", "sampler", "sampling", "featurize", "data")
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ Params  tuner, model, metric, seed, tune, hyperparameters, featurize, sampler, s
 
 `tuner: none` searches nothing and says so; train then uses `hyperparameters.<model>` as
 given. With `model: auto` the search also chooses the family; best_params.json names it and
-train fits it. How the search works is in reprotab/tuning.py. A second worker (another shell or
+train fits it. How the search works is in reprotab/tune/search.py. A second worker (another shell or
 machine with the same params, data and a shared `tune.storage`) joins a running search with
 `python -m stages.tune --worker`: it adds trials and writes nothing else.
 """
@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from reprotab import tune_report
-from reprotab.data import read_json, write_json
-from reprotab.params import load_stage_params
+from reprotab.data.tables import read_json, write_json
+from reprotab.model.schema import Schema
+from reprotab.params.loader import load_stage_params
 from reprotab.runner import stage_main
-from reprotab.schema import Schema
+from reprotab.tune import report as tune_report
 
 PARAMS = ("tuner", "model", "metric", "seed", "tune", "hyperparameters", "featurize", "sampler", "sampling")
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         log.info("%s", result["note"])
         return
 
-    from reprotab import tuning  # imports Optuna: only when a search runs
+    from reprotab.tune import search as tuning  # imports Optuna: only when a search runs
 
     prepared = Path(args.prepared)
     search, spaces, name = tuning.plan(

@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from reprotab.checks import check_params_file
-from reprotab.data import write_json
+from reprotab.data.tables import write_json
+from reprotab.params.checks import check_params_file
 from reprotab.runner import stage_main
 
 PARAMS: tuple[str, ...] = ()

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from filelock import FileLock
 
-from reprotab.demo_data import generate
-from reprotab.params import parse_params
+from reprotab.data.demo import generate
+from reprotab.params.loader import parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = str(Path(sys.executable).parent / "dvc")  # the environment's own dvc, which runs this python
@@ -140,7 +140,7 @@ def load_bench(name: str) -> ModuleType:
 def promoted_repo(path: Path, *, rows: int, params: Callable[[dict], None]) -> Path:
     """Month one of the loop: a project copy of `rows` demo rows, `params` applied to params.yaml,
     reproduced, committed, v1.0.0 registered and promoted to prod (its frozen reference set pinned)."""
-    from reprotab import registry
+    from reprotab.registry import versions as registry
 
     repo = make_repo(path, rows=rows)
     settings = yaml.safe_load((repo / "params.yaml").read_text())

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from reprotab import served
-from reprotab.demo_data import generate
-from reprotab.params import parse_params
+from reprotab.data.demo import generate
+from reprotab.model import served
+from reprotab.params.loader import parse_params
 from reprotab.pipeline import run
 from tests.conftest import ROOT, base_params
 

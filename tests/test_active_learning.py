@@ -7,13 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reprotab import active_learning, labels, served
-from reprotab.active_learning import build_queue, check_pool, diverse, most_uncertain, uncertainty
-from reprotab.demo_data import generate
+from reprotab.data.demo import generate
 from reprotab.errors import UserError
-from reprotab.labels import validate_labels
-from reprotab.params import TrainParams
-from reprotab.training import fit
+from reprotab.labeling import active_learning, labels
+from reprotab.labeling.active_learning import build_queue, check_pool, diverse, most_uncertain, uncertainty
+from reprotab.labeling.labels import validate_labels
+from reprotab.model import served
+from reprotab.params.sections import TrainParams
+from reprotab.train.fit import fit
 from tests.conftest import ROOT
 from tests.test_train import SMALL, split_data
 

@@ -14,16 +14,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reprotab import served
 from reprotab.cli import COMMANDS
 from reprotab.cli import main as cli_main
+from reprotab.data.prepare import infinities_to_missing, prepare_with
 from reprotab.errors import UserError
-from reprotab.models import MODELS, ModelSpec
-from reprotab.params import parse_params, registry
+from reprotab.model import served
+from reprotab.params.loader import parse_params
+from reprotab.params.sections import registry
 from reprotab.pipeline import run
-from reprotab.prepare import infinities_to_missing, prepare_with
-from reprotab.sampling import SAMPLERS
-from reprotab.tuners import TUNERS
+from reprotab.train.families import MODELS, ModelSpec
+from reprotab.train.sampling import SAMPLERS
+from reprotab.tune.tuners import TUNERS
 from tests.conftest import LONGEST_FIRST, ROOT, base_params
 
 
@@ -60,6 +61,14 @@ def test_a_model_pickled_by_an_old_layout_is_refused_with_a_clear_message(tmp_pa
         served.load(tmp_path / "old.joblib")
 
 
+def test_a_model_pickled_by_the_flat_layout_is_refused_with_a_clear_message(tmp_path):
+    """Format 1 models pickled `reprotab.served.TabularModel`, before the library had sub-packages."""
+    payload = pickle.dumps(0).replace(b"K\x00", b"creprotab.served\nTabularModel\n)\x81")
+    (tmp_path / "flat.joblib").write_bytes(payload)
+    with pytest.raises(UserError, match=r"incompatible version of this project \(it needs module 'reprotab\."):
+        served.load(tmp_path / "flat.joblib")
+
+
 @pytest.mark.parametrize(
     "content,message",
     [(b"", "cannot be loaded"), (b"not a pickle", "cannot be loaded"), (pickle.dumps([1, 2]), "is not a model")],
@@ -78,7 +87,7 @@ def test_threshold_semantics_live_in_the_model(small_run):
     model_threshold, model.threshold = model.threshold, None
     try:
         assert model.decision_threshold == 0.5
-        assert list(model.decide(proba[:, ::-1] if positive == 0 else proba)) == [1 - positive, positive]
+        assert list(model.class_indices(proba[:, ::-1] if positive == 0 else proba)) == [1 - positive, positive]
     finally:
         model.threshold = model_threshold
 
@@ -205,7 +214,7 @@ def test_reading_params_loads_no_scikit_learn():
     SciPy's import (about 1 s) for those names. Run in a fresh interpreter: this one has them."""
     code = (
         "import sys\n"
-        "from reprotab.params import load_params\n"
+        "from reprotab.params.loader import load_params\n"
         "params = load_params('params.yaml')\n"
         "loaded = {name.split('.')[0] for name in sys.modules}\n"
         "heavy = sorted(loaded & {'sklearn', 'scipy', 'lightgbm', 'xgboost', 'matplotlib'})\n"

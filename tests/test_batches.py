@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from reprotab.demo_data import generate
+from reprotab.data.demo import generate
 from tests.conftest import sh
 
 

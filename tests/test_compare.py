@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from reprotab.compare import _params_metric, experiment_rows, markdown, plot, rank
 from reprotab.errors import UserError
-from reprotab.metrics import LOWER_IS_BETTER
+from reprotab.stats.metrics import LOWER_IS_BETTER
+from reprotab.tracking.compare import _params_metric, experiment_rows, markdown, plot, rank
 from tests.conftest import DVC, sh
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from reprotab.data import atomic_path, detect_delimiter, frame_hash, read_table, write_table
+from reprotab.data.tables import atomic_path, detect_delimiter, frame_hash, read_table, write_table
 from reprotab.errors import UserError
 
 

@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from reprotab.data import frame_hash
-from reprotab.demo_data import generate
+from reprotab.data.demo import generate
+from reprotab.data.tables import frame_hash
 from reprotab.errors import UserError
 from tests.conftest import ROOT
 

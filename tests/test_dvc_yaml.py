@@ -83,8 +83,8 @@ def test_stage_lists_every_module_it_imports(stage):
 def test_closure_finds_a_dependency_removed_on_purpose(tmp_path):
     """The check above can fail: drop one transitive dep and the comparison sees it."""
     entry = PIPELINE["stages"]["train"]
-    trimmed = {**entry, "deps": [d for d in entry["deps"] if d != "reprotab/decision.py"]}
-    assert import_closure("stages.train") - code_deps(trimmed) == {"reprotab/decision.py"}
+    trimmed = {**entry, "deps": [d for d in entry["deps"] if d != "reprotab/model/decision.py"]}
+    assert import_closure("stages.train") - code_deps(trimmed) == {"reprotab/model/decision.py"}
 
 
 def test_every_stage_runs_after_validate():

@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 
 from reprotab.errors import UserError
-from reprotab.models import MODELS, build_estimator
-from reprotab.params import FeaturizeParams
-from reprotab.preprocessing import featurize
-from reprotab.schema import Schema, encode_target
-from reprotab.training import fit
+from reprotab.model.featurizer import featurize
+from reprotab.model.schema import Schema, encode_target
+from reprotab.params.sections import FeaturizeParams
+from reprotab.train.families import MODELS, build_estimator
+from reprotab.train.fit import fit
 
 SMALL = {
     "random_forest": {"n_estimators": 20, "n_jobs": 1},  # one thread: spreading tiny fits over cores is slower

@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 import yaml
 
-from reprotab import evaluation, served
-from reprotab.data import write_table
-from reprotab.params import FeaturizeParams, parse_params
-from reprotab.prepare import prepare
-from reprotab.preprocessing import featurize
-from reprotab.report import PLOTS
-from reprotab.training import fit
+from reprotab.data.prepare import prepare
+from reprotab.data.tables import write_table
+from reprotab.evaluate import scores as evaluation
+from reprotab.evaluate.report import PLOTS
+from reprotab.model import served
+from reprotab.model.featurizer import featurize
+from reprotab.params.loader import parse_params
+from reprotab.params.sections import FeaturizeParams
+from reprotab.train.fit import fit
 from stages import evaluate
 from tests.conftest import DVC, ROOT, base_params, sh
 
@@ -195,7 +197,7 @@ def test_evaluate_declares_its_report_outputs():
         "reports/evaluate/summary.md",
     }
     assert "reports/evaluate/figures" in PIPELINE["plots"]
-    assert "reprotab/report.py" in stage["deps"]
+    assert "reprotab/evaluate/report.py" in stage["deps"]
 
 
 @pytest.mark.integration

@@ -6,10 +6,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import OneHotEncoder
 
-from reprotab import importance
-from reprotab.models import MODELS
-from reprotab.params import FeaturizeParams
-from reprotab.preprocessing import (
+from reprotab.evaluate import importance
+from reprotab.model.featurizer import (
     OneHotMatrix,
     build_featurizer,
     encoded_groups,
@@ -17,8 +15,10 @@ from reprotab.preprocessing import (
     one_hot_groups,
     safe_name,
 )
-from reprotab.schema import Schema, encode_target
-from reprotab.training import fit
+from reprotab.model.schema import Schema, encode_target
+from reprotab.params.sections import FeaturizeParams
+from reprotab.train.families import MODELS
+from reprotab.train.fit import fit
 
 SCHEMA = Schema(
     task="classification", target="y", numeric=("n", "flag"), categorical=("c",), classes=(0, 1), positive_class=1
@@ -226,9 +226,9 @@ def test_training_rows_are_cross_fitted_so_ids_do_not_look_predictive():
 
 
 def test_tune_folds_and_refit_cross_fit_their_training_rows():
-    from reprotab.params import SamplingParams
-    from reprotab.training import refit
-    from reprotab.tuning import build_folds
+    from reprotab.params.sections import SamplingParams
+    from reprotab.train.fit import refit
+    from reprotab.tune.search import build_folds
 
     frame, schema = high_cardinality_frame(rows=500)
     train, validation = frame.iloc[:400], frame.iloc[400:]
@@ -268,7 +268,7 @@ def test_tune_folds_and_refit_cross_fit_their_training_rows():
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
 def test_target_encoded_models_predict_unseen_categories_pickle_and_report_raw_columns(task, tmp_path):
-    from reprotab.served import load, save
+    from reprotab.model.served import load, save
 
     frame, schema = high_cardinality_frame(task)
     featurizer, train, held = featurize(

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from reprotab.errors import UserError
-from reprotab.gate import decide, decision_markdown, read_pin
-from reprotab.metrics import BY_TASK, Scored
-from reprotab.params import GateParams, parse_params
-from reprotab.resample import paired_bootstrap, resample_counts, weighted
+from reprotab.params.loader import parse_params
+from reprotab.params.sections import GateParams
+from reprotab.registry.gate import decision_markdown, judge, read_pin
+from reprotab.stats.metrics import BY_TASK, Scored
+from reprotab.stats.resample import paired_bootstrap, resample_counts, weighted
 from tests.conftest import base_params
 
 PIN = {"version": "v1.0.0", "commit": "a" * 40}
@@ -30,7 +31,7 @@ def noisy_scores(rows: int, noise: float, seed: int) -> tuple[np.ndarray, np.nda
 
 
 def gate(challenger: Scored, champion: Scored | None, **rules) -> dict:
-    return decide(
+    return judge(
         task="classification",
         metric=rules.pop("metric", "roc_auc"),
         rules=GateParams(**rules),

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reprotab.data import frame_hash
+from reprotab.data.tables import frame_hash
 from reprotab.errors import UserError
-from reprotab.gate import decide, decision_markdown, read_pin
-from reprotab.params import GateParams
+from reprotab.params.sections import GateParams
+from reprotab.registry import gate
+from reprotab.registry.gate import decision_markdown, read_pin
 from tests.test_gate import PIN, binary, noisy_scores
 
 
@@ -21,7 +22,7 @@ def rules(**overrides) -> GateParams:
 
 
 def judge(challenger, champion, reference_challenger=None, reference_champion=None, **overrides) -> dict:
-    return decide(
+    return gate.judge(
         task="classification",
         metric="roc_auc",
         rules=rules(**overrides),
@@ -98,7 +99,7 @@ def test_the_pin_reference_must_name_commit_path_and_hash(tmp_path):
 def test_reference_rows_that_reach_training_fail_the_gate():
     """A batch re-sending old rows, or a changed seed, puts reference rows into training; duplicates
     the data already had when the reference was frozen do not count."""
-    from reprotab.gate import leak_check, overlap
+    from reprotab.registry.gate import leak_check, overlap
 
     reference = pd.DataFrame({"id": range(200), "x": np.arange(200) * 1.5, "y": [0, 1] * 100})
     training = pd.DataFrame({"id": range(1000, 1500), "x": np.arange(500) * 1.5 + 1000, "y": [1, 0] * 250})

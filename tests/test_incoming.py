@@ -1,4 +1,4 @@
-"""The one cleaning policy for rows that arrive after training (reprotab/incoming.py): each note on
+"""The one cleaning policy for rows that arrive after training (reprotab/data/incoming.py): each note on
 tiny frames with a real fitted featurizer, then the same file through `predict` and the monitor."""
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reprotab.demo_data import generate
-from reprotab.errors import UserError
-from reprotab.incoming import (
+from reprotab.data.demo import generate
+from reprotab.data.incoming import (
     ColumnNote,
     NotNumbers,
     clean_incoming,
@@ -20,12 +19,14 @@ from reprotab.incoming import (
     merge_notes,
     require_features,
 )
-from reprotab.monitoring import monitor
-from reprotab.params import FeaturizeParams, MonitorParams, parse_params
+from reprotab.errors import UserError
+from reprotab.model.featurizer import fit_featurizer
+from reprotab.model.schema import Schema
+from reprotab.monitoring.verdict import monitor
+from reprotab.params.loader import parse_params
+from reprotab.params.sections import FeaturizeParams, MonitorParams
 from reprotab.pipeline import run
-from reprotab.predict import predict_file
-from reprotab.preprocessing import fit_featurizer
-from reprotab.schema import Schema
+from reprotab.serving.predict import predict_file
 from tests.conftest import base_params
 
 SCHEMA = Schema(task="regression", target="y", numeric=("x",), categorical=("color", "city"), id_column="id")
@@ -106,7 +107,7 @@ def test_unseen_categories_are_kept_and_counted_per_column(featurizer):
 def test_each_changed_column_is_logged_once_in_one_grammar(featurizer, caplog):
     frame = rows(x=[np.inf, 1.0, 2.0, None], color=["red", "mauve", "red", "red"])
     cleaned = clean_incoming(frame, SCHEMA, featurizer=featurizer, where="--input b.csv")
-    with caplog.at_level(logging.WARNING, logger="reprotab.incoming"):
+    with caplog.at_level(logging.WARNING, logger="reprotab.data.incoming"):
         log_notes(cleaned.notes, where="--input b.csv")
     assert [r.getMessage() for r in caplog.records] == [
         "--input b.csv: column 'x': 1 of 4 values are infinite, treated as missing",
@@ -194,11 +195,11 @@ def test_predict_and_monitor_give_the_same_verdict_and_notes(trained, tmp_path, 
     result, params = trained
     source = tmp_path / "batch.csv"
     _damaged(kind).to_csv(source, index=False)
-    batch = pd.read_csv(source)  # what `reprotab monitor --batch` reads (reprotab/data.py read_table)
+    batch = pd.read_csv(source)  # what `reprotab monitor --batch` reads (reprotab/data/tables.py read_table)
     said = {}
     for tool in ("predict", "monitor"):
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="reprotab.incoming"):
+        with caplog.at_level(logging.WARNING, logger="reprotab.data.incoming"):
             try:
                 if tool == "predict":
                     predict_file(result.model, version="v1", input=source, output=tmp_path / "out.parquet")

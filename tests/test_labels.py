@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from reprotab.demo_data import generate
+from reprotab.data.demo import generate
+from reprotab.data.prepare import choose_batches
 from reprotab.errors import UserError
-from reprotab.labels import batch_path, validate_labels
-from reprotab.prepare import choose_batches
-from reprotab.retrain_summary import batch_name
+from reprotab.labeling.labels import batch_path, validate_labels
+from reprotab.retrain.summary import batch_name
 from tests.conftest import DVC, make_repo, sh
 
 

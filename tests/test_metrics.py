@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from reprotab.metrics import Scored, better, binary_roc_auc, flatten, score_all
+from reprotab.stats.metrics import Scored, better, binary_roc_auc, flatten, score_all
 
 
 def test_binary_metrics_score_the_positive_class():

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from reprotab.errors import UserError, redact
-from reprotab.mirrors import flatten, numeric_metrics, require
+from reprotab.tracking.mirrors import flatten, numeric_metrics, require
 from tests.conftest import reproduced_repo, sh
 
 # --- unit ---------------------------------------------------------------------------------
@@ -62,7 +62,7 @@ def mirror(repo: Path, *args: str, env: dict | None = None):
 def test_mlflow_mirror_logs_a_run_with_a_model_that_predicts_like_ours(mirrored_repo, tmp_path, monkeypatch):
     import mlflow
 
-    from reprotab.served import load
+    from reprotab.model.served import load
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # models:/ URIs resolve through the default store

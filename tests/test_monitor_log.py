@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reprotab import served
-from reprotab.data import write_json
-from reprotab.demo_data import generate
-from reprotab.monitor_report import main
-from reprotab.params import parse_params
+from reprotab.data.demo import generate
+from reprotab.data.tables import write_json
+from reprotab.model import served
+from reprotab.monitoring.report import main
+from reprotab.params.loader import parse_params
 from reprotab.pipeline import run
-from reprotab.prediction_log import PredictionLog, record
-from reprotab.scoring import local_version
+from reprotab.serving.prediction_log import PredictionLog, record
+from reprotab.serving.scoring import local_version
 from tests.conftest import base_params
 
 START = datetime(2026, 11, 1, tzinfo=UTC)

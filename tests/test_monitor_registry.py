@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reprotab import served
-from reprotab.demo_data import generate
-from reprotab.monitor_report import inputs, main
-from reprotab.params import parse_params
+from reprotab.data.demo import generate
+from reprotab.model import served
+from reprotab.monitoring.report import inputs, main
+from reprotab.params.loader import parse_params
 from reprotab.pipeline import run
 from tests.conftest import base_params, promoted_repo, sh
 

@@ -10,13 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reprotab.data import write_json
-from reprotab.demo_data import generate
-from reprotab.drift import class_share_drift, target_shift
+from reprotab.data.demo import generate
+from reprotab.data.tables import write_json
 from reprotab.errors import UserError
-from reprotab.monitoring import judge, monitor
-from reprotab.params import MonitorParams, parse_params
+from reprotab.monitoring.verdict import judge, monitor
+from reprotab.params.loader import parse_params
+from reprotab.params.sections import MonitorParams
 from reprotab.pipeline import run
+from reprotab.stats.drift import class_share_drift, target_shift
 from tests.conftest import base_params
 
 RULES = {"max_share_change": 0.4, "min_rows": 50, "min_reference_share": 0.01}
@@ -165,8 +166,8 @@ def test_write_json_writes_strict_json(tmp_path):
 
 def test_whole_number_labels_read_as_floats_are_the_same_classes():
     """A CSV column of 0/1 labels with a gap reads as 0.0/1.0: the same classes, not unseen ones."""
-    from reprotab.monitoring import check_batch
-    from reprotab.schema import Schema, encode_target
+    from reprotab.model.schema import Schema, encode_target
+    from reprotab.monitoring.verdict import check_batch
 
     schema = Schema(task="classification", target="y", numeric=("x",), categorical=(), classes=(0, 1))
     batch = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0.0, 1.0, None]})

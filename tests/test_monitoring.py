@@ -11,16 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reprotab import bootstrap, served
-from reprotab.data import write_json
-from reprotab.demo_data import generate
-from reprotab.drift import EPSILON, categorical_bins, ks_test, numeric_bins, psi
+from reprotab.data.demo import generate
+from reprotab.data.tables import write_json
 from reprotab.errors import UserError
-from reprotab.metrics import BY_TASK, Scored
-from reprotab.monitor_report import main
-from reprotab.monitoring import clean, monitor
-from reprotab.params import MonitorParams, parse_params
+from reprotab.model import served
+from reprotab.monitoring.report import main
+from reprotab.monitoring.verdict import clean, monitor
+from reprotab.params.loader import parse_params
+from reprotab.params.sections import MonitorParams
 from reprotab.pipeline import run
+from reprotab.stats import bootstrap
+from reprotab.stats.drift import EPSILON, categorical_bins, ks_test, numeric_bins, psi
+from reprotab.stats.metrics import BY_TASK, Scored
 from tests.conftest import base_params
 
 CONFIG = MonitorParams(bootstrap=200)

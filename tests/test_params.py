@@ -1,9 +1,10 @@
 import pytest
 
-from reprotab import metrics
 from reprotab.errors import UserError
-from reprotab.models import MODELS
-from reprotab.params import Params, StageParams, load_params, parse_params, registry
+from reprotab.params.loader import Params, StageParams, load_params, parse_params
+from reprotab.params.sections import registry
+from reprotab.stats import metrics
+from reprotab.train.families import MODELS
 from tests.conftest import ROOT, base_params
 
 
@@ -50,7 +51,7 @@ def test_model_auto_needs_a_sampled_search_over_every_family(overrides, message)
 
 
 def test_model_auto_checks_the_hyperparameters_of_every_family():
-    from reprotab.checks import params_problems
+    from reprotab.params.checks import params_problems
 
     raw = base_params(model="auto", tuner="random")
     raw["hyperparameters"]["xgboost"]["n_estimators"] = -3
@@ -166,7 +167,7 @@ def test_bad_sampler_settings_are_reported(overrides, message):
 
 
 def test_hyperparameters_take_a_block_per_task_over_the_shared_settings():
-    from reprotab.params import hyperparameters_for
+    from reprotab.params.loader import hyperparameters_for
 
     params = parse_params(base_params())
     forest = dict(n_estimators=300, min_samples_leaf=5, n_jobs=-1)
@@ -195,7 +196,7 @@ def test_a_hyperparameter_set_both_shared_and_in_a_task_block_is_refused():
 @pytest.mark.parametrize("model", ["xgboost", "lightgbm"])
 @pytest.mark.parametrize("rounds", [-3, 0, 2.5])
 def test_booster_rounds_are_checked_before_any_stage_runs(model, rounds):
-    from reprotab.models import hyperparameter_value_problems
+    from reprotab.train.families import hyperparameter_value_problems
 
     problems = hyperparameter_value_problems(
         model=model, task="classification", hyperparameters={"n_estimators": rounds}

@@ -6,7 +6,7 @@ import re
 import pytest
 import yaml
 
-from reprotab.params import AUDIT_ENV
+from reprotab.params.sections import AUDIT_ENV
 from tests.conftest import DVC, sh
 
 pytestmark = pytest.mark.integration
@@ -125,9 +125,9 @@ def test_bad_params_stop_repro_before_any_stage_clears_its_outputs(repo, edit):
 
 
 def test_editing_a_module_marks_exactly_the_stages_that_import_it(repo):
-    """Code is a dependency: reprotab/served.py is imported by train, evaluate and gate, not by prepare."""
+    """Code is a dependency: reprotab/model/served.py is imported by train, evaluate and gate, not by prepare."""
     sh([DVC, "repro"], repo)
-    served = repo / "reprotab/served.py"
+    served = repo / "reprotab/model/served.py"
     original = served.read_text()
     served.write_text(original + "\n# an edit\n")
     try:
@@ -141,7 +141,7 @@ def test_in_process_run_gives_the_pipelines_metrics(repo):
     """reprotab.pipeline.run on the same data and params scores exactly what dvc repro writes."""
     import pandas as pd
 
-    from reprotab.params import load_params
+    from reprotab.params.loader import load_params
     from reprotab.pipeline import run
 
     sh([DVC, "repro"], repo)

@@ -1,4 +1,4 @@
-"""Batch scoring: `reprotab predict` and the library under it (reprotab/predict.py, scoring.py)."""
+"""Batch scoring: `reprotab predict` and the library under it (reprotab/serving/predict.py, scoring.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reprotab import served
-from reprotab.demo_data import generate
+from reprotab.data.demo import generate
+from reprotab.data.incoming import clean_incoming
 from reprotab.errors import UserError
-from reprotab.incoming import clean_incoming
-from reprotab.predict import errors_path, main, predict_file
-from reprotab.scoring import local_version, resolve_model
+from reprotab.model import served
+from reprotab.serving.predict import errors_path, main, predict_file
+from reprotab.serving.scoring import local_version, resolve_model
 from tests.serving import train_model
 
 
@@ -77,7 +77,7 @@ def test_missing_columns_are_named_with_did_you_mean_before_scoring(tmp_path, mo
 def test_extra_columns_are_ignored_with_one_note(tmp_path, model, batch, caplog):
     source = tmp_path / "batch.parquet"
     batch.head(20).assign(notes="x", score_2=1.0).to_parquet(source)
-    with caplog.at_level(logging.INFO, logger="reprotab.predict"):
+    with caplog.at_level(logging.INFO, logger="reprotab.serving.predict"):
         predict_file(model, version="v1", input=source, output=tmp_path / "out.parquet")
     notes = [r.getMessage() for r in caplog.records if "does not use" in r.getMessage()]
     assert notes == ["ignoring 4 column(s) the model does not use: churned, next_month_spend, notes, score_2"]

@@ -2,10 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reprotab.demo_data import generate
-from reprotab.errors import UserError
-from reprotab.params import DataParams
-from reprotab.prepare import (
+from reprotab.data.demo import generate
+from reprotab.data.prepare import (
     check_target,
     choose_batches,
     combine_batches,
@@ -15,6 +13,8 @@ from reprotab.prepare import (
     split,
     text_to_numbers,
 )
+from reprotab.errors import UserError
+from reprotab.params.sections import DataParams
 
 
 def data(**kwargs) -> DataParams:

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from reprotab.data.profile import profile_table
+from reprotab.data.profile_report import summary_markdown
 from reprotab.errors import UserError
-from reprotab.params import DataParams, SamplingParams
-from reprotab.profile import profile_table
-from reprotab.profile_report import summary_markdown
+from reprotab.params.sections import DataParams, SamplingParams
 
 
 def crafted(rows: int = 300) -> pd.DataFrame:

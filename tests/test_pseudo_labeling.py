@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reprotab.demo_data import generate
+from reprotab.data.demo import generate
 from reprotab.errors import UserError
-from reprotab.models import MODELS, build_estimator, fit_estimator
-from reprotab.params import PseudoLabelingParams, TrainParams, parse_params
-from reprotab.pseudo_labeling import class_thresholds, pick, room_left, self_train, unlabeled_features
-from reprotab.training import fit
+from reprotab.params.loader import parse_params
+from reprotab.params.sections import PseudoLabelingParams, TrainParams
+from reprotab.train.families import MODELS, build_estimator, fit_estimator
+from reprotab.train.fit import fit
+from reprotab.train.pseudo_labeling import class_thresholds, pick, room_left, self_train, unlabeled_features
 from tests.conftest import DVC, base_params, sh
 from tests.test_train import SMALL, split_data
 

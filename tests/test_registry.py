@@ -19,9 +19,9 @@ import gto.api
 import pytest
 import yaml
 
-from reprotab import registry
 from reprotab.errors import UserError
-from reprotab.registry_cli import main
+from reprotab.registry import versions as registry
+from reprotab.registry.command import main
 from tests.conftest import DVC, reproduced_repo, sh
 
 pytestmark = pytest.mark.integration

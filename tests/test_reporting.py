@@ -6,12 +6,12 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.pipeline import Pipeline
 
-from reprotab import importance, plot_data, report, summary
-from reprotab.metrics import Scored
-from reprotab.params import FeaturizeParams
-from reprotab.preprocessing import build_featurizer
-from reprotab.schema import Schema, encode_target
-from reprotab.served import TabularModel
+from reprotab.evaluate import importance, plot_data, report, summary
+from reprotab.model.featurizer import build_featurizer
+from reprotab.model.schema import Schema, encode_target
+from reprotab.model.served import TabularModel
+from reprotab.params.sections import FeaturizeParams
+from reprotab.stats.metrics import Scored
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from reprotab.errors import UserError
-from reprotab.registry_checks import status_paths
-from reprotab.retrain_journal import Transaction, check_recoverable, refuse_if_interrupted, rollback, tags
-from reprotab.retrain_vcs import WRITES, check_clean
-from reprotab.retraining import prod_version
+from reprotab.registry.checks import status_paths
+from reprotab.retrain.journal import Transaction, check_recoverable, refuse_if_interrupted, rollback, tags
+from reprotab.retrain.month import prod_version
+from reprotab.retrain.vcs import WRITES, check_clean
 from tests.conftest import tool_env
 
 

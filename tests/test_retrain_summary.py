@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from reprotab.errors import UserError
-from reprotab.params import parse_params
-from reprotab.retrain_summary import batch_action, batch_name, first_reason, markdown, set_value
-from reprotab.retrain_vcs import StepFailed
-from reprotab.retraining import combine_changes
+from reprotab.params.loader import parse_params
+from reprotab.retrain.month import combine_changes
+from reprotab.retrain.summary import batch_action, batch_name, first_reason, markdown, set_value
+from reprotab.retrain.vcs import StepFailed
 from tests.conftest import ROOT, base_params
 
 ROWS = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
@@ -141,7 +141,7 @@ def test_a_failure_is_one_line_with_its_first_problem():
 
 
 def test_continue_with_model_auto_is_refused_before_anything_is_committed(tmp_path, monkeypatch):
-    from reprotab.retraining import retrain
+    from reprotab.retrain.month import retrain
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(base_params(model="auto", tuner="optuna")))
     batch = tmp_path / "2027-01.csv"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reprotab.demo_data import generate
+from reprotab.data.demo import generate
 from tests.conftest import promoted_repo, sh, tool_env
 from tests.test_retraining import small_and_on_log_loss, subjects, tags
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reprotab import registry
-from reprotab.demo_data import generate
+from reprotab.data.demo import generate
+from reprotab.registry import versions as registry
 from tests.conftest import promoted_repo, sh
 
 pytestmark = pytest.mark.integration

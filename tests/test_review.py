@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reprotab.review import (
+from reprotab.tracking.review import (
     COMMENT_MARKER,
     collect_plots,
     diff_rows,

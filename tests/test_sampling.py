@@ -3,12 +3,12 @@ import pandas as pd
 import pytest
 
 from reprotab.errors import UserError
-from reprotab.params import FeaturizeParams, SamplingParams, registry
-from reprotab.preprocessing import featurize, one_hot_groups
-from reprotab.sampling import SAMPLERS, balance, categorical_groups, decide
-from reprotab.schema import Schema
-from reprotab.training import fit
-from reprotab.tuning import build_folds
+from reprotab.model.featurizer import featurize, one_hot_groups
+from reprotab.model.schema import Schema
+from reprotab.params.sections import FeaturizeParams, SamplingParams, registry
+from reprotab.train.fit import fit
+from reprotab.train.sampling import SAMPLERS, balance, categorical_groups, resolve_sampler
+from reprotab.tune.search import build_folds
 
 CONFIG = SamplingParams()
 
@@ -93,13 +93,13 @@ def test_original_rows_are_kept_by_oversamplers():
     ],
 )
 def test_auto_decision_from_the_target(y, expected):
-    decision = decide(sampler="auto", task="classification", y=y, config=CONFIG)
+    decision = resolve_sampler(sampler="auto", task="classification", y=y, config=CONFIG)
     assert decision.sampler == expected
     assert decision.imbalance_ratio == pytest.approx(np.bincount(y).max() / np.bincount(y).min())
 
 
 def test_auto_turns_balancing_off_for_regression():
-    assert decide(sampler="auto", task="regression", y=np.arange(10.0), config=CONFIG).sampler == "none"
+    assert resolve_sampler(sampler="auto", task="regression", y=np.arange(10.0), config=CONFIG).sampler == "none"
 
 
 def test_too_few_minority_rows_for_k_neighbors_names_both_numbers():

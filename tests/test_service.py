@@ -1,4 +1,4 @@
-"""The HTTP service (reprotab/service.py): request checks, metrics, canary and shadow routing,
+"""The HTTP service (reprotab/serving/service.py): request checks, metrics, canary and shadow routing,
 the prediction log, in-process where cheap and as a real uvicorn process on 127.0.0.1."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from reprotab import prediction_log
-from reprotab.prediction_log import PredictionLog
-from reprotab.scoring import resolve_model
-from reprotab.service import Served, ServiceConfig, create_app, route_of
+from reprotab.serving import prediction_log
+from reprotab.serving.prediction_log import PredictionLog
+from reprotab.serving.scoring import resolve_model
+from reprotab.serving.service import Served, ServiceConfig, create_app, route_of
 from tests.serving import free_port, request_rows, serve_command, server, server_env, train_model
 
 
@@ -316,7 +316,7 @@ def test_a_model_that_fails_to_load_exits_2_before_serving(tmp_path, content):
 
 
 def test_serve_options_are_checked_before_anything_starts(models, tmp_path, monkeypatch):
-    from reprotab.service import main
+    from reprotab.serving.service import main
 
     monkeypatch.chdir(tmp_path)
     for argv in (

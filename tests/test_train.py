@@ -8,14 +8,15 @@ import joblib
 import numpy as np
 import pytest
 
-from reprotab.decision import FROM_COUNTS, best_threshold, confusion_at
-from reprotab.demo_data import generate
+from reprotab.data.demo import generate
+from reprotab.data.prepare import prepare
 from reprotab.errors import UserError
-from reprotab.metrics import CLASSIFICATION, Scored
-from reprotab.params import THRESHOLD_METRICS, FeaturizeParams, TrainParams, parse_params
-from reprotab.prepare import prepare
-from reprotab.preprocessing import featurize
-from reprotab.training import fit, load_previous
+from reprotab.model.decision import FROM_COUNTS, best_threshold, confusion_at
+from reprotab.model.featurizer import featurize
+from reprotab.params.loader import parse_params
+from reprotab.params.sections import THRESHOLD_METRICS, FeaturizeParams, TrainParams
+from reprotab.stats.metrics import CLASSIFICATION, Scored
+from reprotab.train.fit import fit, load_previous
 from tests.conftest import DVC, base_params, sh
 
 SMALL = {
@@ -216,7 +217,7 @@ def test_calibration_improves_the_brier_score_of_a_miscalibrated_model():
 
 
 def test_calibrated_multiclass_probabilities_sum_to_one():
-    from reprotab.decision import Calibrator
+    from reprotab.model.decision import Calibrator
 
     rng = np.random.default_rng(0)
     proba = rng.dirichlet([1, 1, 1], size=200)
@@ -285,7 +286,7 @@ def test_the_threshold_never_looks_at_the_test_split(reproduced):
 
 
 def test_refit_keeps_the_validation_decisions_and_scales_the_early_stopped_rounds(churn):
-    from reprotab.training import metadata, refit
+    from reprotab.train.fit import metadata, refit
 
     splits, schema = churn[0], churn[1]
     settings = TrainParams(early_stopping_rounds=5, threshold="auto", calibration="sigmoid")

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from reprotab.params import AUDIT_ENV
+from reprotab.params.sections import AUDIT_ENV
 from tests.conftest import DVC, sh, tool_env
 
 pytestmark = pytest.mark.integration

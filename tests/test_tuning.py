@@ -4,11 +4,12 @@ import numpy as np
 import optuna
 import pytest
 
-from reprotab import tuning
+from reprotab.data.prepare import prepare
 from reprotab.errors import UserError
-from reprotab.params import FeaturizeParams, SamplingParams, TuneParams, parse_params
-from reprotab.prepare import prepare
-from reprotab.training import fit, merge_hyperparameters
+from reprotab.params.loader import parse_params
+from reprotab.params.sections import FeaturizeParams, SamplingParams, TuneParams
+from reprotab.train.fit import fit, merge_hyperparameters
+from reprotab.tune import search as tuning
 from tests.conftest import base_params
 
 SMALL = {
@@ -82,7 +83,7 @@ def test_each_tuner_finds_params_inside_its_space_and_train_uses_them(split, tun
             assert spec.low <= value <= spec.high
     # the found values reach the fitted estimator through train's merge
     splits, schema = split
-    from reprotab.preprocessing import featurize
+    from reprotab.model.featurizer import featurize
 
     featurizer, features, _ = featurize(
         train=splits["train"], validation=splits["validation"], schema=schema, config=FeaturizeParams()
@@ -130,8 +131,8 @@ def test_rerunning_with_more_trials_continues_the_study(split, tmp_path):
 
 
 def test_the_starting_point_is_the_shipped_hyperparameters_inside_the_space():
-    from reprotab.params import Distribution
-    from reprotab.space import starting_point
+    from reprotab.params.sections import Distribution
+    from reprotab.tune.space import starting_point
 
     space = {
         "learning_rate": Distribution(low=0.01, high=0.3, log=True),  # base 0.05
@@ -156,8 +157,8 @@ def test_the_starting_point_is_the_shipped_hyperparameters_inside_the_space():
 
 
 def test_the_starting_point_takes_xgboosts_own_defaults_where_its_wrapper_says_none():
-    from reprotab.params import Distribution
-    from reprotab.space import starting_point
+    from reprotab.params.sections import Distribution
+    from reprotab.tune.space import starting_point
 
     space = {
         "min_child_weight": Distribution(low=0.5, high=20.0, log=True),
@@ -187,8 +188,8 @@ def test_a_new_search_tries_the_shipped_point_first_and_once(split, tmp_path, tu
 
 
 def test_model_auto_searches_every_family_from_its_shipped_point(split):
-    from reprotab.models import build_estimator
-    from reprotab.training import trained_family
+    from reprotab.train.families import build_estimator
+    from reprotab.train.fit import trained_family
 
     search = make_search(split)
     bases = {
@@ -240,7 +241,7 @@ def test_model_auto_says_which_family_never_competed(split, caplog):
 
 
 def test_train_refuses_model_auto_without_a_searched_family():
-    from reprotab.training import trained_family
+    from reprotab.train.fit import trained_family
 
     assert trained_family("xgboost", {}) == "xgboost"
     message = r"models/best_params\.json: names no model family, which model: auto needs.*Run the tune stage"

@@ -90,8 +90,8 @@ def test_registry_outside_a_git_repository_is_one_message(tmp_path, folder, mess
 def test_the_model_card_says_when_the_tree_differs_from_its_commit(tmp_path, monkeypatch):
     import pandas as pd
 
-    from reprotab.schema import Schema
-    from reprotab.training import metadata
+    from reprotab.model.schema import Schema
+    from reprotab.train.fit import metadata
 
     def card() -> dict:
         schema = Schema(task="regression", target="y", numeric=("x",), categorical=())

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reprotab.retraining import parser as retrain_parser
-from reprotab.review import parser as review_parser
+from reprotab.retrain.month import parser as retrain_parser
+from reprotab.tracking.review import parser as review_parser
 from tests.conftest import ROOT
 
 WORKFLOWS = ROOT / ".github/workflows"

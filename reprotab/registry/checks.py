@@ -1,0 +1,178 @@
+"""What must hold before a model version is registered: the version names a commit whose
+model is exactly the one DVC recorded, and which anyone can get back.
+
+A version is a git tag on a commit; what makes it reproducible is that the commit's dvc.lock
+records the model's md5 and the DVC cache (and, for other machines, the DVC remote) holds that
+file. So `register` refuses a repository without commits, a detached HEAD, uncommitted changes
+in the files that decide the model, a model file that differs from dvc.lock, and a model that is
+not in the DVC cache, each with the command that fixes it. A missing git or DVC remote is only a
+warning: tags and cache entries work locally and can be pushed later.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from reprotab.data.tables import file_md5
+from reprotab.errors import UserError, problem
+
+MODEL_PATH = "models/model.joblib"
+# Files whose uncommitted changes would make the tagged commit describe another model than the one on disk.
+MODEL_FILES = ("dvc.yaml", "dvc.lock", "params.yaml", "reprotab", "stages", "data", "models", "reports/gate", ".gto")
+
+
+def git(repo: Path, *args: str, check: bool = True) -> str:
+    """Output of `git <args>` in `repo` (stripped); a failure raises CalledProcessError when `check`."""
+    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise subprocess.CalledProcessError(result.returncode, ["git", *args], result.stdout, result.stderr)
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def check_repo(repo: Path, *, where: str = "-C") -> Path:
+    """`repo` if it is a folder in a git repository; else a UserError (GTO would try to clone a
+    missing path as a URL, and fail with a traceback on a folder outside git)."""
+    if not repo.is_dir():
+        raise UserError(
+            problem(where, "folder not found", str(repo), "Pass the project's folder, e.g. -C path/to/project")
+        )
+    if not git(repo, "rev-parse", "--git-dir", check=False):
+        raise UserError(
+            problem(
+                where,
+                "is not in a git repository (the registry is the repository's tags)",
+                str(repo),
+                "Pass the project's folder, or run `git init` and commit there first",
+            )
+        )
+    return repo
+
+
+def head_commit(repo: Path) -> str:
+    """HEAD's commit on a branch, or a UserError for a repository without commits or a detached HEAD."""
+    if not (repo / ".git").exists() and not git(repo, "rev-parse", "--git-dir", check=False):
+        raise UserError(problem("registry", "needs a git repository", str(repo), "Run `git init` and commit"))
+    commit = git(repo, "rev-parse", "--verify", "-q", "HEAD^{commit}", check=False)
+    if not commit:
+        raise UserError(
+            problem(
+                "registry",
+                "the repository has no commits",
+                None,
+                "Commit the project first: `git add -A && git commit`",
+            )
+        )
+    if not git(repo, "symbolic-ref", "-q", "HEAD", check=False):
+        raise UserError(
+            problem(
+                "registry",
+                "HEAD is detached, so the version would name a commit no branch keeps",
+                commit[:8],
+                "Check out a branch (`git switch main`) or create one (`git switch -c <name>`) first",
+            )
+        )
+    return commit
+
+
+def status_paths(repo: Path, *paths: str, untracked: bool = True) -> list[str]:
+    """Paths `git status` reports as changed (and, with `untracked`, new and not ignored) under
+    `paths` (everything when none). Read with -z: a stripped text output loses the first line's
+    leading status column, and with it the first letter of the first path."""
+    args = ["status", "--porcelain", "-z", f"--untracked-files={'all' if untracked else 'no'}", "--", *paths]
+    result = subprocess.run(["git", *args], cwd=repo, capture_output=True)
+    if result.returncode != 0:
+        raise subprocess.CalledProcessError(result.returncode, ["git", *args], result.stdout, result.stderr)
+    entries, found = result.stdout.decode().split("\0"), []
+    while entries:
+        entry = entries.pop(0)
+        if len(entry) < 4:
+            continue
+        if entry[0] in "RC":  # a rename or copy: the next entry is its source path
+            entries.pop(0)
+        found.append(entry[3:])
+    return found
+
+
+def dirty_files(repo: Path, paths: tuple[str, ...] = MODEL_FILES) -> list[str]:
+    """Changed or new (not ignored) files under `paths`."""
+    existing = [p for p in paths if (repo / p).exists() or git(repo, "ls-files", p, check=False)]
+    return status_paths(repo, *existing) if existing else []
+
+
+def locked_md5(repo: Path, commit: str, path: str = MODEL_PATH) -> str | None:
+    """The md5 dvc.lock at `commit` records for the output `path`, or None."""
+    text = git(repo, "show", f"{commit}:dvc.lock", check=False)
+    if not text:
+        return None
+    for stage in (yaml.safe_load(text) or {}).get("stages", {}).values():
+        for out in stage.get("outs", []) or []:
+            if out.get("path") == path:
+                return out.get("md5")
+    return None
+
+
+def check_registrable(repo: Path) -> tuple[str, str, list[str]]:
+    """(commit, model md5, warnings) for HEAD, or a UserError saying what to do first."""
+    commit = head_commit(repo)
+    dirty = dirty_files(repo)
+    if dirty:
+        shown = ", ".join(dirty[:8]) + (f" and {len(dirty) - 8} more" if len(dirty) > 8 else "")
+        raise UserError(
+            problem(
+                "registry register",
+                "the files that decide the model have uncommitted changes, so the tag would not describe them",
+                shown,
+                "Commit them (`git add -A && git commit`), or restore them (`git restore <file>`), then register",
+            )
+        )
+    md5 = locked_md5(repo, commit)
+    if md5 is None:
+        raise UserError(
+            problem(
+                "registry register",
+                f"dvc.lock at HEAD records no {MODEL_PATH}",
+                commit[:8],
+                "Run `dvc repro`, then `git add -A && git commit`",
+            )
+        )
+    model = repo / MODEL_PATH
+    if not model.is_file():
+        raise UserError(
+            problem("registry register", "model file not found", MODEL_PATH, "Run `dvc checkout` (or `dvc pull`)")
+        )
+    if file_md5(model) != md5:
+        raise UserError(
+            problem(
+                "registry register",
+                f"{MODEL_PATH} differs from the model dvc.lock records at HEAD",
+                commit[:8],
+                "Run `dvc repro` and commit dvc.lock (`git add -A && git commit`), or `dvc checkout` to go back",
+            )
+        )
+    from dvc.repo import Repo  # imported here: opening DVC is slow and only register needs it
+
+    warnings = []
+    with Repo(str(repo)) as dvc:
+        if not dvc.cache.local.exists(md5):
+            raise UserError(
+                problem(
+                    "registry register",
+                    f"{MODEL_PATH} is not in the DVC cache, so this version could not be loaded back",
+                    md5,
+                    "Run `dvc commit` (or `dvc repro`) so DVC stores it, then register",
+                )
+            )
+        try:
+            remote = dvc.cloud.get_remote_odb()
+        except Exception:  # no default remote: DVC raises its own NoRemoteError
+            warnings.append("no DVC remote is configured: the model is in the local cache only")
+        else:
+            try:
+                if not remote.exists(md5):
+                    warnings.append(f"{MODEL_PATH} is not in the DVC remote yet: run `dvc push` so others can load it")
+            except Exception as exc:  # an unreachable remote must not block a local registration
+                warnings.append(f"could not check the DVC remote ({type(exc).__name__}); run `dvc push` to be sure")
+    return commit, md5, warnings

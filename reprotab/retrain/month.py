@@ -1,0 +1,505 @@
+"""`reprotab retrain`: one month of the loop in one command, as a transaction.
+
+    reprotab retrain --batch data/incoming/2026-11.parquet [--force] [--promote] [--mode refit|continue]
+                     [--override "why the monitor's stop does not apply"]
+    reprotab retrain --recover      # after a run was killed: put the repository back, record the month
+
+Checks before anything is written (a refusal is one message, exit 2, nothing changed): no other
+retrain running and none left interrupted, a clean git tree, the batch's name free (or the same
+rows under it), the batch carries the target with at least one label (reprotab/retrain/batches.py).
+
+Steps (each a function below), inside a transaction (reprotab/retrain/journal.py):
+  1. monitor the batch against the model that serves: the prod version and the data at its
+     commit (`reprotab monitor --stage prod`; the workspace's model before any promotion).
+     A blocker (label drift against history, an undefined metric) stops the month unless
+     --override gives a reason; without a retrain verdict (or --force) it stops too. Either way
+     the summary and the monitor report are committed as the month's record, nothing else
+  2. version the batch: copy to data/batches/<stem>.parquet, `dvc add`, set data.batches.combine
+     to `all` when it is `none`, commit ("already added" when the same rows are there)
+  3. mode (params `retrain.mode`, or --mode): refit from scratch, or continue the prod champion
+  4. `dvc repro`, its output streamed to the log
+  5. the gate's decision (which also judges the challenger on the frozen reference set): commit
+     the run either way (a refusal is part of the history), `dvc push` when a remote is
+     configured; on a pass `registry register`, and with --promote `registry promote --stage prod`
+     plus a commit of models/champion.json
+  6. reports/retrain/<batch>.md and .json; the log is reports/logs/retrain.log
+
+Any failure or interruption (a step that fails, Ctrl-C, SIGKILL then `--recover`) rolls the
+repository back exactly to where the month started: git branch and tree, tags, DVC workspace,
+champion. Then the month's summary (outcome "failed" or "interrupted", the step, the error, what
+the rollback did) is committed alone, so every month leaves a record and a clean tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from reprotab.data.tables import atomic_path, read_json, read_table, write_json
+from reprotab.errors import UserError, problem
+from reprotab.model import served
+from reprotab.monitoring import report as monitor_report
+from reprotab.monitoring.verdict import Verdict
+from reprotab.params.loader import Params, load_params, parse_params
+from reprotab.registry import versions as registry
+from reprotab.registry.checks import git
+from reprotab.retrain.batches import check_labels
+from reprotab.retrain.journal import Transaction, check_recoverable, rollback
+from reprotab.retrain.summary import batch_action, batch_name, first_reason, markdown, set_value
+from reprotab.retrain.vcs import OWN_OUTPUTS, WRITES, StepFailed, check_clean, commit, dvc, push
+from reprotab.runner import stage_main
+from reprotab.train.families import AUTO
+
+BATCHES = Path("data/batches")
+PREVIOUS = "models/previous.joblib"
+DECISION = Path("reports/gate/decision.json")
+RUN_FILES = ["dvc.lock", "params.yaml", "reports", "data", "models", ".gitignore"]
+log = logging.getLogger(__name__)
+
+
+class Refused(Exception):
+    """The month stops on purpose (a blocker, bad labels): recorded, nothing else committed."""
+
+
+def check_source(repo: Path, source: Path) -> None:
+    if not source.is_file():
+        raise UserError(problem("--batch", "file not found", str(source)))
+    inside = source.resolve().is_relative_to(repo.resolve() / "data")
+    if inside and not source.resolve().is_relative_to((repo / BATCHES).resolve()):
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(source.resolve())], cwd=repo).returncode == 0
+        tracked = bool(git(repo, "ls-files", str(source.resolve()), check=False))
+        if not ignored and not tracked:
+            raise UserError(
+                problem(
+                    "--batch",
+                    "is an unversioned file under data/ (the registry refuses to register with it there)",
+                    str(source),
+                    f"Version it first (`dvc add {source}`, commit) or keep it outside data/",
+                )
+            )
+
+
+def prod_version(repo: Path) -> str | None:
+    """The version prod holds (`registry show` lists every stage, holding a version or not)."""
+    return (registry.show(repo)["stages"].get("prod") or {}).get("version")
+
+
+def served_source(repo: Path) -> monitor_report.MonitorInputs:
+    """What the monitor judges: the prod version and the data at its commit; before the first
+    promotion, the workspace's model and prepared splits."""
+    stage = "prod" if prod_version(repo) else None
+    if stage is None:
+        log.info("no version in prod yet: monitoring the workspace's model")
+    return monitor_report.inputs(repo=repo, stage=stage)
+
+
+def add_batch(tx: Transaction, source: Path, name: str, rows: Any) -> tuple[str, Path]:
+    """Copy the batch into data/batches as Parquet and `dvc add` it; never twice."""
+    repo = tx.repo
+    dest = repo / BATCHES / f"{name}.parquet"
+    action = batch_action(source, dest, source_rows=rows, dest_rows=read_table(dest) if dest.is_file() else None)
+    if action == "add":
+        tx.will_create(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(dest) as tmp:
+            if source.suffix.lower() in (".parquet", ".pq"):
+                shutil.copyfile(source, tmp)
+            else:
+                rows.to_parquet(tmp, index=False)
+    if action == "add" or not dest.with_suffix(".parquet.dvc").is_file():
+        tx.will_create(dest.with_suffix(".parquet.dvc"))
+        dvc(repo, "add", str(dest.relative_to(repo)))
+    log.info("batch %s: %s as %s", name, action, dest.relative_to(repo))
+    return action, dest
+
+
+def edit_params(repo: Path, changes: dict[str, str]) -> list[str]:
+    """Set params.yaml keys (YAML literals) that differ; the result must still be valid params."""
+    path, done = repo / "params.yaml", []
+    text = path.read_text()
+    for key, value in changes.items():
+        new = set_value(text, key, value)
+        if new != text:
+            done.append(f"{key}: {value}")
+        text = new
+    parse_params(yaml.safe_load(text))
+    if done:
+        path.write_text(text)
+        log.info("params.yaml: %s", "; ".join(done))
+    return done
+
+
+def combine_changes(params: Params) -> dict[str, str]:
+    """A batch only trains the model when prepare adds batches: `none` becomes `all`."""
+    return {"data.batches.combine": "all"} if params.data.batches.combine == "none" else {}
+
+
+def prepare_mode(tx: Transaction, mode: str) -> tuple[dict[str, str], dict[str, Any] | None]:
+    """The params edits of the mode, and for continue the champion it starts from."""
+    if mode == "refit":
+        return {"train.init_model": "null"}, None
+    try:
+        model, info = registry.load(stage="prod", repo=str(tx.repo))
+    except UserError as exc:
+        raise UserError(f"{exc}\n  --mode continue starts from the prod champion; use --mode refit") from None
+    tx.will_create(tx.repo / PREVIOUS)
+    served.save(model, tx.repo / PREVIOUS)
+    log.info("continue: prod champion %s (commit %s) → %s", info["version"], info["commit"][:8], PREVIOUS)
+    return {"train.init_model": PREVIOUS}, info
+
+
+def write_summary(summary: dict[str, Any], name: str) -> Path:
+    out = Path("reports/retrain")
+    write_json(summary, out / f"{name}.json")
+    with atomic_path(out / f"{name}.md") as tmp:
+        tmp.write_text(markdown(summary), encoding="utf-8")
+    return out / f"{name}.md"
+
+
+def record(repo: Path, summary: dict[str, Any], name: str, subject: str) -> None:
+    """Commit the month's summary and monitor report alone: the record of a month that changed nothing else."""
+    write_summary(summary, name)
+    paths = [f"reports/retrain/{name}.json", f"reports/retrain/{name}.md", f"reports/monitor/{name}"]
+    try:
+        done = commit(repo, subject, paths)
+    except StepFailed as exc:  # the files stay for the next run's record commit
+        log.error("the month's summary could not be committed (it is in reports/retrain/%s.md): %s", name, exc)
+        return
+    if done:
+        summary["commits"].append(done)
+
+
+def check_mode(mode: str, params: Params) -> None:
+    if mode == "continue" and params.model == AUTO:
+        raise UserError(
+            problem(
+                "retrain --mode continue",
+                "continues the prod champion's model family, so params.yaml must name it (model: auto does not)",
+                f"model {AUTO}",
+                "Set model to the champion's family (models/model.json names it), or use --mode refit",
+            )
+        )
+
+
+def retrain(
+    *,
+    batch: Path,
+    force: bool = False,
+    promote: bool = False,
+    mode: str | None = None,
+    message: str | None = None,
+    override: str | None = None,
+) -> dict[str, Any]:
+    """One month of the loop in the current directory (a git + DVC project); returns the summary."""
+    repo = Path.cwd()
+    tx = Transaction(repo)
+    tx.lock()
+    try:
+        refuse_interrupted(tx)
+        check_clean(repo)
+        check_source(repo, batch)
+        name = batch_name(batch)
+        params = load_params()
+        mode = mode or params.retrain.mode
+        check_mode(mode, params)
+        rows = read_table(batch, where="--batch")
+        dest = repo / BATCHES / f"{name}.parquet"  # the name is checked before anything is written
+        batch_action(batch, dest, source_rows=rows, dest_rows=read_table(dest) if dest.is_file() else None)
+        if override is not None and not override.strip():
+            raise UserError(problem("--override", "must say why the monitor's stop does not apply", override))
+        summary: dict[str, Any] = {
+            "batch": name,
+            "source": str(batch),
+            "mode": mode,
+            "forced": force,
+            "override": override,
+            "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "monitor": {"retrain": None, "reasons": [], "blockers": [], "report": "-"},
+            "commits": [],
+        }
+        tx.begin(name, summary["started"])
+        return transaction(tx, summary, params=params, rows=rows, batch=batch, promote=promote, message=message)
+    finally:
+        tx.unlock()
+
+
+def transaction(tx: Transaction, summary: dict[str, Any], **month: Any) -> dict[str, Any]:
+    """Run the month; on any failure or interruption roll back, then record it (see the docstring)."""
+    name, note = summary["batch"], f"\n\n{month['message']}" if month.get("message") else ""
+    if summary.get("override"):
+        note += f"\n\nOverride of the monitor's stop: {summary['override']}"
+    try:
+        result = run_month(tx, summary, note=note, **{k: v for k, v in month.items() if k != "message"})
+    except Refused as exc:  # raised before the first write but the monitor report: nothing to roll back
+        summary |= {"outcome": "refused", "why": str(exc)}
+        record(tx.repo, summary, name, f"Retrain {name}: refused{note}\n\n{exc}")
+        tx.end()
+        raise UserError(problem("retrain", f"refused: {exc}", name, f"Details in reports/retrain/{name}.md")) from None
+    except BaseException as exc:  # a failed step, a bug, Ctrl-C: the repository goes back as it was
+        try:
+            done = rollback(tx.repo, tx.journal, dvc_checkout=restore_outputs)
+        except Exception as failed:  # the journal stays: --recover tries again once the cause is fixed
+            raise UserError(
+                problem(
+                    "retrain",
+                    f"step '{tx.journal.step}' failed ({first_reason(exc)}) and so did the rollback",
+                    first_reason(failed),
+                    "Fix that, then run `reprotab retrain --recover`",
+                )
+            ) from None
+        summary |= {
+            "outcome": "failed",
+            "why": f"step '{tx.journal.step}' failed; the repository was rolled back, the champion keeps serving",
+            "error": str(exc) or type(exc).__name__,
+            "rollback": done,
+        }
+        record(tx.repo, summary, name, f"Retrain {name}: failed at {tx.journal.step}, rolled back{note}")
+        tx.end()
+        if isinstance(exc, KeyboardInterrupt):
+            raise SystemExit(130) from None  # rolled back and recorded: no traceback for a Ctrl-C
+        if not isinstance(exc, (StepFailed, UserError)):
+            raise
+        raise UserError(
+            problem(
+                "retrain",
+                f"stopped: {first_reason(exc)}",
+                name,
+                "Nothing changed but this month's summary; fix the cause and run the same command again "
+                f"(details in reports/retrain/{name}.md and reports/logs/retrain.log)",
+            )
+        ) from None
+    tx.end()
+    return result
+
+
+def restore_outputs() -> str | None:
+    """Every DVC output back to what dvc.lock records (after `git reset --hard`); what could not be."""
+    try:
+        dvc(Path.cwd(), "checkout", "--force", "--quiet")
+    except StepFailed as exc:
+        log.warning("dvc checkout could not restore every output: %s", exc)
+        return f"dvc checkout could not restore every output ({first_reason(exc)}): run `dvc pull`, `dvc checkout`"
+    return None
+
+
+def run_month(
+    tx: Transaction, summary: dict[str, Any], *, params: Params, rows: Any, batch: Path, promote: bool, note: str
+) -> dict[str, Any]:
+    repo, name = tx.repo, summary["batch"]
+    tx.step("check labels")
+    try:
+        summary["labelled_rows"] = check_labels(rows, target=params.data.target, where=f"--batch {batch.name}")
+    except UserError as exc:
+        raise Refused(str(exc)) from None
+    tx.step("monitor")
+    source = served_source(repo)
+    try:
+        verdict = monitor_report.run(source, rows, params=params, out=Path("reports/monitor") / name, name=name)
+    except UserError as exc:  # the batch itself is unusable (columns missing, numbers as text, no rows)
+        raise Refused(str(exc)) from None
+    summary["monitor"] = monitor_summary(verdict, name)
+    if verdict.blockers and not summary["override"]:
+        raise Refused(
+            "the monitor stopped the loop: " + "; ".join(verdict.blockers) + ". If the batch is right, run again with "
+            '--override "why"; if not, fix its labels'
+        )
+    if not (verdict.retrain or summary["forced"]):
+        summary |= {"outcome": "no retrain", "why": "the monitor found no reason to retrain (--force overrides)"}
+        record(repo, summary, name, f"Monitor batch {name}: no retrain{note}")
+        return summary
+    tx.step("add batch")
+    action, dest = add_batch(tx, batch, name, rows)
+    changes = edit_params(repo, combine_changes(params))
+    summary |= {"batch_added": action, "batch_path": str(dest.relative_to(repo)), "params_changes": changes}
+    done = commit(repo, f"Add batch {name}{note}", [str(BATCHES), "params.yaml"], made=tx.committed)
+    summary["commits"] += [done] if done else []
+    return run_and_record(tx, summary, name=name, mode=summary["mode"], promote=promote, note=note)
+
+
+def monitor_summary(verdict: Verdict, name: str) -> dict[str, Any]:
+    return {
+        "retrain": verdict.retrain,
+        "reasons": verdict.reasons,
+        "blockers": verdict.blockers,
+        "drifted": verdict.report["drifted"],
+        "model": verdict.report.get("model"),
+        "labels": verdict.report.get("labels"),
+        "report": f"reports/monitor/{name}/drift.md",
+    }
+
+
+def run_and_record(
+    tx: Transaction, summary: dict[str, Any], *, name: str, mode: str, promote: bool, note: str
+) -> dict[str, Any]:
+    repo = tx.repo
+    tx.step("set mode")
+    edits, init = prepare_mode(tx, mode)
+    summary["params_changes"] += edit_params(repo, edits)
+    summary["init_model"] = init and {"version": init["version"], "commit": init["commit"]}
+    tx.step("dvc repro")
+    dvc(repo, "repro", stream=True, started=tx.running_dvc)
+    tx.running_dvc(None)
+    if not DECISION.is_file():
+        raise StepFailed(f"{DECISION} is missing after dvc repro (is the gate stage in dvc.yaml?)")
+    decision = read_json(DECISION)
+    prepared = read_json("reports/prepare/summary.json")
+    summary["trained_on"] = prepared.get("data")
+    summary["rows_used"] = {
+        split: prepared[split]["rows"] for split in ("train", "validation", "test") if split in prepared
+    }
+    summary["gate"] = {k: decision.get(k) for k in ("promote", "reason", "champion", "rules", "reference")}
+    passed = bool(decision.get("promote"))
+    champion = (decision.get("champion") or {}).get("version") or "none"
+    summary |= {
+        "outcome": "gate passed" if passed else "gate refused",
+        "why": decision.get("reason", "")
+        + ("" if passed else f"; the champion ({champion}) keeps serving, the run is committed as a record"),
+        "registry": {"action": "pending" if passed else "nothing registered: the gate refused"},
+    }
+    worse_on_reference = [
+        r
+        for r in decision["rules"]
+        if r["rule"].startswith("reference_") and r["rule"] != "reference_schema" and r["verdict"] == "fail"
+    ]
+    if not passed and any(not r.get("undefined") for r in worse_on_reference):
+        summary["why"] += (
+            f"; the model trained with this batch is worse on the frozen reference set: if its labels are wrong, "
+            f'retire it (`reprotab batches retire {name} --reason "..."`) so later months do not train on it'
+        )
+    write_summary(summary, name)
+    tx.step("commit run")
+    verb = "gate passed" if passed else f"gate kept champion {champion}"
+    message = f"Retrain on batch {name}: {verb}\n\n{decision.get('reason', '')}{note}"
+    done = commit(repo, message, RUN_FILES, made=tx.committed)
+    summary["commits"] += [done] if done else []
+    tx.step("dvc push")
+    summary["dvc_push"] = push(repo)
+    if passed:
+        tx.step("register")
+        summary["registry"] = register_and_promote(repo, promote=promote)
+        if promote:
+            summary["outcome"] = "promoted"
+    write_summary(summary, name)  # its own commit below is the one commit it cannot list
+    tx.step("commit record")
+    action = summary["registry"]["action"]
+    paths = [*OWN_OUTPUTS, registry.CHAMPION]
+    commit(repo, f"Retrain {name}: {action.split(':')[0]}{note}", paths, made=tx.committed)
+    return summary
+
+
+def register_and_promote(repo: Path, *, promote: bool) -> dict[str, Any]:
+    registered = registry.register(repo)
+    version = registered["version"]
+    if not promote:
+        return {"action": f"registered {version}", "version": version, "detail": "promote on merge"}
+    promoted = registry.promote(repo, version=version, stage="prod")
+    return {
+        "action": f"registered {version}, promoted to prod",
+        "version": version,
+        "stage": "prod",
+        "detail": f"replaces {promoted.get('replaces') or 'none'}; models/champion.json pinned",
+    }
+
+
+def refuse_interrupted(tx: Transaction) -> None:
+    left = tx.interrupted()
+    if left is not None:
+        raise UserError(
+            problem(
+                "retrain",
+                f"an earlier run (batch {left.batch}, pid {left.pid}) was interrupted at step '{left.step}' and not "
+                "rolled back",
+                None,
+                "Run `reprotab retrain --recover` to put the repository back as it was before it, then retry",
+            )
+        )
+
+
+def recover() -> dict[str, Any] | None:
+    """Roll back an interrupted run and commit its month's summary; None when nothing was interrupted."""
+    repo = Path.cwd()
+    tx = Transaction(repo)
+    tx.lock()
+    try:
+        journal = tx.interrupted()
+        if journal is None:
+            return None
+        check_recoverable(repo, journal, run_paths=(*WRITES, *OWN_OUTPUTS))
+        done = rollback(repo, journal, dvc_checkout=restore_outputs)
+        summary = {
+            "batch": journal.batch,
+            "source": "-",
+            "mode": "-",
+            "started": journal.started,
+            "outcome": "interrupted",
+            "why": f"the run stopped at step '{journal.step}' (pid {journal.pid}) and was rolled back by --recover; "
+            "the champion keeps serving",
+            "monitor": {"retrain": None, "reasons": [], "blockers": [], "report": "-"},
+            "rollback": done,
+            "commits": [],
+        }
+        record(repo, summary, journal.batch, f"Retrain {journal.batch}: interrupted at {journal.step}, rolled back")
+        tx.end()
+        return summary
+    finally:
+        tx.unlock()
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reprotab retrain", description="Monitor, add, retrain, gate, register.")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--batch", help="new labeled batch (CSV or Parquet); its stem names it")
+    what.add_argument("--recover", action="store_true", help="roll back a run that was killed, record it, and exit")
+    parser.add_argument("--force", action="store_true", help="retrain even when the monitor sees no reason")
+    parser.add_argument(
+        "--override", metavar="REASON", help="retrain although the monitor says stop (label drift, ...)"
+    )
+    parser.add_argument("--promote", action="store_true", help="promote to prod when the gate passes")
+    parser.add_argument("--mode", choices=["refit", "continue"], help="default: params retrain.mode")
+    parser.add_argument("--message", help="added to every commit message")
+    return parser
+
+
+def _terminated(signum: int, _frame: Any) -> None:
+    """SIGTERM (a CI job cancelled, a container stopped) unwinds like Ctrl-C, so the month rolls back."""
+    raise SystemExit(128 + signum)
+
+
+@stage_main("retrain", in_pipeline=False)
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
+    if args.recover:
+        recovered = recover()
+        print(
+            "nothing to recover: no interrupted run"
+            if recovered is None
+            else f"rolled back the interrupted run of {recovered['batch']}: reports/retrain/{recovered['batch']}.md"
+        )
+        return
+    summary = retrain(
+        batch=Path(args.batch),
+        force=args.force,
+        promote=args.promote,
+        mode=args.mode,
+        message=args.message,
+        override=args.override,
+    )
+    print(f"{summary['outcome']}: {summary['why']}")
+    for reason in summary["monitor"]["reasons"]:
+        print(f"  - {reason}")
+    if summary.get("registry"):
+        print(f"registry: {summary['registry']['action']}")
+    print(f"summary: reports/retrain/{summary['batch']}.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Scoring rows with the served model: where the model comes from, how input rows are checked
+and cleaned, and how a batch survives rows the model cannot score.
+
+Batch scoring (`reprotab predict`, reprotab/serving/predict.py) and the service (reprotab/serving/service.py)
+both go through here, so a row is scored the same way in both:
+
+- `resolve_model(model=, stage=, version=)`: a model file, or a registered stage or version
+  (reprotab.registry.versions, imported only when asked for), with `info` = version, stage, commit, path.
+- rows are checked and cleaned before scoring by `reprotab.data.incoming.clean_incoming`, the one
+  policy for every row that arrives after training (missing columns, text in numeric columns,
+  ±inf, unseen categories).
+- `score(model, rows)`: predictions and class probabilities; when the model raises on a chunk
+  the chunk is bisected down to the rows that fail, which are returned with their error
+  instead of failing the batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reprotab.errors import UserError, problem
+from reprotab.model import served
+from reprotab.model.schema import Schema
+from reprotab.model.served import TabularModel
+
+DEFAULT_MODEL = "models/model.joblib"
+log = logging.getLogger(__name__)
+
+
+def resolve_model(
+    model: str | Path | None = None, *, stage: str | None = None, version: str | None = None, repo: str = "."
+) -> tuple[TabularModel, dict[str, Any]]:
+    """The model to score with and what identifies it: {version, stage, commit, path}.
+
+    `model` is a file (default models/model.joblib); `stage` or `version` asks the model
+    registry instead. At most one of the three."""
+    chosen = [name for name, value in (("--model", model), ("--stage", stage), ("--version", version)) if value]
+    if len(chosen) > 1:
+        raise UserError(problem("model", "give one of --model, --stage, --version", " and ".join(chosen)))
+    if stage or version:
+        try:
+            from reprotab.registry import versions as registry
+        except ImportError:
+            raise UserError(
+                problem(
+                    "--stage/--version",
+                    "the model registry is not available in this installation",
+                    stage or version,
+                    "Pass a model file with --model",
+                )
+            ) from None
+        found, info = registry.load(stage=stage, version=version, repo=repo)
+        return found, {"stage": stage, "commit": None, "path": None, **info}
+    path = Path(model or DEFAULT_MODEL)
+    found = served.load(path, where="--model")
+    return found, {"version": local_version(path), "stage": None, "commit": _commit_beside(path), "path": str(path)}
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--model", help="a model file (default models/model.joblib)")
+    group.add_argument("--stage", help="the model registered in this stage (e.g. prod)")
+    group.add_argument("--version", help="the registered model of this version")
+
+
+def local_version(path: str | Path) -> str:
+    """`local:<first 12 hex of the file's sha256>`: a model file's identity without a registry."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"local:{digest.hexdigest()[:12]}"
+
+
+def metadata_beside(path: str | Path | None) -> dict[str, Any]:
+    """models/model.json next to a model file, or {} when there is none (or it is unreadable)."""
+    if not path:
+        return {}
+    meta = Path(path).with_name("model.json")
+    try:
+        return json.loads(meta.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _commit_beside(path: Path) -> str | None:
+    return metadata_beside(path).get("git_commit")
+
+
+@dataclass
+class Scores:
+    """What scoring some rows produced: positions (0-based, into the rows given) of the rows
+    scored, their predictions and probabilities, and the rows that failed with why."""
+
+    index: np.ndarray
+    predictions: np.ndarray
+    proba: np.ndarray | None
+    failed: list[tuple[int, str]] = field(default_factory=list)
+
+
+def score(model: TabularModel, rows: pd.DataFrame) -> Scores:
+    """Predict `rows` (already cleaned); rows the model raises on are bisected out, not fatal."""
+    classification = model.schema.task == "classification"
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+    failed: list[tuple[int, str]] = []
+
+    def run(start: int, stop: int) -> None:
+        chunk = rows.iloc[start:stop]
+        try:
+            if classification:
+                proba = model.predict_proba(chunk)
+                parts.append((np.arange(start, stop), model.classes[model.class_indices(proba)], proba))
+            else:
+                parts.append((np.arange(start, stop), model.predict(chunk), None))
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            if stop - start == 1:
+                failed.append((start, f"{type(exc).__name__}: {exc}".splitlines()[0]))
+                return
+            middle = (start + stop) // 2
+            run(start, middle)
+            run(middle, stop)
+
+    if len(rows):
+        run(0, len(rows))
+    if not parts:
+        width = len(model.schema.classes)
+        empty_proba = np.empty((0, width)) if classification else None
+        return Scores(np.empty(0, dtype=int), np.empty(0, dtype=object), empty_proba, failed)
+    index = np.concatenate([p[0] for p in parts])
+    predictions = np.concatenate([p[1] for p in parts])
+    proba = np.concatenate([p[2] for p in parts]) if classification else None
+    return Scores(index, predictions, proba, failed)
+
+
+def proba_columns(schema: Schema) -> list[str]:
+    """`proba_<class>` for each class, in the model's class order."""
+    return [f"proba_{c}" for c in schema.classes] if schema.task == "classification" else []

@@ -1,0 +1,412 @@
+"""`reprotab serve`: the served model over HTTP (FastAPI + uvicorn), with canary and shadow.
+
+(Over 300 lines because the app's routes share one closure over the models, the config and the
+log; request parsing lives in reprotab/serving/payload.py, metrics in reprotab/serving/telemetry.py.)
+
+    reprotab serve [--model PATH | --stage NAME | --version V] [--host 127.0.0.1] [--port 8000]
+                   [--max-rows 10000] [--max-bytes 5000000] [--log-dir logs/predictions]
+                   [--canary V | --canary-model PATH] [--canary-share 0.1]
+                   [--shadow V | --shadow-model PATH]
+
+Endpoints (every response has the `X-Model-Version` header; JSON bodies a `model_version`):
+  GET  /health    the process is up
+  GET  /ready     the model is loaded and the app started (503 before)
+  GET  /metadata  version, commit, features and their kinds, classes, threshold, training data hash,
+                  the gate's decision when reports/gate/decision.json sits in the model's repository
+  GET  /metrics   Prometheus text: requests by endpoint and status, errors by kind, latency,
+                  predictions by route and class (regression: a histogram of predicted values)
+  POST /predict   {"rows": [{feature: value, ...}, ...], "request_id": "optional"} →
+                  {"request_id", "model_version", "route", "threshold",
+                   "predictions": [{"prediction": ..., "proba": {class: p} | null}, ...],
+                   "cleaning": {feature: what cleaning found, for features it changed}}
+
+Rows are checked against the model's schema: every feature present, no other field; numeric
+features take a finite number, a boolean, text or null; categorical ones take text, an integer,
+a boolean or null. Values are then cleaned by the policy for every incoming row
+(reprotab/data/incoming.py): blank, null, ±inf and text that is not a number are imputed and
+reported under `cleaning` (with unseen categories), unless fewer than 95% of the request's
+values of a numeric feature are numbers: then each such row and field is a 422.
+Errors are 422 with one entry per bad row and field: {"detail": [{"row", "field", "error"}]}
+(row and field null when the whole body is wrong). Malformed JSON, a body that is not
+{"rows": [...]}, an empty batch, bare NaN or ±Infinity (which Python's JSON parser would accept) and
+rows the model cannot score are 422; more rows than --max-rows or a body over --max-bytes are 413.
+
+Canary: a deterministic share of requests (by a hash of the request id the client sends, else
+a fresh uuid4) is answered by the challenger. Shadow: the challenger also scores every request
+after the answer is sent; its predictions are only logged. Every prediction served (and every
+shadow one) goes to the prediction log (format: reprotab/serving/prediction_log.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from reprotab.data.incoming import MIN_SHARE, Cleaned, NotNumbers, clean_incoming, log_notes
+from reprotab.errors import UserError, problem
+from reprotab.model.served import TabularModel
+from reprotab.runner import stage_main
+from reprotab.serving.payload import ApiError, entry, parse_request, read_body, rows_validator, validation_errors
+from reprotab.serving.prediction_log import DEFAULT_MAX_BYTES, PredictionLog, record
+from reprotab.serving.scoring import add_model_arguments, metadata_beside, resolve_model, score
+from reprotab.serving.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+ENDPOINTS = ("/health", "/ready", "/metadata", "/metrics", "/predict")
+VERSION_HEADER = "X-Model-Version"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    max_rows: int = 10_000
+    max_bytes: int = 5_000_000
+    log_dir: str = "logs/predictions"
+    log_max_bytes: int = DEFAULT_MAX_BYTES
+    canary_share: float = 0.0
+
+
+@dataclass(frozen=True)
+class Served:
+    """A loaded model and what identifies it (version, stage, commit, path)."""
+
+    model: TabularModel
+    info: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return str(self.info["version"])
+
+
+def route_of(request_id: str, share: float) -> str:
+    """canary for a deterministic `share` of request ids, else champion."""
+    if share <= 0:
+        return "champion"
+    bucket = int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big") / 2**64
+    return "canary" if bucket < share else "champion"
+
+
+def create_app(
+    champion: Served,
+    *,
+    config: ServiceConfig = ServiceConfig(),
+    canary: Served | None = None,
+    shadow: Served | None = None,
+) -> FastAPI:
+    """The service for `champion` (and optionally a canary and a shadow challenger)."""
+    schema = champion.model.schema
+    for role, other in (("canary", canary), ("shadow", shadow)):
+        if other is not None and tuple(other.model.schema.features) != tuple(schema.features):
+            raise UserError(
+                problem(
+                    f"--{role}",
+                    "must take the same feature columns as the champion",
+                    f"{list(other.model.schema.features)} vs {list(schema.features)}",
+                )
+            )
+    validator = rows_validator(schema)
+    telemetry = Telemetry(schema.task)
+    prediction_log = PredictionLog(config.log_dir, max_bytes=config.log_max_bytes)
+    version = champion.version
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.ready = True
+        log.info("serving model %s (%s)", version, champion.info.get("path") or champion.info.get("stage"))
+        yield
+        app.state.ready = False
+        prediction_log.close()
+
+    app = FastAPI(title="reprotab", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.ready = False
+    app.state.prediction_log = prediction_log
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        endpoint = request.url.path if request.url.path in ENDPOINTS else "other"
+        response = await call_next(request)
+        response.headers.setdefault(VERSION_HEADER, version)
+        telemetry.requests.labels(endpoint, str(response.status_code)).inc()
+        telemetry.latency.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        telemetry.errors.labels(request.url.path, exc.kind).inc()
+        return JSONResponse({"detail": exc.detail, "model_version": version}, status_code=exc.status)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "model_version": version}
+
+    @app.get("/ready")
+    def ready(request: Request) -> JSONResponse:
+        up = bool(request.app.state.ready)
+        body = {"status": "ready" if up else "starting", "model_version": version}
+        return JSONResponse(body, status_code=200 if up else 503)
+
+    @app.get("/metadata")
+    def metadata() -> dict[str, Any]:
+        return describe(champion, config=config, canary=canary, shadow=shadow)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def handle(body: bytes) -> tuple[Served, pd.DataFrame, list[dict[str, Any]], dict[str, Any]]:
+        """Parse, check, route and score one request (in a worker thread: all of it is CPU work)."""
+        rows, request_id = parse_request(body, config.max_rows)
+        try:
+            validator.validate_python(rows)
+        except ValidationError as exc:
+            raise ApiError(422, validation_errors(exc, schema), "validation") from None
+        route = route_of(request_id, config.canary_share) if canary is not None else "champion"
+        answering = canary if route == "canary" and canary is not None else champion
+        frame, reply = serve_rows(answering, rows, request_id, route, prediction_log, telemetry)
+        return answering, frame, rows, reply
+
+    @app.post("/predict")
+    async def predict(request: Request, background: BackgroundTasks) -> JSONResponse:
+        body = await read_body(request, config.max_bytes)
+        answering, frame, rows, reply = await run_in_threadpool(handle, body)
+        if shadow is not None:
+            background.add_task(shadow_rows, shadow, frame, rows, reply["request_id"], prediction_log, telemetry)
+        reply["threshold"] = answering.model.decision_threshold
+        return JSONResponse(reply, headers={VERSION_HEADER: answering.version})
+
+    return app
+
+
+def frame_of(rows: list[dict[str, Any]], model: TabularModel, *, where: str) -> Cleaned:
+    """The request's rows cleaned by the policy for incoming rows (reprotab/data/incoming.py); a numeric
+    field where too few of the request's values are numbers is a 422 naming each such row."""
+    frame = pd.DataFrame.from_records(rows, columns=list(model.schema.features))
+    try:
+        return clean_incoming(frame, model.schema, featurizer=model.featurizer, where=where)
+    except NotNumbers as exc:
+        bad = sorted((row, model.schema.features.index(c), c) for c, found in exc.rows.items() for row in found)
+        detail = [
+            entry(
+                row,
+                c,
+                f"{rows[row][c]!r} is not a number, and only {exc.notes[c].share:.0%} of this request's values of "
+                f"this feature are (at least {MIN_SHARE:.0%} must be)",
+            )
+            for row, _, c in bad
+        ]
+        raise ApiError(422, detail, "validation") from None
+
+
+def scored(served: Served, frame: pd.DataFrame) -> tuple[list[Any], list[dict[str, float]] | None]:
+    """Predictions and probabilities of every row, or a 422 naming the rows the model refused."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = score(served.model, frame)
+    if result.failed:
+        raise ApiError(422, [entry(row, None, f"cannot be scored: {why}") for row, why in result.failed], "scoring")
+    predictions = result.predictions.tolist()
+    if result.proba is None:
+        return predictions, None
+    classes = [str(c) for c in served.model.schema.classes]
+    return predictions, [dict(zip(classes, map(float, p), strict=True)) for p in result.proba]
+
+
+def serve_rows(
+    served: Served,
+    rows: list[dict[str, Any]],
+    request_id: str,
+    route: str,
+    prediction_log: PredictionLog,
+    telemetry: Telemetry,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Clean and score `rows`, log them, and build the answer (in a worker thread)."""
+    cleaned = frame_of(rows, served.model, where=f"request {request_id}")
+    log_notes(cleaned.notes, where=f"request {request_id}")
+    frame = cleaned.frame
+    predictions, probas = scored(served, frame)
+    write_log(prediction_log, served, rows, request_id, route, predictions, probas)
+    telemetry.predicted(route, np.asarray(predictions, dtype=object))
+    answers = [{"prediction": p, "proba": probas[i] if probas else None} for i, p in enumerate(predictions)]
+    reply = {"request_id": request_id, "model_version": served.version, "route": route, "predictions": answers}
+    return frame, {**reply, "cleaning": cleaned.changes()}
+
+
+def shadow_rows(
+    served: Served,
+    frame: pd.DataFrame,
+    rows: list[dict[str, Any]],
+    request_id: str,
+    prediction_log: PredictionLog,
+    telemetry: Telemetry,
+) -> None:
+    """The shadow challenger's predictions, logged only; its failures never reach the client."""
+    try:
+        predictions, probas = scored(served, frame)
+    except ApiError as exc:
+        telemetry.errors.labels("/predict", "shadow").inc()
+        log.warning("shadow model %s could not score request %s: %s", served.version, request_id, exc.detail)
+        return
+    write_log(prediction_log, served, rows, request_id, "shadow", predictions, probas)
+    telemetry.predicted("shadow", np.asarray(predictions, dtype=object))
+
+
+def write_log(
+    prediction_log: PredictionLog,
+    served: Served,
+    rows: list[dict[str, Any]],
+    request_id: str,
+    route: str,
+    predictions: list[Any],
+    probas: list[dict[str, float]] | None,
+) -> None:
+    now = datetime.now(UTC)
+    prediction_log.write(
+        record(
+            time=now,
+            request_id=request_id,
+            route=route,
+            version=served.version,
+            features=row,
+            prediction=predictions[i],
+            proba=probas[i] if probas else None,
+        )
+        for i, row in enumerate(rows)
+    )
+
+
+def describe(
+    champion: Served, *, config: ServiceConfig, canary: Served | None, shadow: Served | None
+) -> dict[str, Any]:
+    """What /metadata returns."""
+    model, info = champion.model, champion.info
+    meta = metadata_beside(info.get("path"))
+    schema = model.schema
+    result: dict[str, Any] = {
+        "model_version": champion.version,
+        "stage": info.get("stage"),
+        "commit": info.get("commit") or meta.get("git_commit"),
+        "task": schema.task,
+        "kind": model.kind,
+        "features": [{"name": c, "type": "numeric" if c in schema.numeric else "categorical"} for c in schema.features],
+        "id_column": schema.id_column,
+        "classes": list(schema.classes),
+        "positive_class": schema.positive_class,
+        "threshold": model.decision_threshold,
+        "model": meta.get("model"),
+        "training_data_hash": meta.get("training_data_hash"),
+        "limits": {"max_rows": config.max_rows, "max_bytes": config.max_bytes},
+        "canary": {"version": canary.version, "share": config.canary_share} if canary else None,
+        "shadow": {"version": shadow.version} if shadow else None,
+    }
+    if info.get("path"):
+        gate = Path(info["path"]).resolve().parent.parent / "reports" / "gate" / "decision.json"
+        if gate.is_file():
+            try:
+                result["gate"] = json.loads(gate.read_text())
+            except ValueError:
+                log.warning("%s is not valid JSON; /metadata leaves the gate out", gate)
+    return result
+
+
+def load_challenger(role: str, version: str | None, path: str | None) -> Served | None:
+    if not (version or path):
+        return None
+    if version and path:
+        raise UserError(problem(f"--{role}", f"give --{role} or --{role}-model, not both", f"{version} and {path}"))
+    return Served(*resolve_model(path, version=version))
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port for the server, or one UserError saying why it cannot be:
+    checked before the models load and before "listening on" is logged."""
+    if not 1 <= port <= 65535:
+        raise UserError(problem("--port", "must be between 1 and 65535", port))
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise UserError(problem("--host", f"is not an address of this machine ({exc.strerror})", host)) from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart need not wait
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise UserError(
+            problem(
+                "--port",
+                f"cannot listen on {host}:{port} ({exc.strerror})",
+                port,
+                f"Stop what holds it (`ss -ltnp 'sport = :{port}'`) or pick another --port",
+            )
+        ) from None
+    return sock
+
+
+@stage_main("serve", in_pipeline=False)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="reprotab serve", description="Serve the model over HTTP.")
+    add_model_arguments(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 inside a container)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-rows", type=int, default=10_000, help="rows per request (more: 413)")
+    parser.add_argument("--max-bytes", type=int, default=5_000_000, help="request body bytes (more: 413)")
+    parser.add_argument("--log-dir", default="logs/predictions", help="prediction log directory")
+    parser.add_argument("--log-max-mb", type=float, default=DEFAULT_MAX_BYTES / 2**20, help="rotate log past this")
+    parser.add_argument("--canary", help="registered version that answers a share of requests")
+    parser.add_argument("--canary-model", help="model file that answers a share of requests")
+    parser.add_argument("--canary-share", type=float, default=0.1, help="share of requests for the canary")
+    parser.add_argument("--shadow", help="registered version that scores every request, logged only")
+    parser.add_argument("--shadow-model", help="model file that scores every request, logged only")
+    args = parser.parse_args(argv)
+    for name, value, low in (("--max-rows", args.max_rows, 1), ("--max-bytes", args.max_bytes, 1)):
+        if value < low:
+            raise UserError(problem(name, f"must be at least {low}", value))
+    if not 0.0 <= args.canary_share <= 1.0 or math.isnan(args.canary_share):
+        raise UserError(problem("--canary-share", "must be between 0 and 1", args.canary_share))
+    sock = bind(args.host, args.port)
+    try:
+        serve(args, sock)
+    finally:
+        sock.close()
+
+
+def serve(args: argparse.Namespace, sock: socket.socket) -> None:
+    """Load the models and serve them on `sock` (bound by `bind`) until stopped."""
+    champion = Served(*resolve_model(args.model, stage=args.stage, version=args.version))
+    canary = load_challenger("canary", args.canary, args.canary_model)
+    shadow = load_challenger("shadow", args.shadow, args.shadow_model)
+    config = ServiceConfig(
+        max_rows=args.max_rows,
+        max_bytes=args.max_bytes,
+        log_dir=args.log_dir,
+        log_max_bytes=int(args.log_max_mb * 2**20),
+        canary_share=args.canary_share if canary else 0.0,
+    )
+    app = create_app(champion, config=config, canary=canary, shadow=shadow)
+    import uvicorn
+
+    log.info("listening on http://%s:%d", args.host, args.port)
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
+    server.run(sockets=[sock])
+    if not server.started:  # the app's start-up failed (logged above); as uvicorn.run exits
+        raise SystemExit(3)

@@ -1,0 +1,108 @@
+"""What the train stage fits, given its params: plain, with pseudo-labels, then optionally refitted.
+
+Kept out of the stage shell so the shell only wires files, and out of reprotab/train/fit.py so
+the fitting core does not depend on pseudo-labeling (which builds on it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reprotab.data.tables import read_parquet, release_arrow_memory
+from reprotab.model.schema import Schema
+from reprotab.model.served import TabularModel
+from reprotab.train import pseudo_labeling
+from reprotab.train.fit import fit, refit
+
+log = logging.getLogger(__name__)
+
+
+def train_model(
+    *,
+    family: str,
+    features: pd.DataFrame,
+    validation: pd.DataFrame,
+    schema: Schema,
+    featurizer: Any,
+    hyperparameters: dict[str, Any],
+    params: Any,
+    read_split: Callable[[str, list[str] | None], pd.DataFrame],
+    previous: Any = None,
+) -> tuple[TabularModel, dict[str, Any], pd.DataFrame, dict[str, int]]:
+    """The model, train's summary, the featurized rows it was fitted on, and the row count per
+    split that trained it. `family` is the model to fit (params' model, or tune's choice with model
+    auto); `params` is train's view of params.yaml (seed, train, sampler, sampling, featurize,
+    data); `read_split(name, columns)` gives a prepared split (raw rows for refit, the ids that
+    pseudo-labeling keeps out)."""
+    settings = params.train
+    # Both read even when their option is off: train declares them in dvc.yaml for those options,
+    # and the params audit holds every stage to reading exactly what it declares.
+    unlabeled_path = params.data.unlabeled_path  # train.pseudo_labeling
+    featurize = params.featurize  # train.refit refits the featurizer
+    trainer = fit
+    if settings.pseudo_labeling.enabled:  # rounds of fit with confident predictions on unlabeled rows added
+        trainer = pseudo_labeling.trainer_for(
+            unlabeled_path, settings, schema=schema, featurizer=featurizer, read_split=read_split
+        )
+    model, summary = trainer(
+        features=features,
+        schema=schema,
+        featurizer=featurizer,
+        model=family,
+        hyperparameters=hyperparameters,
+        seed=params.seed,
+        sampler=params.sampler,
+        sampling=params.sampling,
+        validation=validation,
+        settings=settings,
+        previous=previous,
+    )
+    summary = {"model_used": family, **summary}  # with model auto, the family tune chose (compare shows it)
+    trained_on = {"train": len(features)}
+    if settings.refit_skipped:  # None unless refit is on and something overrides it
+        log.info("train.refit skipped: %s; the model keeps its train rows only", settings.refit_skipped)
+        summary["refit"] = {"skipped": settings.refit_skipped}
+    elif settings.refit:
+        # The first fit's featurized rows are done with; the refit featurizes the raw rows again.
+        # Dropping them here, and passing the raw splits inline, lets their memory go before the refit
+        # when the caller passed them inline too (stages/train.py does).
+        del features, validation
+        release_arrow_memory()
+        columns = [*schema.features, schema.target]  # not the id column or anything else prepare kept
+        model, summary, features = refit(
+            model,
+            summary,
+            train=read_split("train", columns),
+            validation=read_split("validation", columns),
+            featurize=featurize,
+            model=family,
+            hyperparameters=hyperparameters,
+            seed=params.seed,
+            sampler=params.sampler,
+            sampling=params.sampling,
+        )
+        trained_on = dict(summary["refit"]["rows"])
+    return model, summary, features, trained_on
+
+
+def parquet_splits(prepared: Path) -> Callable[[str, list[str] | None], pd.DataFrame]:
+    """`read_split` over the prepare stage's files."""
+
+    def read(split: str, columns: list[str] | None = None) -> pd.DataFrame:
+        return read_parquet(prepared / f"{split}.parquet", columns=columns)
+
+    return read
+
+
+def frame_splits(splits: dict[str, pd.DataFrame]) -> Callable[[str, list[str] | None], pd.DataFrame]:
+    """`read_split` over splits already in memory (reprotab/pipeline.py)."""
+
+    def read(split: str, columns: list[str] | None = None) -> pd.DataFrame:
+        return splits[split] if columns is None else splits[split][columns]
+
+    return read

@@ -1,0 +1,329 @@
+"""Hyperparameter search: every tuner is an Optuna study, so grid, random and TPE share one loop.
+
+`TUNERS` maps `tuner:` to its Optuna sampler and pruner: grid → GridSampler over
+`tune.grid.<model>`, random → RandomSampler and optuna → seeded TPESampler over
+`tune.space.<model>` (with `model: auto`, over every family's space: each trial draws the family
+first, reprotab/tune/space.py); only optuna prunes (a trial whose running mean over folds trails the
+median of earlier trials at the same fold stops). One loop means one trials table, one
+history plot and resumable studies for all three. A new random or optuna study tries the
+shipped hyperparameters first (reprotab.tune.space.starting_point; with auto, each family's), so the
+search starts from the untuned model's score rather than below it.
+
+No leakage: each fold's featurizer is fitted on that fold's training rows and the sampler
+resamples only those rows; the held-out rows are featurized with the fold's featurizer and
+never resampled. The featurized, resampled folds depend only on data and params, not on the
+trial, so they are built once and shared by every trial. Boosters stop early on the fold's
+held-out rows, so `n_estimators` is a cap; the rounds they kept (mean over folds) become the
+tuned `n_estimators`.
+
+Studies (names, storage, progress, reading results back) are in reprotab/tune/studies.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from reprotab.errors import UserError, problem
+from reprotab.model.featurizer import fit_featurizer, one_hot_groups
+from reprotab.model.schema import Schema, encode_target
+from reprotab.params.loader import hyperparameters_for
+from reprotab.params.sections import FeaturizeParams, SamplingParams, TuneParams
+from reprotab.stats.metrics import BY_TASK, LOWER_IS_BETTER, Scored
+from reprotab.train.families import MODELS, build_estimator, families, fit_estimator
+from reprotab.train.sampling import balance
+from reprotab.tune.space import check_space, encode, grid_size, starting_point, trial_point
+from reprotab.tune.studies import (  # noqa: F401  (best_result, history, importances, trials_table: tune's API, re-exported)
+    FINISHED,
+    Progress,
+    best_result,
+    history,
+    importances,
+    open_storage,
+    redact,
+    study_name,
+    trials_table,
+)
+from reprotab.tune.tuners import TUNERS
+
+log = logging.getLogger(__name__)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # recorded on each trial: who ran it
+
+
+@dataclass
+class Fold:
+    """One featurized, resampled fold: fit on (X, y), score on (X_held, y_held)."""
+
+    X: pd.DataFrame
+    y: np.ndarray
+    X_held: pd.DataFrame
+    y_held: np.ndarray
+
+
+@dataclass(frozen=True)
+class Search:
+    """Everything a trial needs besides its candidate hyperparameters."""
+
+    folds: list[Fold]
+    schema: Schema
+    model: str  # a family, or auto
+    bases: dict[str, dict[str, Any]]  # each searched family → the shipped hyperparameters its trials start from
+    metric: str
+    seed: int
+    early_stopping_rounds: int | None
+
+    @property
+    def direction(self) -> str:
+        return "minimize" if self.metric in LOWER_IS_BETTER else "maximize"
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        return tuple(self.bases)
+
+
+def validation_name(cv_folds: int) -> str:
+    return f"{cv_folds}-fold CV" if cv_folds else "hold-out (validation split)"
+
+
+def plan(*, train: pd.DataFrame, validation: pd.DataFrame, schema: Schema, params: Any) -> tuple[Search, dict, str]:
+    """The search tune runs with these params: folds, checked spaces (family → space) and study name.
+
+    `params` is tune's view of params.yaml (tuner, model, metric, seed, tune, hyperparameters,
+    featurize, sampler, sampling)."""
+    config = params.tune
+    search = Search(
+        folds=build_folds(
+            train=train,
+            validation=validation,
+            schema=schema,
+            cv_folds=config.cv_folds,
+            featurize=params.featurize,
+            sampler=params.sampler,
+            sampling=params.sampling,
+            seed=params.seed,
+        ),
+        schema=schema,
+        model=params.model,
+        bases={
+            family: hyperparameters_for(params.hyperparameters, model=family, task=schema.task)
+            for family in families(params.model)
+        },
+        metric=params.metric,
+        seed=params.seed,
+        early_stopping_rounds=config.early_stopping_rounds,
+    )
+    kind = TUNERS[params.tuner].kind
+    spaces = {family: config.search_space(kind=kind, model=family, task=schema.task) for family in search.families}
+    for family, space in spaces.items():
+        check_space(space=space, where=f"tune.{kind}.{family}", search=search, model=family)
+    settings = {
+        "sampler": params.sampler,
+        "sampling": params.sampling.model_dump(),
+        "featurize": params.featurize.model_dump(),
+    }
+    name = study_name(tuner=params.tuner, search=search, spaces=spaces, settings=settings)
+    log.info(
+        "%s search of %s for %s by %s; study %s",
+        params.tuner,
+        " | ".join(search.families),
+        params.metric,
+        validation_name(config.cv_folds),
+        name,
+    )
+    return search, spaces, name
+
+
+def result_record(best: dict[str, Any], *, params: Any, search: Search, name: str, study_file: str) -> dict:
+    """models/best_params.json: the best params, their family and how they were found."""
+    return {
+        "tuner": params.tuner,
+        "model": best["model"],  # with model auto, the family the search chose (train fits it)
+        "searched_models": list(search.families),
+        "task": search.schema.task,
+        "metric": params.metric,
+        "direction": search.direction,
+        "validation": validation_name(params.tune.cv_folds),
+        "searched": True,
+        "study": name,
+        "storage": redact(params.tune.storage) or study_file,
+        **best,
+    }
+
+
+def split_indices(*, y: np.ndarray, cv_folds: int, task: str, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified (classification) or plain shuffled k-fold indices over the training rows."""
+    if task == "classification":
+        smallest = int(np.unique(y, return_counts=True)[1].min())
+        if smallest < cv_folds:
+            raise UserError(
+                problem(
+                    "tune.cv_folds",
+                    "must not exceed the training rows of the smallest class",
+                    f"{cv_folds} folds with {smallest} rows",
+                    f"Set tune.cv_folds to at most {smallest}, or 0 to score on the validation split",
+                )
+            )
+        splitter: Any = StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=seed)
+    else:
+        splitter = KFold(n_splits=cv_folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(y)), y))
+
+
+def build_folds(
+    *,
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    schema: Schema,
+    cv_folds: int,
+    featurize: FeaturizeParams,
+    sampler: str,
+    sampling: SamplingParams,
+    seed: int,
+) -> list[Fold]:
+    """Featurize and resample each fold from its own training rows (hold-out when cv_folds is 0)."""
+    if cv_folds == 0:
+        pairs = [(train, validation)]
+    else:
+        indices = split_indices(
+            y=encode_target(train[schema.target], schema), cv_folds=cv_folds, task=schema.task, seed=seed
+        )
+        pairs = [(train.iloc[fit_rows], train.iloc[held_rows]) for fit_rows, held_rows in indices]
+    features = list(schema.features)
+    folds = []
+    for fit_rows, held_rows in pairs:
+        featurizer, fitted = fit_featurizer(fit_rows, schema=schema, config=featurize, seed=seed)  # cross-fitted
+        X, y, _ = balance(
+            X=fitted,
+            y=encode_target(fit_rows[schema.target], schema),
+            task=schema.task,
+            one_hot=one_hot_groups(featurizer),
+            sampler=sampler,
+            config=sampling,
+            seed=seed,
+        )
+        folds.append(
+            Fold(X, y, featurizer.transform(held_rows[features]), encode_target(held_rows[schema.target], schema))
+        )
+    return folds
+
+
+def score_estimator(estimator: Any, fold: Fold, *, metric: str, schema: Schema) -> float:
+    """The chosen metric on a fold's held-out rows (labels by argmax: thresholds are train's job)."""
+    if schema.task == "regression":
+        scored = Scored(y_true=fold.y_held, y_pred=estimator.predict(fold.X_held))
+    else:
+        proba = _full_proba(estimator, fold.X_held, len(schema.classes))
+        positive = schema.classes.index(schema.positive_class) if len(schema.classes) == 2 else None
+        scored = Scored(y_true=fold.y_held, y_pred=proba.argmax(axis=1), proba=proba, positive=positive)
+    return float(BY_TASK[schema.task][metric](scored))
+
+
+def _full_proba(estimator: Any, X: pd.DataFrame, n_classes: int) -> np.ndarray:
+    """predict_proba with a column for every class, even one a fold's resampled rows lacked."""
+    proba = np.zeros((len(X), n_classes))
+    proba[:, np.asarray(estimator.classes_, dtype=int)] = estimator.predict_proba(X)
+    return proba
+
+
+def evaluate(
+    candidate: dict[str, Any],
+    search: Search,
+    *,
+    family: str | None = None,
+    report: Callable[[int, float], None] | None = None,
+):
+    """Mean score over folds and mean rounds kept; `report(fold, running_mean)` lets Optuna prune.
+    `family`: the model the candidate belongs to (needed with model auto)."""
+    family = family or search.model
+    hyperparameters = {**search.bases[family], **candidate}
+    scores, rounds = [], []
+    for index, fold in enumerate(search.folds):
+        estimator = build_estimator(
+            model=family, task=search.schema.task, hyperparameters=hyperparameters, seed=search.seed
+        )
+        kept = fit_estimator(
+            estimator,
+            fold.X,
+            fold.y,
+            model=family,
+            eval_set=(fold.X_held, fold.y_held),
+            early_stopping_rounds=search.early_stopping_rounds,
+        )
+        scores.append(score_estimator(estimator, fold, metric=search.metric, schema=search.schema))
+        if kept is not None:
+            rounds.append(kept)
+        if report is not None and index < len(search.folds) - 1:  # after the last fold the score is complete
+            report(index, float(np.mean(scores)))
+    return float(np.mean(scores)), (round(float(np.mean(rounds))) if rounds else None)
+
+
+def run(
+    *,
+    search: Search,
+    tuner: str,
+    spaces: dict[str, dict[str, Any]],
+    config: TuneParams,
+    storage: Any,
+    name: str,
+) -> optuna.Study:
+    """Add trials to the named study until it holds the target number (or the budget ends)."""
+    spec = TUNERS[tuner]
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+        if spec.prunes and config.pruning and len(search.folds) > 1
+        else optuna.pruners.NopPruner()
+    )
+    grid = spaces[search.model] if spec.kind == "grid" else {}  # grid: one family (params refuses auto)
+    sampler_space = {k: list(v) for k, v in grid.items()}
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        sampler=spec.sampler(sampler_space, search.seed),
+        pruner=pruner,
+        direction=search.direction,
+        load_if_exists=True,
+    )
+    target = grid_size(grid) if spec.kind == "grid" else config.n_trials
+    if spec.kind == "space" and not study.get_trials(deepcopy=False):  # a new study: the shipped point(s) first
+        cheapest_first = sorted(spaces, key=lambda f: MODELS[f].early_stopping is None)  # boosters stop early
+        for family in cheapest_first:
+            point = starting_point(spaces[family], model=family, task=search.schema.task, base=search.bases[family])
+            study.enqueue_trial(encode(family, point, model=search.model), skip_if_exists=True)
+    done = len(study.get_trials(deepcopy=False, states=FINISHED))
+    if done:
+        log.info("study %s already holds %d of %d trials; continuing", name, done, target)
+    if done >= target:
+        return study
+
+    def objective(trial: optuna.Trial) -> float:
+        family, candidate = trial_point(trial, model=search.model, spaces=spaces)
+        trial.set_user_attr("worker", WORKER)
+
+        def report(step: int, value: float) -> None:
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        value, rounds = evaluate(candidate, search, family=family, report=report)
+        if rounds is not None:
+            trial.set_user_attr("n_estimators", rounds)
+        return value
+
+    study.optimize(
+        objective,
+        n_trials=target - done,
+        timeout=config.timeout_minutes * 60 if config.timeout_minutes else None,
+        n_jobs=config.n_jobs,
+        callbacks=[optuna.study.MaxTrialsCallback(target, states=FINISHED), Progress(target, search.metric)],
+    )
+    return study
