@@ -79,14 +79,14 @@ def python_command(*args: str) -> list[str]:
 
 
 def run(args: list[str], repo: Path) -> subprocess.CompletedProcess:
-    from tests.conftest import tool_env
+    from tests.helpers import tool_env
 
     return subprocess.run(args, cwd=repo, env=tool_env(), capture_output=True, text=True)
 
 
 def setup(repo: Path, rows: int) -> None:
     """Month 0: a small model, trained, registered and promoted."""
-    from tests.conftest import promoted_repo
+    from tests.helpers import promoted_repo
 
     def small(params: dict) -> None:
         params["hyperparameters"]["lightgbm"].update(n_estimators=60, n_jobs=1)
@@ -145,7 +145,7 @@ def killed_month(
 ) -> list[subprocess.CompletedProcess]:
     """Start the month, SIGKILL its whole process group when its journal reaches `step` (a random
     one by default), a random moment into it, then recover."""
-    from tests.conftest import tool_env
+    from tests.helpers import tool_env
 
     target = step or rng.choice(STEPS)
     delay = rng.uniform(0, 15.0 if target == "dvc repro" else 0.3)

@@ -121,7 +121,7 @@ def timed(args: list[str], cwd: Path, env: dict, *, watch: bool = False) -> tupl
 
 
 def main() -> None:
-    from tests.conftest import make_repo, tool_env
+    from tests.helpers import make_repo, tool_env
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1)

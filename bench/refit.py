@@ -55,7 +55,7 @@ def main() -> None:
 
     from reprotab.params.loader import parse_params
     from reprotab.pipeline import run
-    from tests.conftest import base_params
+    from tests.helpers import base_params
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])

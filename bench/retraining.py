@@ -32,7 +32,7 @@ EVENTS = [
 
 
 def run(args: list[str], cwd: Path) -> float:
-    from tests.conftest import tool_env
+    from tests.helpers import tool_env
 
     started = time.perf_counter()
     result = subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True)
@@ -64,7 +64,7 @@ def steps(log: str, total: float) -> list[tuple[str, float]]:
 
 def main() -> None:
     from reprotab.data.demo import generate
-    from tests.conftest import make_repo
+    from tests.helpers import make_repo
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-rows", type=int, default=10_000)

@@ -141,7 +141,7 @@ def print_ranking(results: list[dict[str, Any]], *, metric: str) -> None:
 
 def dvc_recipe(*, samplers: list[str], jobs: int) -> None:
     """The README recipe, for real, in a temporary full-size copy of the repository."""
-    from tests.conftest import make_repo, tool_env
+    from tests.helpers import make_repo, tool_env
 
     env = tool_env()
     dvc = str(Path(sys.executable).parent / "dvc")

@@ -78,8 +78,7 @@ def main() -> None:
     from reprotab.model import served
     from reprotab.params.loader import parse_params
     from reprotab.pipeline import run
-    from tests.conftest import base_params
-    from tests.serving import request_rows, serve_command, server, server_env
+    from tests.helpers import base_params, request_rows, serve_command, server, server_env
 
     forest = {"n_estimators": args.trees, "min_samples_leaf": 5, "max_features": "sqrt", "n_jobs": -1}
     params = parse_params(base_params(hyperparameters={"random_forest": forest}))

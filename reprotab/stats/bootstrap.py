@@ -7,7 +7,7 @@ one matrix product; precision, recall, F1 and balanced accuracy come from weight
 matrices; ROC-AUC is the weighted Mann-Whitney statistic and PR-AUC the weighted average
 precision over the scores sorted once (multiclass: the macro average of one-vs-rest). So 500
 resamples of 50,000 rows take about a second, where calling scikit-learn 500 times takes a
-minute. tests/test_monitoring.py checks every metric against scikit-learn on unit weights.
+minute. tests/unit/monitoring/test_monitoring.py checks every metric against scikit-learn on unit weights.
 """
 
 from __future__ import annotations
