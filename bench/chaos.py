@@ -120,14 +120,14 @@ def make_batch(fault: str | None, *, seed: int, rows: int) -> pd.DataFrame:
 
 def reference_scores(repo: Path, version: str) -> dict[str, float]:
     """A version's roc_auc and log_loss on the frozen reference set the champion pin names."""
-    from reprotab.evaluate.scores import score
+    from reprotab.evaluate.scores import measure
     from reprotab.registry import versions as registry
     from reprotab.registry.gate import read_pin, reference_rows
 
     pin = read_pin(repo / "models/champion.json")
     rows = reference_rows(pin, repo=str(repo))
     model, _ = registry.load(version=version, repo=str(repo))
-    _, metrics = score(model, rows)
+    _, metrics = measure(model, rows)
     return {"roc_auc": metrics["roc_auc"], "log_loss": metrics["log_loss"]}
 
 

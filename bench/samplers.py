@@ -5,7 +5,7 @@
 
 In-process (always): read data/raw/churn.parquet, prepare and featurize once with params.yaml,
 then for each registered sampler call reprotab.train.fit.fit (resampling, fit, and the
-decision threshold chosen on the validation split per `train` params) and reprotab.evaluate.scores.score
+decision threshold chosen on the validation split per `train` params) and reprotab.evaluate.scores.measure
 on the test split, exactly as the pipeline stages do. Prints per sampler: the sampler actually
 used (what `auto` chose), training rows after resampling, the decision threshold, the test
 metrics (--metric first, then pr_auc, f1, recall, precision; f1, recall and precision depend on
@@ -55,7 +55,7 @@ def in_process(p: Any, *, samplers: list[str], model: str | None, rows: int | No
 
     from reprotab.data.prepare import prepare_with
     from reprotab.errors import UserError
-    from reprotab.evaluate.scores import score
+    from reprotab.evaluate.scores import measure
     from reprotab.model.featurizer import featurize
     from reprotab.params.loader import hyperparameters_for
     from reprotab.train.fit import fit
@@ -98,7 +98,7 @@ def in_process(p: Any, *, samplers: list[str], model: str | None, rows: int | No
             results.append({"sampler": sampler, "error": str(exc).splitlines()[0]})
             continue
         seconds = time.perf_counter() - started
-        _, test = score(fitted, splits["test"])
+        _, test = measure(fitted, splits["test"])
         results.append(
             {
                 "sampler": sampler,

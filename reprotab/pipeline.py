@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from reprotab.data.prepare import prepare_with
-from reprotab.evaluate.scores import score
+from reprotab.evaluate.scores import measure
 from reprotab.model.featurizer import featurize
 from reprotab.model.schema import Schema
 from reprotab.model.served import TabularModel
@@ -71,7 +71,7 @@ def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...]
         params=params,
         read_split=frame_splits(splits),
     )
-    metrics = {split: score(model, splits[split])[1] for split in splits_to_score}
+    metrics = {split: measure(model, splits[split])[1] for split in splits_to_score}
     return Run(
         model=model, metrics=metrics, schema=schema, splits=splits, training=training, tuned=tuned, family=family
     )

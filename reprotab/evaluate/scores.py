@@ -45,7 +45,7 @@ def scored_predictions(
     return Scored(y_true=truth, y_pred=model.class_indices(proba), proba=proba, positive=positive), uncalibrated
 
 
-def score(model: TabularModel, rows: pd.DataFrame) -> tuple[Scored, dict[str, float]]:
+def measure(model: TabularModel, rows: pd.DataFrame) -> tuple[Scored, dict[str, float]]:
     """Score the model on raw rows that include the target column: every metric of the task."""
     scored, _ = scored_predictions(model, rows)
     return scored, score_all(model.schema.task, scored)

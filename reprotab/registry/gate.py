@@ -22,7 +22,7 @@ Rules (params `gate:`), all direction-aware (`reprotab.stats.metrics.LOWER_IS_BE
 
 A metric that is undefined (NaN: one class in the rows, say) fails its rule, never passes it.
 The challenger is promoted when every rule passes; with no champion it is promoted as the first.
-`judge` is pure (unit-tested on hand-built predictions); `champion_model` and `write_decision`
+`decide_promotion` is pure (unit-tested on hand-built predictions); `champion_model` and `write_decision`
 do the IO for stages/gate.py.
 """
 
@@ -80,7 +80,7 @@ def _explain(check: dict[str, Any]) -> str:
     return _why(check)
 
 
-def judge(
+def decide_promotion(
     *,
     task: str,
     metric: str,
@@ -416,7 +416,7 @@ def evaluate_gate(
     extra = []
     if reference is not None and champion is not None and training is not None:
         extra.append(leak_check(reference, training, pin["reference"], id_column=challenger.schema.id_column))
-    decision = judge(
+    decision = decide_promotion(
         task=challenger.schema.task,
         metric=metric,
         rules=rules,

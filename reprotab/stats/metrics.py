@@ -17,7 +17,7 @@ import numpy as np
 
 
 def _skm() -> Any:
-    """scikit-learn's metrics module, imported at the first score, not with this module: params.py
+    """scikit-learn's metrics module, imported at the first score, not with this module: the params schema
     reads the metric names from this registry, and a stage that never scores (tune without a
     search) need not load scikit-learn and SciPy for them."""
     from sklearn import metrics

@@ -137,7 +137,7 @@ def categorical_groups(columns: list[str], one_hot: dict[str, list[str]], frame:
 class CategoricalAwareSampler:
     """Run a registry sampler without inventing impossible category values (see module docstring).
     Stateless: each `fit_resample` builds its imbalanced-learn sampler afresh. Not a scikit-learn
-    estimator, so importing this module (params.py reads the registry's names) loads no
+    estimator, so importing this module (params/sections.py reads the registry's names) loads no
     scikit-learn: a stage that never resamples, such as tune without a search, does not pay for it."""
 
     def __init__(self, name: str, config: SamplingParams, seed: int, groups: list[list[int]]) -> None:

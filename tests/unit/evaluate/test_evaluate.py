@@ -164,7 +164,7 @@ def test_binary_metrics_at_0_5_only_with_a_stored_threshold(churn_small):
     scored, raw = evaluation.scored_predictions(model, splits["test"], raw=True)
     assert raw is None
     assert "at_0.5" not in evaluation.split_metrics(model, scored, raw)
-    assert evaluation.score(model, splits["test"])[1] == evaluation.split_metrics(model, scored, raw)
+    assert evaluation.measure(model, splits["test"])[1] == evaluation.split_metrics(model, scored, raw)
 
 
 def declared_sources() -> dict[str, frozenset[str]]:

@@ -9,7 +9,7 @@ import pytest
 from reprotab.errors import UserError
 from reprotab.params.loader import parse_params
 from reprotab.params.sections import GateParams
-from reprotab.registry.gate import decision_markdown, judge, read_pin
+from reprotab.registry.gate import decide_promotion, decision_markdown, read_pin
 from reprotab.stats.metrics import BY_TASK, Scored
 from reprotab.stats.resample import paired_bootstrap, resample_counts, weighted
 from tests.helpers import base_params
@@ -31,7 +31,7 @@ def noisy_scores(rows: int, noise: float, seed: int) -> tuple[np.ndarray, np.nda
 
 
 def gate(challenger: Scored, champion: Scored | None, **rules) -> dict:
-    return judge(
+    return decide_promotion(
         task="classification",
         metric=rules.pop("metric", "roc_auc"),
         rules=GateParams(**rules),

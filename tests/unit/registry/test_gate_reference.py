@@ -22,7 +22,7 @@ def rules(**overrides) -> GateParams:
 
 
 def judge(challenger, champion, reference_challenger=None, reference_champion=None, **overrides) -> dict:
-    return gate.judge(
+    return gate.decide_promotion(
         task="classification",
         metric="roc_auc",
         rules=rules(**overrides),
