@@ -67,6 +67,7 @@ class Report:
     promotions_in_label_fault_months: int = 0
     kills: int = 0
     recovered: int = 0
+    kill_targets: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
 
     def check(self, ok: bool, month: str, what: str) -> None:
@@ -148,7 +149,7 @@ def killed_month(
     from tests.helpers import tool_env
 
     target = step or rng.choice(STEPS)
-    delay = rng.uniform(0, 15.0 if target == "dvc repro" else 0.3)
+    delay = rng.uniform(0, 15.0) if target == "dvc repro" else 0.0  # the other steps last well under a second
     journal = repo / ".git/reprotab-retrain.json"
     process = subprocess.Popen(
         args,
@@ -159,18 +160,21 @@ def killed_month(
         text=True,
         start_new_session=True,
     )
+    report.kill_targets.append(f"{target} +{delay:.1f}s: missed (the month ended first)")
     while process.poll() is None:
         try:
-            step = json.loads(journal.read_text()).get("step") if journal.is_file() else None
+            now = json.loads(journal.read_text()).get("step") if journal.is_file() else None
         except ValueError:  # caught mid-rename
-            step = None
-        if step == target:
+            now = None
+        if now == target:
             time.sleep(delay)
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
-                report.kills += journal.is_file()  # else the month had just ended: a kill too late to count
+                if journal.is_file():  # else the month had just ended: a kill too late to count
+                    report.kills += 1
+                    report.kill_targets[-1] = f"{target} +{delay:.1f}s: killed"
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     out, err = process.communicate()
     runs = [subprocess.CompletedProcess(args, process.returncode, out, err)]
     recovered = run(python_command("retrain", "--recover"), repo)
@@ -247,7 +251,8 @@ def month(
     else:
         note = ""
     report.months += 1
-    print(f"{label}: {outcome}; prod {after}{note}", flush=True)
+    killed = f"; SIGKILL at {report.kill_targets[-1]}" if fault == "sigkill" else ""
+    print(f"{label}: {outcome}; prod {after}{note}{killed}", flush=True)
 
 
 def chaos(

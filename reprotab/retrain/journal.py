@@ -33,6 +33,7 @@ from reprotab.errors import UserError, problem
 from reprotab.registry.checks import git, status_paths
 
 JOURNAL = "reprotab-retrain.json"
+TRAILER = "Retrain-Run"
 REGISTRY_TAGS = ("refs/tags/model@", "refs/tags/model#")  # what `reprotab registry` writes (GTO)
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,12 @@ class Journal:
     created: list[str] = field(default_factory=list)
     commits: list[str] = field(default_factory=list)
     dvc_pgid: int | None = None
+
+    @property
+    def trailer(self) -> str:
+        """The line every commit of this run ends with: a kill between a commit and the journal's
+        note of it must not make that commit look like someone else's to `--recover`."""
+        return f"{TRAILER}: {self.started} pid {self.pid}"
 
 
 class Transaction:
@@ -154,6 +161,10 @@ class Transaction:
                 self.journal.created.append(relative)
                 self.save()
 
+    def sign(self, message: str) -> str:
+        """A commit message of this run (see `Journal.trailer`)."""
+        return f"{message}\n\n{self.journal.trailer}" if self.journal is not None else message
+
     def committed(self, sha: str) -> None:
         """Record a commit of the run's (a recovery rolls back only these)."""
         if self.journal is not None:
@@ -190,7 +201,9 @@ def check_recoverable(repo: Path, journal: Journal, *, run_paths: tuple[str, ...
     """Before a `--recover`: no commit on top of the journal's but the run's own, and no change
     outside where the run writes, so the rollback takes nothing the user did since."""
     foreign = [
-        sha for sha in git(repo, "rev-list", f"{journal.head}..HEAD", check=False).split() if sha not in journal.commits
+        sha
+        for sha in git(repo, "rev-list", f"{journal.head}..HEAD", check=False).split()
+        if sha not in journal.commits and journal.trailer not in git(repo, "log", "-1", "--format=%B", sha)
     ]
     if foreign:
         raise UserError(

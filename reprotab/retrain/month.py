@@ -164,12 +164,12 @@ def write_summary(summary: dict[str, Any], name: str) -> Path:
     return out / f"{name}.md"
 
 
-def record(repo: Path, summary: dict[str, Any], name: str, subject: str) -> None:
+def record(repo: Path, summary: dict[str, Any], name: str, subject: str, *, trailer: str = "") -> None:
     """Commit the month's summary and monitor report alone: the record of a month that changed nothing else."""
     write_summary(summary, name)
     paths = [f"reports/retrain/{name}.json", f"reports/retrain/{name}.md", f"reports/monitor/{name}"]
     try:
-        done = commit(repo, subject, paths)
+        done = commit(repo, f"{subject}\n\n{trailer}" if trailer else subject, paths)
     except StepFailed as exc:  # the files stay for the next run's record commit
         log.error("the month's summary could not be committed (it is in reports/retrain/%s.md): %s", name, exc)
         return
@@ -240,7 +240,7 @@ def transaction(tx: Transaction, summary: dict[str, Any], **month: Any) -> dict[
         result = run_month(tx, summary, note=note, **{k: v for k, v in month.items() if k != "message"})
     except Refused as exc:  # raised before the first write but the monitor report: nothing to roll back
         summary |= {"outcome": "refused", "why": str(exc)}
-        record(tx.repo, summary, name, f"Retrain {name}: refused{note}\n\n{exc}")
+        record(tx.repo, summary, name, f"Retrain {name}: refused{note}\n\n{exc}", trailer=tx.journal.trailer)
         tx.end()
         raise UserError(problem("retrain", f"refused: {exc}", name, f"Details in reports/retrain/{name}.md")) from None
     except BaseException as exc:  # a failed step, a bug, Ctrl-C: the repository goes back as it was
@@ -261,7 +261,8 @@ def transaction(tx: Transaction, summary: dict[str, Any], **month: Any) -> dict[
             "error": str(exc) or type(exc).__name__,
             "rollback": done,
         }
-        record(tx.repo, summary, name, f"Retrain {name}: failed at {tx.journal.step}, rolled back{note}")
+        subject = f"Retrain {name}: failed at {tx.journal.step}, rolled back{note}"
+        record(tx.repo, summary, name, subject, trailer=tx.journal.trailer)
         tx.end()
         if isinstance(exc, KeyboardInterrupt):
             raise SystemExit(130) from None  # rolled back and recorded: no traceback for a Ctrl-C
@@ -313,13 +314,13 @@ def run_month(
         )
     if not (verdict.retrain or summary["forced"]):
         summary |= {"outcome": "no retrain", "why": "the monitor found no reason to retrain (--force overrides)"}
-        record(repo, summary, name, f"Monitor batch {name}: no retrain{note}")
+        record(repo, summary, name, f"Monitor batch {name}: no retrain{note}", trailer=tx.journal.trailer)
         return summary
     tx.step("add batch")
     action, dest = add_batch(tx, batch, name, rows)
     changes = edit_params(repo, combine_changes(params))
     summary |= {"batch_added": action, "batch_path": str(dest.relative_to(repo)), "params_changes": changes}
-    done = commit(repo, f"Add batch {name}{note}", [str(BATCHES), "params.yaml"], made=tx.committed)
+    done = commit(repo, tx.sign(f"Add batch {name}{note}"), [str(BATCHES), "params.yaml"], made=tx.committed)
     summary["commits"] += [done] if done else []
     return run_and_record(tx, summary, name=name, mode=summary["mode"], promote=promote, note=note)
 
@@ -378,7 +379,7 @@ def run_and_record(
     tx.step("commit run")
     verb = "gate passed" if passed else f"gate kept champion {champion}"
     message = f"Retrain on batch {name}: {verb}\n\n{decision.get('reason', '')}{note}"
-    done = commit(repo, message, RUN_FILES, made=tx.committed)
+    done = commit(repo, tx.sign(message), RUN_FILES, made=tx.committed)
     summary["commits"] += [done] if done else []
     tx.step("dvc push")
     summary["dvc_push"] = push(repo)
@@ -391,7 +392,7 @@ def run_and_record(
     tx.step("commit record")
     action = summary["registry"]["action"]
     paths = [*OWN_OUTPUTS, registry.CHAMPION]
-    commit(repo, f"Retrain {name}: {action.split(':')[0]}{note}", paths, made=tx.committed)
+    commit(repo, tx.sign(f"Retrain {name}: {action.split(':')[0]}{note}"), paths, made=tx.committed)
     return summary
 
 
@@ -446,7 +447,8 @@ def recover() -> dict[str, Any] | None:
             "rollback": done,
             "commits": [],
         }
-        record(repo, summary, journal.batch, f"Retrain {journal.batch}: interrupted at {journal.step}, rolled back")
+        subject = f"Retrain {journal.batch}: interrupted at {journal.step}, rolled back"
+        record(repo, summary, journal.batch, subject, trailer=journal.trailer)
         tx.end()
         return summary
     finally:

@@ -112,6 +112,19 @@ def test_rollback_restores_git_and_removes_what_the_run_made_and_nothing_else(re
     assert git(repo, "status", "--porcelain") == ""
 
 
+def test_a_commit_the_kill_kept_out_of_the_journal_is_still_the_runs(repo):
+    """SIGKILL between `git commit` and the journal's note of it: the commit's trailer says whose it is."""
+    tx = interrupted_month(repo)
+    git(repo, "checkout", "-q", "--", "params.yaml")
+    (repo / "reports/retrain/2026-11.md").write_text("summary\n")
+    git(repo, "add", "reports")
+    git(repo, "commit", "-q", "-m", tx.sign("Retrain 2026-11: registered v1.0.1"))  # never noted in the journal
+    check_recoverable(repo, tx.journal, run_paths=WRITES)
+    git(repo, "commit", "-q", "--allow-empty", "-m", "Retrain 2026-11: looks like the run's, is not")
+    with pytest.raises(UserError, match=r"commits were made after the interrupted run"):
+        check_recoverable(repo, tx.journal, run_paths=WRITES)
+
+
 def test_recover_refuses_to_drop_work_done_after_the_crash(repo):
     tx = interrupted_month(repo)
     git(repo, "checkout", "-q", "--", "params.yaml")
