@@ -17,8 +17,6 @@ from tests.helpers import reproduced_repo, sh
 
 pytestmark = pytest.mark.integration
 
-# --- unit ---------------------------------------------------------------------------------
-
 
 # --- integration: one repository for the module ---------------------------------------------
 

@@ -19,68 +19,14 @@ pytestmark = pytest.mark.integration
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-# What `dvc plots diff a b --json` returns (trimmed Vega-Lite specs of DVC's templates): a ROC curve
 # with DVC's bare Infinity threshold, a confusion matrix faceted by revision with its "show values"
 # checkbox, a two-file calibration plot, a bar chart without a title, and an image plot.
-SHOWN = """{"errors": [{"rev": "a", "type": "DataIndexDirError", "msg": "failed to load directory"}],
-"data": {
-"roc": [{"type": "vega", "revisions": ["a", "b"], "content": {
-  "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
-  "title": {"text": "ROC (test)", "anchor": "middle"}, "width": 300, "height": 300,
-  "params": [{"name": "grid", "select": "interval", "bind": "scales"}],
-  "mark": {"type": "line"},
-  "encoding": {"x": {"field": "fpr", "type": "quantitative", "title": "false positive rate"},
-               "y": {"field": "tpr", "type": "quantitative"},
-               "color": {"field": "rev", "scale": {"domain": ["a", "b"], "range": ["#945dd6", "#13adc7"]}}},
-  "data": {"values": [
-    {"fpr": 0.0, "tpr": 0.0, "threshold": Infinity, "rev": "a"},
-    {"fpr": 0.5, "tpr": 0.75, "threshold": 0.6, "rev": "a"},
-    {"fpr": 1.0, "tpr": 1.0, "threshold": 0.1, "rev": "a"},
-    {"fpr": 0.0, "tpr": 0.0, "threshold": Infinity, "rev": "b"},
-    {"fpr": 1.0, "tpr": 1.0, "threshold": 0.2, "rev": "b"}]}}}],
-"confusion_matrix": [{"type": "vega", "content": {
-  "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
-  "title": {"text": "Confusion matrix"}, "facet": {"column": {"field": "rev", "sort": []}, "row": {}},
-  "params": [{"name": "showValues", "bind": {"input": "checkbox"}}],
-  "spec": {"transform": [{"aggregate": [{"op": "count", "as": "xy_count"}], "groupby": ["predicted", "actual"]}],
-           "encoding": {"x": {"field": "actual", "type": "nominal"}, "y": {"field": "predicted", "type": "nominal"}},
-           "layer": [{"mark": "rect", "width": 300, "height": 300,
-                      "encoding": {"color": {"field": "xy_count", "type": "quantitative"}}},
-                     {"mark": "text", "encoding": {"text": {"condition":
-                        {"param": "showValues", "field": "xy_count", "type": "quantitative"}}}}]},
-  "data": {"values": [{"actual": "no", "predicted": "no", "rev": "a"},
-                      {"actual": "yes", "predicted": "no", "rev": "b"}]}}}],
-"calibration": [{"type": "vega", "content": {
-  "$schema": "https://vega.github.io/schema/vega-lite/v5.json", "title": "Calibration",
-  "mark": {"type": "line"},
-  "encoding": {"x": {"field": "prob_pred", "type": "quantitative"}, "y": {"field": "prob_true", "type": "quantitative"},
-               "color": {"field": "rev"}, "strokeDash": {"field": "filename"}},
-  "data": {"values": [
-    {"prob_pred": 0.1, "prob_true": 0.2, "filename": "calibration.json", "rev": "b"},
-    {"prob_pred": 0.1, "prob_true": NaN, "filename": "calibration_uncalibrated.json", "rev": "b"}]}}}],
-"importance": [{"type": "vega", "content": {
-  "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
-  "mark": {"type": "bar"}, "encoding": {"x": {"field": "importance", "type": "quantitative"},
-                                        "y": {"field": "feature", "type": "nominal"}, "yOffset": {"field": "rev"},
-                                        "color": {"field": "rev"}},
-  "data": {"values": [{"feature": "age", "importance": 0.7, "rev": "a"},
-                      {"feature": "age", "importance": 0.6, "rev": "b"}]}}}],
-"residuals": [],
-"reports/evaluate/figures/roc.png": [{"type": "image", "revisions": ["a"], "url": "/tmp/a_roc.png"}]
-}}"""
 
 
 def png_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()
     assert data.startswith(PNG_MAGIC), path
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-
-
-METRICS_MD = """| Path | Metric | a | b | Change |
-|------|--------|---|---|--------|
-| m.json | test.roc_auc | 0.8 | 0.85 | 0.05 |
-"""
-EMPTY_MD = "| Path | Param | a | b |\n|------|-------|---|---|\n"
 
 
 def review(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

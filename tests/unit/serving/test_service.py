@@ -14,7 +14,7 @@ from reprotab.serving import prediction_log
 from reprotab.serving.prediction_log import PredictionLog
 from reprotab.serving.scoring import resolve_model
 from reprotab.serving.service import Served, ServiceConfig, create_app, route_of
-from tests.helpers import request_rows, serve_command, server, train_model
+from tests.helpers import request_rows, train_model
 
 
 @pytest.fixture(scope="module")
@@ -235,17 +235,6 @@ def test_log_writes_from_many_threads_stay_whole_lines(tmp_path):
 
 
 # --- a real server -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def live(models, tmp_path_factory):
-    """`reprotab serve` with a 30% canary, as a real uvicorn process on 127.0.0.1."""
-    work = tmp_path_factory.mktemp("live")
-    args = serve_command(
-        models[0], "--canary-model", str(models[1]), "--canary-share", "0.3", "--log-dir", str(work / "log")
-    )
-    with server(args, cwd=work) as url:
-        yield url, work / "log"
 
 
 def test_serve_options_are_checked_before_anything_starts(models, tmp_path, monkeypatch):

@@ -9,7 +9,6 @@ from reprotab.tracking.compare import _params_metric, experiment_rows, markdown,
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-# Trimmed from a real `dvc exp show --json` (dvc 3) after `dvc exp run --queue -S sampler=none,random_over`
 # and `dvc exp run --run-all` in a copy made by tests.helpers.make_repo: the workspace, the baseline
 # commit (its metrics committed from a run on other data), and two experiments, newest first.
 SHOWN = [

@@ -3,14 +3,10 @@ and Comet (offline archives), fed from a real git + DVC repository: tests/integr
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
 from reprotab.errors import UserError, redact
 from reprotab.tracking.mirrors import flatten, numeric_metrics, require
-from tests.helpers import sh
 
 # --- unit ---------------------------------------------------------------------------------
 
@@ -28,10 +24,3 @@ def test_a_missing_tracking_library_says_how_to_install_it():
 
 def test_redact_keeps_the_user_and_hides_the_password():
     assert redact("http://me:s3cret@tracker:5000") == "http://me:***@tracker:5000"
-
-
-# --- integration: one repository for the module ---------------------------------------------
-
-
-def mirror(repo: Path, *args: str, env: dict | None = None):
-    return sh([sys.executable, "-m", "reprotab", "mirror", *args], repo, check=False, env=env)

@@ -26,7 +26,6 @@ from tests.helpers import DVC, reproduced_repo, sh
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-# What `dvc plots diff a b --json` returns (trimmed Vega-Lite specs of DVC's templates): a ROC curve
 # with DVC's bare Infinity threshold, a confusion matrix faceted by revision with its "show values"
 # checkbox, a two-file calibration plot, a bar chart without a title, and an image plot.
 SHOWN = """{"errors": [{"rev": "a", "type": "DataIndexDirError", "msg": "failed to load directory"}],
