@@ -7,31 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import DVC, ROOT, base_params, sh
+from tests.helpers import DVC, base_params, sh
+from tests.unit.evaluate.test_evaluate import FIGURES, PIPELINE, TASKS
 
 pytestmark = pytest.mark.integration
-
-PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-TASKS = {  # case → params overrides
-    "binary": {"metric": "f1"},
-    "multiclass": {"data": {"target": "contract", "drop_columns": ["churned", "next_month_spend"]}},
-    "regression": {
-        "task": "regression",
-        "metric": "rmse",
-        "data": {"target": "next_month_spend", "drop_columns": ["churned"]},
-    },
-}
-FIGURES = {
-    "classification": {
-        "confusion_matrix",
-        "confusion_matrix_normalized",
-        "roc",
-        "precision_recall",
-        "calibration",
-        "per_class",
-    },
-    "regression": {"residuals", "predicted_vs_actual"},
-}
 
 
 def test_dvc_plots_show_renders_every_declared_plot_for_binary_and_regression(reproduced, tmp_path):
