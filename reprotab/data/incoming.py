@@ -78,8 +78,8 @@ class ColumnNote:
 
     def merge(self, other: ColumnNote) -> ColumnNote:
         """The note of both parts together (batch scoring cleans a file chunk by chunk)."""
-        parts = [n for n in (self, other) if n.share is not None]
-        numbers, present = sum(n.share * n.present for n in parts), sum(n.present for n in parts)
+        parts = [(n.share, n.present) for n in (self, other) if n.share is not None]
+        numbers, present = sum(share * given for share, given in parts), sum(given for _, given in parts)
         return ColumnNote(
             rows=self.rows + other.rows,
             missing=self.missing + other.missing,

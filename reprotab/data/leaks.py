@@ -14,6 +14,8 @@ The score is ROC-AUC (classification; one-vs-rest macro average for multiclass) 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import r2_score, roc_auc_score
@@ -55,7 +57,14 @@ def leak_scores(frame: pd.DataFrame, *, target: str, task: str, columns: list[st
     return scores
 
 
-def _out_of_fold(values: pd.Series, y: np.ndarray, folds, *, n_classes: int | None, seed: int) -> np.ndarray:
+def _out_of_fold(
+    values: pd.Series,
+    y: np.ndarray,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    n_classes: int | None,
+    seed: int,
+) -> np.ndarray:
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     out = np.zeros((len(y), n_classes)) if n_classes else np.zeros(len(y))
     for train, held in folds:
@@ -69,7 +78,9 @@ def _out_of_fold(values: pd.Series, y: np.ndarray, folds, *, n_classes: int | No
     return out
 
 
-def _tree_predict(x_train, y_train, x_held, *, n_classes: int | None, seed: int) -> np.ndarray:
+def _tree_predict(
+    x_train: np.ndarray, y_train: np.ndarray, x_held: np.ndarray, *, n_classes: int | None, seed: int
+) -> np.ndarray:
     if n_classes is None:
         tree = DecisionTreeRegressor(max_depth=TREE_DEPTH, min_samples_leaf=5, random_state=seed)
         return tree.fit(x_train, y_train).predict(x_held)
@@ -80,7 +91,9 @@ def _tree_predict(x_train, y_train, x_held, *, n_classes: int | None, seed: int)
     return proba
 
 
-def _rate_predict(keys_train: pd.Series, y_train, keys_held: pd.Series, *, n_classes: int | None) -> np.ndarray:
+def _rate_predict(
+    keys_train: pd.Series, y_train: np.ndarray, keys_held: pd.Series, *, n_classes: int | None
+) -> np.ndarray:
     if n_classes is None:
         means = pd.Series(y_train, index=keys_train.index).groupby(keys_train.to_numpy()).mean()
         return keys_held.map(means).fillna(float(np.mean(y_train))).to_numpy(dtype=float)
@@ -91,7 +104,7 @@ def _rate_predict(keys_train: pd.Series, y_train, keys_held: pd.Series, *, n_cla
     return np.where(np.isnan(held), prior, held)
 
 
-def _score(y: np.ndarray, predicted: np.ndarray, classes) -> float:
+def _score(y: np.ndarray, predicted: np.ndarray, classes: pd.Index | None) -> float:
     if classes is None:
         return float(r2_score(y, predicted))
     if len(classes) == 2:

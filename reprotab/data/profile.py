@@ -59,10 +59,10 @@ def profile_table(
 ) -> dict[str, Any]:
     """The profile as a JSON-ready dict (see the module docstring)."""
     if data.target not in frame.columns:
-        columns = [str(c) for c in frame.columns]
+        found = [str(c) for c in frame.columns]
         raise UserError(
-            problem("data.target", "column not found", data.target, f"Columns: {', '.join(columns)}")
-            + did_you_mean(data.target, columns)
+            problem("data.target", "column not found", data.target, f"Columns: {', '.join(found)}")
+            + did_you_mean(data.target, found)
         )
     stats = sample(frame, stats_rows, seed)
     as_text = _numbers_as_text(stats, min_share=text_min_share, skip={data.target}, seed=seed)

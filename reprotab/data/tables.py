@@ -9,10 +9,10 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -84,7 +84,9 @@ def _first_line(path: Path) -> bytes:
 
         with zstandard.open(path, "rb") as handle:
             return handle.readline()
-    opener = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}.get(suffix, open)
+    # gzip, bz2 and lzma each open their own file class (none is a typing.IO); each has readline()
+    openers: dict[str, Callable[[Path, Literal["rb"]], Any]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+    opener = openers.get(suffix, open)
     with opener(path, "rb") as handle:
         return handle.readline()
 

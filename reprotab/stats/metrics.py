@@ -58,19 +58,36 @@ def binary_roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def _proba(s: Scored) -> np.ndarray:
+    """The class probabilities, which a probability metric cannot score without."""
+    if s.proba is None:
+        raise TypeError("this metric scores class probabilities, and none were given (Scored.proba is None)")
+    return s.proba
+
+
+def _binary(s: Scored) -> tuple[np.ndarray, np.ndarray]:
+    """(whether each row is of the positive class, the positive class's probability) of a binary problem."""
+    proba = _proba(s)
+    if s.positive is None:
+        raise TypeError("a binary metric scores the positive class, and none was given (Scored.positive is None)")
+    return s.y_true == s.positive, proba[:, s.positive]
+
+
 def _roc_auc(s: Scored) -> float:
     if s.binary:
-        return binary_roc_auc(s.y_true == s.positive, s.proba[:, s.positive])
-    return _skm().roc_auc_score(s.y_true, s.proba, multi_class="ovr", average="macro", labels=range(s.proba.shape[1]))
+        return binary_roc_auc(*_binary(s))
+    proba = _proba(s)
+    return _skm().roc_auc_score(s.y_true, proba, multi_class="ovr", average="macro", labels=range(proba.shape[1]))
 
 
 def _pr_auc(s: Scored) -> float:
     if s.binary:
-        return _skm().average_precision_score(s.y_true == s.positive, s.proba[:, s.positive])
+        return _skm().average_precision_score(*_binary(s))
     from sklearn.preprocessing import label_binarize
 
-    onehot = label_binarize(s.y_true, classes=range(s.proba.shape[1]))
-    return _skm().average_precision_score(onehot, s.proba, average="macro")
+    proba = _proba(s)
+    onehot = label_binarize(s.y_true, classes=range(proba.shape[1]))
+    return _skm().average_precision_score(onehot, proba, average="macro")
 
 
 def _with_average(name: str) -> Callable[[Scored], float]:
@@ -90,13 +107,15 @@ def _rows_sum_to_one(proba: np.ndarray) -> np.ndarray:
 
 
 def _log_loss(s: Scored) -> float:
-    return _skm().log_loss(s.y_true, _rows_sum_to_one(s.proba), labels=range(s.proba.shape[1]))
+    proba = _proba(s)
+    return _skm().log_loss(s.y_true, _rows_sum_to_one(proba), labels=range(proba.shape[1]))
 
 
 def _brier(s: Scored) -> float:
     if s.binary:
-        return _skm().brier_score_loss(s.y_true == s.positive, s.proba[:, s.positive])
-    return _skm().brier_score_loss(s.y_true, _rows_sum_to_one(s.proba), labels=range(s.proba.shape[1]))
+        return _skm().brier_score_loss(*_binary(s))
+    proba = _proba(s)
+    return _skm().brier_score_loss(s.y_true, _rows_sum_to_one(proba), labels=range(proba.shape[1]))
 
 
 def _mape(s: Scored) -> float:
