@@ -20,6 +20,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from reprotab.errors import UserError, did_you_mean, one_of, problem
 from reprotab.params.sections import (
@@ -193,7 +194,7 @@ def hyperparameters_for(hyperparameters: dict[str, Any], *, model: str, task: st
     return {**shared, **settings.get(task, {})}
 
 
-def _format_error(error: dict[str, Any], model: type[BaseModel]) -> str:
+def _format_error(error: ErrorDetails, model: type[BaseModel]) -> str:
     """Turn one pydantic error into the project's grammar."""
     loc = [str(part) for part in error["loc"] if part != SHARED]
     where = ".".join(loc) or "params.yaml"
@@ -272,7 +273,8 @@ class StageParams:
         unknown = set(keys) - set(Params.model_fields)
         if unknown:
             raise KeyError(f"stage '{stage}' declares unknown params keys {sorted(unknown)}")
-        self._params, self._stage, self._keys, self._read = params, stage, keys, set()
+        self._params, self._stage, self._keys = params, stage, keys
+        self._read: set[str] = set()
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

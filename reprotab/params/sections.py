@@ -133,6 +133,11 @@ class Distribution(Section):
     def integer(self) -> bool:
         return isinstance(self.low, int) and isinstance(self.high, int) and not isinstance(self.step, float)
 
+    def bounds(self) -> tuple[int | float, int | float]:
+        """(low, high) of a range; the validator gives every distribution without choices both ends."""
+        assert self.low is not None and self.high is not None, "a distribution without choices has low and high"
+        return self.low, self.high
+
 
 GridValues = tuple[Scalar, ...]
 TASK_KEYS = ("classification", "regression")

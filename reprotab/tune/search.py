@@ -26,7 +26,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -83,7 +83,7 @@ class Search:
     early_stopping_rounds: int | None
 
     @property
-    def direction(self) -> str:
+    def direction(self) -> Literal["minimize", "maximize"]:
         return "minimize" if self.metric in LOWER_IS_BETTER else "maximize"
 
     @property
@@ -241,7 +241,7 @@ def evaluate(
     *,
     family: str | None = None,
     report: Callable[[int, float], None] | None = None,
-):
+) -> tuple[float, int | None]:
     """Mean score over folds and mean rounds kept; `report(fold, running_mean)` lets Optuna prune.
     `family`: the model the candidate belongs to (needed with model auto)."""
     family = family or search.model

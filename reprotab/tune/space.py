@@ -23,9 +23,12 @@ def suggest(trial: optuna.Trial, name: str, spec: Distribution | tuple[Any, ...]
         return trial.suggest_categorical(name, list(spec))
     if spec.choices is not None:
         return trial.suggest_categorical(name, list(spec.choices))
+    low, high = spec.bounds()
     if spec.integer:
-        return trial.suggest_int(name, spec.low, spec.high, step=spec.step or 1, log=spec.log)
-    return trial.suggest_float(name, spec.low, spec.high, step=spec.step, log=spec.log)
+        step = spec.step or 1
+        assert isinstance(low, int) and isinstance(high, int) and isinstance(step, int)  # what `integer` means
+        return trial.suggest_int(name, low, high, step=step, log=spec.log)
+    return trial.suggest_float(name, low, high, step=spec.step, log=spec.log)
 
 
 def trial_point(trial: optuna.Trial, *, model: str, spaces: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
@@ -99,9 +102,10 @@ def starting_point(space: dict[str, Any], *, model: str, task: str, base: dict[s
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             continue
-        value = min(max(value, spec.low), spec.high)
+        low, high = spec.bounds()
+        value = min(max(value, low), high)
         if spec.step is not None:
-            value = min(spec.low + round((value - spec.low) / spec.step) * spec.step, spec.high)
+            value = min(low + round((value - low) / spec.step) * spec.step, high)
         point[name] = round(value) if spec.integer else float(value)
     return point
 

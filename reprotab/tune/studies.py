@@ -119,6 +119,12 @@ def _best_or_none(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
         return None
 
 
+def _value(trial: optuna.trial.FrozenTrial) -> float:
+    """A complete trial's score (a single-objective study's complete trials all have one)."""
+    assert trial.value is not None, f"trial {trial.number} is complete but has no value"
+    return float(trial.value)
+
+
 def best_result(study: optuna.Study, *, search: Any) -> dict[str, Any]:
     """The best trial's family and hyperparameters (with the boosters' kept rounds as
     n_estimators); with model auto also each family's best score, so the choice can be checked."""
@@ -140,7 +146,7 @@ def best_result(study: optuna.Study, *, search: Any) -> dict[str, Any]:
     return {
         "model": family,
         "params": params,
-        "best_score": round(float(best.value), 6),
+        "best_score": round(_value(best), 6),
         "best_trial": best.number,
         "trials": {
             "complete": states.count(optuna.trial.TrialState.COMPLETE),
@@ -157,7 +163,7 @@ def _best_by_family(study: optuna.Study, families: tuple[str, ...]) -> dict[str,
     pick = min if study.direction == optuna.study.StudyDirection.MINIMIZE else max
     out = {}
     for family in families:
-        values = [float(t.value) for t in complete if t.params.get("model") == family]
+        values = [_value(t) for t in complete if t.params.get("model") == family]
         out[family] = {"complete": len(values), "best_score": round(pick(values), 6) if values else None}
         if not values:
             log.warning(
@@ -179,7 +185,7 @@ def history(study: optuna.Study) -> pd.DataFrame:
     rows, best = [], None
     minimize = study.direction == optuna.study.StudyDirection.MINIMIZE
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        value = float(trial.value)
+        value = _value(trial)
         best = value if best is None or (value < best if minimize else value > best) else best
         rows.append({"trial": trial.number, "score": round(value, 6), "best": round(best, 6)})
     return pd.DataFrame(rows, columns=["trial", "score", "best"])
@@ -193,9 +199,11 @@ def importances(study: optuna.Study) -> pd.DataFrame:
     family's trials and parameters instead (how the family itself fared is in best_params' by_model)."""
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     best = _best_or_none(study)
-    family_params = [name for name in best.params if name != "model"] if best and "model" in best.params else None
-    if family_params:
-        complete = [t for t in complete if t.params.get("model") == best.params["model"]]
+    family_params = None
+    if best is not None and "model" in best.params:
+        family_params = [name for name in best.params if name != "model"]
+        if family_params:
+            complete = [t for t in complete if t.params.get("model") == best.params["model"]]
     if len(complete) < 2:
         return pd.DataFrame(columns=["param", "importance"])
     try:
