@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reprotab import paths
 from reprotab.data.incoming import MIN_SHARE, clean_incoming, log_notes
 from reprotab.data.tables import READERS, atomic_path, read_table
 from reprotab.errors import UserError, one_of, problem
@@ -173,7 +174,7 @@ def _json_value(value: Any) -> Any:
     return None if value is pd.NA else value
 
 
-def labeled_ids(path: str | Path, id_column: str, batches: Path = Path("data/batches")) -> set[str]:
+def labeled_ids(path: str | Path, id_column: str, batches: Path = Path(paths.BATCHES)) -> set[str]:
     """Ids already labeled: the table at data.path and every table in data/batches."""
     files = [Path(path)]
     if batches.is_dir():
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=200, help="rows to queue (default 200)")
     parser.add_argument("--strategy", default="margin", help=f"one of {', '.join(STRATEGIES)} (default margin)")
     parser.add_argument("--diversity", action="store_true", help="avoid near-duplicates (k-means on candidates)")
-    parser.add_argument("--model", default="models/model.joblib")
+    parser.add_argument("--model", default=paths.MODEL)
     parser.add_argument("--out", default="labeling/queue.csv")
     parser.add_argument("--label-studio", action="store_true", help="also write <out>.json for Label Studio")
     parser.add_argument("--seed", type=int, default=None, help="default: params.yaml seed")

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reprotab import paths
 from reprotab.data.tables import atomic_path, read_table, write_table
 from reprotab.errors import UserError, did_you_mean, problem
 from reprotab.labeling.active_learning import labeled_ids
@@ -188,9 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     imp = sub.add_parser("import", help="validate labels and append them as a new data/batches file")
     imp.add_argument("file", help="the filled-in queue (CSV/Parquet) or a Label Studio JSON export")
     imp.add_argument("--queue", default="labeling/queue.csv")
-    imp.add_argument("--model", default="models/model.joblib")
+    imp.add_argument("--model", default=paths.MODEL)
     imp.add_argument("--batches", default=None, help="default: params.yaml data.batches.dir")
-    imp.add_argument("--test", default="data/prepared/test.parquet")
+    imp.add_argument("--test", default=paths.TEST)
     args = parser.parse_args(argv)
     params = load_params()
     model = load(args.model, where="--model")

@@ -42,6 +42,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from reprotab import paths
 from reprotab.data.tables import atomic_path, fresh_dir, read_table, write_json
 from reprotab.errors import UserError, problem
 from reprotab.evaluate.importance import model_importance
@@ -50,12 +51,10 @@ from reprotab.monitoring.verdict import Verdict, monitor
 from reprotab.params.loader import Params, load_params
 from reprotab.runner import stage_main
 from reprotab.serving import prediction_log
-from reprotab.serving.scoring import DEFAULT_MODEL, local_version, metadata_beside
+from reprotab.serving.scoring import local_version, metadata_beside
 from reprotab.stats.drift import Bins
 
 MAX_FIGURES = 8  # drifted features drawn, most important first
-REFERENCE, HOLDOUT = "data/prepared/train.parquet", "data/prepared/test.parquet"
-METRICS, IMPORTANCE = "reports/evaluate/metrics.json", "reports/evaluate/tables/importance.csv"
 log = logging.getLogger(__name__)
 
 
@@ -81,11 +80,11 @@ def inputs(
     repo: str | Path = ".",
     stage: str | None = None,
     version: str | None = None,
-    model: str | Path = DEFAULT_MODEL,
-    reference: str = REFERENCE,
-    holdout: str = HOLDOUT,
-    metrics: str = METRICS,
-    importance: str = IMPORTANCE,
+    model: str | Path = paths.MODEL,
+    reference: str = paths.TRAIN,
+    holdout: str = paths.TEST,
+    metrics: str = paths.EVALUATE_METRICS,
+    importance: str = paths.IMPORTANCE,
 ) -> MonitorInputs:
     """What to monitor: the workspace's model and files (paths as given), or with `stage` or
     `version` the registered model and the files at its commit in `repo` (paths inside the repo)."""
@@ -445,13 +444,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--shadow", action="store_true", help="--from-log: compare the shadow model with the served one"
     )
-    parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--reference", default=REFERENCE)
-    parser.add_argument("--holdout", default=HOLDOUT)
-    parser.add_argument("--metrics", default=METRICS)
-    parser.add_argument("--importance", default=IMPORTANCE)
+    parser.add_argument("--model", default=paths.MODEL)
+    parser.add_argument("--reference", default=paths.TRAIN)
+    parser.add_argument("--holdout", default=paths.TEST)
+    parser.add_argument("--metrics", default=paths.EVALUATE_METRICS)
+    parser.add_argument("--importance", default=paths.IMPORTANCE)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", default="reports/monitor")
+    parser.add_argument("--out", default=paths.MONITOR_REPORTS)
     parser.add_argument("--name", help="report folder name (default: the batch file's stem, or log-<dir name>)")
     args = parser.parse_args(argv)
     if args.batch and (args.since or args.until or args.shadow):

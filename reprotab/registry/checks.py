@@ -16,12 +16,12 @@ from pathlib import Path
 
 import yaml
 
+from reprotab import paths
 from reprotab.data.tables import file_md5
 from reprotab.errors import UserError, problem
 
-MODEL_PATH = "models/model.joblib"
 # Files whose uncommitted changes would make the tagged commit describe another model than the one on disk.
-MODEL_FILES = ("dvc.yaml", "dvc.lock", "params.yaml", "reprotab", "stages", "data", "models", "reports/gate", ".gto")
+MODEL_FILES = ("dvc.yaml", "dvc.lock", "params.yaml", "reprotab", "stages", "data", "models", paths.GATE_DIR, ".gto")
 
 
 def git(repo: Path, *args: str, check: bool = True) -> str:
@@ -96,13 +96,13 @@ def status_paths(repo: Path, *paths: str, untracked: bool = True) -> list[str]:
     return found
 
 
-def dirty_files(repo: Path, paths: tuple[str, ...] = MODEL_FILES) -> list[str]:
+def dirty_files(repo: Path, where: tuple[str, ...] = MODEL_FILES) -> list[str]:
     """Changed or new (not ignored) files under `paths`."""
-    existing = [p for p in paths if (repo / p).exists() or git(repo, "ls-files", p, check=False)]
+    existing = [p for p in where if (repo / p).exists() or git(repo, "ls-files", p, check=False)]
     return status_paths(repo, *existing) if existing else []
 
 
-def locked_md5(repo: Path, commit: str, path: str = MODEL_PATH) -> str | None:
+def locked_md5(repo: Path, commit: str, path: str = paths.MODEL) -> str | None:
     """The md5 dvc.lock at `commit` records for the output `path`, or None."""
     text = git(repo, "show", f"{commit}:dvc.lock", check=False)
     if not text:
@@ -133,21 +133,21 @@ def check_registrable(repo: Path) -> tuple[str, str, list[str]]:
         raise UserError(
             problem(
                 "registry register",
-                f"dvc.lock at HEAD records no {MODEL_PATH}",
+                f"dvc.lock at HEAD records no {paths.MODEL}",
                 commit[:8],
                 "Run `dvc repro`, then `git add -A && git commit`",
             )
         )
-    model = repo / MODEL_PATH
+    model = repo / paths.MODEL
     if not model.is_file():
         raise UserError(
-            problem("registry register", "model file not found", MODEL_PATH, "Run `dvc checkout` (or `dvc pull`)")
+            problem("registry register", "model file not found", paths.MODEL, "Run `dvc checkout` (or `dvc pull`)")
         )
     if file_md5(model) != md5:
         raise UserError(
             problem(
                 "registry register",
-                f"{MODEL_PATH} differs from the model dvc.lock records at HEAD",
+                f"{paths.MODEL} differs from the model dvc.lock records at HEAD",
                 commit[:8],
                 "Run `dvc repro` and commit dvc.lock (`git add -A && git commit`), or `dvc checkout` to go back",
             )
@@ -160,7 +160,7 @@ def check_registrable(repo: Path) -> tuple[str, str, list[str]]:
             raise UserError(
                 problem(
                     "registry register",
-                    f"{MODEL_PATH} is not in the DVC cache, so this version could not be loaded back",
+                    f"{paths.MODEL} is not in the DVC cache, so this version could not be loaded back",
                     md5,
                     "Run `dvc commit` (or `dvc repro`) so DVC stores it, then register",
                 )
@@ -172,7 +172,7 @@ def check_registrable(repo: Path) -> tuple[str, str, list[str]]:
         else:
             try:
                 if not remote.exists(md5):
-                    warnings.append(f"{MODEL_PATH} is not in the DVC remote yet: run `dvc push` so others can load it")
+                    warnings.append(f"{paths.MODEL} is not in the DVC remote yet: run `dvc push` so others can load it")
             except Exception as exc:  # an unreachable remote must not block a local registration
                 warnings.append(f"could not check the DVC remote ({type(exc).__name__}); run `dvc push` to be sure")
     return commit, md5, warnings

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reprotab import paths
 from reprotab.data.tables import atomic_path, frame_hash, write_json
 from reprotab.errors import UserError, problem
 from reprotab.evaluate.scores import scored_predictions
@@ -47,8 +48,7 @@ from reprotab.params.sections import GateParams
 from reprotab.stats.metrics import BY_TASK, LOWER_IS_BETTER, Scored
 from reprotab.stats.resample import improvement, paired_bootstrap
 
-MODEL_PATH = "models/model.joblib"
-REFERENCE_PATH = "data/prepared/test.parquet"  # the split the reference is frozen from, at a pinned commit
+REFERENCE_PATH = paths.TEST  # the split the reference is frozen from, at a pinned commit
 
 
 def _rule(rule: str, metric: str, ours: float, theirs: float, required: float, value: float, ok: bool) -> dict:
@@ -269,7 +269,7 @@ def _read_at(path: str, *, commit: str, repo: str, what: str, version: Any) -> b
     except Exception as exc:  # an unknown commit or a file in neither cache nor remote; DVC raises many types
         raise UserError(
             problem(
-                "models/champion.json",
+                paths.CHAMPION,
                 f"{what} cannot be read at commit {str(commit)[:8]} ({type(exc).__name__}: {exc})",
                 version,
                 "Fetch it (`git fetch --tags`, `dvc pull`), or pin another champion",
@@ -277,7 +277,7 @@ def _read_at(path: str, *, commit: str, repo: str, what: str, version: Any) -> b
         ) from None
 
 
-TRAINING_PATHS = ("data/prepared/train.parquet", "data/prepared/validation.parquet")
+TRAINING_PATHS = (paths.TRAIN, paths.VALIDATION)
 LEAK_ALLOWANCE = 0.01  # share of the reference rows that may newly appear in training before the gate fails
 
 
@@ -353,7 +353,7 @@ def reference_rows(pin: dict[str, Any], repo: str = ".") -> pd.DataFrame | None:
     if frame_hash(frame) != reference["rows_hash"]:
         raise UserError(
             problem(
-                "models/champion.json",
+                paths.CHAMPION,
                 "the frozen reference set's rows differ from the hash pinned with it",
                 f"{frame_hash(frame)} at {reference['path']}@{str(reference['commit'])[:8]}, pinned "
                 f"{reference['rows_hash']}",
@@ -367,7 +367,7 @@ def champion_model(pin: dict[str, Any], repo: str = ".") -> tuple[TabularModel |
     """The pinned champion model and its md5, read from its commit through DVC (cache or remote)."""
     if not pin.get("version"):
         return None, None
-    data = _read_at(MODEL_PATH, commit=pin["commit"], repo=repo, what="the champion's model", version=pin["version"])
+    data = _read_at(paths.MODEL, commit=pin["commit"], repo=repo, what="the champion's model", version=pin["version"])
     return served.loads(data, where=f"champion {pin['version']}"), hashlib.md5(data).hexdigest()
 
 

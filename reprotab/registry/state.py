@@ -14,12 +14,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from reprotab import paths
 from reprotab.errors import UserError, did_you_mean, one_of, problem
 from reprotab.registry.checks import git
 
 ARTIFACT = "model"
 STAGES = ("staging", "prod")  # as in .gto; the one read when a repository has none
-DECISION = "reports/gate/decision.json"
 META = re.compile(r"^reprotab: (\{.*\})\s*$", re.MULTILINE)
 
 
@@ -106,7 +106,7 @@ def replay(found: list[dict[str, Any]]) -> tuple[dict[str, list[str]], list[dict
 
 def gate_decision(repo: Path, commit: str) -> dict[str, Any] | None:
     """The gate decision recorded at `commit`, or None when that commit has none."""
-    text = git(repo, "show", f"{commit}:{DECISION}", check=False)
+    text = git(repo, "show", f"{commit}:{paths.GATE_DECISION}", check=False)
     return json.loads(text) if text else None
 
 

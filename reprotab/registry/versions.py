@@ -31,14 +31,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from reprotab import paths
 from reprotab.data.tables import write_json
 from reprotab.errors import UserError, problem
 from reprotab.model import served
 from reprotab.model.served import TabularModel
-from reprotab.registry.checks import MODEL_PATH, check_registrable, git, locked_md5
+from reprotab.registry.checks import check_registrable, git, locked_md5
 from reprotab.registry.state import (
     ARTIFACT,
-    DECISION,
     check_stage,
     check_version,
     gate_decision,
@@ -49,7 +49,6 @@ from reprotab.registry.state import (
     show,
 )
 
-CHAMPION = "models/champion.json"
 log = logging.getLogger(__name__)
 
 
@@ -180,8 +179,13 @@ def _assign(repo: Path, *, version: str, stage: str, commit: str, message: str) 
         version=version,
     )
     if pin is not None:
-        write_json(pin, repo / CHAMPION)
-        log.info("pinned %s as champion in %s: commit it (`git add %s && git commit`)", version, CHAMPION, CHAMPION)
+        write_json(pin, repo / paths.CHAMPION)
+        log.info(
+            "pinned %s as champion in %s: commit it (`git add %s && git commit`)",
+            version,
+            paths.CHAMPION,
+            paths.CHAMPION,
+        )
     return tag
 
 
@@ -193,12 +197,12 @@ def _reference(repo: Path, commit: str) -> dict[str, Any]:
     pinned = champion(repo).get("reference")
     if pinned:
         return pinned
-    found = git(repo, "show", f"{commit}:data/prepared/schema.json", check=False)  # else DVC-tracked
+    found = git(repo, "show", f"{commit}:{paths.SCHEMA}", check=False)  # else DVC-tracked
     if not found:
         import dvc.api
 
         try:
-            found = dvc.api.read("data/prepared/schema.json", repo=str(repo), rev=commit)
+            found = dvc.api.read(paths.SCHEMA, repo=str(repo), rev=commit)
         except Exception:  # no schema there: every column counts in the leak check's row hashes
             found = "{}"
     return freeze_reference(commit, repo, id_column=json.loads(found).get("id_column"))
@@ -224,12 +228,16 @@ def promote(
         said = "no gate decision" if gate is None else f"the gate said no: {gate.get('reason')}"
         if stale:
             said = "the gate decision there judged another model file (stale: the gate did not run after train)"
-        fix = "Keep the champion" if gate and not stale else f"Run `dvc repro`, commit {DECISION}, register that commit"
+        fix = (
+            "Keep the champion"
+            if gate and not stale
+            else f"Run `dvc repro`, commit {paths.GATE_DECISION}, register that commit"
+        )
         if not force:
             raise UserError(
                 problem(
                     "registry promote",
-                    f"{version} cannot go to prod: {said} (in {DECISION} at commit {commit[:8]})",
+                    f"{version} cannot go to prod: {said} (in {paths.GATE_DECISION} at commit {commit[:8]})",
                     None,
                     f'{fix}; or override with --force --reason "..."',
                 )
@@ -327,14 +335,12 @@ def load(*, stage: str | None = None, version: str | None = None, repo: str = ".
 
 def champion(repo: str | Path = ".") -> dict[str, Any]:
     """The champion pinned in models/champion.json ({"version": None} when none is)."""
-    path = Path(repo) / CHAMPION
+    path = Path(repo) / paths.CHAMPION
     return json.loads(path.read_text()) if path.is_file() else {"version": None}
 
 
 __all__ = [
     "ARTIFACT",
-    "DECISION",
-    "MODEL_PATH",
     "champion",
     "history",
     "load",

@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from reprotab import paths
 from reprotab.data.tables import read_json, read_table, write_json
 from reprotab.errors import UserError, did_you_mean, problem
 from reprotab.params.loader import Params, load_params
@@ -31,8 +32,8 @@ from reprotab.retrain.journal import refuse_if_interrupted
 from reprotab.retrain.vcs import StepFailed, check_clean, commit, tool
 from reprotab.runner import stage_main
 
-RETIRED = Path("data/retired")
-RETIRED_LOG = RETIRED / "log.json"
+RETIRED = Path(paths.RETIRED)
+RETIRED_LOG = Path(paths.RETIRED_LOG)
 TABLES = (".parquet", ".pq", ".csv")
 log = logging.getLogger(__name__)
 

@@ -43,6 +43,7 @@ from typing import Any
 
 import yaml
 
+from reprotab import paths
 from reprotab.data.tables import atomic_path, read_json, read_table, write_json
 from reprotab.errors import UserError, problem
 from reprotab.model import served
@@ -58,9 +59,7 @@ from reprotab.retrain.vcs import OWN_OUTPUTS, WRITES, StepFailed, check_clean, c
 from reprotab.runner import stage_main
 from reprotab.train.families import AUTO
 
-BATCHES = Path("data/batches")
-PREVIOUS = "models/previous.joblib"
-DECISION = Path("reports/gate/decision.json")
+BATCHES = Path(paths.BATCHES)  # data.batches.dir as shipped: a month versions its batch there
 RUN_FILES = ["dvc.lock", "params.yaml", "reports", "data", "models", ".gitignore"]
 log = logging.getLogger(__name__)
 
@@ -150,28 +149,29 @@ def prepare_mode(tx: Transaction, mode: str) -> tuple[dict[str, str], dict[str, 
         model, info = registry.load(stage="prod", repo=str(tx.repo))
     except UserError as exc:
         raise UserError(f"{exc}\n  --mode continue starts from the prod champion; use --mode refit") from None
-    tx.will_create(tx.repo / PREVIOUS)
-    served.save(model, tx.repo / PREVIOUS)
-    log.info("continue: prod champion %s (commit %s) → %s", info["version"], info["commit"][:8], PREVIOUS)
-    return {"train.init_model": PREVIOUS}, info
+    tx.will_create(tx.repo / paths.PREVIOUS_MODEL)
+    served.save(model, tx.repo / paths.PREVIOUS_MODEL)
+    log.info("continue: prod champion %s (commit %s) → %s", info["version"], info["commit"][:8], paths.PREVIOUS_MODEL)
+    return {"train.init_model": paths.PREVIOUS_MODEL}, info
 
 
 def write_summary(summary: dict[str, Any], name: str) -> Path:
-    out = Path("reports/retrain")
-    write_json(summary, out / f"{name}.json")
-    with atomic_path(out / f"{name}.md") as tmp:
+    write_json(summary, paths.retrain_summary(name, "json"))
+    with atomic_path(paths.retrain_summary(name, "md")) as tmp:
         tmp.write_text(markdown(summary), encoding="utf-8")
-    return out / f"{name}.md"
+    return Path(paths.retrain_summary(name, "md"))
 
 
 def record(repo: Path, summary: dict[str, Any], name: str, subject: str, *, trailer: str = "") -> None:
     """Commit the month's summary and monitor report alone: the record of a month that changed nothing else."""
     write_summary(summary, name)
-    paths = [f"reports/retrain/{name}.json", f"reports/retrain/{name}.md", f"reports/monitor/{name}"]
+    record_paths = [paths.retrain_summary(name, "json"), paths.retrain_summary(name, "md"), paths.monitor_report(name)]
     try:
-        done = commit(repo, f"{subject}\n\n{trailer}" if trailer else subject, paths)
+        done = commit(repo, f"{subject}\n\n{trailer}" if trailer else subject, record_paths)
     except StepFailed as exc:  # the files stay for the next run's record commit
-        log.error("the month's summary could not be committed (it is in reports/retrain/%s.md): %s", name, exc)
+        log.error(
+            "the month's summary could not be committed (it is in %s): %s", paths.retrain_summary(name, "md"), exc
+        )
         return
     if done:
         summary["commits"].append(done)
@@ -242,7 +242,9 @@ def transaction(tx: Transaction, summary: dict[str, Any], **month: Any) -> dict[
         summary |= {"outcome": "refused", "why": str(exc)}
         record(tx.repo, summary, name, f"Retrain {name}: refused{note}\n\n{exc}", trailer=tx.journal.trailer)
         tx.end()
-        raise UserError(problem("retrain", f"refused: {exc}", name, f"Details in reports/retrain/{name}.md")) from None
+        raise UserError(
+            problem("retrain", f"refused: {exc}", name, f"Details in {paths.retrain_summary(name, 'md')}")
+        ) from None
     except BaseException as exc:  # a failed step, a bug, Ctrl-C: the repository goes back as it was
         try:
             done = rollback(tx.repo, tx.journal, dvc_checkout=restore_outputs)
@@ -274,7 +276,7 @@ def transaction(tx: Transaction, summary: dict[str, Any], **month: Any) -> dict[
                 f"stopped: {first_reason(exc)}",
                 name,
                 "Nothing changed but this month's summary; fix the cause and run the same command again "
-                f"(details in reports/retrain/{name}.md and reports/logs/retrain.log)",
+                f"(details in {paths.retrain_summary(name, 'md')} and reports/logs/retrain.log)",
             )
         ) from None
     tx.end()
@@ -303,7 +305,7 @@ def run_month(
     tx.step("monitor")
     source = served_source(repo)
     try:
-        verdict = monitor_report.run(source, rows, params=params, out=Path("reports/monitor") / name, name=name)
+        verdict = monitor_report.run(source, rows, params=params, out=Path(paths.monitor_report(name)), name=name)
     except UserError as exc:  # the batch itself is unusable (columns missing, numbers as text, no rows)
         raise Refused(str(exc)) from None
     summary["monitor"] = monitor_summary(verdict, name)
@@ -333,7 +335,7 @@ def monitor_summary(verdict: Verdict, name: str) -> dict[str, Any]:
         "drifted": verdict.report["drifted"],
         "model": verdict.report.get("model"),
         "labels": verdict.report.get("labels"),
-        "report": f"reports/monitor/{name}/drift.md",
+        "report": f"{paths.monitor_report(name)}/drift.md",
     }
 
 
@@ -348,10 +350,10 @@ def run_and_record(
     tx.step("dvc repro")
     dvc(repo, "repro", stream=True, started=tx.running_dvc)
     tx.running_dvc(None)
-    if not DECISION.is_file():
-        raise StepFailed(f"{DECISION} is missing after dvc repro (is the gate stage in dvc.yaml?)")
-    decision = read_json(DECISION)
-    prepared = read_json("reports/prepare/summary.json")
+    if not Path(paths.GATE_DECISION).is_file():
+        raise StepFailed(f"{paths.GATE_DECISION} is missing after dvc repro (is the gate stage in dvc.yaml?)")
+    decision = read_json(paths.GATE_DECISION)
+    prepared = read_json(paths.PREPARE_SUMMARY)
     summary["trained_on"] = prepared.get("data")
     summary["rows_used"] = {
         split: prepared[split]["rows"] for split in ("train", "validation", "test") if split in prepared
@@ -391,8 +393,8 @@ def run_and_record(
     write_summary(summary, name)  # its own commit below is the one commit it cannot list
     tx.step("commit record")
     action = summary["registry"]["action"]
-    paths = [*OWN_OUTPUTS, registry.CHAMPION]
-    commit(repo, tx.sign(f"Retrain {name}: {action.split(':')[0]}{note}"), paths, made=tx.committed)
+    record_paths = [*OWN_OUTPUTS, paths.CHAMPION]
+    commit(repo, tx.sign(f"Retrain {name}: {action.split(':')[0]}{note}"), record_paths, made=tx.committed)
     return summary
 
 
@@ -406,7 +408,7 @@ def register_and_promote(repo: Path, *, promote: bool) -> dict[str, Any]:
         "action": f"registered {version}, promoted to prod",
         "version": version,
         "stage": "prod",
-        "detail": f"replaces {promoted.get('replaces') or 'none'}; models/champion.json pinned",
+        "detail": f"replaces {promoted.get('replaces') or 'none'}; {paths.CHAMPION} pinned",
     }
 
 
@@ -481,11 +483,11 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _terminated)
     if args.recover:
         recovered = recover()
-        print(
-            "nothing to recover: no interrupted run"
-            if recovered is None
-            else f"rolled back the interrupted run of {recovered['batch']}: reports/retrain/{recovered['batch']}.md"
-        )
+        if recovered is None:
+            print("nothing to recover: no interrupted run")
+        else:
+            batch = recovered["batch"]
+            print(f"rolled back the interrupted run of {batch}: {paths.retrain_summary(batch, 'md')}")
         return
     summary = retrain(
         batch=Path(args.batch),
@@ -500,7 +502,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  - {reason}")
     if summary.get("registry"):
         print(f"registry: {summary['registry']['action']}")
-    print(f"summary: reports/retrain/{summary['batch']}.md")
+    print(f"summary: {paths.retrain_summary(summary['batch'], 'md')}")
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from reprotab import paths
 from reprotab.errors import UserError, problem
 from reprotab.registry.checks import git, status_paths
 
-OWN_OUTPUTS = ("reports/retrain/", "reports/monitor/")  # rewritten by every run, never "dirty"
+OWN_OUTPUTS = (f"{paths.RETRAIN_REPORTS}/", f"{paths.MONITOR_REPORTS}/")  # rewritten by every run, never "dirty"
 log = logging.getLogger(__name__)
 
 
@@ -139,12 +140,12 @@ def dvc(repo: Path, *args: str, stream: bool = False, started: Callable[[int], N
 
 
 def commit(
-    repo: Path, message: str, paths: list[str], *, made: Callable[[str], None] | None = None
+    repo: Path, message: str, files: list[str], *, made: Callable[[str], None] | None = None
 ) -> dict[str, str] | None:
     """`git add -A` of `paths` (ignored files stay out) and a commit; None when nothing changed.
     `made` is told the new commit (the journal keeps it). A git failure raises StepFailed."""
     try:
-        existing = [p for p in paths if (repo / p).exists() or git(repo, "ls-files", p, check=False)]
+        existing = [p for p in files if (repo / p).exists() or git(repo, "ls-files", p, check=False)]
         git(repo, "add", "-A", "--", *existing)
         if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=repo).returncode == 0:
             return None

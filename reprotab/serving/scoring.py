@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reprotab import paths
 from reprotab.errors import UserError, problem
 from reprotab.model import served
 from reprotab.model.schema import Schema
 from reprotab.model.served import TabularModel
 
-DEFAULT_MODEL = "models/model.joblib"
 log = logging.getLogger(__name__)
 
 
@@ -60,7 +60,7 @@ def resolve_model(
             ) from None
         found, info = registry.load(stage=stage, version=version, repo=repo)
         return found, {"stage": stage, "commit": None, "path": None, **info}
-    path = Path(model or DEFAULT_MODEL)
+    path = Path(model or paths.MODEL)
     found = served.load(path, where="--model")
     return found, {"version": local_version(path), "stage": None, "commit": _commit_beside(path), "path": str(path)}
 

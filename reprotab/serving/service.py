@@ -61,6 +61,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from reprotab import paths
 from reprotab.data.incoming import MIN_SHARE, Cleaned, NotNumbers, clean_incoming, log_notes
 from reprotab.errors import UserError, problem
 from reprotab.model.served import TabularModel
@@ -317,7 +318,7 @@ def describe(
         "shadow": {"version": shadow.version} if shadow else None,
     }
     if info.get("path"):
-        gate = Path(info["path"]).resolve().parent.parent / "reports" / "gate" / "decision.json"
+        gate = Path(info["path"]).resolve().parent.parent / paths.GATE_DECISION
         if gate.is_file():
             try:
                 result["gate"] = json.loads(gate.read_text())

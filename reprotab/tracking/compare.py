@@ -23,14 +23,13 @@ from typing import Any
 
 import pandas as pd
 
+from reprotab import paths
 from reprotab.data.tables import atomic_path
 from reprotab.errors import UserError, problem
 from reprotab.runner import stage_main
 from reprotab.stats.metrics import LOWER_IS_BETTER, flatten
 
 log = logging.getLogger(__name__)
-METRICS_FILE = "reports/evaluate/metrics.json"
-TRAIN_FILE = "reports/train/metrics.json"
 
 
 def experiment_rows(shown: list[dict[str, Any]], *, by: str) -> pd.DataFrame:
@@ -43,10 +42,10 @@ def experiment_rows(shown: list[dict[str, Any]], *, by: str) -> pd.DataFrame:
                 data = rev.get("data") or {}
                 params = (data.get("params") or {}).get("params.yaml", {}).get("data", {})
                 metrics = data.get("metrics") or {}
-                test = (metrics.get(METRICS_FILE) or {}).get("data", {}).get("test")
+                test = (metrics.get(paths.EVALUATE_METRICS) or {}).get("data", {}).get("test")
                 if by not in params or not test:
                     continue
-                train = (metrics.get(TRAIN_FILE) or {}).get("data", {})
+                train = (metrics.get(paths.TRAIN_METRICS) or {}).get("data", {})
                 name = rev.get("name") or exp.get("name") or data.get("rev")
                 source = "experiment" if exp is not commit else "workspace" if name == "workspace" else "baseline"
                 value = params[by]

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reprotab import paths
 from reprotab.errors import UserError, problem
-from reprotab.tracking.mirrors import MODEL, Snapshot, require
+from reprotab.tracking.mirrors import Snapshot, require
 
 log = logging.getLogger(__name__)
 QUIET = {  # nothing of this process (its code, arguments, machine, console) belongs to the mirrored run
@@ -87,7 +88,7 @@ def write(session: Session, snapshots: list[Snapshot], args: Any) -> list[Path]:
         experiment.log_others(snap.tags)
         experiment.add_tags([f"{k}:{v}" for k, v in snap.tags.items() if k != "reprotab.key"])
         for path, local in snap.files.items():
-            if path == MODEL:
+            if path == paths.MODEL:
                 experiment.log_model("model", str(local))
             elif path.endswith(".png"):
                 experiment.log_image(str(local), name=Path(path).stem)

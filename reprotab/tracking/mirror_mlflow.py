@@ -36,8 +36,9 @@ from typing import Any
 
 import pandas as pd
 
+from reprotab import paths
 from reprotab.errors import UserError, problem, redact
-from reprotab.tracking.mirrors import MODEL, Snapshot, require
+from reprotab.tracking.mirrors import Snapshot, require
 
 try:  # optional: without mlflow, `connect` says how to install it
     from mlflow.pyfunc import PythonModel
@@ -47,7 +48,6 @@ except ImportError:
 log = logging.getLogger(__name__)
 DEFAULT_URI = "sqlite:///mlruns.db"
 ARTIFACTS = "mlartifacts"
-CHAMPION_FILE = Path("models/champion.json")
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 REQUIREMENTS = ("scikit-learn", "pandas", "numpy", "joblib", "pydantic", "PyYAML", "xgboost-cpu", "lightgbm")
 
@@ -127,7 +127,7 @@ def connect(args: Any) -> Session:
 def write(session: Session, snapshots: list[Snapshot], args: Any) -> None:
     runs = {snap.key: mirror_one(session, snap) for snap in snapshots}
     if getattr(args, "aliases", False):
-        set_aliases(session, snapshots, runs, name=args.model_name, champion_file=Path(args.repo) / CHAMPION_FILE)
+        set_aliases(session, snapshots, runs, name=args.model_name, champion_file=Path(args.repo) / paths.CHAMPION)
 
 
 def find_run(session: Session, key: str) -> Any:
@@ -162,11 +162,11 @@ def mirror_one(session: Session, snap: Snapshot) -> str:
             tags=tags[start : start + 100],
         )
     for path, local in snap.files.items():
-        if path != MODEL:
+        if path != paths.MODEL:
             client.log_artifact(run_id, str(local), artifact_path=str(Path(path).parent))
     model_logged = ""
-    if MODEL in snap.files:
-        digest = hashlib.md5(snap.files[MODEL].read_bytes()).hexdigest()
+    if paths.MODEL in snap.files:
+        digest = hashlib.md5(snap.files[paths.MODEL].read_bytes()).hexdigest()
         if old_tags.get("reprotab.model_md5") != digest:
             model_logged = log_model(session, run_id, snap)
             client.set_tag(run_id, "reprotab.model_md5", digest)
@@ -190,7 +190,7 @@ def log_model(session: Session, run_id: str, snap: Snapshot) -> str:
     import reprotab
     from reprotab.model.served import load
 
-    model = load(snap.files[MODEL], where=f"{MODEL} at {snap.name}")
+    model = load(snap.files[paths.MODEL], where=f"{paths.MODEL} at {snap.name}")
     example, signature = None, None
     if snap.example is not None:
         rows = model.features_of(snap.example)
@@ -203,7 +203,7 @@ def log_model(session: Session, run_id: str, snap: Snapshot) -> str:
         info = session.mlflow.pyfunc.log_model(
             name="model",
             python_model=TabularPyfunc(),
-            artifacts={"model": str(snap.files[MODEL])},
+            artifacts={"model": str(snap.files[paths.MODEL])},
             code_paths=[str(Path(reprotab.__file__).parent)],
             signature=signature,
             input_example=example,

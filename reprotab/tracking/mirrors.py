@@ -32,14 +32,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from reprotab import paths
 from reprotab.errors import UserError, problem
 from reprotab.runner import stage_main
 
 log = logging.getLogger(__name__)
-MODEL = "models/model.joblib"
-MODEL_META = "models/model.json"
-FIGURES = "reports/evaluate/figures"
-EXAMPLE_ROWS = "data/prepared/validation.parquet"
 WORKSPACE = "workspace"
 BACKENDS = {"mlflow": "reprotab.tracking.mirror_mlflow", "comet": "reprotab.tracking.mirror_comet"}
 
@@ -143,7 +140,7 @@ def collect(rev: str | None, experiment: str, *, root: Path, workdir: Path) -> S
     name = experiment if experiment not in ("commit", WORKSPACE) else (sha[:7] if rev else WORKSPACE)
     snapshot = Snapshot(rev, sha, name, experiment, flatten(params), metrics, _data_hash(rev, root, params))
     with _fs(rev, root) as fs:
-        for path in [MODEL, MODEL_META, *_figures(fs)]:
+        for path in [paths.MODEL, paths.MODEL_META, *_figures(fs)]:
             local = workdir / sha[:12] / path
             try:
                 local.parent.mkdir(parents=True, exist_ok=True)
@@ -152,10 +149,10 @@ def collect(rev: str | None, experiment: str, *, root: Path, workdir: Path) -> S
                 log.warning("%s: %s not available (%s); mirrored without it", where, path, type(exc).__name__)
                 continue
             snapshot.files[path] = local
-        with contextlib.suppress(Exception), fs.open(EXAMPLE_ROWS, mode="rb") as handle:
+        with contextlib.suppress(Exception), fs.open(paths.VALIDATION, mode="rb") as handle:
             snapshot.example = pd.read_parquet(handle).head(200)  # without rows: no signature
-    if snapshot.data_hash is None and MODEL_META in snapshot.files:
-        snapshot.data_hash = yaml.safe_load(snapshot.files[MODEL_META].read_text()).get("training_data_hash")
+    if snapshot.data_hash is None and paths.MODEL_META in snapshot.files:
+        snapshot.data_hash = yaml.safe_load(snapshot.files[paths.MODEL_META].read_text()).get("training_data_hash")
     return snapshot
 
 
@@ -173,7 +170,7 @@ def _fs(rev: str | None, root: Path) -> Iterator[Any]:
 
 def _figures(fs: Any) -> list[str]:
     try:
-        return sorted(p for p in fs.find(FIGURES) if p.endswith(".png"))
+        return sorted(p for p in fs.find(paths.FIGURES) if p.endswith(".png"))
     except Exception:
         return []
 

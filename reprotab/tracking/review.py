@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reprotab import paths
 from reprotab.data.tables import atomic_path
 from reprotab.errors import UserError, problem
 from reprotab.runner import stage_main
@@ -116,7 +117,7 @@ def image_names(keys: Sequence[str]) -> dict[str, str]:
     names = {}
     for key, stem in zip(keys, stems, strict=True):
         base = (
-            stem if stems.count(stem) == 1 else str(Path(key.removeprefix("reports/evaluate/plots/")).with_suffix(""))
+            stem if stems.count(stem) == 1 else str(Path(key.removeprefix(f"{paths.EVALUATE_PLOTS}/")).with_suffix(""))
         )
         names[key] = f"{re.sub(r'[^A-Za-z0-9_.]+', '-', base)}.png"
     return names
