@@ -40,7 +40,8 @@ class Calibrator:
     def __init__(self, method: str) -> None:
         if method not in ("sigmoid", "isotonic"):
             raise ValueError(method)
-        self.method, self.models_, self.binary_ = method, [], False
+        self.method, self.binary_ = method, False
+        self.models_: list[Any] = []  # one scikit-learn calibration model per class scored
 
     def fit(self, proba: np.ndarray, y: np.ndarray) -> Calibrator:
         self.binary_ = proba.shape[1] == 2

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,7 +67,7 @@ def safe_name(name: object) -> str:
     return f"{cleaned}_{hashlib.sha1(text.encode('utf-8')).hexdigest()[:6]}"
 
 
-def safe_feature_names(transformer: object, input_features: object) -> list[str]:
+def safe_feature_names(transformer: object, input_features: Iterable[object]) -> list[str]:
     """`feature_names_out` of the numeric columns: each input name made safe."""
     return [safe_name(name) for name in input_features]
 
@@ -155,16 +156,19 @@ class OneHotMatrix(OneHotEncoder):
     fitted encoder, its category order and its infrequent groups are the built-in's, and the
     text categories are put back before it is used."""
 
+    categories_: list[np.ndarray]  # fit's: each column's categories, in the built-in's order
+
     def fit(self, X: pd.DataFrame, y: object = None) -> OneHotMatrix:
         named_drop = self.drop is not None and not isinstance(self.drop, str)  # values to drop are text
         recodable = isinstance(X, pd.DataFrame) and self.categories == "auto" and not named_drop
         coded = [_sorted_codes(X[column]) for column in X.columns] if recodable else []
-        if not coded or any(part is None for part in coded):
+        recoded = [part for part in coded if part is not None]
+        if not coded or len(recoded) < len(coded):
             return super().fit(X, y)
         super().fit(
-            pd.DataFrame({column: codes for column, (codes, _) in zip(X.columns, coded, strict=True)}, index=X.index)
+            pd.DataFrame({column: codes for column, (codes, _) in zip(X.columns, recoded, strict=True)}, index=X.index)
         )
-        self.categories_ = [levels[codes] for (_, levels), codes in zip(coded, self.categories_, strict=True)]
+        self.categories_ = [levels[codes] for (_, levels), codes in zip(recoded, self.categories_, strict=True)]
         return self
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
@@ -256,7 +260,7 @@ def build_featurizer(*, schema: Schema, config: FeaturizeParams, seed: int = 0) 
             ),
         ),
     ]
-    parts = [("numeric", Pipeline(numeric), list(schema.numeric))]
+    parts: list[tuple[str, Pipeline, list[str] | Cardinality]] = [("numeric", Pipeline(numeric), list(schema.numeric))]
     if config.high_cardinality == "target" and schema.categorical:
         target = [
             ("to_text", FunctionTransformer(to_levels, feature_names_out=safe_feature_names)),
