@@ -137,7 +137,7 @@ def _classification(
         table = confusion_table(test.y_true, test.y_pred, labels, normalized=normalized)
         figures[name] = confusion_figure(table, normalized=normalized)
 
-    curves = one_vs_rest(test.y_true, test.proba, labels=curve_names, positive=test.positive)
+    curves = one_vs_rest(test.y_true, test.probabilities(), labels=curve_names, positive=test.positive)
     roc = {name: roc_frame(hit, score) for name, (hit, score) in curves.items()}
     pr = {name: precision_recall_frame(hit, score) for name, (hit, score) in curves.items()}
     if test.positive is None:  # the headline curve (first, in the dvclive file) is the macro average
@@ -149,8 +149,9 @@ def _classification(
     if test.positive is not None:
         hit, score = curves[headline]
         chosen = {"threshold 0.5": 0.5}
-        if model.threshold is not None:
-            chosen["chosen threshold"] = model.decision_threshold
+        threshold = model.decision_threshold  # a binary model's: never None here
+        if model.threshold is not None and threshold is not None:  # train chose one
+            chosen["chosen threshold"] = threshold
         points, prevalence = operating_points(hit, score, chosen), float(np.mean(hit))
     roc_labels = {f"{name} (AUC {skm.auc(f['fpr'], f['tpr']):.3f})": f for name, f in roc.items()}
     figures["roc"] = curve_figure(
@@ -172,7 +173,7 @@ def _classification(
         baseline=prevalence,
     )
 
-    served = calibration_frame(*calibration_target(test.y_true, test.proba, test.positive))
+    served = calibration_frame(*calibration_target(test.y_true, test.probabilities(), test.positive))
     calibration = {"calibrated" if raw_proba is not None else "model": served}
     plots["calibration"] = served
     if raw_proba is not None:

@@ -56,8 +56,8 @@ def split_metrics(model: TabularModel, scored: Scored, raw_proba: np.ndarray | N
     and probability metrics before calibration (with a calibrator)."""
     values: dict[str, Any] = score_all(model.schema.task, scored)
     if scored.binary and model.threshold is not None:  # also at the default, for comparison
-        p = scored.proba[:, scored.positive]
-        at_half = np.where(p >= 0.5, scored.positive, 1 - scored.positive)
+        positive = scored.positive_index()
+        at_half = np.where(scored.probabilities()[:, positive] >= 0.5, positive, 1 - positive)
         half = score_all("classification", Scored(scored.y_true, at_half, scored.proba, scored.positive))
         values["at_0.5"] = {k: v for k, v in half.items() if k not in PROBABILITY_METRICS}
     if raw_proba is not None:
@@ -97,8 +97,9 @@ def evaluate(
         split: scored_predictions(model, rows, raw=True) for split, rows in (("validation", validation), ("test", test))
     }
     metrics: dict[str, Any] = {split: split_metrics(model, *result) for split, result in scored.items()}
-    if model.binary:
-        metrics["threshold"] = round(model.decision_threshold, 6)
+    threshold = model.decision_threshold
+    if threshold is not None:  # binary
+        metrics["threshold"] = round(threshold, 6)
     permutation = permutation_importance(
         model, validation, scored["validation"][0].y_true, metric=metric, seed=seed, **(permutation or PERMUTATION)
     )

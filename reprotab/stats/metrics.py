@@ -42,6 +42,18 @@ class Scored:
     def average(self) -> str:
         return "binary" if self.binary else "macro"
 
+    def probabilities(self) -> np.ndarray:
+        """`proba`, which a probability metric cannot score without."""
+        if self.proba is None:
+            raise TypeError("class probabilities are needed here, and none were given (Scored.proba is None)")
+        return self.proba
+
+    def positive_index(self) -> int:
+        """`positive`, the class a binary metric scores."""
+        if self.positive is None:
+            raise TypeError("the positive class is needed here, and none was given (Scored.positive is None)")
+        return self.positive
+
 
 def binary_roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
     """ROC-AUC as the Mann-Whitney statistic over average ranks (ties count half): the same value
@@ -58,25 +70,16 @@ def binary_roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def _proba(s: Scored) -> np.ndarray:
-    """The class probabilities, which a probability metric cannot score without."""
-    if s.proba is None:
-        raise TypeError("this metric scores class probabilities, and none were given (Scored.proba is None)")
-    return s.proba
-
-
 def _binary(s: Scored) -> tuple[np.ndarray, np.ndarray]:
     """(whether each row is of the positive class, the positive class's probability) of a binary problem."""
-    proba = _proba(s)
-    if s.positive is None:
-        raise TypeError("a binary metric scores the positive class, and none was given (Scored.positive is None)")
-    return s.y_true == s.positive, proba[:, s.positive]
+    positive = s.positive_index()
+    return s.y_true == positive, s.probabilities()[:, positive]
 
 
 def _roc_auc(s: Scored) -> float:
     if s.binary:
         return binary_roc_auc(*_binary(s))
-    proba = _proba(s)
+    proba = s.probabilities()
     return _skm().roc_auc_score(s.y_true, proba, multi_class="ovr", average="macro", labels=range(proba.shape[1]))
 
 
@@ -85,7 +88,7 @@ def _pr_auc(s: Scored) -> float:
         return _skm().average_precision_score(*_binary(s))
     from sklearn.preprocessing import label_binarize
 
-    proba = _proba(s)
+    proba = s.probabilities()
     onehot = label_binarize(s.y_true, classes=range(proba.shape[1]))
     return _skm().average_precision_score(onehot, proba, average="macro")
 
@@ -107,14 +110,14 @@ def _rows_sum_to_one(proba: np.ndarray) -> np.ndarray:
 
 
 def _log_loss(s: Scored) -> float:
-    proba = _proba(s)
+    proba = s.probabilities()
     return _skm().log_loss(s.y_true, _rows_sum_to_one(proba), labels=range(proba.shape[1]))
 
 
 def _brier(s: Scored) -> float:
     if s.binary:
         return _skm().brier_score_loss(*_binary(s))
-    proba = _proba(s)
+    proba = s.probabilities()
     return _skm().brier_score_loss(s.y_true, _rows_sum_to_one(proba), labels=range(proba.shape[1]))
 
 
