@@ -129,8 +129,8 @@ def test_the_model_card_says_when_the_tree_differs_from_its_commit(tmp_path, mon
     assert found["git_changed"] == ["new name.py", "params.yaml", "train.py"]
 
 
-# What the README's commands write beside the pipeline (reprotab predict, compare, query, demo-data
-# --out data/incoming/...): its `git add -A` must not commit them. The .dvc files stay committable.
+# What the documented commands write beside the pipeline (reprotab predict, compare, query, demo-data
+# --out data/incoming/...): the docs' `git add -A` must not commit them. The .dvc files stay committable.
 WRITTEN_BY_COMMANDS = (
     "reports/scored.parquet",
     "reports/scored.parquet.errors.csv",

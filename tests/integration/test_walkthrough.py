@@ -1,4 +1,4 @@
-"""The retraining walkthrough in the README runs verbatim: every command between its
+"""The retraining walkthrough of the docs' Monthly retraining page runs verbatim: every command between its
 `<!-- walkthrough:start -->` and `<!-- walkthrough:end -->` markers, in order, in a fresh copy of the
 project with the full demo table, each checked against the `#> ...` lines under it. The page cannot
 drift from what the loop does."""
@@ -16,7 +16,7 @@ import pytest
 from tests.helpers import ROOT, make_repo, tool_env
 
 pytestmark = pytest.mark.integration
-PAGE = ROOT / "README.md"
+PAGE = ROOT / "docs/operations/retraining.md"
 
 
 def steps(text: str) -> list[tuple[str, list[str]]]:

@@ -1,6 +1,6 @@
 """The GitHub workflows: valid against GitHub's workflow schema (checked offline with
 check-jsonschema's bundled copy, which also rejects a broken file), and calling the commands the
-README documents and the review module accepts."""
+README and the docs document and the review module accepts."""
 
 import re
 import shlex
@@ -64,14 +64,15 @@ def test_a_broken_copy_fails_validation(tmp_path, name, pattern, replacement, er
     assert error in result.stdout + result.stderr
 
 
-def readme_commands() -> set[str]:
-    """The two set-up commands of the README's first code block."""
-    block = re.search(r"## Set-up.*?```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+def setup_commands(page: str) -> set[str]:
+    """The commands of the first code block of a page's set-up section."""
+    block = re.search(r"## Set-up.*?```bash\n(.*?)```", (ROOT / page).read_text(), re.S).group(1)
     return {line.split("#")[0].strip() for line in block.splitlines() if line.strip()}
 
 
-def test_readme_still_documents_the_commands_the_workflows_run():
-    assert readme_commands() == {"python3 run.py pipeline", "python3 run.py test"}
+@pytest.mark.parametrize("page", ["README.md", "docs/getting-started.md"])
+def test_readme_and_getting_started_document_the_commands_the_workflows_run(page):
+    assert setup_commands(page) == {"python3 run.py pipeline", "python3 run.py test"}
 
 
 def test_tests_workflow_runs_the_readme_test_command_on_push_and_pull_request():
