@@ -39,8 +39,8 @@ from reprotab.errors import UserError, did_you_mean, problem
 from reprotab.labeling.active_learning import labeled_ids
 from reprotab.model.served import load
 from reprotab.params.loader import Params, load_params
+from reprotab.retrain.steps import StepFailed, dvc
 from reprotab.retrain.summary import set_value
-from reprotab.retrain.vcs import StepFailed, dvc
 from reprotab.runner import stage_main
 
 LABEL = "label"

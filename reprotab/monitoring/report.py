@@ -42,7 +42,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from reprotab import paths
+from reprotab import paths, vcs
 from reprotab.data.tables import atomic_path, fresh_dir, read_table, write_json
 from reprotab.errors import UserError, problem
 from reprotab.evaluate.importance import model_importance
@@ -139,20 +139,14 @@ def read_metrics(text: str | None, *, where: str) -> dict[str, Any] | None:
 
 
 def _git_show(repo: str | Path, commit: str, path: str) -> str | None:
-    from reprotab.registry.checks import git
-
-    return git(Path(repo), "show", f"{commit}:{path}", check=False) or None
+    return vcs.show_file(commit, path, cwd=repo) or None
 
 
 def _open_at(repo: str | Path, commit: str, path: str) -> bytes | None:
     """A file's bytes at `commit` through DVC (git-tracked or DVC-tracked); None when unreadable."""
-    import dvc.api
-    from dvc.exceptions import DvcException
-
     try:
-        with dvc.api.open(path, repo=str(repo), rev=commit, mode="rb") as handle:
-            return handle.read()
-    except (DvcException, OSError) as exc:
+        return vcs.read_at(path, rev=commit, repo=repo)
+    except vcs.NotReadable as exc:
         log.info("%s at %s not readable (%s)", path, commit[:8], exc)
         return None
 

@@ -11,25 +11,16 @@ warning: tags and cache entries work locally and can be pushed later.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import yaml
 
-from reprotab import paths
+from reprotab import paths, vcs
 from reprotab.data.tables import file_md5
 from reprotab.errors import UserError, problem
 
 # Files whose uncommitted changes would make the tagged commit describe another model than the one on disk.
 MODEL_FILES = ("dvc.yaml", "dvc.lock", "params.yaml", "reprotab", "stages", "data", "models", paths.GATE_DIR, ".gto")
-
-
-def git(repo: Path, *args: str, check: bool = True) -> str:
-    """Output of `git <args>` in `repo` (stripped); a failure raises CalledProcessError when `check`."""
-    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise subprocess.CalledProcessError(result.returncode, ["git", *args], result.stdout, result.stderr)
-    return result.stdout.strip() if result.returncode == 0 else ""
 
 
 def check_repo(repo: Path, *, where: str = "-C") -> Path:
@@ -39,7 +30,7 @@ def check_repo(repo: Path, *, where: str = "-C") -> Path:
         raise UserError(
             problem(where, "folder not found", str(repo), "Pass the project's folder, e.g. -C path/to/project")
         )
-    if not git(repo, "rev-parse", "--git-dir", check=False):
+    if vcs.git_dir(repo) is None:
         raise UserError(
             problem(
                 where,
@@ -53,9 +44,9 @@ def check_repo(repo: Path, *, where: str = "-C") -> Path:
 
 def head_commit(repo: Path) -> str:
     """HEAD's commit on a branch, or a UserError for a repository without commits or a detached HEAD."""
-    if not (repo / ".git").exists() and not git(repo, "rev-parse", "--git-dir", check=False):
+    if not (repo / ".git").exists() and vcs.git_dir(repo) is None:
         raise UserError(problem("registry", "needs a git repository", str(repo), "Run `git init` and commit"))
-    commit = git(repo, "rev-parse", "--verify", "-q", "HEAD^{commit}", check=False)
+    commit = vcs.commit_of("HEAD", cwd=repo)
     if not commit:
         raise UserError(
             problem(
@@ -65,7 +56,7 @@ def head_commit(repo: Path) -> str:
                 "Commit the project first: `git add -A && git commit`",
             )
         )
-    if not git(repo, "symbolic-ref", "-q", "HEAD", check=False):
+    if not vcs.git_succeeds("symbolic-ref", "-q", "HEAD", cwd=repo):
         raise UserError(
             problem(
                 "registry",
@@ -77,34 +68,15 @@ def head_commit(repo: Path) -> str:
     return commit
 
 
-def status_paths(repo: Path, *paths: str, untracked: bool = True) -> list[str]:
-    """Paths `git status` reports as changed (and, with `untracked`, new and not ignored) under
-    `paths` (everything when none). Read with -z: a stripped text output loses the first line's
-    leading status column, and with it the first letter of the first path."""
-    args = ["status", "--porcelain", "-z", f"--untracked-files={'all' if untracked else 'no'}", "--", *paths]
-    result = subprocess.run(["git", *args], cwd=repo, capture_output=True)
-    if result.returncode != 0:
-        raise subprocess.CalledProcessError(result.returncode, ["git", *args], result.stdout, result.stderr)
-    entries, found = result.stdout.decode().split("\0"), []
-    while entries:
-        entry = entries.pop(0)
-        if len(entry) < 4:
-            continue
-        if entry[0] in "RC":  # a rename or copy: the next entry is its source path
-            entries.pop(0)
-        found.append(entry[3:])
-    return found
-
-
 def dirty_files(repo: Path, where: tuple[str, ...] = MODEL_FILES) -> list[str]:
     """Changed or new (not ignored) files under `paths`."""
-    existing = [p for p in where if (repo / p).exists() or git(repo, "ls-files", p, check=False)]
-    return status_paths(repo, *existing) if existing else []
+    existing = [p for p in where if (repo / p).exists() or vcs.git("ls-files", p, cwd=repo, check=False)]
+    return vcs.status_paths(*existing, cwd=repo) if existing else []
 
 
 def locked_md5(repo: Path, commit: str, path: str = paths.MODEL) -> str | None:
     """The md5 dvc.lock at `commit` records for the output `path`, or None."""
-    text = git(repo, "show", f"{commit}:dvc.lock", check=False)
+    text = vcs.show_file(commit, "dvc.lock", cwd=repo)
     if not text:
         return None
     for stage in (yaml.safe_load(text) or {}).get("stages", {}).values():

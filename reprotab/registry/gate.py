@@ -1,5 +1,8 @@
 """The gate: does the challenger (the model just trained) beat the champion (the model in prod)?
 
+(Over 300 lines because it is the rules and the stage's pure core, which the unit tests call on
+hand-built predictions; every read and write the stage does lives in the modules named below.)
+
 Both models score the SAME current test rows (their hash is recorded), so the comparison is
 about the models, not about the data they happened to be tested on. The champion is the one
 pinned in models/champion.json (written by `reprotab registry promote --stage prod`), read from
@@ -22,33 +25,39 @@ Rules (params `gate:`), all direction-aware (`reprotab.stats.metrics.LOWER_IS_BE
 
 A metric that is undefined (NaN: one class in the rows, say) fails its rule, never passes it.
 The challenger is promoted when every rule passes; with no champion it is promoted as the first.
-`decide_promotion` is pure (unit-tested on hand-built predictions); `champion_model` and `write_decision`
-do the IO for stages/gate.py.
+`decide_promotion` is pure (unit-tested on hand-built predictions) and `evaluate_gate` is the
+whole stage without IO. The IO stages/gate.py does lives beside this module: the champion pin and
+its model (reprotab/registry/champion.py: `read_pin`, `champion_model`), the frozen reference set
+(reprotab/registry/reference.py: `reference_rows`) and the decision file
+(reprotab/registry/gate_decision.py: `write_decision`); the stage imports them from here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import math
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from reprotab import paths
-from reprotab.data.tables import atomic_path, frame_hash, write_json
+from reprotab.data.tables import frame_hash
 from reprotab.errors import UserError, problem
 from reprotab.evaluate.scores import scored_predictions
-from reprotab.model import served
 from reprotab.model.served import TabularModel
 from reprotab.params.sections import GateParams
+from reprotab.registry.champion import ChampionPin, champion_model, read_pin
+from reprotab.registry.gate_decision import write_decision
+from reprotab.registry.reference import overlap, reference_rows
 from reprotab.stats.metrics import BY_TASK, LOWER_IS_BETTER, Scored
 from reprotab.stats.resample import improvement, paired_bootstrap
 
-REFERENCE_PATH = paths.TEST  # the split the reference is frozen from, at a pinned commit
+__all__ = [  # what stages/gate.py calls
+    "champion_model",
+    "evaluate_gate",
+    "read_pin",
+    "reference_rows",
+    "write_decision",
+]
 
 
 def _rule(rule: str, metric: str, ours: float, theirs: float, required: float, value: float, ok: bool) -> dict:
@@ -100,7 +109,7 @@ def decide_promotion(
     ours = {name: float(metrics[name](challenger)) for name in metrics}
     base = {"metric": metric, "higher_is_better": metric not in LOWER_IS_BETTER, "challenger_metrics": ours}
     if champion is None:
-        reason = "no champion pinned in models/champion.json, so the first model goes in"
+        reason = f"no champion pinned in {paths.CHAMPION}, so the first model goes in"
         return {**base, "promote": True, "reason": reason, "champion": pin, "champion_metrics": None, "rules": []}
     theirs = {name: float(metrics[name](champion)) for name in metrics}
     gain = float(improvement(metric, ours[metric], theirs[metric]))
@@ -230,101 +239,31 @@ def score_both(
                 "gate",
                 "the champion predicts another target or classes than the challenger, so they cannot be compared",
                 f"champion {b.task} {b.target} {b.classes}, challenger {a.task} {a.target} {a.classes}",
-                'Set models/champion.json to {"version": null} to start over, or promote with --force --reason',
+                f'Set {paths.CHAMPION} to {{"version": null}} to start over, or promote with --force --reason',
             )
         )
     theirs, _ = scored_predictions(champion, test)
     return ours, theirs
 
 
-def read_pin(path: Path) -> dict[str, Any]:
-    """models/champion.json: {"version": ..., "commit": ...}, or {"version": null} when there is no champion."""
-    if not path.is_file():
-        return {"version": None}
-    try:
-        pin = json.loads(path.read_text())
-    except ValueError as exc:
-        raise UserError(problem(str(path), f"is not valid JSON ({exc})", None, 'Write {"version": null}')) from None
-    if not isinstance(pin, dict) or (pin.get("version") and not isinstance(pin.get("commit"), str)):
-        raise UserError(
-            problem(str(path), 'must be {"version": "vX.Y.Z", "commit": "<sha>"} or {"version": null}', pin)
-        )
-    reference = pin.get("reference")
-    if reference is not None and not (
-        isinstance(reference, dict) and all(isinstance(reference.get(k), str) for k in ("commit", "path", "rows_hash"))
-    ):
-        raise UserError(
-            problem(f"{path} reference", "must hold commit, path and rows_hash (written by promote)", reference)
-        )
-    return pin
-
-
-def _read_at(path: str, *, commit: str, repo: str, what: str, version: Any) -> bytes:
-    """A DVC-tracked file's bytes at a commit (cache or remote); a UserError when it cannot be read."""
-    import dvc.api
-
-    try:
-        with dvc.api.open(path, repo=repo, rev=commit, mode="rb") as handle:
-            return handle.read()
-    except Exception as exc:  # an unknown commit or a file in neither cache nor remote; DVC raises many types
-        raise UserError(
-            problem(
-                paths.CHAMPION,
-                f"{what} cannot be read at commit {str(commit)[:8]} ({type(exc).__name__}: {exc})",
-                version,
-                "Fetch it (`git fetch --tags`, `dvc pull`), or pin another champion",
-            )
-        ) from None
-
-
-TRAINING_PATHS = (paths.TRAIN, paths.VALIDATION)
 LEAK_ALLOWANCE = 0.01  # share of the reference rows that may newly appear in training before the gate fails
 
 
-def row_hashes(frame: pd.DataFrame, *, id_column: str | None) -> np.ndarray:
-    """One hash per row over every column but the id (a customer seen again with other values is
-    another row; the same values and label is the same row, whatever its id)."""
-    columns = sorted(c for c in frame.columns if c != id_column)
-    return pd.util.hash_pandas_object(frame[columns], index=False).to_numpy()
-
-
-def overlap(reference: pd.DataFrame, training: pd.DataFrame, *, id_column: str | None) -> int:
-    """How many reference rows also stand, value for value, among the training rows."""
-    common = [c for c in reference.columns if c in training.columns]
-    seen = set(row_hashes(training[common], id_column=id_column).tolist())
-    return int(sum(h in seen for h in row_hashes(reference[common], id_column=id_column).tolist()))
-
-
-def freeze_reference(commit: str, repo: str | Path = ".", *, id_column: str | None = None) -> dict[str, Any]:
-    """The pin of a frozen reference set: the test split at `commit`, its row hash, and how many of
-    its rows the training rows of that commit already held (duplicates the data itself has)."""
-    read = {
-        path: pd.read_parquet(io.BytesIO(_read_at(path, commit=commit, repo=str(repo), what=path, version=None)))
-        for path in (REFERENCE_PATH, *TRAINING_PATHS)
-    }
-    frame = read[REFERENCE_PATH]
-    training = pd.concat([read[path] for path in TRAINING_PATHS], ignore_index=True)
-    return {
-        "commit": commit,
-        "path": REFERENCE_PATH,
-        "rows": len(frame),
-        "rows_hash": frame_hash(frame),
-        "in_training": overlap(frame, training, id_column=id_column),
-    }
-
-
-def leak_check(reference: pd.DataFrame, training: pd.DataFrame, pin: dict[str, Any], *, id_column: str | None):
+def leak_check(
+    reference: pd.DataFrame, training: pd.DataFrame, *, in_training: int, id_column: str | None
+) -> dict[str, Any]:
     """The `reference_leak` rule: reference rows that reached training since the reference was
     frozen (a batch re-sending old rows, a changed seed or split size) would let a model be judged
-    on rows it learned; more than LEAK_ALLOWANCE of them fails the gate."""
+    on rows it learned; more than LEAK_ALLOWANCE of them fails the gate. `in_training`: how many
+    were there when it was frozen (duplicates the data itself has)."""
     found = overlap(reference, training, id_column=id_column)
-    new = found - int(pin.get("in_training", 0))
+    new = found - in_training
     allowed = max(1, int(LEAK_ALLOWANCE * len(reference)))
     check = {
         "rule": "reference_leak",
         "metric": "rows",
         "challenger": found,
-        "champion": int(pin.get("in_training", 0)),
+        "champion": in_training,
         "value": new,
         "required": allowed,
         "verdict": "pass" if new <= allowed else "fail",
@@ -337,47 +276,13 @@ def leak_check(reference: pd.DataFrame, training: pd.DataFrame, pin: dict[str, A
     return check
 
 
-def reference_rows(pin: dict[str, Any], repo: str = ".") -> pd.DataFrame | None:
-    """The frozen reference set the pin names, checked against its hash; None when none is pinned."""
-    reference = pin.get("reference")
-    if not pin.get("version") or not reference:
-        return None
-    data = _read_at(
-        reference["path"],
-        commit=reference["commit"],
-        repo=repo,
-        what="the frozen reference set",
-        version=pin["version"],
-    )
-    frame = pd.read_parquet(io.BytesIO(data))
-    if frame_hash(frame) != reference["rows_hash"]:
-        raise UserError(
-            problem(
-                paths.CHAMPION,
-                "the frozen reference set's rows differ from the hash pinned with it",
-                f"{frame_hash(frame)} at {reference['path']}@{str(reference['commit'])[:8]}, pinned "
-                f"{reference['rows_hash']}",
-                "Restore models/champion.json from git history; never edit the pin by hand",
-            )
-        )
-    return frame
-
-
-def champion_model(pin: dict[str, Any], repo: str = ".") -> tuple[TabularModel | None, str | None]:
-    """The pinned champion model and its md5, read from its commit through DVC (cache or remote)."""
-    if not pin.get("version"):
-        return None, None
-    data = _read_at(paths.MODEL, commit=pin["commit"], repo=repo, what="the champion's model", version=pin["version"])
-    return served.loads(data, where=f"champion {pin['version']}"), hashlib.md5(data).hexdigest()
-
-
 def evaluate_gate(
     *,
     challenger: TabularModel,
     challenger_md5: str,
     champion: TabularModel | None,
     champion_md5: str | None,
-    pin: dict[str, Any],
+    pin: ChampionPin,
     test: pd.DataFrame,
     metric: str,
     rules: GateParams,
@@ -388,17 +293,18 @@ def evaluate_gate(
     """The whole stage without IO: score both on the test rows (and on the frozen reference set,
     checked against the training rows for leaks), decide, record what was compared."""
     rows = {"test_rows": len(test), "test_rows_hash": frame_hash(test), "challenger_md5": challenger_md5}
-    if reference is not None:
-        rows["reference"] = {**pin["reference"], "rows": len(reference)}
-    pin = {**pin, "md5": champion_md5}
+    frozen = pin.reference if reference is not None else None
+    if frozen is not None:
+        rows["reference"] = {**frozen.to_dict(), "rows": len(reference)}
+    judged = {**pin.to_dict(), "md5": champion_md5}
     if champion_md5 is not None and champion_md5 == challenger_md5:
         return {
             **rows,
             "promote": False,
             "metric": metric,
-            "champion": pin,
+            "champion": judged,
             "rules": [],
-            "reason": f"the challenger is the champion's model ({pin['version']}): nothing to promote",
+            "reason": f"the challenger is the champion's model ({pin.version}): nothing to promote",
         }
     ours, theirs = score_both(challenger, champion, test)
     reference_ours: Scored | str | None = None
@@ -408,14 +314,15 @@ def evaluate_gate(
         if missing:
             reference_ours = (
                 f"the frozen reference set lacks columns the challenger needs ({', '.join(missing)}), so it cannot "
-                'be judged on it: after a deliberate schema change, pin {"version": null} in models/champion.json and '
+                f'be judged on it: after a deliberate schema change, pin {{"version": null}} in {paths.CHAMPION} and '
                 "promote the new model as the first (see the docs)"
             )
         else:
             reference_ours, reference_theirs = score_both(challenger, champion, reference)
     extra = []
-    if reference is not None and champion is not None and training is not None:
-        extra.append(leak_check(reference, training, pin["reference"], id_column=challenger.schema.id_column))
+    if frozen is not None and champion is not None and training is not None:
+        in_training = frozen.in_training or 0
+        extra.append(leak_check(reference, training, in_training=in_training, id_column=challenger.schema.id_column))
     decision = decide_promotion(
         task=challenger.schema.task,
         metric=metric,
@@ -423,50 +330,9 @@ def evaluate_gate(
         seed=seed,
         challenger=ours,
         champion=theirs,
-        pin=pin,
+        pin=judged,
         reference_challenger=reference_ours,
         reference_champion=reference_theirs,
         extra_checks=extra,
     )
     return {**rows, **decision}
-
-
-def decision_markdown(decision: dict[str, Any]) -> str:
-    verdict = "PROMOTE" if decision["promote"] else "KEEP THE CHAMPION"
-    champion = decision["champion"].get("version") or "none"
-    lines = [
-        f"# Gate: {verdict}",
-        "",
-        f"{decision['reason']}.",
-        "",
-        f"Champion: {champion} (commit {str(decision['champion'].get('commit') or '-')[:8]}). "
-        f"Test rows: {decision['test_rows']} (hash {decision['test_rows_hash']}).",
-    ]
-    reference = decision.get("reference")
-    if reference:
-        lines[-1] += (
-            f" Frozen reference set: {reference['rows']} rows of {reference['path']} at commit "
-            f"{reference['commit'][:8]} (hash {reference['rows_hash']})."
-        )
-    if decision.get("rules"):
-        lines += [
-            "",
-            "| rule | metric | challenger | champion | value | required | verdict |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        keys = ("rule", "metric", "challenger", "champion", "value", "required", "verdict")
-        lines += ["| " + " | ".join(str(r.get(k, "-")) for k in keys) + " |" for r in decision["rules"]]
-    boot = decision.get("bootstrap")
-    if boot:
-        lines += [
-            "",
-            f"Bootstrap ({boot['samples']} paired resamples): improvement {boot['mean']:.4f}, "
-            f"{boot['confidence']:.0%} interval [{boot['lower']:.4f}, {boot['upper']:.4f}].",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def write_decision(decision: dict[str, Any], out: Path) -> None:
-    write_json(decision, out / "decision.json")
-    with atomic_path(out / "decision.md") as tmp:
-        tmp.write_text(decision_markdown(decision), encoding="utf-8")

@@ -14,9 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from reprotab import paths
 from reprotab.errors import UserError, did_you_mean, one_of, problem
-from reprotab.registry.checks import git
+from reprotab.registry.gate_decision import GateDecision
 
 ARTIFACT = "model"
 STAGES = ("staging", "prod")  # as in .gto; the one read when a repository has none
@@ -104,12 +103,6 @@ def replay(found: list[dict[str, Any]]) -> tuple[dict[str, list[str]], list[dict
     return stacks, archived
 
 
-def gate_decision(repo: Path, commit: str) -> dict[str, Any] | None:
-    """The gate decision recorded at `commit`, or None when that commit has none."""
-    text = git(repo, "show", f"{commit}:{paths.GATE_DECISION}", check=False)
-    return json.loads(text) if text else None
-
-
 def show(repo: str | Path = ".") -> dict[str, Any]:
     """Each stage's version now, what a rollback would restore, and every version a stage held before."""
     repo = Path(repo)
@@ -133,12 +126,12 @@ def show(repo: str | Path = ".") -> dict[str, Any]:
 def history(repo: str | Path = ".") -> list[dict[str, Any]]:
     """Every registration, promotion and rollback, oldest first, with the gate decision at its commit."""
     repo = Path(repo)
-    decisions: dict[str, dict | None] = {}
+    decisions: dict[str, GateDecision | None] = {}
     rows = []
     for event in read_events(repo):
         commit = event["commit"]
         if commit not in decisions:
-            decisions[commit] = gate_decision(repo, commit)
+            decisions[commit] = GateDecision.at_commit(repo, commit)
         gate = decisions[commit]
         meta = event["meta"]
         rows.append(
@@ -149,8 +142,8 @@ def history(repo: str | Path = ".") -> list[dict[str, Any]]:
                 "stage": event["stage"],
                 "commit": commit,
                 "replaces": meta.get("replaces"),
-                "gate": None if gate is None else gate.get("promote"),
-                "gate_reason": None if gate is None else gate.get("reason"),
+                "gate": None if gate is None else gate.promote,
+                "gate_reason": None if gate is None else gate.reason,
                 "forced": bool(meta.get("forced")),
                 "reason": meta.get("reason"),
                 "author": event["author"],

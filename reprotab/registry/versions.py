@@ -7,7 +7,8 @@
     rollback   assign the version that was in the stage before the current one again
     show       what each stage holds now, what it held before (archived), what a rollback restores
     history    every registration, promotion and rollback with time, commit and the gate's word
-    load       the model of a stage or version, through `dvc.api.artifacts_show` + `dvc.api.open`
+    load       the model of a stage or version, through `dvc.api.artifacts_show` and
+               `reprotab.registry.champion.model_at`
 
 There is no server: the tags are the registry and git pushes them. Which version a stage holds
 is the one assigned to it last. GTO (sorted by time) and DVC (`artifacts_show`, the newest tag
@@ -31,17 +32,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reprotab import paths
-from reprotab.data.tables import write_json
+from reprotab import paths, vcs
 from reprotab.errors import UserError, problem
-from reprotab.model import served
 from reprotab.model.served import TabularModel
-from reprotab.registry.checks import check_registrable, git, locked_md5
+from reprotab.registry.champion import ChampionPin, FrozenReference, model_at, read_pin
+from reprotab.registry.checks import check_registrable, locked_md5
+from reprotab.registry.gate_decision import GateDecision
 from reprotab.registry.state import (
     ARTIFACT,
     check_stage,
     check_version,
-    gate_decision,
     gto_state,
     history,
     read_events,
@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 def _next_second(repo: Path) -> None:
     """Wait until the clock is past the newest tag's second, so tag times order the events."""
-    stamps = git(repo, "for-each-ref", "--format=%(creatordate:unix)", f"refs/tags/{ARTIFACT}*", check=False)
+    stamps = vcs.git("for-each-ref", "--format=%(creatordate:unix)", f"refs/tags/{ARTIFACT}*", cwd=repo, check=False)
     newest = max((int(s) for s in stamps.split()), default=0)
     while time.time() < newest + 1:
         time.sleep(min(0.1, newest + 1 - time.time() + 0.01))
@@ -94,7 +94,7 @@ def _write_tag(repo: Path, write: Any, *, stage: str | None, version: str) -> st
     except GTOException as exc:
         raise UserError(problem("registry", str(exc))) from None
     _verify(repo, stage=stage, version=version, tag=event.tag)
-    if not git(repo, "remote", check=False):
+    if not vcs.git("remote", cwd=repo, check=False):
         log.warning("no git remote: tag %s is local until you add one and `git push origin --tags`", event.tag)
     else:
         log.info("push the tag to share it: git push origin '%s'", event.tag)
@@ -151,7 +151,7 @@ def register(repo: str | Path = ".", *, version: str | None = None, bump: str = 
     version = version or next_version(versions, bump)
     for warning in warnings:
         log.warning("%s", warning)
-    gate = gate_decision(repo, commit)
+    gate = GateDecision.at_commit(repo, commit)
     message = _message(f"Register model {version}", action="register", md5=md5, gate=_gate_summary(gate))
     tag = _write_tag(
         repo,
@@ -162,15 +162,15 @@ def register(repo: str | Path = ".", *, version: str | None = None, bump: str = 
     return {"action": "register", "version": version, "commit": commit, "tag": tag, "warnings": warnings}
 
 
-def _gate_summary(decision: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if decision is None else {"promote": decision.get("promote"), "reason": decision.get("reason")}
+def _gate_summary(decision: GateDecision | None) -> dict[str, Any] | None:
+    return None if decision is None else decision.summary()
 
 
 def _assign(repo: Path, *, version: str, stage: str, commit: str, message: str) -> str:
     import gto.api
 
     # the pin is built before the tag is written: a reference that cannot be read changes nothing
-    pin = {"version": version, "commit": commit, "reference": _reference(repo, commit)} if stage == "prod" else None
+    pin = ChampionPin(version=version, commit=commit, reference=_reference(repo, commit)) if stage == "prod" else None
     # force: a version that held the stage before is, to GTO, still assigned there
     tag = _write_tag(
         repo,
@@ -179,7 +179,7 @@ def _assign(repo: Path, *, version: str, stage: str, commit: str, message: str) 
         version=version,
     )
     if pin is not None:
-        write_json(pin, repo / paths.CHAMPION)
+        pin.write(repo / paths.CHAMPION)
         log.info(
             "pinned %s as champion in %s: commit it (`git add %s && git commit`)",
             version,
@@ -189,21 +189,19 @@ def _assign(repo: Path, *, version: str, stage: str, commit: str, message: str) 
     return tag
 
 
-def _reference(repo: Path, commit: str) -> dict[str, Any]:
+def _reference(repo: Path, commit: str) -> FrozenReference:
     """The frozen reference set the gate judges every challenger on: kept from the current pin, so
     it never moves; frozen from this version's test split when none is pinned yet."""
-    from reprotab.registry.gate import freeze_reference
+    from reprotab.registry.reference import freeze_reference
 
-    pinned = champion(repo).get("reference")
-    if pinned:
+    pinned = champion(repo).reference
+    if pinned is not None:
         return pinned
-    found = git(repo, "show", f"{commit}:{paths.SCHEMA}", check=False)  # else DVC-tracked
+    found = vcs.show_file(commit, paths.SCHEMA, cwd=repo)  # else DVC-tracked
     if not found:
-        import dvc.api
-
         try:
-            found = dvc.api.read(paths.SCHEMA, repo=str(repo), rev=commit)
-        except Exception:  # no schema there: every column counts in the leak check's row hashes
+            found = vcs.read_at(paths.SCHEMA, rev=commit, repo=repo).decode()
+        except vcs.NotReadable:  # no schema there: every column counts in the leak check's row hashes
             found = "{}"
     return freeze_reference(commit, repo, id_column=json.loads(found).get("id_column"))
 
@@ -221,11 +219,11 @@ def promote(
     if now.get(stage) == version:
         raise UserError(problem("registry promote", f"{version} is in {stage} already", version))
     commit = versions[version]["commit"]
-    gate = gate_decision(repo, commit)
-    stale = gate is not None and gate.get("challenger_md5") not in (None, locked_md5(repo, commit))
-    overridden = stage == "prod" and (stale or not (gate and gate.get("promote")))  # the history's "forced"
+    gate = GateDecision.at_commit(repo, commit)
+    stale = gate is not None and gate.challenger_md5 not in (None, locked_md5(repo, commit))
+    overridden = stage == "prod" and (stale or not (gate and gate.promote))  # the history's "forced"
     if overridden:
-        said = "no gate decision" if gate is None else f"the gate said no: {gate.get('reason')}"
+        said = "no gate decision" if gate is None else f"the gate said no: {gate.reason}"
         if stale:
             said = "the gate decision there judged another model file (stale: the gate did not run after train)"
         fix = (
@@ -290,7 +288,7 @@ def load(*, stage: str | None = None, version: str | None = None, repo: str = ".
     """The model a stage holds (or a version; with neither, the latest version) and
     {"version", "stage", "commit", "path"}; `repo` is a local path or a git URL with a DVC remote."""
     import dvc.api
-    from dvc.exceptions import ArtifactNotFoundError, DvcException
+    from dvc.exceptions import ArtifactNotFoundError
 
     if stage and version:
         raise UserError(problem("registry load", "takes a stage or a version, not both", f"{stage}, {version}"))
@@ -316,9 +314,8 @@ def load(*, stage: str | None = None, version: str | None = None, repo: str = ".
         ) from None
     what = f"registry model {stage or version or 'latest'}"
     try:
-        with dvc.api.open(found["path"], repo=repo, rev=found["rev"], mode="rb") as handle:
-            data = handle.read()
-    except DvcException as exc:
+        model, _ = model_at(found["rev"], repo=repo, path=found["path"], where=what)
+    except vcs.NotReadable as exc:
         raise UserError(
             problem(
                 what,
@@ -328,15 +325,13 @@ def load(*, stage: str | None = None, version: str | None = None, repo: str = ".
                 "reaches (S3, an absolute path), not a relative path",
             )
         ) from None
-    model = served.loads(data, where=what, source=found["path"])
     named = next((v for v, info in versions.items() if info["commit"] == found["rev"]), None)
     return model, {"version": named, "stage": stage, "commit": found["rev"], "path": found["path"]}
 
 
-def champion(repo: str | Path = ".") -> dict[str, Any]:
-    """The champion pinned in models/champion.json ({"version": None} when none is)."""
-    path = Path(repo) / paths.CHAMPION
-    return json.loads(path.read_text()) if path.is_file() else {"version": None}
+def champion(repo: str | Path = ".") -> ChampionPin:
+    """The champion pinned in models/champion.json, checked (its version None when none is)."""
+    return read_pin(Path(repo) / paths.CHAMPION)
 
 
 __all__ = [

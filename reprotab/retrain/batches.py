@@ -18,18 +18,17 @@ import argparse
 import datetime as dt
 import json
 import logging
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from reprotab import paths
+from reprotab import paths, vcs
 from reprotab.data.tables import read_json, read_table, write_json
 from reprotab.errors import UserError, did_you_mean, problem
 from reprotab.params.loader import Params, load_params
 from reprotab.retrain.journal import refuse_if_interrupted
-from reprotab.retrain.vcs import StepFailed, check_clean, commit, tool
+from reprotab.retrain.steps import StepFailed, check_clean, commit
 from reprotab.runner import stage_main
 
 RETIRED = Path(paths.RETIRED)
@@ -129,12 +128,7 @@ def move(repo: Path, name: str, *, reason: str, retire: bool, batches_dir: str) 
             )
         )
     dest_dir.mkdir(parents=True, exist_ok=True)
-    moved = subprocess.run(
-        [tool("dvc"), "move", str(source.relative_to(repo)), str(dest.relative_to(repo))],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-    )
+    moved = vcs.run_dvc("move", str(source.relative_to(repo)), str(dest.relative_to(repo)), cwd=repo)
     if moved.returncode != 0:
         raise UserError(problem("batches", "`dvc move` failed", moved.stderr.strip()[-300:]))
     entry = {

@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
+from reprotab import vcs
 from reprotab.data.tables import atomic_path
 from reprotab.errors import UserError, problem
-from reprotab.registry.checks import git, status_paths
 
 JOURNAL = "reprotab-retrain.json"
 TRAILER = "Retrain-Run"
@@ -39,17 +39,17 @@ log = logging.getLogger(__name__)
 
 
 def git_dir(repo: Path) -> Path:
-    text = git(repo, "rev-parse", "--git-dir", check=False) if repo.is_dir() else ""
-    if not text:
+    """Where the lock and the journal live; a UserError outside git."""
+    found = vcs.git_dir(repo)
+    if found is None:
         raise UserError(problem("retrain", "needs a git repository (every step commits)", str(repo), "Run `git init`"))
-    found = Path(text)
-    return found if found.is_absolute() else repo / found
+    return found
 
 
 def tags(repo: Path) -> dict[str, str]:
     """Every tag's full ref (`refs/tags/...`: a short name can be ambiguous with a branch) and the
     object it points at (an annotated tag's own object)."""
-    listed = git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/tags", check=False)
+    listed = vcs.git("for-each-ref", "--format=%(refname) %(objectname)", "refs/tags", cwd=repo, check=False)
     return dict(line.split(" ", 1) for line in listed.splitlines() if line.strip())
 
 
@@ -133,8 +133,8 @@ class Transaction:
             ) from None
 
     def begin(self, batch: str, started: str) -> Journal:
-        branch = git(self.repo, "symbolic-ref", "-q", "--short", "HEAD", check=False)
-        head = git(self.repo, "rev-parse", "HEAD")
+        branch = vcs.git("symbolic-ref", "-q", "--short", "HEAD", cwd=self.repo, check=False)
+        head = vcs.git("rev-parse", "HEAD", cwd=self.repo)
         self.journal = Journal(
             batch=batch, head=head, branch=branch, tags=tags(self.repo), pid=os.getpid(), started=started
         )
@@ -202,8 +202,8 @@ def check_recoverable(repo: Path, journal: Journal, *, run_paths: tuple[str, ...
     outside where the run writes, so the rollback takes nothing the user did since."""
     foreign = [
         sha
-        for sha in git(repo, "rev-list", f"{journal.head}..HEAD", check=False).split()
-        if sha not in journal.commits and journal.trailer not in git(repo, "log", "-1", "--format=%B", sha)
+        for sha in vcs.git("rev-list", f"{journal.head}..HEAD", cwd=repo, check=False).split()
+        if sha not in journal.commits and journal.trailer not in vcs.git("log", "-1", "--format=%B", sha, cwd=repo)
     ]
     if foreign:
         raise UserError(
@@ -214,7 +214,7 @@ def check_recoverable(repo: Path, journal: Journal, *, run_paths: tuple[str, ...
                 "Move them to a branch of their own (`git branch keep <sha>`), then recover; re-apply them after",
             )
         )
-    outside = [p for p in status_paths(repo, untracked=False) if not p.startswith(run_paths)]
+    outside = [p for p in vcs.status_paths(cwd=repo, untracked=False) if not p.startswith(run_paths)]
     if outside:
         raise UserError(
             problem(
@@ -247,23 +247,23 @@ def rollback(repo: Path, journal: Journal, *, dvc_checkout: Callable[[], str | N
     if index_lock.exists() and not _git_running(repo):
         index_lock.unlink()
         done.append("removed a stale .git/index.lock")
-    if journal.branch and git(repo, "symbolic-ref", "-q", "--short", "HEAD", check=False) != journal.branch:
-        git(repo, "checkout", "-q", "-f", journal.branch)
-    if git(repo, "rev-parse", "HEAD") != journal.head:
+    if journal.branch and vcs.git("symbolic-ref", "-q", "--short", "HEAD", cwd=repo, check=False) != journal.branch:
+        vcs.git("checkout", "-q", "-f", journal.branch, cwd=repo)
+    if vcs.git("rev-parse", "HEAD", cwd=repo) != journal.head:
         done.append(f"git reset to {journal.head[:8]}")
-    git(repo, "reset", "-q", "--hard", journal.head)
+    vcs.git("reset", "-q", "--hard", journal.head, cwd=repo)
     for ref, target in tags(repo).items():
         if ref not in journal.tags and ref.startswith(REGISTRY_TAGS):
-            git(repo, "update-ref", "-d", ref)
+            vcs.git("update-ref", "-d", ref, cwd=repo)
             done.append(f"deleted tag {ref.removeprefix('refs/tags/')}")
         elif ref in journal.tags and target != journal.tags[ref]:
-            git(repo, "update-ref", ref, journal.tags[ref])
+            vcs.git("update-ref", ref, journal.tags[ref], cwd=repo)
             done.append(f"restored tag {ref.removeprefix('refs/tags/')}")
     for relative in journal.created:
         path = repo / relative
         leftovers = list(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
         for found in ([path] if path.is_file() else []) + leftovers:
-            if not git(repo, "ls-files", "--", str(found.relative_to(repo)), check=False):
+            if not vcs.git("ls-files", "--", str(found.relative_to(repo)), cwd=repo, check=False):
                 found.unlink()
                 done.append(f"removed {found.relative_to(repo)}")
     problem_left = dvc_checkout()

@@ -37,13 +37,12 @@ import datetime as dt
 import logging
 import shutil
 import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from reprotab import paths
+from reprotab import paths, vcs
 from reprotab.data.tables import atomic_path, read_json, read_table, write_json
 from reprotab.errors import UserError, problem
 from reprotab.model import served
@@ -51,11 +50,11 @@ from reprotab.monitoring import report as monitor_report
 from reprotab.monitoring.verdict import Verdict
 from reprotab.params.loader import Params, load_params, parse_params
 from reprotab.registry import versions as registry
-from reprotab.registry.checks import git
+from reprotab.registry.gate_decision import GateDecision
 from reprotab.retrain.batches import check_labels
 from reprotab.retrain.journal import Transaction, check_recoverable, rollback
+from reprotab.retrain.steps import OWN_OUTPUTS, WRITES, StepFailed, check_clean, commit, dvc, push
 from reprotab.retrain.summary import batch_action, batch_name, first_reason, markdown, set_value
-from reprotab.retrain.vcs import OWN_OUTPUTS, WRITES, StepFailed, check_clean, commit, dvc, push
 from reprotab.runner import stage_main
 from reprotab.train.families import AUTO
 
@@ -73,8 +72,8 @@ def check_source(repo: Path, source: Path) -> None:
         raise UserError(problem("--batch", "file not found", str(source)))
     inside = source.resolve().is_relative_to(repo.resolve() / "data")
     if inside and not source.resolve().is_relative_to((repo / BATCHES).resolve()):
-        ignored = subprocess.run(["git", "check-ignore", "-q", str(source.resolve())], cwd=repo).returncode == 0
-        tracked = bool(git(repo, "ls-files", str(source.resolve()), check=False))
+        ignored = vcs.git_succeeds("check-ignore", "-q", str(source.resolve()), cwd=repo)
+        tracked = bool(vcs.git("ls-files", str(source.resolve()), cwd=repo, check=False))
         if not ignored and not tracked:
             raise UserError(
                 problem(
@@ -352,24 +351,30 @@ def run_and_record(
     tx.running_dvc(None)
     if not Path(paths.GATE_DECISION).is_file():
         raise StepFailed(f"{paths.GATE_DECISION} is missing after dvc repro (is the gate stage in dvc.yaml?)")
-    decision = read_json(paths.GATE_DECISION)
+    decision = GateDecision.from_json(paths.GATE_DECISION)
     prepared = read_json(paths.PREPARE_SUMMARY)
     summary["trained_on"] = prepared.get("data")
     summary["rows_used"] = {
         split: prepared[split]["rows"] for split in ("train", "validation", "test") if split in prepared
     }
-    summary["gate"] = {k: decision.get(k) for k in ("promote", "reason", "champion", "rules", "reference")}
-    passed = bool(decision.get("promote"))
-    champion = (decision.get("champion") or {}).get("version") or "none"
+    summary["gate"] = {
+        "promote": decision.promote,
+        "reason": decision.reason,
+        "champion": decision.champion,
+        "rules": list(decision.rules),
+        "reference": decision.reference,
+    }
+    passed = decision.promote
+    champion = decision.champion_version or "none"
     summary |= {
         "outcome": "gate passed" if passed else "gate refused",
-        "why": decision.get("reason", "")
+        "why": decision.reason
         + ("" if passed else f"; the champion ({champion}) keeps serving, the run is committed as a record"),
         "registry": {"action": "pending" if passed else "nothing registered: the gate refused"},
     }
     worse_on_reference = [
         r
-        for r in decision["rules"]
+        for r in decision.rules
         if r["rule"].startswith("reference_") and r["rule"] != "reference_schema" and r["verdict"] == "fail"
     ]
     if not passed and any(not r.get("undefined") for r in worse_on_reference):
@@ -380,7 +385,7 @@ def run_and_record(
     write_summary(summary, name)
     tx.step("commit run")
     verb = "gate passed" if passed else f"gate kept champion {champion}"
-    message = f"Retrain on batch {name}: {verb}\n\n{decision.get('reason', '')}{note}"
+    message = f"Retrain on batch {name}: {verb}\n\n{decision.reason}{note}"
     done = commit(repo, tx.sign(message), RUN_FILES, made=tx.committed)
     summary["commits"] += [done] if done else []
     tx.step("dvc push")

@@ -1,7 +1,8 @@
 """`reprotab serve`: the served model over HTTP (FastAPI + uvicorn), with canary and shadow.
 
-(Over 300 lines because the app's routes share one closure over the models, the config and the
-log; request parsing lives in reprotab/serving/payload.py, metrics in reprotab/serving/telemetry.py.)
+The app's wiring: endpoints, limits, metrics, /metadata, start-up. Request parsing lives in
+reprotab/serving/payload.py, what happens to a parsed request (route, clean, score, log) in
+reprotab/serving/routing.py, metrics in reprotab/serving/telemetry.py.
 
     reprotab serve [--model PATH | --stage NAME | --version V] [--host 127.0.0.1] [--port 8000]
                    [--max-rows 10000] [--max-bytes 5000000] [--log-dir logs/predictions]
@@ -40,8 +41,6 @@ shadow one) goes to the prediction log (format: reprotab/serving/prediction_log.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
 import math
 import socket
@@ -49,11 +48,9 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -62,13 +59,13 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from reprotab import paths
-from reprotab.data.incoming import MIN_SHARE, Cleaned, NotNumbers, clean_incoming, log_notes
 from reprotab.errors import UserError, problem
-from reprotab.model.served import TabularModel
+from reprotab.registry.gate_decision import GateDecision
 from reprotab.runner import stage_main
-from reprotab.serving.payload import ApiError, entry, parse_request, read_body, rows_validator, validation_errors
-from reprotab.serving.prediction_log import DEFAULT_MAX_BYTES, PredictionLog, record
-from reprotab.serving.scoring import add_model_arguments, metadata_beside, resolve_model, score
+from reprotab.serving.payload import ApiError, parse_request, read_body, rows_validator, validation_errors
+from reprotab.serving.prediction_log import DEFAULT_MAX_BYTES, PredictionLog
+from reprotab.serving.routing import Served, route_of, serve_rows, shadow_rows
+from reprotab.serving.scoring import add_model_arguments, metadata_beside, resolve_model
 from reprotab.serving.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -83,26 +80,6 @@ class ServiceConfig:
     log_dir: str = "logs/predictions"
     log_max_bytes: int = DEFAULT_MAX_BYTES
     canary_share: float = 0.0
-
-
-@dataclass(frozen=True)
-class Served:
-    """A loaded model and what identifies it (version, stage, commit, path)."""
-
-    model: TabularModel
-    info: dict[str, Any]
-
-    @property
-    def version(self) -> str:
-        return str(self.info["version"])
-
-
-def route_of(request_id: str, share: float) -> str:
-    """canary for a deterministic `share` of request ids, else champion."""
-    if share <= 0:
-        return "champion"
-    bucket = int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big") / 2**64
-    return "canary" if bucket < share else "champion"
 
 
 def create_app(
@@ -197,102 +174,6 @@ def create_app(
     return app
 
 
-def frame_of(rows: list[dict[str, Any]], model: TabularModel, *, where: str) -> Cleaned:
-    """The request's rows cleaned by the policy for incoming rows (reprotab/data/incoming.py); a numeric
-    field where too few of the request's values are numbers is a 422 naming each such row."""
-    frame = pd.DataFrame.from_records(rows, columns=list(model.schema.features))
-    try:
-        return clean_incoming(frame, model.schema, featurizer=model.featurizer, where=where)
-    except NotNumbers as exc:
-        bad = sorted((row, model.schema.features.index(c), c) for c, found in exc.rows.items() for row in found)
-        detail = [
-            entry(
-                row,
-                c,
-                f"{rows[row][c]!r} is not a number, and only {exc.notes[c].share:.0%} of this request's values of "
-                f"this feature are (at least {MIN_SHARE:.0%} must be)",
-            )
-            for row, _, c in bad
-        ]
-        raise ApiError(422, detail, "validation") from None
-
-
-def scored(served: Served, frame: pd.DataFrame) -> tuple[list[Any], list[dict[str, float]] | None]:
-    """Predictions and probabilities of every row, or a 422 naming the rows the model refused."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        result = score(served.model, frame)
-    if result.failed:
-        raise ApiError(422, [entry(row, None, f"cannot be scored: {why}") for row, why in result.failed], "scoring")
-    predictions = result.predictions.tolist()
-    if result.proba is None:
-        return predictions, None
-    classes = [str(c) for c in served.model.schema.classes]
-    return predictions, [dict(zip(classes, map(float, p), strict=True)) for p in result.proba]
-
-
-def serve_rows(
-    served: Served,
-    rows: list[dict[str, Any]],
-    request_id: str,
-    route: str,
-    prediction_log: PredictionLog,
-    telemetry: Telemetry,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Clean and score `rows`, log them, and build the answer (in a worker thread)."""
-    cleaned = frame_of(rows, served.model, where=f"request {request_id}")
-    log_notes(cleaned.notes, where=f"request {request_id}")
-    frame = cleaned.frame
-    predictions, probas = scored(served, frame)
-    write_log(prediction_log, served, rows, request_id, route, predictions, probas)
-    telemetry.predicted(route, np.asarray(predictions, dtype=object))
-    answers = [{"prediction": p, "proba": probas[i] if probas else None} for i, p in enumerate(predictions)]
-    reply = {"request_id": request_id, "model_version": served.version, "route": route, "predictions": answers}
-    return frame, {**reply, "cleaning": cleaned.changes()}
-
-
-def shadow_rows(
-    served: Served,
-    frame: pd.DataFrame,
-    rows: list[dict[str, Any]],
-    request_id: str,
-    prediction_log: PredictionLog,
-    telemetry: Telemetry,
-) -> None:
-    """The shadow challenger's predictions, logged only; its failures never reach the client."""
-    try:
-        predictions, probas = scored(served, frame)
-    except ApiError as exc:
-        telemetry.errors.labels("/predict", "shadow").inc()
-        log.warning("shadow model %s could not score request %s: %s", served.version, request_id, exc.detail)
-        return
-    write_log(prediction_log, served, rows, request_id, "shadow", predictions, probas)
-    telemetry.predicted("shadow", np.asarray(predictions, dtype=object))
-
-
-def write_log(
-    prediction_log: PredictionLog,
-    served: Served,
-    rows: list[dict[str, Any]],
-    request_id: str,
-    route: str,
-    predictions: list[Any],
-    probas: list[dict[str, float]] | None,
-) -> None:
-    now = datetime.now(UTC)
-    prediction_log.write(
-        record(
-            time=now,
-            request_id=request_id,
-            route=route,
-            version=served.version,
-            features=row,
-            prediction=predictions[i],
-            proba=probas[i] if probas else None,
-        )
-        for i, row in enumerate(rows)
-    )
-
-
 def describe(
     champion: Served, *, config: ServiceConfig, canary: Served | None, shadow: Served | None
 ) -> dict[str, Any]:
@@ -321,9 +202,9 @@ def describe(
         gate = Path(info["path"]).resolve().parent.parent / paths.GATE_DECISION
         if gate.is_file():
             try:
-                result["gate"] = json.loads(gate.read_text())
-            except ValueError:
-                log.warning("%s is not valid JSON; /metadata leaves the gate out", gate)
+                result["gate"] = GateDecision.from_json(gate).to_dict()
+            except UserError as exc:
+                log.warning("/metadata leaves the gate out: %s", exc)
     return result
 
 

@@ -16,14 +16,12 @@ import argparse
 import json
 import logging
 import math
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from reprotab import paths
+from reprotab import paths, vcs
 from reprotab.data.tables import atomic_path
 from reprotab.errors import UserError, problem
 from reprotab.runner import stage_main
@@ -141,8 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metric", default=None, help="test metric to rank by (default: params metric)")
     parser.add_argument("--out-dir", default="reports/compare")
     args = parser.parse_args(argv)
-    dvc = str(Path(sys.executable).parent / "dvc")
-    shown = subprocess.run([dvc, "exp", "show", "--json"], capture_output=True, text=True)
+    shown = vcs.run_dvc("exp", "show", "--json", cwd=None)
     if shown.returncode != 0:
         raise UserError(problem("dvc exp show", "failed", shown.stderr.strip()[-300:]))
     frame = experiment_rows(json.loads(shown.stdout), by=args.by)

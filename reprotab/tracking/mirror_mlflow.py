@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import time
@@ -38,6 +37,7 @@ import pandas as pd
 
 from reprotab import paths
 from reprotab.errors import UserError, problem, redact
+from reprotab.registry.champion import read_pin
 from reprotab.tracking.mirrors import Snapshot, require
 
 try:  # optional: without mlflow, `connect` says how to install it
@@ -235,8 +235,7 @@ def set_aliases(
                 log.info("alias challenger → %s version %s (workspace)", name, version)
     if not champion_file.is_file():
         return
-    champion = json.loads(champion_file.read_text())
-    commit = str(champion.get("commit", ""))
+    commit = read_pin(champion_file).commit or ""
     run = find_run(session, commit) if len(commit) == 40 else None
     version = _registered_version(session, run.info.run_id, name) if run else None
     if version is None:

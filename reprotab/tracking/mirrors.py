@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import importlib
 import logging
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from reprotab import paths
+from reprotab import paths, vcs
 from reprotab.errors import UserError, problem
 from reprotab.runner import stage_main
 
@@ -89,10 +88,10 @@ def numeric_metrics(tree: dict[str, Any]) -> dict[str, float]:
 
 
 def git_sha(rev: str, root: Path) -> str:
-    result = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=root, capture_output=True)
-    if result.returncode != 0:
+    sha = vcs.commit_of(rev, cwd=root)
+    if sha is None:
         raise UserError(problem("--rev", "is not a git revision of this repository", rev, "Try HEAD or a branch"))
-    return result.stdout.decode().strip()
+    return sha
 
 
 def revisions(*, rev: str | None, all_experiments: bool, root: Path) -> list[tuple[str | None, str]]:
@@ -177,11 +176,9 @@ def _figures(fs: Any) -> list[str]:
 
 def _data_hash(rev: str | None, root: Path, params: dict[str, Any]) -> str | None:
     """The md5 DVC recorded for the raw table (`data.path`) in dvc.lock at that revision."""
-    import dvc.api
-
     try:
-        lock = yaml.safe_load(dvc.api.read("dvc.lock", repo=str(root), rev=rev))
-    except Exception:
+        lock = yaml.safe_load(vcs.read_at("dvc.lock", rev=rev, repo=root))
+    except (vcs.NotReadable, yaml.YAMLError):
         return None
     path = (params.get("data") or {}).get("path")
     for stage in (lock or {}).get("stages", {}).values():

@@ -25,16 +25,14 @@ import json
 import logging
 import math
 import re
-import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reprotab import paths
+from reprotab import paths, vcs
 from reprotab.data.tables import atomic_path
 from reprotab.errors import UserError, problem
 from reprotab.runner import stage_main
@@ -181,13 +179,8 @@ def find_dvc_root(start: Path) -> Path | None:
     return next((folder for folder in (start, *start.parents) if (folder / ".dvc").is_dir()), None)
 
 
-def _run(args: Sequence[str], root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(list(args), cwd=root, capture_output=True, text=True)
-
-
 def _dvc(args: Sequence[str], root: Path) -> subprocess.CompletedProcess:
-    beside = Path(sys.executable).parent / "dvc"  # the environment's own dvc, as the stages use
-    result = _run([str(beside) if beside.exists() else shutil.which("dvc") or "dvc", *args], root)
+    result = vcs.run_dvc(*args, cwd=root)
     if result.returncode != 0:
         raise UserError(problem(f"dvc {' '.join(args[:2])}", "failed", result.stderr.strip()[-300:] or None))
     return result
@@ -198,10 +191,10 @@ def check_repository(cwd: Path, revisions: Mapping[str, str | None]) -> Path:
     root = find_dvc_root(cwd)
     if root is None:
         raise UserError(problem("review", "must run inside a DVC repository", str(cwd), "Run it from the project root"))
-    if _run(["git", "rev-parse", "--git-dir"], root).returncode != 0:
+    if vcs.git_dir(root) is None:
         raise UserError(problem("review", "needs a git repository to compare revisions", str(root)))
     for option, rev in revisions.items():
-        if rev is not None and _run(["git", "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], root).returncode:
+        if rev is not None and vcs.commit_of(rev, cwd=root) is None:
             raise UserError(
                 problem(
                     option,

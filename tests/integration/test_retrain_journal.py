@@ -1,6 +1,6 @@
-"""The retrain transaction's parts on small real git repositories (no pipeline run): reading
-`git status`, what a month refuses to start from, what a rollback removes and what it must keep,
-and when `--recover` refuses to run."""
+"""The retrain transaction's parts on small real git repositories (no pipeline run): what a
+month refuses to start from, what a rollback removes and what it must keep, and when
+`--recover` refuses to run."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from reprotab.errors import UserError
-from reprotab.registry.checks import status_paths
 from reprotab.retrain.journal import Transaction, check_recoverable, refuse_if_interrupted, rollback, tags
 from reprotab.retrain.month import prod_version
-from reprotab.retrain.vcs import WRITES, check_clean
+from reprotab.retrain.steps import WRITES, check_clean
 from tests.helpers import tool_env
 
 pytestmark = pytest.mark.integration
@@ -37,13 +36,6 @@ def repo(tmp_path, monkeypatch) -> Path:
     git(tmp_path, "add", "-A")
     git(tmp_path, "commit", "-q", "-m", "start")
     return tmp_path
-
-
-def test_status_paths_keep_the_first_letter_of_the_first_path(repo):
-    """The old reading stripped the output, so ' M params.yaml' became 'arams.yaml'."""
-    (repo / "params.yaml").write_text("b\n")
-    (repo / "README.md").write_text("b\n")
-    assert status_paths(repo, untracked=False) == ["README.md", "params.yaml"]
 
 
 def test_a_month_refuses_new_files_where_it_writes_but_not_its_own_reports(repo):

@@ -84,7 +84,7 @@ def test_three_months_rerun_and_a_failed_run(project, tmp_path):
     assert decision["promote"] is True, decision["reason"]
     assert summary["outcome"] == "promoted" and "registry: registered v1.0.1, promoted to prod" in result.stdout
     assert tags(repo) == before | {"model@v1.0.1", "model#prod#2"}
-    assert registry.champion(repo)["version"] == "v1.0.1"
+    assert registry.champion(repo).version == "v1.0.1"
     assert registry.show(repo)["stages"]["prod"]["version"] == "v1.0.1"
     assert subjects(repo)[:3] == [
         "Retrain 2026-03: registered v1.0.1, promoted to prod",
@@ -101,7 +101,7 @@ def test_three_months_rerun_and_a_failed_run(project, tmp_path):
     assert again["batch_added"] == "already added"
     assert sorted(p.name for p in (repo / "data/batches").glob("*.parquet")) == ["2026-03.parquet"]
     assert subjects(repo).count("Add batch 2026-03") == 1
-    assert tags(repo) == after_march and registry.champion(repo)["version"] == "v1.0.1"
+    assert tags(repo) == after_march and registry.champion(repo).version == "v1.0.1"
 
     # a broken params edit, committed: dvc repro fails, the champion and the prod tag stay
     edit_params(repo, lambda p: p["hyperparameters"]["lightgbm"].update(num_leaves=1))

@@ -14,8 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from reprotab.serving import prediction_log
+from reprotab.serving.routing import Served
 from reprotab.serving.scoring import resolve_model
-from reprotab.serving.service import Served, ServiceConfig, create_app
+from reprotab.serving.service import ServiceConfig, create_app
 from tests.helpers import free_port, request_rows, serve_command, server, server_env, train_model
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,9 @@ import pytest
 from reprotab.errors import UserError
 from reprotab.params.loader import parse_params
 from reprotab.params.sections import GateParams
-from reprotab.registry.gate import decide_promotion, decision_markdown, read_pin
+from reprotab.registry.champion import ChampionPin, read_pin
+from reprotab.registry.gate import decide_promotion
+from reprotab.registry.gate_decision import decision_markdown
 from reprotab.stats.metrics import BY_TASK, Scored
 from reprotab.stats.resample import paired_bootstrap, resample_counts, weighted
 from tests.helpers import base_params
@@ -162,7 +164,7 @@ def test_gate_params_are_checked_against_the_task():
 
 def test_champion_pin_is_checked(tmp_path):
     pin = tmp_path / "champion.json"
-    assert read_pin(pin) == {"version": None}
+    assert read_pin(pin) == ChampionPin(version=None)
     pin.write_text('{"version": "v1.0.0"}')
     with pytest.raises(UserError, match=r"champion\.json: must be \{\"version\": \"vX\.Y\.Z\", \"commit\""):
         read_pin(pin)

@@ -12,7 +12,8 @@ from reprotab.data.tables import frame_hash
 from reprotab.errors import UserError
 from reprotab.params.sections import GateParams
 from reprotab.registry import gate
-from reprotab.registry.gate import decision_markdown, read_pin
+from reprotab.registry.champion import read_pin
+from reprotab.registry.gate_decision import decision_markdown
 from tests.unit.registry.test_gate import PIN, binary, noisy_scores
 
 
@@ -93,26 +94,25 @@ def test_the_pin_reference_must_name_commit_path_and_hash(tmp_path):
     frame = pd.DataFrame({"x": [1, 2]})
     good = {"commit": "b" * 40, "path": "data/prepared/test.parquet", "rows": 2, "rows_hash": frame_hash(frame)}
     path.write_text(pd.Series({"version": "v1.0.0", "commit": "a" * 40, "reference": good}).to_json())
-    assert read_pin(path)["reference"]["rows_hash"] == frame_hash(frame)
+    assert read_pin(path).reference.rows_hash == frame_hash(frame)
+    assert read_pin(path).reference.to_dict() == good  # written back as it was read
 
 
 def test_reference_rows_that_reach_training_fail_the_gate():
     """A batch re-sending old rows, or a changed seed, puts reference rows into training; duplicates
     the data already had when the reference was frozen do not count."""
-    from reprotab.registry.gate import leak_check, overlap
+    from reprotab.registry.gate import leak_check
+    from reprotab.registry.reference import overlap
 
     reference = pd.DataFrame({"id": range(200), "x": np.arange(200) * 1.5, "y": [0, 1] * 100})
     training = pd.DataFrame({"id": range(1000, 1500), "x": np.arange(500) * 1.5 + 1000, "y": [1, 0] * 250})
-    pin = {"in_training": 0}
     assert overlap(reference, training, id_column="id") == 0
-    assert leak_check(reference, training, pin, id_column="id")["verdict"] == "pass"
+    assert leak_check(reference, training, in_training=0, id_column="id")["verdict"] == "pass"
     resent = pd.concat([training, reference.head(3).assign(id=[7, 8, 9])], ignore_index=True)  # other ids, same rows
     assert overlap(reference, resent, id_column="id") == 3
-    check = leak_check(reference, resent, pin, id_column="id")
+    check = leak_check(reference, resent, in_training=0, id_column="id")
     assert check["verdict"] == "fail" and check["value"] == 3 and check["required"] == 2
     assert "3 rows of the frozen reference set are now also training rows" in check["reason"]
-    assert (
-        leak_check(reference, resent, {"in_training": 3}, id_column="id")["verdict"] == "pass"
-    )  # there from the start
+    assert leak_check(reference, resent, in_training=3, id_column="id")["verdict"] == "pass"  # there from the start
     again = reference.head(3).assign(x=lambda f: f["x"] + 0.5)  # the same customers, new values: not a leak
     assert overlap(reference, pd.concat([training, again]), id_column="id") == 0

@@ -12,8 +12,8 @@ import yaml
 from reprotab.errors import UserError
 from reprotab.params.loader import parse_params
 from reprotab.retrain.month import combine_changes
+from reprotab.retrain.steps import StepFailed
 from reprotab.retrain.summary import batch_action, batch_name, first_reason, markdown, set_value
-from reprotab.retrain.vcs import StepFailed
 from tests.helpers import ROOT, base_params
 
 ROWS = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})

@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 
 from reprotab.serving import prediction_log
 from reprotab.serving.prediction_log import PredictionLog
+from reprotab.serving.routing import Served, route_of
 from reprotab.serving.scoring import resolve_model
-from reprotab.serving.service import Served, ServiceConfig, create_app, route_of
+from reprotab.serving.service import ServiceConfig, create_app
 from tests.helpers import request_rows, train_model
 
 

@@ -1,6 +1,7 @@
-"""Git and DVC plumbing of `reprotab retrain` (reprotab/retrain/month.py): refuse a dirty tree, run dvc
-with its output in the log, commit a run's files, push to the DVC remote. Rolling a failed month
-back is reprotab/retrain/journal.py."""
+"""The steps `reprotab retrain` (reprotab/retrain/month.py) takes in its repository, and the check
+before the first: refuse a dirty tree, run dvc as a step with its output in the log, commit a
+run's files, push to the DVC remote; a step that fails raises StepFailed. Git and dvc themselves
+run through reprotab/vcs.py; rolling a failed month back is reprotab/retrain/journal.py."""
 
 from __future__ import annotations
 
@@ -8,14 +9,11 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from reprotab import paths
+from reprotab import paths, vcs
 from reprotab.errors import UserError, problem
-from reprotab.registry.checks import git, status_paths
 
 OWN_OUTPUTS = (f"{paths.RETRAIN_REPORTS}/", f"{paths.MONITOR_REPORTS}/")  # rewritten by every run, never "dirty"
 log = logging.getLogger(__name__)
@@ -23,12 +21,6 @@ log = logging.getLogger(__name__)
 
 class StepFailed(Exception):
     """A step after the batch was versioned failed: restore and report."""
-
-
-def tool(name: str) -> str:
-    """The environment's own dvc (next to this Python), else the one on PATH."""
-    local = Path(sys.executable).parent / name
-    return str(local) if local.exists() else name
 
 
 # Where a month writes and commits; an untracked file here would be committed by the month, and a
@@ -41,15 +33,15 @@ RUN_PATHS = (*WRITES, "reprotab", "stages", "dvc.yaml")
 def changed_paths(repo: Path) -> list[str]:
     """Tracked paths with uncommitted changes, and untracked (not ignored) files where a month
     writes, outside the reports every run rewrites."""
-    changed = status_paths(repo, untracked=False)
-    new = status_paths(repo, *[p for p in RUN_PATHS if (repo / p).exists()], untracked=True)
+    changed = vcs.status_paths(cwd=repo, untracked=False)
+    new = vcs.status_paths(*[p for p in RUN_PATHS if (repo / p).exists()], cwd=repo, untracked=True)
     return [path for path in dict.fromkeys([*changed, *new]) if not path.startswith(OWN_OUTPUTS)]
 
 
 def changed_data(repo: Path) -> list[str]:
     """DVC-tracked files changed in the workspace since they were last added or reproduced
     (`dvc status`: "modified"): a rollback's `dvc checkout` would put the recorded version back."""
-    result = subprocess.run([tool("dvc"), "status", "--json"], cwd=repo, capture_output=True, text=True)
+    result = vcs.run_dvc("status", "--json", cwd=repo)
     try:
         found = json.loads(result.stdout or "{}")
     except ValueError:
@@ -86,7 +78,7 @@ def check_clean(repo: Path) -> None:
                 "Record them first (`dvc add <file>` or `dvc commit`, then git commit)",
             )
         )
-    if subprocess.run(["git", "var", "GIT_COMMITTER_IDENT"], cwd=repo, capture_output=True).returncode != 0:
+    if not vcs.git_succeeds("var", "GIT_COMMITTER_IDENT", cwd=repo):
         raise UserError(
             problem(
                 "retrain",
@@ -97,31 +89,12 @@ def check_clean(repo: Path) -> None:
         )
 
 
-def _die_with_parent() -> None:
-    """In the dvc child: get SIGKILL when the retrain process dies (Linux), so a killed month
-    leaves no `dvc repro` running on its own."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def dvc(repo: Path, *args: str, stream: bool = False, started: Callable[[int], None] | None = None) -> None:
     """Run dvc; with `stream` every output line goes to the log. A failure raises StepFailed.
-    dvc runs in its own process group, which `started` is told (the journal keeps it)."""
-    command = [tool("dvc"), *args]
+    dvc runs in its own process group, killed if this process dies, and `started` is told the
+    group (the journal keeps it)."""
     log.info("$ %s", " ".join(["dvc", *args]))
-    process = subprocess.Popen(
-        command,
-        cwd=repo,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        preexec_fn=_die_with_parent,  # retrain runs no threads, so a preexec_fn is safe
-    )
+    process = vcs.start_dvc(*args, cwd=repo)  # retrain runs no threads, as start_dvc needs
     if started is not None:
         started(process.pid)
     output = []
@@ -145,14 +118,14 @@ def commit(
     """`git add -A` of `paths` (ignored files stay out) and a commit; None when nothing changed.
     `made` is told the new commit (the journal keeps it). A git failure raises StepFailed."""
     try:
-        existing = [p for p in files if (repo / p).exists() or git(repo, "ls-files", p, check=False)]
-        git(repo, "add", "-A", "--", *existing)
-        if subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=repo).returncode == 0:
+        existing = [p for p in files if (repo / p).exists() or vcs.git("ls-files", p, cwd=repo, check=False)]
+        vcs.git("add", "-A", "--", *existing, cwd=repo)
+        if vcs.git_succeeds("diff", "--cached", "--quiet", cwd=repo):
             return None
-        git(repo, "commit", "-q", "-m", message)
-        sha = git(repo, "rev-parse", "HEAD")
-    except subprocess.CalledProcessError as exc:
-        raise StepFailed(f"`{' '.join(exc.cmd)}` failed: {(exc.stderr or '').strip()[-500:]}") from None
+        vcs.git("commit", "-q", "-m", message, cwd=repo)
+        sha = vcs.git("rev-parse", "HEAD", cwd=repo)
+    except vcs.GitError as exc:
+        raise StepFailed(str(exc)) from None
     if made is not None:
         made(sha)
     log.info("committed %s %s", sha[:8], message.splitlines()[0])
@@ -161,7 +134,7 @@ def commit(
 
 def push(repo: Path) -> str:
     """`dvc push` when a remote is configured; a failure is a warning (push again later)."""
-    remotes = subprocess.run([tool("dvc"), "remote", "list"], cwd=repo, capture_output=True, text=True).stdout
+    remotes = vcs.run_dvc("remote", "list", cwd=repo).stdout
     if not remotes.strip():
         return "no DVC remote configured"
     try:

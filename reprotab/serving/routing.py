@@ -1,0 +1,141 @@
+"""What the service (reprotab/serving/service.py) does with one request once it is parsed: which
+model answers it (`route_of`: champion or canary), cleaning its rows by the policy for incoming
+rows, scoring them, logging every prediction (and the shadow model's, after the answer is sent),
+and the answer's body. The app's wiring (endpoints, limits, metrics, start-up) stays in service.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reprotab.data.incoming import MIN_SHARE, Cleaned, NotNumbers, clean_incoming, log_notes
+from reprotab.model.served import TabularModel
+from reprotab.serving.payload import ApiError, entry
+from reprotab.serving.prediction_log import PredictionLog, record
+from reprotab.serving.scoring import score
+from reprotab.serving.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Served:
+    """A loaded model and what identifies it (version, stage, commit, path)."""
+
+    model: TabularModel
+    info: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return str(self.info["version"])
+
+
+def route_of(request_id: str, share: float) -> str:
+    """canary for a deterministic `share` of request ids, else champion."""
+    if share <= 0:
+        return "champion"
+    bucket = int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big") / 2**64
+    return "canary" if bucket < share else "champion"
+
+
+def frame_of(rows: list[dict[str, Any]], model: TabularModel, *, where: str) -> Cleaned:
+    """The request's rows cleaned by the policy for incoming rows (reprotab/data/incoming.py); a numeric
+    field where too few of the request's values are numbers is a 422 naming each such row."""
+    frame = pd.DataFrame.from_records(rows, columns=list(model.schema.features))
+    try:
+        return clean_incoming(frame, model.schema, featurizer=model.featurizer, where=where)
+    except NotNumbers as exc:
+        bad = sorted((row, model.schema.features.index(c), c) for c, found in exc.rows.items() for row in found)
+        detail = [
+            entry(
+                row,
+                c,
+                f"{rows[row][c]!r} is not a number, and only {exc.notes[c].share:.0%} of this request's values of "
+                f"this feature are (at least {MIN_SHARE:.0%} must be)",
+            )
+            for row, _, c in bad
+        ]
+        raise ApiError(422, detail, "validation") from None
+
+
+def scored(served: Served, frame: pd.DataFrame) -> tuple[list[Any], list[dict[str, float]] | None]:
+    """Predictions and probabilities of every row, or a 422 naming the rows the model refused."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        result = score(served.model, frame)
+    if result.failed:
+        raise ApiError(422, [entry(row, None, f"cannot be scored: {why}") for row, why in result.failed], "scoring")
+    predictions = result.predictions.tolist()
+    if result.proba is None:
+        return predictions, None
+    classes = [str(c) for c in served.model.schema.classes]
+    return predictions, [dict(zip(classes, map(float, p), strict=True)) for p in result.proba]
+
+
+def serve_rows(
+    served: Served,
+    rows: list[dict[str, Any]],
+    request_id: str,
+    route: str,
+    prediction_log: PredictionLog,
+    telemetry: Telemetry,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Clean and score `rows`, log them, and build the answer (in a worker thread)."""
+    cleaned = frame_of(rows, served.model, where=f"request {request_id}")
+    log_notes(cleaned.notes, where=f"request {request_id}")
+    frame = cleaned.frame
+    predictions, probas = scored(served, frame)
+    write_log(prediction_log, served, rows, request_id, route, predictions, probas)
+    telemetry.predicted(route, np.asarray(predictions, dtype=object))
+    answers = [{"prediction": p, "proba": probas[i] if probas else None} for i, p in enumerate(predictions)]
+    reply = {"request_id": request_id, "model_version": served.version, "route": route, "predictions": answers}
+    return frame, {**reply, "cleaning": cleaned.changes()}
+
+
+def shadow_rows(
+    served: Served,
+    frame: pd.DataFrame,
+    rows: list[dict[str, Any]],
+    request_id: str,
+    prediction_log: PredictionLog,
+    telemetry: Telemetry,
+) -> None:
+    """The shadow challenger's predictions, logged only; its failures never reach the client."""
+    try:
+        predictions, probas = scored(served, frame)
+    except ApiError as exc:
+        telemetry.errors.labels("/predict", "shadow").inc()
+        log.warning("shadow model %s could not score request %s: %s", served.version, request_id, exc.detail)
+        return
+    write_log(prediction_log, served, rows, request_id, "shadow", predictions, probas)
+    telemetry.predicted("shadow", np.asarray(predictions, dtype=object))
+
+
+def write_log(
+    prediction_log: PredictionLog,
+    served: Served,
+    rows: list[dict[str, Any]],
+    request_id: str,
+    route: str,
+    predictions: list[Any],
+    probas: list[dict[str, float]] | None,
+) -> None:
+    now = datetime.now(UTC)
+    prediction_log.write(
+        record(
+            time=now,
+            request_id=request_id,
+            route=route,
+            version=served.version,
+            features=row,
+            prediction=predictions[i],
+            proba=probas[i] if probas else None,
+        )
+        for i, row in enumerate(rows)
+    )
