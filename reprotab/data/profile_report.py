@@ -7,6 +7,11 @@ sample of the table; its title says how many rows it shows out of how many.
 
 from __future__ import annotations
 
+import os
+import random
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -94,4 +99,33 @@ def table_report_html(frame: pd.DataFrame, *, source: str, seed: int, rows: int 
     shown = sample(frame, rows, seed)
     rows_shown = f"all {len(frame):,} rows" if len(shown) == len(frame) else f"seeded sample of {len(shown):,}"
     title = f"{source}: {rows_shown}" + ("" if len(shown) == len(frame) else f" of {len(frame):,} rows")
-    return TableReport(shown, title=title, verbose=0).html()
+    with _seeded_ids(seed):
+        return TableReport(shown, title=title, verbose=0).html()
+
+
+@contextmanager
+def _seeded_ids(seed: int) -> Iterator[None]:
+    """skrub names the page's HTML elements with `secrets.token_hex`, so each run wrote a different
+    page and `dvc repro` never reproduced profile.html byte for byte. The ids only need to be
+    unique within the page: draw them from a seeded generator while the page renders. The same
+    goes for the plots' SVG: matplotlib's clip-path ids take a fixed salt, and its date stamp the
+    fixed SOURCE_DATE_EPOCH (the reproducible-builds convention it honours)."""
+    import matplotlib
+
+    draw = random.Random(seed)
+    original = secrets.token_hex
+
+    def token_hex(nbytes: int | None = None) -> str:
+        return draw.randbytes(32 if nbytes is None else nbytes).hex()
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    secrets.token_hex, os.environ["SOURCE_DATE_EPOCH"] = token_hex, "0"
+    try:
+        with matplotlib.rc_context({"svg.hashsalt": f"reprotab-{seed}"}):
+            yield
+    finally:
+        secrets.token_hex = original
+        if epoch is None:
+            del os.environ["SOURCE_DATE_EPOCH"]
+        else:
+            os.environ["SOURCE_DATE_EPOCH"] = epoch
