@@ -1,6 +1,6 @@
 """The whole pipeline in one process: `run(frame, params)` → the served model and its metrics.
 
-The same library calls the stages make (prepare → featurize → tune → train → evaluate's
+The same library calls the stages make (prepare → tune → train → evaluate's
 scoring), without files or DVC. Tests, benchmarks and the retraining loop use it when they
 need a model quickly; `dvc repro` stays the way to produce a versioned one. The numbers match
 a `dvc repro` with the same params and data (a test holds the two together).
@@ -15,12 +15,12 @@ import pandas as pd
 
 from reprotab.data.prepare import prepare_with
 from reprotab.evaluate.scores import measure
-from reprotab.model.featurizer import featurize
 from reprotab.model.schema import Schema
 from reprotab.model.served import TabularModel
-from reprotab.params.loader import Params, hyperparameters_for
-from reprotab.train.fit import merge_hyperparameters, trained_family
-from reprotab.train.run import frame_splits, train_model
+from reprotab.params.loader import Params
+from reprotab.train.run import frame_splits, run_train
+from reprotab.tune.best import BestParams
+from reprotab.tune.report import no_search
 
 
 @dataclass
@@ -51,27 +51,30 @@ def tune_best(*, splits: dict[str, pd.DataFrame], schema: Schema, params: Params
 
 
 def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...] = ("validation", "test")) -> Run:
-    """prepare → featurize → tune → train on `frame` with `params`; scores the given splits."""
+    """prepare → tune → train on `frame` with `params`; scores the given splits."""
     splits, schema, _ = prepare_with(frame, params)
-    featurizer, train, validation = featurize(
-        train=splits["train"], validation=splits["validation"], schema=schema, config=params.featurize, seed=params.seed
-    )
-    best = tune_best(splits=splits, schema=schema, params=params)
-    family = trained_family(params.model, best)
-    tuned = best.get("params", {})
-    defaults = hyperparameters_for(params.hyperparameters, model=family, task=schema.task)
-    hyperparameters = merge_hyperparameters(defaults=defaults, tuned=tuned)
-    model, training, _, _ = train_model(
-        family=family,
-        features=train,
-        validation=validation,
-        schema=schema,
-        featurizer=featurizer,
-        hyperparameters=hyperparameters,
-        params=params,
-        read_split=frame_splits(splits),
-    )
-    metrics = {split: measure(model, splits[split])[1] for split in splits_to_score}
+    best = BestParams.from_dict(tune_best(splits=splits, schema=schema, params=params) or no_search(model=params.model))
+    trained = run_train(schema=schema, best=best, params=params, read_split=frame_splits(splits))
+    metrics = {split: measure(trained.model, splits[split])[1] for split in splits_to_score}
     return Run(
-        model=model, metrics=metrics, schema=schema, splits=splits, training=training, tuned=tuned, family=family
+        model=trained.model,
+        metrics=metrics,
+        schema=schema,
+        splits=splits,
+        training=trained.summary,
+        tuned=dict(best.params),
+        family=trained.family,
     )
+
+
+STAGES = ("validate", "profile", "prepare", "tune", "train", "evaluate", "gate")  # dvc.yaml's order
+
+
+def run_stages(stages: tuple[str, ...] = STAGES) -> None:
+    """Every stage's `main`, in dvc.yaml's order, in this one process, reading and writing the same
+    files: the work `dvc repro --force` does, without DVC and the per-stage process start-ups.
+    bench/pipeline.py times it against `dvc repro` to show what the stage graph costs."""
+    import importlib
+
+    for name in stages:
+        importlib.import_module(f"stages.{name}").main([])

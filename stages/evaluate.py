@@ -18,9 +18,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from reprotab.data.tables import read_json, read_parquet
+from reprotab.data.tables import read_parquet
 from reprotab.evaluate.scores import evaluate, write_report
 from reprotab.model import served
+from reprotab.model.card import ModelCard
 from reprotab.params.loader import load_stage_params
 from reprotab.runner import stage_main
 
@@ -39,8 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     metric, seed, settings = params.metric, params.seed, params.evaluate
     params.record_reads()
     model = served.load(args.model)
-    card = Path(args.model).with_suffix(".json")  # model.json: which splits trained the model (train.refit)
-    trained_on = read_json(card).get("trained_on", ["train"]) if card.exists() else ["train"]
+    card = ModelCard.beside(args.model)  # which splits trained the model (train.refit)
+    trained_on = card.trained_on if card else ["train"]
     rows = {split: read_parquet(Path(args.prepared) / f"{split}.parquet") for split in ("validation", "test")}
     metrics, report, preds, summary = evaluate(
         model=model,

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from reprotab.data.tables import read_json, write_json
+from reprotab.data.tables import read_json
 from reprotab.model.schema import Schema
 from reprotab.params.loader import load_stage_params
 from reprotab.runner import stage_main
 from reprotab.tune import report as tune_report
+from reprotab.tune.best import BestParams
 
 PARAMS = ("tuner", "model", "metric", "seed", "tune", "hyperparameters", "featurize", "sampler", "sampling")
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     if params.tuner == "none":
         result = tune_report.no_search(model=params.model)
         params.record_reads()
-        write_json(result, args.out)
+        BestParams.from_dict(result).write(args.out)
         tune_report.write_reports(
             reports, metrics={"trials": 0}, trials=pd.DataFrame(columns=["number", "value", "state"])
         )
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
         log.info("worker done; the study holds %d trials", len(study.trials))
         return
     best = tuning.best_result(study, search=search)
-    write_json(tuning.result_record(best, params=params, search=search, name=name, study_file=args.study), args.out)
+    record = tuning.result_record(best, params=params, search=search, name=name, study_file=args.study)
+    BestParams.from_dict(record).write(args.out)
     tune_report.write_reports(
         reports,
         metrics={

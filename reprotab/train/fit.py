@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +35,17 @@ from reprotab.model.served import FORMAT_VERSION, TabularModel, load
 from reprotab.params.sections import FeaturizeParams, SamplingParams, TrainParams
 from reprotab.train.families import AUTO, MODELS, build_estimator, fit_estimator, model_name
 from reprotab.train.sampling import balance
+from reprotab.tune.best import BestParams
 
 LIBRARIES = ("scikit-learn", "xgboost-cpu", "lightgbm", "imbalanced-learn", "pandas", "numpy", "dvc")
 log = logging.getLogger(__name__)
 
 
-def trained_family(model: str, tuning: dict[str, Any]) -> str:
+def trained_family(model: str, tuning: BestParams) -> str:
     """The family train fits: params' `model`, or with model auto the one tune's search chose."""
     if model != AUTO:
         return model
-    chosen = tuning.get("model")
+    chosen = tuning.model
     if chosen not in MODELS:
         raise UserError(
             problem(
@@ -54,10 +55,11 @@ def trained_family(model: str, tuning: dict[str, Any]) -> str:
                 "Run the tune stage first (dvc repro), with tuner optuna or random",
             )
         )
+    assert chosen is not None
     return chosen
 
 
-def merge_hyperparameters(*, defaults: dict[str, Any], tuned: dict[str, Any]) -> dict[str, Any]:
+def merge_hyperparameters(*, defaults: dict[str, Any], tuned: Mapping[str, Any]) -> dict[str, Any]:
     """Tuned values win over params.yaml; each override is logged."""
     for name, value in tuned.items():
         if name in defaults and defaults[name] != value:
@@ -224,15 +226,17 @@ def metadata(
     schema: Schema,
     hyperparameters: dict[str, Any],
     features: pd.DataFrame,
-    tuning: dict[str, Any],
+    tuning: BestParams,
     trained_on: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The model card. `trained_on`: the splits whose rows fitted the shipped model and their
-    counts (default: the training split only). `git_commit` is HEAD; `git_dirty` says whether
-    tracked files differed from it (then `git_changed` lists them), so a card never claims a
-    clean commit the model did not come from."""
+    counts (default: the training split only).
+
+    It names what made the model by content (hyperparameters, library versions, the hash of the
+    rows it was fitted on), not by the commit checked out: a card that named HEAD would differ on
+    every checkout, so a committed `dvc.lock` could never be reproduced byte for byte. The code
+    and data hashes are in `dvc.lock`; the commit is the one the registry's tag points at."""
     trained_on = trained_on or {"train": len(features)}
-    commit, changed = git_state()
     return {
         "model": model,
         "task": schema.task,
@@ -243,15 +247,12 @@ def metadata(
         "positive_class": schema.positive_class,
         "hyperparameters": hyperparameters,
         "format_version": FORMAT_VERSION,
-        "tuned_by": tuning.get("tuner"),
+        "tuned_by": tuning.tuner,
         "trained_on": list(trained_on),
         "trained_on_rows": trained_on,
         "training_rows": len(features),
         "training_data_hash": frame_hash(features),
         "libraries": {name: _version(name) for name in LIBRARIES},
-        "git_commit": commit,
-        "git_dirty": None if changed is None else bool(changed),
-        "git_changed": changed or [],
     }
 
 
@@ -305,32 +306,3 @@ def _version(package: str) -> str | None:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-# What `dvc repro` itself rewrites while it runs (dvc.lock after each stage, git-tracked reports):
-# not a source change, so not what makes a model card "dirty".
-PIPELINE_WRITES = ("dvc.lock", "reports/", "models/")
-
-
-def git_state(repo: str | Path = ".") -> tuple[str | None, list[str] | None]:
-    """(HEAD's commit, the tracked source files that differ from it, staged or not), or (None,
-    None) outside git. Untracked files and the pipeline's own writes are left out."""
-
-    def git(*args: str) -> str | None:
-        try:
-            result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return result.stdout if result.returncode == 0 else None
-
-    commit = (git("rev-parse", "HEAD") or "").strip() or None
-    status = git("status", "--porcelain", "-z", "--untracked-files=no") if commit else None
-    if status is None:
-        return commit, None
-    changed, entries = [], iter(status.split("\0"))
-    for entry in entries:
-        if entry and not entry[3:].startswith(PIPELINE_WRITES):
-            changed.append(entry[3:])
-            if entry[0] in "RC":
-                next(entries, None)  # a rename's or copy's source path follows
-    return commit, sorted(changed)

@@ -107,7 +107,7 @@ def class_thresholds(
     probability ≥ t are at least `min_support` and have precision ≥ `target_precision`.
     `threshold` is None when no t qualifies. Rows are predicted as their most probable class."""
     predicted, confidence = proba.argmax(axis=1), proba.max(axis=1)
-    result = []
+    result: list[dict[str, Any]] = []
     for k in range(proba.shape[1]):
         mask = predicted == k
         order = np.argsort(-confidence[mask], kind="stable")

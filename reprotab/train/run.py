@@ -1,25 +1,93 @@
-"""What the train stage fits, given its params: plain, with pseudo-labels, then optionally refitted.
+"""The train stage as one function: featurize, fit (plain or with pseudo-labels), optionally refit.
 
-Kept out of the stage shell so the shell only wires files, and out of reprotab/train/fit.py so
-the fitting core does not depend on pseudo-labeling (which builds on it).
+`run_train` is what `python -m stages.train` and reprotab/pipeline.py both call; the shell only
+wires files to it. Featurizing lives here rather than in a stage of its own because with
+`train.refit` (the default) the shipped featurizer is refitted on train + validation anyway: a
+separate stage wrote a featurizer and featurized splits that were read once and thrown away.
+Kept out of reprotab/train/fit.py so the fitting core does not depend on pseudo-labeling (which
+builds on it).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from reprotab.data.tables import read_parquet, release_arrow_memory
+from reprotab.data.tables import file_hash, read_parquet, release_arrow_memory
+from reprotab.model.card import ModelCard
+from reprotab.model.featurizer import featurize
 from reprotab.model.schema import Schema
 from reprotab.model.served import TabularModel
+from reprotab.params.loader import hyperparameters_for
 from reprotab.train import pseudo_labeling
-from reprotab.train.fit import fit, refit
+from reprotab.train.fit import fit, load_previous, merge_hyperparameters, metadata, refit, trained_family
+from reprotab.tune.best import BestParams
 
 log = logging.getLogger(__name__)
+ReadSplit = Callable[[str, "list[str] | None"], pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What the train stage produced: the served model, the model card, and train's summary."""
+
+    model: TabularModel
+    card: ModelCard  # models/model.json
+    summary: dict[str, Any]  # reports/train/metrics.json
+    family: str  # the family fitted (with model auto, the one tune chose)
+    hyperparameters: dict[str, Any]
+
+
+def run_train(
+    *, schema: Schema, best: BestParams, params: Any, read_split: ReadSplit, output: str | Path | None = None
+) -> Trained:
+    """Featurize the train split (the featurizer is fitted on it alone), fit the family `best` and
+    params choose, and build the model card. `params` is train's view of params.yaml; `read_split`
+    gives a prepared split; `output` is where the model will be saved (train.init_model may not
+    name it)."""
+    columns = [*schema.features, schema.target]
+    featurizer, features, validation = featurize(
+        train=read_split("train", columns),
+        validation=read_split("validation", columns),
+        schema=schema,
+        config=params.featurize,
+        seed=params.seed,
+    )
+    family = trained_family(params.model, best)
+    defaults = hyperparameters_for(params.hyperparameters, model=family, task=schema.task)
+    hyperparameters = merge_hyperparameters(defaults=defaults, tuned=best.params)
+    init_model = params.train.init_model
+    previous = None
+    if init_model:
+        names = [str(n) for n in featurizer.get_feature_names_out()]
+        previous = load_previous(init_model, model=family, schema=schema, feature_names=names, output=output)
+    model, summary, features, trained_on = train_model(  # passed inline: a refit can free them
+        family=family,
+        features=features,
+        validation=validation,
+        schema=schema,
+        featurizer=featurizer,
+        hyperparameters=hyperparameters,
+        params=params,
+        read_split=read_split,
+        previous=previous,
+    )
+    meta = metadata(
+        model=family,
+        schema=schema,
+        hyperparameters=hyperparameters,
+        features=features,
+        tuning=best,
+        trained_on=trained_on,
+    )
+    continued = {"path": init_model, "sha256": file_hash(init_model)} if init_model else None
+    card = ModelCard.from_dict({**meta, "threshold": model.threshold, "training": summary, "init_model": continued})
+    return Trained(model=model, card=card, summary=summary, family=family, hyperparameters=hyperparameters)
 
 
 def train_model(

@@ -156,7 +156,7 @@ class CategoricalAwareSampler:
         else:
             compact = np.column_stack([values[:, numeric], codes])
             categorical = list(range(len(numeric), compact.shape[1]))
-            sampler = SAMPLERS[self.name](self.config, self.seed, categorical, compact.shape[1])
+            sampler = self._build()(self.config, self.seed, categorical, compact.shape[1])
             out, y_out = sampler.fit_resample(compact, y)
             new_numeric, new_codes = out[:, : len(numeric)], out[:, len(numeric) :]
         result = np.zeros((len(y_out), values.shape[1]))
@@ -165,10 +165,17 @@ class CategoricalAwareSampler:
             result[:, group] = _expand(new_codes[:, k].astype(int), values[:, group])
         return self._frame(result, columns), y_out
 
-    def _plain(self, n_columns: int) -> Any:
-        return SAMPLERS[self.name](self.config, self.seed, None, n_columns)
+    def _build(self) -> Callable[[SamplingParams, int, list[int] | None, int], Any]:
+        build = SAMPLERS[self.name]
+        assert build is not None, f"sampler {self.name} resamples nothing"  # `none` never builds a resampler
+        return build
 
-    def _numeric_then_nearest(self, numeric: np.ndarray, codes: np.ndarray, y: np.ndarray):
+    def _plain(self, n_columns: int) -> Any:
+        return self._build()(self.config, self.seed, None, n_columns)
+
+    def _numeric_then_nearest(
+        self, numeric: np.ndarray, codes: np.ndarray, y: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from sklearn.neighbors import NearestNeighbors
 
         out, y_out = self._plain(numeric.shape[1]).fit_resample(numeric, y)

@@ -23,7 +23,7 @@ def test_repro_writes_sane_metrics_and_every_declared_plot(repo):
     (repo / "reports/validate/params.json").unlink()
     result = sh([DVC, "repro"], repo, env={AUDIT_ENV: str(audit)})
     ran = ran_stages(result.stdout)  # profile (a report on the raw table) is independent of the chain
-    chain = ["validate", "prepare", "featurize", "tune", "train", "evaluate", "gate"]
+    chain = ["validate", "prepare", "tune", "train", "evaluate", "gate"]
     assert [s for s in ran if s != "profile"] == chain and "profile" in ran
     metrics = json.loads((repo / "reports/evaluate/metrics.json").read_text())
     assert 0.7 < metrics["test"]["roc_auc"] <= 1.0
@@ -49,12 +49,24 @@ def test_second_repro_runs_nothing(repo):
     assert "up to date" in result.stdout
 
 
+def test_a_forced_rerun_reproduces_every_output_byte_for_byte(repo):
+    """`dvc repro --force` on a committed run changes nothing git or DVC tracks: each output (the
+    pickled model, the card, the profile page, every report) comes out as dvc.lock records it."""
+    sh([DVC, "repro"], repo)
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-q", "-m", "a run to reproduce"], repo)
+    result = sh([DVC, "repro", "--force"], repo)
+    assert "profile" in ran_stages(result.stdout) and "train" in ran_stages(result.stdout)
+    assert sh(["git", "status", "--porcelain"], repo).stdout == ""
+    assert "up to date" in sh([DVC, "status"], repo).stdout
+
+
 def test_exp_run_with_changed_model_reruns_only_dependent_stages(repo):
     sh([DVC, "repro"], repo)
     sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-q", "-m", "baseline run"], repo)
+    sh(["git", "commit", "-q", "--allow-empty", "-m", "baseline run"], repo)  # may be committed already
     result = sh([DVC, "exp", "run", "-S", "model=xgboost", "--name", "try-xgboost"], repo)
-    # validate checks every params.yaml edit; its output does not change, so prepare/featurize stay cached
+    # validate checks every params.yaml edit; its output does not change, so prepare stays cached
     assert ran_stages(result.stdout) == ["validate", "tune", "train", "evaluate", "gate"]
     shown = json.loads(sh([DVC, "exp", "show", "--json"], repo).stdout)
     experiments = [exp for commit in shown for exp in (commit.get("experiments") or [])]
@@ -68,7 +80,7 @@ def test_exp_run_with_changed_model_reruns_only_dependent_stages(repo):
 def test_exp_run_with_a_sampler_reruns_only_the_stages_that_resample(repo):
     sh([DVC, "repro"], repo)
     result = sh([DVC, "exp", "run", "-S", "sampler=adasyn", "--name", "try-adasyn"], repo)
-    # tune resamples inside its CV folds, train before fitting; prepare and featurize are untouched
+    # tune resamples inside its CV folds, train before fitting; prepare is untouched
     assert ran_stages(result.stdout) == ["validate", "tune", "train", "evaluate", "gate"]
     assert "sampler adasyn → adasyn" in result.stderr
     shown = json.loads(sh([DVC, "exp", "show", "--json"], repo).stdout)

@@ -51,7 +51,7 @@ def assert_pull_restores_everything(origin: Path, clone: Path, *, remote: list[s
     assert "models/model.joblib" in pulled.stdout
     result = sh([DVC, "repro"], clone, env=NO_PROXY)
     assert "Running stage" not in result.stdout, result.stdout
-    for stage in ("prepare", "featurize", "tune", "train", "evaluate"):
+    for stage in ("prepare", "tune", "train", "evaluate"):
         assert f"Stage '{stage}' didn't change, skipping" in result.stdout
     assert not (clone / "reports/logs").exists(), "a stage command ran (it would have written its log)"
     for path in OUTPUTS:

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from reprotab.pipeline import STAGES as STAGE_ORDER
 from tests.helpers import ROOT
 
 PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-STAGES = ["validate", "profile", "prepare", "featurize", "tune", "train", "evaluate", "gate"]
+STAGES = list(STAGE_ORDER)  # reprotab.pipeline.run_stages runs them in this order
 PACKAGES = ("reprotab", "stages")
 
 
@@ -99,3 +100,34 @@ def test_model_is_declared_as_an_artifact():
         "path": "models/model.joblib",
         "type": "model",
     }
+
+
+def sync_code_deps(text: str) -> str:
+    """dvc.yaml's text with each stage's code deps (its `- <path>.py` lines) replaced by the import
+    closure, comments and every other line kept: what `python -m tests.unit.test_dvc_yaml` writes
+    after a stage gains or loses an import."""
+    lines, out, stage = text.splitlines(keepends=True), [], None
+    for line in lines:
+        code = line.split("#")[0].rstrip()
+        if line.startswith("  ") and not line.startswith("   ") and code.endswith(":"):
+            stage = code.strip()[:-1]
+        item = line.strip()
+        if stage in STAGES and item.startswith("- ") and item[2:].split("#")[0].strip().endswith(".py"):
+            if not out or not out[-1].startswith("\0"):
+                indent = line[: len(line) - len(line.lstrip())]
+                own = f"stages/{stage}.py"  # first, then the library and stages/__init__.py
+                paths = [own, *sorted(import_closure(f"stages.{stage}") - {own})]
+                out += [f"\0{indent}- {path}\n" for path in paths]
+            continue
+        out.append(line)
+    return "".join(line.lstrip("\0") for line in out)
+
+
+def test_syncing_code_deps_keeps_a_correct_dvc_yaml():
+    text = (ROOT / "dvc.yaml").read_text()
+    assert sync_code_deps(text) == text
+
+
+if __name__ == "__main__":  # rewrite dvc.yaml's code deps from the imports
+    path = ROOT / "dvc.yaml"
+    path.write_text(sync_code_deps(path.read_text()))

@@ -17,6 +17,7 @@ from reprotab.params.loader import parse_params
 from reprotab.params.sections import THRESHOLD_METRICS, FeaturizeParams, TrainParams
 from reprotab.stats.metrics import CLASSIFICATION, Scored
 from reprotab.train.fit import fit, load_previous
+from reprotab.tune.best import BestParams
 from tests.helpers import base_params
 
 SMALL = {
@@ -298,7 +299,7 @@ def test_refit_keeps_the_validation_decisions_and_scales_the_early_stopped_round
         schema=schema,
         hyperparameters={},
         features=rows,
-        tuning={},
+        tuning=BestParams.from_dict({"tuner": "none"}),
         trained_on={"train": n_train, "validation": n_validation},
     )
     assert card["trained_on"] == ["train", "validation"] and card["training_rows"] == n_train + n_validation

@@ -10,6 +10,8 @@ from reprotab.params.loader import parse_params
 from reprotab.params.sections import FeaturizeParams, SamplingParams, TuneParams
 from reprotab.train.fit import fit, merge_hyperparameters
 from reprotab.tune import search as tuning
+from reprotab.tune.best import BestParams
+from reprotab.tune.report import no_search
 from tests.helpers import base_params
 
 SMALL = {
@@ -222,7 +224,7 @@ def test_model_auto_searches_every_family_from_its_shipped_point(split):
     assert best["by_model"][best["model"]]["best_score"] == best["best_score"]
     assert sum(family["complete"] for family in best["by_model"].values()) == 7
     assert set(best["params"]) <= {*spaces[best["model"]], "n_estimators"}  # decoded: no prefix, no model key
-    assert trained_family("auto", best) == best["model"]
+    assert trained_family("auto", BestParams.from_dict({"tuner": "random", **best})) == best["model"]
     importance = tuning.importances(study)  # over the winning family's trials: its own parameters
     assert len(importance) and all(name.startswith(f"{best['model']}.") for name in importance["param"])
     build_estimator(model=best["model"], task="classification", hyperparameters=best["params"], seed=0)
@@ -243,10 +245,31 @@ def test_model_auto_says_which_family_never_competed(split, caplog):
 def test_train_refuses_model_auto_without_a_searched_family():
     from reprotab.train.fit import trained_family
 
-    assert trained_family("xgboost", {}) == "xgboost"
+    nothing = BestParams.from_dict({"tuner": "none", "params": {}})
+    assert trained_family("xgboost", nothing) == "xgboost"
     message = r"models/best_params\.json: names no model family, which model: auto needs.*Run the tune stage"
     with pytest.raises(UserError, match=message):
-        trained_family("auto", {"tuner": "none", "params": {}})
+        trained_family("auto", nothing)
+    with pytest.raises(UserError, match=message):  # tuner none with model auto writes the word "auto"
+        trained_family("auto", BestParams.from_dict(no_search(model="auto")))
+
+
+def test_best_params_round_trip_and_refuse_a_malformed_file(tmp_path):
+    path = tmp_path / "best_params.json"
+    record = BestParams.from_dict(
+        {"tuner": "optuna", "model": "xgboost", "params": {"max_depth": 3}, "best_score": 0.8}
+    )
+    record.write(path)
+    assert BestParams.read(path) == record and record.details == {"best_score": 0.8}
+    with pytest.raises(TypeError):
+        record.params["max_depth"] = 4  # type: ignore[index]  # frozen: train cannot alter what tune found
+    for bad, message in (
+        ({"model": "xgboost"}, "has no tuner name"),
+        ({"tuner": "optuna", "model": 3}, "names a model that is not a family name"),
+        ({"tuner": "optuna", "params": [1]}, "holds params that are not a mapping"),
+    ):
+        with pytest.raises(UserError, match=message):
+            BestParams.from_dict(bad)
 
 
 def test_boosters_stop_early_inside_the_search_and_report_the_rounds(split):

@@ -1,0 +1,50 @@
+"""The model card has one writer and one reader, and refuses a file that is not a card."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reprotab.errors import UserError
+from reprotab.model.card import ModelCard
+
+CARD = {
+    "model": "lightgbm",
+    "task": "classification",
+    "target": "churned",
+    "features": {"numeric": ["tenure"], "categorical": ["plan"]},
+    "model_features": ["tenure", "plan_basic"],
+    "classes": [False, True],
+    "positive_class": True,
+    "hyperparameters": {"n_estimators": 300},
+    "format_version": 2,
+    "tuned_by": "none",
+    "trained_on": ["train", "validation"],
+    "trained_on_rows": {"train": 80, "validation": 20},
+    "training_rows": 100,
+    "training_data_hash": "abc",
+    "libraries": {"lightgbm": "4.7.0"},
+    "threshold": 0.31,
+    "training": {"sampler_used": "none"},
+}
+
+
+def test_a_card_round_trips_and_is_found_beside_its_model(tmp_path):
+    card = ModelCard.from_dict(CARD)
+    card.write(tmp_path / "model.json")
+    assert ModelCard.read(tmp_path / "model.json") == card
+    assert ModelCard.beside(tmp_path / "model.joblib") == card
+    assert json.loads((tmp_path / "model.json").read_text()) == CARD  # absent optional fields stay absent
+    with pytest.raises(AttributeError):
+        card.model = "xgboost"  # type: ignore[misc]  # frozen
+
+
+def test_a_file_that_is_not_a_card_is_one_message_or_none_beside_a_model(tmp_path):
+    partial = {k: v for k, v in CARD.items() if k not in ("task", "training_rows")}
+    with pytest.raises(UserError, match=r"model\.json: is not a model card: missing task, training_rows\..*Re-run"):
+        ModelCard.from_dict(partial, where="model.json")
+    (tmp_path / "model.json").write_text(json.dumps(partial))
+    assert ModelCard.beside(tmp_path / "model.joblib") is None  # scoring still works without one
+    assert ModelCard.beside(tmp_path / "elsewhere" / "model.joblib") is None
+    assert ModelCard.beside(None) is None
