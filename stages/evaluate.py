@@ -38,7 +38,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_stage_params("evaluate", PARAMS)
     metric, seed, settings = params.metric, params.seed, params.evaluate
-    params.record_reads()
     model = served.load(args.model)
     card = ModelCard.beside(args.model)  # which splits trained the model (train.refit)
     trained_on = card.trained_on if card else ["train"]

@@ -43,7 +43,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_stage_params("gate", PARAMS)
     metric, seed, rules = params.metric, params.seed, params.gate
-    params.record_reads()
     pin = read_pin(Path(args.champion))
     champion, champion_md5 = champion_model(pin)
     decision = evaluate_gate(

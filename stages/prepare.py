@@ -44,7 +44,6 @@ def main(argv: list[str] | None = None) -> None:
     frames = {name: read_table(folder / name, where=f"data.batches.dir {name}") for name in chosen}
     frame = combine_batches(reference, frames)
     splits, schema, summary = prepare_with(frame, params, source_rows=[len(reference), *map(len, frames.values())])
-    params.record_reads()
     summary["data"] = {
         "reference": {"path": data.path, "rows": len(reference), "sha256": file_hash(data.path)},
         "combine": batches.combine,

@@ -43,7 +43,6 @@ def main(argv: list[str] | None = None) -> None:
         text_min_share=params.prepare.text_to_number_min_share,
     )
     html = table_report_html(frame, source=params.data.path, seed=params.seed)
-    params.record_reads()
     out = Path(args.out_dir)
     write_json(profile, out / "profile.json")
     for name, text in (("summary.md", summary_markdown(profile, source=params.data.path)), ("profile.html", html)):

@@ -59,7 +59,6 @@ def main(argv: list[str] | None = None) -> None:
     summary_file = Path(args.prepare_summary)
     if summary_file.is_file():  # which data files (reference and batches, with hashes) trained the model
         card = replace(card, data=read_json(summary_file).get("data"))
-    params.record_reads()
     served.save(trained.model, out / "model.joblib")
     card.write(out / "model.json")
     write_json(trained.summary, args.metrics)

@@ -45,7 +45,6 @@ def main(argv: list[str] | None = None) -> None:
     reports = Path(args.reports)
     if params.tuner == "none":
         result = tune_report.no_search(model=params.model)
-        params.record_reads()
         BestParams.from_dict(result).write(args.out)
         tune_report.write_reports(
             reports, metrics={"trials": 0}, trials=pd.DataFrame(columns=["number", "value", "state"])
@@ -64,7 +63,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     Path(args.study).parent.mkdir(parents=True, exist_ok=True)
     storage = tuning.open_storage(params.tune.storage, args.study)
-    params.record_reads()
     study = tuning.run(search=search, tuner=params.tuner, spaces=spaces, config=params.tune, storage=storage, name=name)
     if args.worker:
         log.info("worker done; the study holds %d trials", len(study.trials))

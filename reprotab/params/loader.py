@@ -275,6 +275,7 @@ class StageParams:
             raise KeyError(f"stage '{stage}' declares unknown params keys {sorted(unknown)}")
         self._params, self._stage, self._keys = params, stage, keys
         self._read: set[str] = set()
+        _OPEN_VIEWS.append(self)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -287,11 +288,24 @@ class StageParams:
         self._read.add(name)
         return getattr(self._params, name)
 
-    def record_reads(self) -> None:
+    def _record_reads(self) -> None:
         audit = os.environ.get(AUDIT_ENV)
         if audit:
             with open(audit, "a") as handle:
                 handle.write(json.dumps({"stage": self._stage, "read": sorted(self._read)}) + "\n")
+
+
+_OPEN_VIEWS: list[StageParams] = []  # the views the running stage opened, until their reads are recorded
+
+
+def record_stage_reads(*, succeeded: bool = True) -> None:
+    """Record the keys each view opened since the last call has read (the audit file, when
+    STAGES_PARAMS_AUDIT is set), or with `succeeded=False` forget them. `reprotab.runner.stage_main`
+    calls it once when a stage's main ends, so no stage has to remember to."""
+    while _OPEN_VIEWS:
+        view = _OPEN_VIEWS.pop(0)
+        if succeeded:
+            view._record_reads()
 
 
 def load_stage_params(stage: str, keys: tuple[str, ...], path: str | Path = "params.yaml") -> StageParams:

@@ -1,8 +1,10 @@
+import json
+
 import pytest
 
 from reprotab.errors import UserError
 from reprotab.params.loader import Params, StageParams, load_params, parse_params
-from reprotab.params.sections import registry
+from reprotab.params.sections import AUDIT_ENV, registry
 from reprotab.stats import metrics
 from reprotab.train.families import MODELS
 from tests.helpers import ROOT, base_params
@@ -121,10 +123,37 @@ def test_names_in_params_match_the_registries():
 
 
 def test_stage_view_refuses_undeclared_keys(params):
-    view = StageParams(params, stage="featurize", keys=("featurize",))
+    view = StageParams(params, stage="train", keys=("featurize",))
     assert view.featurize.scale is False
-    with pytest.raises(AttributeError, match=r"stage 'featurize' reads params key 'seed' that it does not declare"):
+    with pytest.raises(AttributeError, match=r"stage 'train' reads params key 'seed' that it does not declare"):
         _ = view.seed
+
+
+def test_a_stage_records_the_keys_it_read_without_asking(params, tmp_path, monkeypatch):
+    """stage_main records each view's reads after main succeeds (the dvc.yaml audit); a failed
+    stage records nothing."""
+    from reprotab.runner import stage_main
+
+    audit = tmp_path / "audit.jsonl"
+    monkeypatch.setenv(AUDIT_ENV, str(audit))
+    monkeypatch.chdir(tmp_path)  # stage_main writes reports/logs/ here
+
+    @stage_main("probe")
+    def main(argv: list[str] | None = None) -> None:
+        view = StageParams(params, stage="probe", keys=("seed", "metric", "model"))
+        _ = view.seed, view.metric
+
+    @stage_main("broken")
+    def broken(argv: list[str] | None = None) -> None:
+        _ = StageParams(params, stage="broken", keys=("seed",)).seed
+        raise UserError("broken: fails on purpose")
+
+    main([])
+    with pytest.raises(SystemExit):
+        broken([])
+    main([])
+    rows = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert rows == [{"stage": "probe", "read": ["metric", "seed"]}] * 2
 
 
 def test_stage_view_rejects_unknown_declared_keys(params):
