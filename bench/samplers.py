@@ -12,10 +12,10 @@ metrics (--metric first, then pr_auc, f1, recall, precision; f1, recall and prec
 the threshold, roc_auc and pr_auc do not) and the wall time of fit (resampling + fit + threshold);
 then the ranking by --metric, with the difference to `none`.
 
---dvc: also run the README recipe ("Compare class balancing strategies") at full size in a
-fresh temporary copy of the repository: `dvc exp run --queue -S sampler=...` for every sampler,
-`dvc exp run --run-all`, `reprotab compare --by sampler`; prints the times and the
-report it writes (reports/compare/sampler.md).
+--dvc: also run the recipe of docs/recipes/samplers.md ("Compare class balancing strategies") at
+full size in a fresh temporary copy of the repository: `dvc exp run --queue -S sampler=...` for every
+sampler, `dvc exp run --run-all`, `reprotab compare --by sampler`; prints the times and the report it
+writes (reports/compare/sampler.md).
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def print_ranking(results: list[dict[str, Any]], *, metric: str) -> None:
 
 
 def dvc_recipe(*, samplers: list[str], jobs: int) -> None:
-    """The README recipe, for real, in a temporary full-size copy of the repository."""
+    """The docs' class balancing recipe, for real, in a temporary full-size copy of the repository."""
     from tests.helpers import make_repo, tool_env
 
     env = tool_env()
@@ -160,7 +160,7 @@ def dvc_recipe(*, samplers: list[str], jobs: int) -> None:
                 print(f"{label} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
                 return
         queue = subprocess.run([dvc, "queue", "status"], cwd=repo, env=env, capture_output=True, text=True)
-        print(f"\n--dvc: the README recipe in a full-size temporary copy ({len(samplers)} experiments, {jobs} job(s))")
+        print(f"\n--dvc: the docs' recipe in a full-size temporary copy ({len(samplers)} experiments, {jobs} job(s))")
         for label, seconds in timings:
             print(f"  {label:<24}: {seconds:7.1f} s")
         print("\ndvc queue status:\n" + queue.stdout.rstrip())
@@ -182,7 +182,7 @@ def main() -> None:
         "--threshold", default=None, help="override train.threshold: auto, none (0.5) or a number in [0, 1]"
     )
     parser.add_argument("--rows", type=int, default=None, help="sample this many rows (default: the full table)")
-    parser.add_argument("--dvc", action="store_true", help="also run the README recipe with real dvc experiments")
+    parser.add_argument("--dvc", action="store_true", help="also run the docs' recipe with real dvc experiments")
     parser.add_argument("--jobs", type=int, default=1, help="--dvc: parallel queue workers")
     args = parser.parse_args()
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]

@@ -1,5 +1,5 @@
-"""Stages of the retraining pipeline (prepare → featurize → tune → train → evaluate) and the
-small library modules they share. Each stage runs as `python -m stages.<name>`."""
+"""Stages of the retraining pipeline (validate → profile → prepare → tune → train → evaluate → gate),
+one thin shell per stage over the reprotab library. Each stage runs as `python -m stages.<name>`."""
 
 import gc
 import sys

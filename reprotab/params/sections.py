@@ -65,6 +65,9 @@ class PrepareParams(Section):
 
 
 class FeaturizeParams(Section):
+    """How rows become model columns (reprotab/model/featurizer.py): train fits the featurizer on its
+    training split (reprotab/train/run.py), tune fits one in every fold."""
+
     numeric_imputer: Literal["median", "mean", "most_frequent"] = "median"
     missing_indicators: bool = True
     scale: bool = False
@@ -76,7 +79,7 @@ class FeaturizeParams(Section):
 
 
 class SamplingParams(Section):
-    """Settings shared by the samplers (see stages/sampling.py)."""
+    """Settings shared by the samplers (reprotab/train/sampling.py)."""
 
     # A name understood by imblearn, or for binary targets the minority/majority ratio wanted after resampling.
     sampling_strategy: str | float = "auto"
@@ -166,7 +169,7 @@ def _nest_shared(value: Any) -> Any:
 
 
 class TuneParams(Section):
-    """How tune searches (stages/tune.py, stages/tuning.py)."""
+    """How tune searches (stages/tune.py, reprotab/tune/)."""
 
     cv_folds: int = Field(3, ge=0)  # 0 = hold-out: fit on train, score on the validation split
     n_trials: int = Field(20, ge=1)  # random and optuna; grid tries its whole grid
@@ -217,7 +220,8 @@ THRESHOLD_METRICS = ("f1", "precision", "recall", "accuracy", "balanced_accuracy
 
 
 class TrainParams(Section):
-    """How train fits (stages/train.py) and turns probabilities into decisions (stages/decision.py)."""
+    """How train fits (stages/train.py, reprotab/train/) and turns probabilities into decisions
+    (reprotab/model/decision.py)."""
 
     early_stopping_rounds: int | None = Field(30, ge=1)  # boosters stop on the validation split
     init_model: str | None = None  # a previous model.joblib to continue training from

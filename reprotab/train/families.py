@@ -1,10 +1,10 @@
 """The model registry: each `model:` name, its estimators, and how it fits, stops early and continues.
 
-`MODELS` is the one source of model names: params validation, the README table and the
-tests read it, so adding a model is one `ModelSpec` entry plus its `hyperparameters` block in
-params.yaml, never a copied branch (`model: auto` then searches it too). Estimator classes
-are imported only when a model is built, so a stage that never fits XGBoost does not pay for
-importing it.
+`MODELS` is the one source of model names: params validation and the tests read it (and hold the
+strategy-key table of docs/params.md to it), so adding a model is one `ModelSpec` entry plus its
+`hyperparameters` block in params.yaml, never a copied branch (`model: auto` then searches it too).
+Estimator classes are imported only when a model is built, so a stage that never fits XGBoost does
+not pay for importing it.
 """
 
 from __future__ import annotations
@@ -83,7 +83,6 @@ class ModelSpec:
     early_stopping: EarlyStopping | None = None
     continue_training: Continue = _forest_continue  # new estimator, loaded one, X, y, eval_set, rounds
     size: Callable[[Any], int] = lambda estimator: len(estimator.estimators_)  # trees or boosting rounds
-    summary: str = ""  # one line for the README's table of models
     # what the library applies where its scikit-learn wrapper reports None (XGBoost's get_params), so
     # a search can start from the model a user actually gets
     unset_defaults: dict[str, Any] = field(default_factory=dict)
@@ -102,7 +101,6 @@ MODELS: dict[str, ModelSpec] = {
     "random_forest": ModelSpec(
         "sklearn.ensemble:RandomForestClassifier",
         "sklearn.ensemble:RandomForestRegressor",
-        summary="scikit-learn random forest; continued training adds trees",
     ),
     "xgboost": ModelSpec(
         "xgboost:XGBClassifier",
@@ -111,8 +109,7 @@ MODELS: dict[str, ModelSpec] = {
         _xgboost_early_stopping,
         _xgboost_continue,
         lambda estimator: estimator.get_booster().num_boosted_rounds(),
-        "XGBoost gradient boosting; early stopping, continued training adds rounds",
-        {  # XGBoost's documented tree-booster defaults (3.x): its wrapper reports each as None
+        unset_defaults={  # XGBoost's documented tree-booster defaults (3.x): its wrapper reports each as None
             "learning_rate": 0.3,
             "max_depth": 6,
             "min_child_weight": 1.0,
@@ -132,7 +129,6 @@ MODELS: dict[str, ModelSpec] = {
         _lightgbm_early_stopping,
         _lightgbm_continue,
         lambda estimator: estimator.booster_.current_iteration(),
-        "LightGBM gradient boosting; early stopping, continued training adds rounds",
     ),
 }
 

@@ -18,7 +18,6 @@ class Tuner:
     kind: str  # "grid" (value lists in tune.grid) or "space" (distributions in tune.space)
     sampler: Callable[[dict[str, Any], int], Any]  # (space, seed) -> optuna sampler
     prunes: bool
-    summary: str = ""  # one line for the README's table of tuners
 
 
 def _grid(space: dict[str, Any], seed: int) -> Any:
@@ -40,7 +39,7 @@ def _tpe(space: dict[str, Any], seed: int) -> Any:
 
 
 TUNERS: dict[str, Tuner] = {
-    "grid": Tuner("grid", _grid, prunes=False, summary="every point of `tune.grid.<model>`"),
-    "random": Tuner("space", _random, prunes=False, summary="`tune.n_trials` random draws from `tune.space.<model>`"),
-    "optuna": Tuner("space", _tpe, prunes=True, summary="seeded TPE over `tune.space.<model>`, median pruning"),
+    "grid": Tuner("grid", _grid, prunes=False),  # every point of tune.grid.<model>
+    "random": Tuner("space", _random, prunes=False),  # tune.n_trials random draws from tune.space.<model>
+    "optuna": Tuner("space", _tpe, prunes=True),  # seeded TPE over tune.space.<model>, median pruning
 }

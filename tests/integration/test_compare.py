@@ -1,5 +1,5 @@
-"""`reprotab compare` for real: the README recipe (queue two samplers, run them, compare) in a
-reproduced copy of the project. Its pure parts: tests/unit/tracking/test_compare.py."""
+"""`reprotab compare` for real: the recipe of docs/recipes/samplers.md (queue two samplers, run
+them, compare) in a reproduced copy of the project. Its pure parts: tests/unit/tracking/test_compare.py."""
 
 import json
 import sys
@@ -15,7 +15,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # and `dvc exp run --run-all` in a copy made by tests.helpers.make_repo: the workspace, the baseline
 
 
-# the README recipe, for real
+# the docs' recipe, for real
 
 
 def test_queued_samplers_are_run_and_ranked(reproduced):

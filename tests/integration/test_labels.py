@@ -1,5 +1,6 @@
-"""`reprotab labels import` as the README's labeling steps use it, in a real git + DVC repository:
-imported labels are versioned and reach training through the commands the import prints."""
+"""`reprotab labels import` as the labeling steps of docs/operations/labeling.md use it, in a real
+git + DVC repository: imported labels are versioned and reach training through the commands the
+import prints."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def test_imported_labels_are_versioned_and_train_the_next_model(tmp_path):
     pool["customer_id"] = "p-" + pool["customer_id"].astype(str)
     pool.to_csv(tmp_path / "pool.csv", index=False)
 
-    # README step 1: the queue
+    # the docs' step 1: the queue
     reprotab(repo, "query", "--pool", str(tmp_path / "pool.csv"), "--n", "40")
     queue = pd.read_csv(repo / "labeling/queue.csv")
 
@@ -50,7 +51,7 @@ def test_imported_labels_are_versioned_and_train_the_next_model(tmp_path):
     ]
     assert sorted(p.name for p in (repo / "data/batches").iterdir()) == [".gitkeep"]
 
-    # README step 2: 30 of the 40 rows labeled
+    # the docs' step 2: 30 of the 40 rows labeled
     labels = np.where(np.arange(len(queue)) % 3 == 0, "True", "False").astype(object)
     labels[30:] = None
     queue.assign(label=labels).to_csv(repo / "labeling/filled.csv", index=False)
@@ -60,7 +61,7 @@ def test_imported_labels_are_versioned_and_train_the_next_model(tmp_path):
     assert batch.name in (repo / "data/batches/.gitignore").read_text()
     assert yaml.safe_load((repo / "params.yaml").read_text())["data"]["batches"]["combine"] == "all"
 
-    # README step 3: exactly what the import printed, and the tree is clean after the commit
+    # the docs' step 3: exactly what the import printed, and the tree is clean after the commit
     lines = done.stdout.splitlines()
     assert lines[0] == f"30 labeled rows versioned as data/batches/{batch.name}. Next:"
     commit_line, repro_line = lines[1].strip(), lines[2].strip()

@@ -1,9 +1,9 @@
 """Remotes that really round-trip: push from one clone, pull into a fresh `git clone`, and the
 pipeline there is already up to date: no stage command runs, the model is byte for byte the same.
 
-Against a real S3 API (moto's server on a free local port, configured with the README's
-`dvc remote add/modify` commands and `--local` credentials) and against the project's default
-local remote `storage`, used exactly as shipped."""
+Against a real S3 API (moto's server on a free local port, configured with the `dvc remote
+add/modify` commands and `--local` credentials of docs/recipes/experiments.md) and against the
+project's default local remote `storage`, used exactly as shipped."""
 
 import logging
 from pathlib import Path
@@ -67,7 +67,7 @@ def test_s3_remote_round_trip(origin, s3_endpoint, tmp_path):
         aws_secret_access_key="testing",
         region_name="us-east-1",
     ).create_bucket(Bucket=BUCKET)
-    # The README's commands: the remote in .dvc/config (committed), endpoint and keys with --local.
+    # docs/recipes/experiments.md's commands: the remote in .dvc/config (committed), endpoint and keys with --local.
     sh([DVC, "remote", "add", "-f", "-d", "s3", f"s3://{BUCKET}/reprotab"], origin)
     set_local_credentials(origin, "s3", s3_endpoint)
     sh(["git", "commit", "-q", "-m", "S3 remote", ".dvc/config"], origin)

@@ -3,9 +3,10 @@
 Month 1 trains, registers v1.0.0 and promotes it. Month 2 brings a batch without drift: the monitor
 sees no reason, nothing is added or trained. Month 3 brings strong drift (the churn rate moves from
 about 7 % to 38 %): retrain, gate, register v1.0.1 and promote it. The gate judges log loss here,
-with roc_auc allowed to drop by at most 0.01, as in the README's walkthrough: after such a shift the
-old model still ranks customers about as well, but its probabilities are far off. Re-running month 3
-adds nothing twice, and a broken params edit that makes `dvc repro` fail leaves the champion alone.
+with roc_auc allowed to drop by at most 0.01, as in the walkthrough of docs/operations/retraining.md:
+after such a shift the old model still ranks customers about as well, but its probabilities are far
+off. Re-running month 3 adds nothing twice, and a broken params edit that makes `dvc repro` fail
+leaves the champion alone.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """`reprotab compare`: rows from `dvc exp show --json`, ranking, the markdown and the plot.
-The README recipe for real (queue two samplers, run them, compare) is tests/integration/test_compare.py."""
+The recipe of docs/recipes/samplers.md for real (queue two samplers, run them, compare) is
+tests/integration/test_compare.py."""
 
 import pytest
 
@@ -332,7 +333,7 @@ def test_default_metric_is_the_workspace_params_metric():
     assert _params_metric([]) == "roc_auc"
 
 
-# the README recipe, for real
+# the docs' recipe, for real
 
 
 def test_nested_test_metrics_become_columns_named_like_dvclive():
