@@ -14,8 +14,9 @@ from pathlib import Path
 
 from reprotab.errors import UserError
 from reprotab.params.loader import Params, hyperparameters_for, load_params
+from reprotab.params.names import families
 from reprotab.runner import stage_main
-from reprotab.train.families import families, hyperparameter_value_problems
+from reprotab.train.families import hyperparameter_value_problems
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic_core import ErrorDetails
 
 from reprotab.errors import UserError, did_you_mean, one_of, problem
+from reprotab.params.names import AUTO, families
 from reprotab.params.sections import (
     AUDIT_ENV,
     SHARED,
@@ -44,7 +45,6 @@ from reprotab.params.sections import (
     _registered,
     registry,
 )
-from reprotab.train.families import AUTO, families  # the registry module itself imports no estimator library
 
 
 class Params(Section):

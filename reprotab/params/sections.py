@@ -13,7 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from reprotab.errors import one_of, problem
-from reprotab.train.families import AUTO  # the registry module itself imports no estimator library
+from reprotab.params import names
+from reprotab.params.names import AUTO
 
 TASKS = ("classification", "regression")
 STRATEGIES = ("auto", "minority", "not minority", "not majority", "all", "majority")
@@ -368,29 +369,18 @@ class RetrainParams(Section):
 
 
 def registry(kind: str) -> Any:
-    """The names a strategy key accepts, read from the registry that implements them (one source:
-    adding an entry there is all it takes). Imported here, not at module level, because those
-    modules import this one for their params types."""
+    """The names a strategy key accepts (reprotab/params/names.py, which each implementing
+    registry is held equal to)."""
     if kind == "models":
-        from reprotab.train.families import MODELS
-
-        return tuple(MODELS)
+        return names.MODELS
     if kind == "model choices":
-        return (*registry("models"), AUTO)
+        return (*names.MODELS, AUTO)
     if kind == "samplers":
-        from reprotab.train.sampling import SAMPLERS
-
-        names = list(SAMPLERS)
-        names.insert(1, "auto")  # resolved to a registry sampler from the training target
-        return tuple(names)
+        return (names.SAMPLERS[0], "auto", *names.SAMPLERS[1:])  # auto: resolved from the training target
     if kind == "tuners":
-        from reprotab.tune.tuners import TUNERS
-
-        return ("none", *TUNERS)
+        return ("none", *names.TUNERS)
     if kind == "metrics":
-        from reprotab.stats.metrics import BY_TASK
-
-        return {task: tuple(metrics) for task, metrics in BY_TASK.items()}
+        return dict(names.METRICS)
     raise KeyError(kind)
 
 

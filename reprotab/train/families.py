@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from reprotab.errors import UserError, did_you_mean, problem
+from reprotab.params import names
 
 
 def _xgboost_early_stopping(
@@ -133,12 +134,7 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-AUTO = "auto"  # `model: auto`: tune's search also chooses the family, among every entry of MODELS
-
-
-def families(model: str) -> tuple[str, ...]:
-    """The model families a `model:` value covers: every registered one for auto, else itself."""
-    return tuple(MODELS) if model == AUTO else (model,)
+AUTO = names.AUTO  # `model: auto`: tune's search also chooses the family, among every entry of MODELS
 
 
 def model_name(estimator: Any, task: str) -> str | None:

@@ -37,9 +37,10 @@ from reprotab.errors import UserError, problem
 from reprotab.model.featurizer import fit_featurizer, one_hot_groups
 from reprotab.model.schema import Schema, encode_target
 from reprotab.params.loader import hyperparameters_for
+from reprotab.params.names import families
 from reprotab.params.sections import FeaturizeParams, SamplingParams, TuneParams
 from reprotab.stats.metrics import BY_TASK, LOWER_IS_BETTER, Scored
-from reprotab.train.families import MODELS, build_estimator, families, fit_estimator
+from reprotab.train.families import MODELS, build_estimator, fit_estimator
 from reprotab.train.sampling import balance
 from reprotab.tune.space import check_space, encode, grid_size, starting_point, trial_point
 from reprotab.tune.studies import (  # noqa: F401  (best_result, history, importances, trials_table: tune's API, re-exported)

@@ -7,6 +7,7 @@ from reprotab.params.loader import Params, StageParams, load_params, parse_param
 from reprotab.params.sections import AUDIT_ENV, registry
 from reprotab.stats import metrics
 from reprotab.train.families import MODELS
+from reprotab.train.sampling import SAMPLERS
 from tests.helpers import ROOT, base_params
 
 
@@ -116,10 +117,13 @@ def test_params_file_must_be_a_mapping(tmp_path):
 
 
 def test_names_in_params_match_the_registries():
-    assert set(registry("models")) == set(MODELS)
-    assert {task: set(names) for task, names in registry("metrics").items()} == {
-        task: set(table) for task, table in metrics.BY_TASK.items()
-    }
+    """Each registry implements exactly the names params accepts (reprotab/params/names.py)."""
+    from reprotab.tune.tuners import TUNERS
+
+    assert registry("models") == tuple(MODELS)
+    assert registry("samplers") == ("none", "auto", *list(SAMPLERS)[1:])
+    assert registry("tuners") == ("none", *TUNERS)
+    assert registry("metrics") == {task: tuple(table) for task, table in metrics.BY_TASK.items()}
 
 
 def test_stage_view_refuses_undeclared_keys(params):
