@@ -4,7 +4,9 @@ The core of the prepare stage, without file IO. The split is made here and only 
 seeded, stratified for classification. Later stages fit on train, choose on validation, and
 only evaluate touches test. Cleaning is deliberately light and always logged: numbers stored
 as text become numbers, ±inf becomes missing, entirely empty and constant columns are dropped,
-rows without a target are dropped, duplicates are reported (kept).
+rows without a target are dropped, duplicates are reported (kept). One module past 300 lines:
+checks, cleaning and split are one ordered procedure, each step reading the frame the one
+before it left; rows that arrive later are cleaned by the same rules in reprotab/data/incoming.py.
 """
 
 from __future__ import annotations

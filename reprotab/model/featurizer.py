@@ -1,7 +1,8 @@
 """The preprocessing that turns raw feature columns into model inputs.
 
-The core of the featurize stage; tune builds the same transformer unfitted inside every CV
-fold, and train's refit on train + validation. The fitted transformer is pickled inside the
+Fitted by the train stage on the training split (and again on train + validation with
+train.refit); tune builds the same transformer unfitted inside every CV fold. It stays one
+module past 300 lines because the classes pickled inside models must keep one module path. The fitted transformer is pickled inside the
 served model, and pickles refer to functions and classes by module, so `to_float`, `to_float32`,
 `to_text`, `to_levels`, `column_median`, `Cardinality`, `OneHotMatrix` and `FeatureMatrix` must keep
 their module path (see reprotab/model/served.py on format versions; `to_float` and `to_text` stay for

@@ -16,7 +16,9 @@ trial, so they are built once and shared by every trial. Boosters stop early on 
 held-out rows, so `n_estimators` is a cap; the rounds they kept (mean over folds) become the
 tuned `n_estimators`.
 
-Studies (names, storage, progress, reading results back) are in reprotab/tune/studies.py.
+Studies (names, storage, progress, reading results back) are in reprotab/tune/studies.py and
+the search spaces in reprotab/tune/space.py; what stays here, a little past 300 lines, is the
+one trial loop and the folds it shares.
 """
 
 from __future__ import annotations
