@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -24,12 +24,35 @@ from reprotab.model.featurizer import featurize
 from reprotab.model.schema import Schema
 from reprotab.model.served import TabularModel
 from reprotab.params.loader import hyperparameters_for
+from reprotab.params.sections import DataParams, FeaturizeParams, SamplingParams, TrainParams
 from reprotab.train import pseudo_labeling
 from reprotab.train.fit import fit, load_previous, merge_hyperparameters, metadata, refit, trained_family
 from reprotab.tune.best import BestParams
 
 log = logging.getLogger(__name__)
 ReadSplit = Callable[[str, "list[str] | None"], pd.DataFrame]
+
+
+class TrainView(Protocol):
+    """The params keys train reads (stages/train.py PARAMS): its stage's view of params.yaml or
+    the whole `Params` (reprotab/pipeline.py) both qualify."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def hyperparameters(self) -> dict[str, dict[str, Any]]: ...
+    @property
+    def train(self) -> TrainParams: ...
+    @property
+    def sampler(self) -> str: ...
+    @property
+    def sampling(self) -> SamplingParams: ...
+    @property
+    def featurize(self) -> FeaturizeParams: ...
+    @property
+    def data(self) -> DataParams: ...
 
 
 @dataclass(frozen=True)
@@ -44,7 +67,7 @@ class Trained:
 
 
 def run_train(
-    *, schema: Schema, best: BestParams, params: Any, read_split: ReadSplit, output: str | Path | None = None
+    *, schema: Schema, best: BestParams, params: TrainView, read_split: ReadSplit, output: str | Path | None = None
 ) -> Trained:
     """Featurize the train split (the featurizer is fitted on it alone), fit the family `best` and
     params choose, and build the model card. `params` is train's view of params.yaml; `read_split`
@@ -98,8 +121,8 @@ def train_model(
     schema: Schema,
     featurizer: Any,
     hyperparameters: dict[str, Any],
-    params: Any,
-    read_split: Callable[[str, list[str] | None], pd.DataFrame],
+    params: TrainView,
+    read_split: ReadSplit,
     previous: Any = None,
 ) -> tuple[TabularModel, dict[str, Any], pd.DataFrame, dict[str, int]]:
     """The model, train's summary, the featurized rows it was fitted on, and the row count per
