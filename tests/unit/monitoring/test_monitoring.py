@@ -1,6 +1,6 @@
-"""Drift monitoring: PSI and bins on hand-made arrays, the vectorized bootstrap against
-scikit-learn, and the monitor on generated demo batches (no drift, strong drift, labeled,
-text-stored numbers, the prediction log) with every bad input."""
+"""Drift monitoring: PSI and bins on hand-made arrays, and the monitor on generated demo batches
+(no drift, strong drift, labeled, text-stored numbers, the prediction log) with every bad input.
+The bootstrap engine is tested once, in tests/unit/stats/test_resample.py."""
 
 from __future__ import annotations
 
@@ -20,9 +20,7 @@ from reprotab.monitoring.verdict import clean, monitor
 from reprotab.params.loader import parse_params
 from reprotab.params.sections import MonitorParams
 from reprotab.pipeline import run
-from reprotab.stats import bootstrap
 from reprotab.stats.drift import EPSILON, categorical_bins, ks_test, numeric_bins, psi
-from reprotab.stats.metrics import BY_TASK, Scored
 from tests.helpers import base_params
 
 CONFIG = MonitorParams(bootstrap=200)
@@ -70,39 +68,6 @@ def test_ks_on_a_seeded_subsample_is_repeatable():
     a, b = rng.normal(size=5000), rng.normal(0.5, size=5000)
     assert ks_test(a, b, max_rows=1000, seed=3) == ks_test(a, b, max_rows=1000, seed=3)
     assert ks_test(a, np.full(3, np.nan), max_rows=1000, seed=3) == (1.0, 0.0)
-
-
-# --- bootstrap -----------------------------------------------------------------------------------
-
-
-def _scored(task: str, classes: int = 2) -> Scored:
-    rng = np.random.default_rng(1)
-    if task == "regression":
-        truth = rng.normal(5, 2, 300)
-        return Scored(truth, truth + rng.normal(0, 1, 300))
-    proba = rng.dirichlet(np.ones(classes), 300)
-    proba[:40] = np.round(proba[:40], 1) / np.round(proba[:40], 1).sum(axis=1, keepdims=True)  # ties
-    truth = rng.integers(0, classes, 300)
-    return Scored(truth, proba.argmax(axis=1), proba, 1 if classes == 2 else None)
-
-
-@pytest.mark.parametrize(
-    "task,classes,metric",
-    [("classification", k, m) for k in (2, 3) for m in BY_TASK["classification"]]
-    + [("regression", 0, m) for m in BY_TASK["regression"]],
-)
-def test_weighted_metric_with_unit_weights_is_scikit_learns(task, classes, metric):
-    scored = _scored(task, classes)
-    value = bootstrap.weighted(metric, task, scored, np.ones((1, len(scored.y_true))))[0]
-    assert value == pytest.approx(BY_TASK[task][metric](scored), abs=1e-9)
-
-
-def test_bootstrap_interval_is_seeded_and_brackets_the_metric():
-    scored = _scored("classification")
-    first = bootstrap.interval(scored, metric="roc_auc", task="classification", samples=200, seed=4)
-    assert first == bootstrap.interval(scored, metric="roc_auc", task="classification", samples=200, seed=4)
-    assert first[0] < BY_TASK["classification"]["roc_auc"](scored) < first[1]
-    assert bootstrap.interval(scored, metric="roc_auc", task="classification", samples=0, seed=4) is None
 
 
 # --- the monitor on demo batches -------------------------------------------------------------------
