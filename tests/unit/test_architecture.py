@@ -111,12 +111,15 @@ def test_params_page_and_params_comments_list_every_registered_name():
         assert all(name in comment.split("#", 1)[1].split() for name in names), key
 
 
-def test_a_fourth_model_is_one_registry_entry_plus_its_params_block(churn_small, monkeypatch):
+def test_a_fourth_model_is_one_registry_entry_its_name_and_its_params_block(churn_small, monkeypatch):
+    from reprotab.params import names
+
     monkeypatch.setitem(
         MODELS,
         "extra_trees",
         ModelSpec("sklearn.ensemble:ExtraTreesClassifier", "sklearn.ensemble:ExtraTreesRegressor"),
     )
+    monkeypatch.setattr(names, "MODELS", (*names.MODELS, "extra_trees"))
     params = parse_params(
         base_params(model="extra_trees", hyperparameters={"extra_trees": {"n_estimators": 20, "min_samples_leaf": 3}})
     )
