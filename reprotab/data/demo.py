@@ -1,6 +1,6 @@
 """Seeded generator of the embedded demo table: a customer-churn-like data set.
 
-Writes `data/raw/churn.parquet` (shipped in git, see README "Demo data") and later batches
+Writes `data/raw/churn.parquet` (shipped in git; docs/getting-started.md, "Demo data") and later batches
 with controlled drift for monitoring. The signal is a noisy logistic model over a handful of
 columns, tuned so a good model reaches about 0.85 ROC-AUC with ~7% positives; several
 columns are pure noise, some values are missing, one numeric column is stored as text (as

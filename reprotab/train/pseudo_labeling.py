@@ -1,7 +1,7 @@
 """Pseudo-labeling (self-training): confident predictions on unlabeled rows become extra training rows.
 
 Used by train when `train.pseudo_labeling.enabled` (off by default: on the benchmarks in
-bench/active_learning.py it did not improve the test metric; see the README). One round:
+bench/active_learning.py it did not improve the test metric; docs/operations/labeling.md has the figures). One round:
 
 1. fit on the real training rows (reprotab/train/fit.py `fit`, unchanged) plus the pseudo-labeled
    rows so far;
