@@ -24,13 +24,14 @@ def interval(scored: Scored, *, metric: str, task: str, samples: int, seed: int)
     if scored.binary and metric in ("roc_auc", "pr_auc"):
         # the monitor draws its resamples over the rows in score order (descending for PR-AUC): a
         # seed's counts land on the same rows, so a seed keeps giving the same interval
-        score = scored.proba[:, scored.positive]
+        proba = scored.probabilities()
+        score = proba[:, scored.positive_index()]
         order = np.argsort(-score if metric == "pr_auc" else score, kind="stable")
-        scored = Scored(scored.y_true[order], scored.y_pred[order], scored.proba[order], scored.positive)
+        scored = Scored(scored.y_true[order], scored.y_pred[order], proba[order], scored.positive)
     # A multiclass resample that misses a class has no one-vs-rest curve for it (scikit-learn refuses
     # it): the monitor drops the resample rather than average the classes drawn.
     every_class = task == "classification" and not scored.binary and metric in ("roc_auc", "pr_auc")
-    truth = scored.y_true[:, None] == np.arange(scored.proba.shape[1]) if every_class else None
+    truth = scored.y_true[:, None] == np.arange(scored.probabilities().shape[1]) if every_class else None
     values = []
     for w in count_blocks(len(scored.y_true), samples=samples, seed=seed):
         value = weighted(metric, scored, w)

@@ -104,9 +104,11 @@ def _ranking(function: Callable[..., np.ndarray]) -> Callable[[Scored, np.ndarra
     drawn (a class missing from a resample has no curve and is left out of that resample's mean)."""
 
     def metric(s: Scored, w: np.ndarray) -> np.ndarray:
+        proba = s.probabilities()
         if s.binary:
-            return function(s.proba[:, s.positive], s.y_true == s.positive, w)
-        per_class = np.array([function(s.proba[:, k], s.y_true == k, w) for k in range(s.proba.shape[1])])
+            positive = s.positive_index()
+            return function(proba[:, positive], s.y_true == positive, w)
+        per_class = np.array([function(proba[:, k], s.y_true == k, w) for k in range(proba.shape[1])])
         return _safe(np.nansum(per_class, axis=0), (~np.isnan(per_class)).sum(axis=0), np.nan)  # NaN: none drawn
 
     return metric
@@ -115,14 +117,16 @@ def _ranking(function: Callable[..., np.ndarray]) -> Callable[[Scored, np.ndarra
 def _row_losses(name: str, s: Scored) -> np.ndarray:
     """Per-row loss whose weighted mean is the metric."""
     if name == "log_loss":
-        proba = s.proba / s.proba.sum(axis=1, keepdims=True)
+        proba = s.probabilities() / s.probabilities().sum(axis=1, keepdims=True)
         eps = np.finfo(proba.dtype).eps
         return -np.log(np.clip(proba[np.arange(len(s.y_true)), s.y_true.astype(int)], eps, 1 - eps))
     if name == "brier":
+        proba = s.probabilities()
         if s.binary:
-            return (s.proba[:, s.positive] - (s.y_true == s.positive)) ** 2
-        onehot = s.y_true[:, None] == np.arange(s.proba.shape[1])
-        return ((s.proba - onehot) ** 2).sum(axis=1)
+            positive = s.positive_index()
+            return (proba[:, positive] - (s.y_true == positive)) ** 2
+        onehot = s.y_true[:, None] == np.arange(proba.shape[1])
+        return ((proba - onehot) ** 2).sum(axis=1)
     error = s.y_pred - s.y_true
     if name in ("rmse", "mse"):
         return error**2
