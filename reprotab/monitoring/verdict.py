@@ -1,5 +1,8 @@
 """Drift monitoring: is a new batch (or the prediction log) still like the data the model learned?
 
+(Over 300 lines because it is one pure function and the rules it applies in order, each of which
+reads what the ones before found; the statistics themselves are reprotab/stats/drift.py.)
+
 `monitor(...)` is the pure core (no file IO): it takes the model, the training reference, the
 batch and the recorded test metrics, and returns a `Verdict` whose `retrain` a retraining loop
 can act on. `reprotab monitor` (reprotab/monitoring/report.py) wires files to it and writes the report.

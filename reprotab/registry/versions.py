@@ -1,5 +1,9 @@
 """The model registry: semantic versions and stages as git tags (GTO), models from DVC.
 
+(Over 300 lines because every command that writes a tag shares the same write-then-verify of the
+tag and the same refusals; reading the tags, the checks before a registration and the champion
+pin are the modules named below.)
+
     register   tag HEAD's model as vX.Y.Z          (GTO tag  model@vX.Y.Z)
     promote    assign a version to staging or prod (GTO tag  model#<stage>#N); prod needs a positive
                gate decision recorded at the version's commit (reports/gate/decision.json), or
@@ -18,7 +22,9 @@ version. Nothing is ever unassigned or deprecated (DVC ignores those tags); a ro
 assignment, and "archived" is derived from the sequence of assignments.
 
 Reading the tags (versions, stages now, events, archived) is reprotab/registry/state.py; the
-checks before a registration are reprotab/registry/checks.py.
+checks before a registration are reprotab/registry/checks.py; the champion pin and the reader of
+a model at a commit are reprotab/registry/champion.py; the gate's decision a promotion reads is
+reprotab/registry/gate_decision.py.
 
 Promoting to prod also pins the champion in models/champion.json, which the gate stage reads
 (a git-tracked dep, so the gate stays reproducible); commit it after promoting.

@@ -1,5 +1,9 @@
 """`reprotab retrain`: one month of the loop in one command, as a transaction.
 
+(Over 300 lines because it is the month as one story: the order of its steps, what each outcome
+records and commits, the transaction around them and the command; what each step does in the
+repository is reprotab/retrain/steps.py.)
+
     reprotab retrain --batch data/incoming/2026-11.parquet [--force] [--promote] [--mode refit|continue]
                      [--override "why the monitor's stop does not apply"]
     reprotab retrain --recover      # after a run was killed: put the repository back, record the month
@@ -8,7 +12,7 @@ Checks before anything is written (a refusal is one message, exit 2, nothing cha
 retrain running and none left interrupted, a clean git tree, the batch's name free (or the same
 rows under it), the batch carries the target with at least one label (reprotab/retrain/batches.py).
 
-Steps (each a function below), inside a transaction (reprotab/retrain/journal.py):
+Steps (in reprotab/retrain/steps.py), inside a transaction (reprotab/retrain/journal.py):
   1. monitor the batch against the model that serves: the prod version and the data at its
      commit (`reprotab monitor --stage prod`; the workspace's model before any promotion).
      A blocker (label drift against history, an undefined metric) stops the month unless
@@ -35,30 +39,41 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import shutil
 import signal
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from reprotab import paths, vcs
+from reprotab import paths
 from reprotab.data.tables import atomic_path, read_json, read_table, write_json
 from reprotab.errors import UserError, problem
-from reprotab.model import served
 from reprotab.monitoring import report as monitor_report
+from reprotab.monitoring.inputs import MonitorInputs, inputs
 from reprotab.monitoring.verdict import Verdict
-from reprotab.params.loader import Params, load_params, parse_params
+from reprotab.params.loader import Params, load_params
 from reprotab.registry import versions as registry
 from reprotab.registry.gate_decision import GateDecision
 from reprotab.retrain.batches import check_labels
 from reprotab.retrain.journal import Transaction, check_recoverable, rollback
-from reprotab.retrain.steps import OWN_OUTPUTS, WRITES, StepFailed, check_clean, commit, dvc, push
-from reprotab.retrain.summary import batch_action, batch_name, first_reason, markdown, set_value
+from reprotab.retrain.steps import (
+    BATCHES,
+    OWN_OUTPUTS,
+    WRITES,
+    StepFailed,
+    add_batch,
+    check_clean,
+    check_source,
+    combine_changes,
+    commit,
+    dvc,
+    edit_params,
+    prepare_mode,
+    push,
+    register_and_promote,
+)
+from reprotab.retrain.summary import batch_action, batch_name, first_reason, markdown
 from reprotab.runner import stage_main
 from reprotab.train.families import AUTO
 
-BATCHES = Path(paths.BATCHES)  # data.batches.dir as shipped: a month versions its batch there
 RUN_FILES = ["dvc.lock", "params.yaml", "reports", "data", "models", ".gitignore"]
 log = logging.getLogger(__name__)
 
@@ -67,91 +82,18 @@ class Refused(Exception):
     """The month stops on purpose (a blocker, bad labels): recorded, nothing else committed."""
 
 
-def check_source(repo: Path, source: Path) -> None:
-    if not source.is_file():
-        raise UserError(problem("--batch", "file not found", str(source)))
-    inside = source.resolve().is_relative_to(repo.resolve() / "data")
-    if inside and not source.resolve().is_relative_to((repo / BATCHES).resolve()):
-        ignored = vcs.git_succeeds("check-ignore", "-q", str(source.resolve()), cwd=repo)
-        tracked = bool(vcs.git("ls-files", str(source.resolve()), cwd=repo, check=False))
-        if not ignored and not tracked:
-            raise UserError(
-                problem(
-                    "--batch",
-                    "is an unversioned file under data/ (the registry refuses to register with it there)",
-                    str(source),
-                    f"Version it first (`dvc add {source}`, commit) or keep it outside data/",
-                )
-            )
-
-
 def prod_version(repo: Path) -> str | None:
     """The version prod holds (`registry show` lists every stage, holding a version or not)."""
     return (registry.show(repo)["stages"].get("prod") or {}).get("version")
 
 
-def served_source(repo: Path) -> monitor_report.MonitorInputs:
+def served_source(repo: Path) -> MonitorInputs:
     """What the monitor judges: the prod version and the data at its commit; before the first
     promotion, the workspace's model and prepared splits."""
     stage = "prod" if prod_version(repo) else None
     if stage is None:
         log.info("no version in prod yet: monitoring the workspace's model")
-    return monitor_report.inputs(repo=repo, stage=stage)
-
-
-def add_batch(tx: Transaction, source: Path, name: str, rows: Any) -> tuple[str, Path]:
-    """Copy the batch into data/batches as Parquet and `dvc add` it; never twice."""
-    repo = tx.repo
-    dest = repo / BATCHES / f"{name}.parquet"
-    action = batch_action(source, dest, source_rows=rows, dest_rows=read_table(dest) if dest.is_file() else None)
-    if action == "add":
-        tx.will_create(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(dest) as tmp:
-            if source.suffix.lower() in (".parquet", ".pq"):
-                shutil.copyfile(source, tmp)
-            else:
-                rows.to_parquet(tmp, index=False)
-    if action == "add" or not dest.with_suffix(".parquet.dvc").is_file():
-        tx.will_create(dest.with_suffix(".parquet.dvc"))
-        dvc(repo, "add", str(dest.relative_to(repo)))
-    log.info("batch %s: %s as %s", name, action, dest.relative_to(repo))
-    return action, dest
-
-
-def edit_params(repo: Path, changes: dict[str, str]) -> list[str]:
-    """Set params.yaml keys (YAML literals) that differ; the result must still be valid params."""
-    path, done = repo / "params.yaml", []
-    text = path.read_text()
-    for key, value in changes.items():
-        new = set_value(text, key, value)
-        if new != text:
-            done.append(f"{key}: {value}")
-        text = new
-    parse_params(yaml.safe_load(text))
-    if done:
-        path.write_text(text)
-        log.info("params.yaml: %s", "; ".join(done))
-    return done
-
-
-def combine_changes(params: Params) -> dict[str, str]:
-    """A batch only trains the model when prepare adds batches: `none` becomes `all`."""
-    return {"data.batches.combine": "all"} if params.data.batches.combine == "none" else {}
-
-
-def prepare_mode(tx: Transaction, mode: str) -> tuple[dict[str, str], dict[str, Any] | None]:
-    """The params edits of the mode, and for continue the champion it starts from."""
-    if mode == "refit":
-        return {"train.init_model": "null"}, None
-    try:
-        model, info = registry.load(stage="prod", repo=str(tx.repo))
-    except UserError as exc:
-        raise UserError(f"{exc}\n  --mode continue starts from the prod champion; use --mode refit") from None
-    tx.will_create(tx.repo / paths.PREVIOUS_MODEL)
-    served.save(model, tx.repo / paths.PREVIOUS_MODEL)
-    log.info("continue: prod champion %s (commit %s) → %s", info["version"], info["commit"][:8], paths.PREVIOUS_MODEL)
-    return {"train.init_model": paths.PREVIOUS_MODEL}, info
+    return inputs(repo=repo, stage=stage)
 
 
 def write_summary(summary: dict[str, Any], name: str) -> Path:
@@ -401,20 +343,6 @@ def run_and_record(
     record_paths = [*OWN_OUTPUTS, paths.CHAMPION]
     commit(repo, tx.sign(f"Retrain {name}: {action.split(':')[0]}{note}"), record_paths, made=tx.committed)
     return summary
-
-
-def register_and_promote(repo: Path, *, promote: bool) -> dict[str, Any]:
-    registered = registry.register(repo)
-    version = registered["version"]
-    if not promote:
-        return {"action": f"registered {version}", "version": version, "detail": "promote on merge"}
-    promoted = registry.promote(repo, version=version, stage="prod")
-    return {
-        "action": f"registered {version}, promoted to prod",
-        "version": version,
-        "stage": "prod",
-        "detail": f"replaces {promoted.get('replaces') or 'none'}; {paths.CHAMPION} pinned",
-    }
 
 
 def refuse_interrupted(tx: Transaction) -> None:

@@ -1,21 +1,35 @@
-"""The steps `reprotab retrain` (reprotab/retrain/month.py) takes in its repository, and the check
-before the first: refuse a dirty tree, run dvc as a step with its output in the log, commit a
-run's files, push to the DVC remote; a step that fails raises StepFailed. Git and dvc themselves
-run through reprotab/vcs.py; rolling a failed month back is reprotab/retrain/journal.py."""
+"""What each step of `reprotab retrain` does in its repository (reprotab/retrain/month.py holds
+their order, the transaction around them and the command): the checks before the first write (a
+clean tree, a batch file it may version), version the batch (`add_batch`), edit params.yaml,
+set up the mode (refit, or continue the prod champion), run dvc as a step with its output in the
+log, commit a run's files, push to the DVC remote, register and promote. A step that fails
+raises StepFailed. Git and dvc themselves run through reprotab/vcs.py; rolling a failed month
+back is reprotab/retrain/journal.py."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import shutil
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from reprotab import paths, vcs
+from reprotab.data.tables import atomic_path, read_table
 from reprotab.errors import UserError, problem
+from reprotab.model import served
+from reprotab.params.loader import Params, parse_params
+from reprotab.registry import versions as registry
+from reprotab.retrain.journal import Transaction
+from reprotab.retrain.summary import batch_action, set_value
 
 OWN_OUTPUTS = (f"{paths.RETRAIN_REPORTS}/", f"{paths.MONITOR_REPORTS}/")  # rewritten by every run, never "dirty"
+BATCHES = Path(paths.BATCHES)  # data.batches.dir as shipped: a month versions its batch there
 log = logging.getLogger(__name__)
 
 
@@ -143,3 +157,90 @@ def push(repo: Path) -> str:
         log.warning("dvc push failed; the run is committed, push later with `dvc push`: %s", exc)
         return "failed (run `dvc push` later)"
     return "pushed"
+
+
+def check_source(repo: Path, source: Path) -> None:
+    if not source.is_file():
+        raise UserError(problem("--batch", "file not found", str(source)))
+    inside = source.resolve().is_relative_to(repo.resolve() / "data")
+    if inside and not source.resolve().is_relative_to((repo / BATCHES).resolve()):
+        ignored = vcs.git_succeeds("check-ignore", "-q", str(source.resolve()), cwd=repo)
+        tracked = bool(vcs.git("ls-files", str(source.resolve()), cwd=repo, check=False))
+        if not ignored and not tracked:
+            raise UserError(
+                problem(
+                    "--batch",
+                    "is an unversioned file under data/ (the registry refuses to register with it there)",
+                    str(source),
+                    f"Version it first (`dvc add {source}`, commit) or keep it outside data/",
+                )
+            )
+
+
+def add_batch(tx: Transaction, source: Path, name: str, rows: Any) -> tuple[str, Path]:
+    """Copy the batch into data/batches as Parquet and `dvc add` it; never twice."""
+    repo = tx.repo
+    dest = repo / BATCHES / f"{name}.parquet"
+    action = batch_action(source, dest, source_rows=rows, dest_rows=read_table(dest) if dest.is_file() else None)
+    if action == "add":
+        tx.will_create(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(dest) as tmp:
+            if source.suffix.lower() in (".parquet", ".pq"):
+                shutil.copyfile(source, tmp)
+            else:
+                rows.to_parquet(tmp, index=False)
+    if action == "add" or not dest.with_suffix(".parquet.dvc").is_file():
+        tx.will_create(dest.with_suffix(".parquet.dvc"))
+        dvc(repo, "add", str(dest.relative_to(repo)))
+    log.info("batch %s: %s as %s", name, action, dest.relative_to(repo))
+    return action, dest
+
+
+def edit_params(repo: Path, changes: dict[str, str]) -> list[str]:
+    """Set params.yaml keys (YAML literals) that differ; the result must still be valid params."""
+    path, done = repo / "params.yaml", []
+    text = path.read_text()
+    for key, value in changes.items():
+        new = set_value(text, key, value)
+        if new != text:
+            done.append(f"{key}: {value}")
+        text = new
+    parse_params(yaml.safe_load(text))
+    if done:
+        path.write_text(text)
+        log.info("params.yaml: %s", "; ".join(done))
+    return done
+
+
+def combine_changes(params: Params) -> dict[str, str]:
+    """A batch only trains the model when prepare adds batches: `none` becomes `all`."""
+    return {"data.batches.combine": "all"} if params.data.batches.combine == "none" else {}
+
+
+def prepare_mode(tx: Transaction, mode: str) -> tuple[dict[str, str], dict[str, Any] | None]:
+    """The params edits of the mode, and for continue the champion it starts from."""
+    if mode == "refit":
+        return {"train.init_model": "null"}, None
+    try:
+        model, info = registry.load(stage="prod", repo=str(tx.repo))
+    except UserError as exc:
+        raise UserError(f"{exc}\n  --mode continue starts from the prod champion; use --mode refit") from None
+    tx.will_create(tx.repo / paths.PREVIOUS_MODEL)
+    served.save(model, tx.repo / paths.PREVIOUS_MODEL)
+    log.info("continue: prod champion %s (commit %s) → %s", info["version"], info["commit"][:8], paths.PREVIOUS_MODEL)
+    return {"train.init_model": paths.PREVIOUS_MODEL}, info
+
+
+def register_and_promote(repo: Path, *, promote: bool) -> dict[str, Any]:
+    registered = registry.register(repo)
+    version = registered["version"]
+    if not promote:
+        return {"action": f"registered {version}", "version": version, "detail": "promote on merge"}
+    promoted = registry.promote(repo, version=version, stage="prod")
+    return {
+        "action": f"registered {version}, promoted to prod",
+        "version": version,
+        "stage": "prod",
+        "detail": f"replaces {promoted.get('replaces') or 'none'}; {paths.CHAMPION} pinned",
+    }

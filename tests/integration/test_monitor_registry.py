@@ -14,7 +14,8 @@ import pytest
 
 from reprotab.data.demo import generate
 from reprotab.model import served
-from reprotab.monitoring.report import inputs, main
+from reprotab.monitoring.inputs import inputs
+from reprotab.monitoring.report import main
 from reprotab.params.loader import parse_params
 from reprotab.pipeline import run
 from tests.helpers import base_params, promoted_repo, sh

@@ -11,8 +11,7 @@ import yaml
 
 from reprotab.errors import UserError
 from reprotab.params.loader import parse_params
-from reprotab.retrain.month import combine_changes
-from reprotab.retrain.steps import StepFailed
+from reprotab.retrain.steps import StepFailed, combine_changes
 from reprotab.retrain.summary import batch_action, batch_name, first_reason, markdown, set_value
 from tests.helpers import ROOT, base_params
 
