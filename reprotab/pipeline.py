@@ -15,6 +15,7 @@ import pandas as pd
 
 from reprotab.data.prepare import prepare_with
 from reprotab.evaluate.scores import measure
+from reprotab.model.card import ModelCard
 from reprotab.model.schema import Schema
 from reprotab.model.served import TabularModel
 from reprotab.params.loader import Params
@@ -34,6 +35,7 @@ class Run:
     training: dict[str, Any] = field(default_factory=dict)  # train's summary (sampler, threshold, ...)
     tuned: dict[str, Any] = field(default_factory=dict)  # tune's best params ({} with tuner none)
     family: str = ""  # the model family fitted (with model auto, the one tune chose)
+    card: ModelCard | None = None  # what train would write as models/model.json
 
 
 def tune_best(*, splits: dict[str, pd.DataFrame], schema: Schema, params: Params) -> dict[str, Any]:
@@ -64,6 +66,7 @@ def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...]
         training=trained.summary,
         tuned=dict(best.params),
         family=trained.family,
+        card=trained.card,
     )
 
 

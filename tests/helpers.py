@@ -7,7 +7,6 @@ process on 127.0.0.1. Model libraries load only when a helper that trains is cal
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import socket
@@ -155,8 +154,8 @@ def train_model(directory: Path, *, seed: int = 1, rows: int = 800) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "model.joblib"
     served.save(result.model, path)
-    meta = {"git_commit": f"commit-{seed}", "training_data_hash": f"hash-{seed}", "model": "random_forest"}
-    (directory / "model.json").write_text(json.dumps(meta))
+    assert result.card is not None
+    result.card.write(directory / "model.json")
     return path
 
 

@@ -2,10 +2,11 @@
 
 Fitted by the train stage on the training split (and again on train + validation with
 train.refit); tune builds the same transformer unfitted inside every CV fold. It stays one
-module past 300 lines because the classes pickled inside models must keep one module path. The fitted transformer is pickled inside the
-served model, and pickles refer to functions and classes by module, so `to_float`, `to_float32`,
-`to_text`, `to_levels`, `column_median`, `Cardinality`, `OneHotMatrix` and `FeatureMatrix` must keep
-their module path (see reprotab/model/served.py on format versions; `to_float` and `to_text` stay for
+module past 300 lines because the classes pickled inside models must keep one module path.
+The fitted transformer is pickled inside the served model, and pickles refer to functions and
+classes by module, so `to_float`, `to_float32`, `to_text`, `to_levels`, `column_median`,
+`Cardinality`, `OneHotMatrix` and `FeatureMatrix` must keep their module path (see
+reprotab/model/served.py on format versions; `to_float` and `to_text` stay for
 models pickled before the featurizer produced one float32 matrix).
 
 Numbers (and booleans as 0/1) are imputed, optionally flagged as missing and scaled. A

@@ -20,7 +20,7 @@ from reprotab.data.tables import read_table
 from reprotab.errors import UserError, problem
 from reprotab.evaluate.importance import model_importance
 from reprotab.model import served
-from reprotab.serving.scoring import local_version, metadata_beside
+from reprotab.serving.scoring import local_version
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def _workspace(model: Path, version: str | None, reference: str, holdout: str, m
     return MonitorInputs(
         model=found,
         version=digest,
-        commit=metadata_beside(model).get("git_commit"),
+        commit=None,  # a workspace file is not a registered version; its card names no commit
         source=f"workspace ({model}, {reference}, {holdout})",
         reference=read_table(reference, where="--reference"),
         holdout=read_table(holdout, where="--holdout"),

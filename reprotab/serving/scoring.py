@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +61,8 @@ def resolve_model(
         return found, {"stage": stage, "commit": None, "path": None, **info}
     path = Path(model or paths.MODEL)
     found = served.load(path, where="--model")
-    return found, {"version": local_version(path), "stage": None, "commit": _commit_beside(path), "path": str(path)}
+    # a file outside the registry has no commit: its card names content only (reprotab/model/card.py)
+    return found, {"version": local_version(path), "stage": None, "commit": None, "path": str(path)}
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,21 +79,6 @@ def local_version(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return f"local:{digest.hexdigest()[:12]}"
-
-
-def metadata_beside(path: str | Path | None) -> dict[str, Any]:
-    """models/model.json next to a model file, or {} when there is none (or it is unreadable)."""
-    if not path:
-        return {}
-    meta = Path(path).with_name("model.json")
-    try:
-        return json.loads(meta.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _commit_beside(path: Path) -> str | None:
-    return metadata_beside(path).get("git_commit")
 
 
 @dataclass

@@ -60,12 +60,13 @@ from starlette.concurrency import run_in_threadpool
 
 from reprotab import paths
 from reprotab.errors import UserError, problem
+from reprotab.model.card import ModelCard
 from reprotab.registry.gate_decision import GateDecision
 from reprotab.runner import stage_main
 from reprotab.serving.payload import ApiError, parse_request, read_body, rows_validator, validation_errors
 from reprotab.serving.prediction_log import DEFAULT_MAX_BYTES, PredictionLog
 from reprotab.serving.routing import Served, route_of, serve_rows, shadow_rows
-from reprotab.serving.scoring import add_model_arguments, metadata_beside, resolve_model
+from reprotab.serving.scoring import add_model_arguments, resolve_model
 from reprotab.serving.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -179,12 +180,12 @@ def describe(
 ) -> dict[str, Any]:
     """What /metadata returns."""
     model, info = champion.model, champion.info
-    meta = metadata_beside(info.get("path"))
+    card = ModelCard.beside(info.get("path"))
     schema = model.schema
     result: dict[str, Any] = {
         "model_version": champion.version,
         "stage": info.get("stage"),
-        "commit": info.get("commit") or meta.get("git_commit"),
+        "commit": info.get("commit"),  # a registered version's; None for a bare model file
         "task": schema.task,
         "kind": model.kind,
         "features": [{"name": c, "type": "numeric" if c in schema.numeric else "categorical"} for c in schema.features],
@@ -192,8 +193,8 @@ def describe(
         "classes": list(schema.classes),
         "positive_class": schema.positive_class,
         "threshold": model.decision_threshold,
-        "model": meta.get("model"),
-        "training_data_hash": meta.get("training_data_hash"),
+        "model": card.model if card else None,
+        "training_data_hash": card.training_data_hash if card else None,
         "limits": {"max_rows": config.max_rows, "max_bytes": config.max_bytes},
         "canary": {"version": canary.version, "share": config.canary_share} if canary else None,
         "shadow": {"version": shadow.version} if shadow else None,

@@ -132,7 +132,7 @@ def test_resolve_model_file_version_and_commit(model_path):
     _, info = resolve_model(model_path)
     assert info["version"] == local_version(model_path) and info["version"].startswith("local:")
     assert len(info["version"]) == len("local:") + 12
-    assert info["commit"] == "commit-1" and info["path"] == str(model_path)
+    assert info["commit"] is None and info["path"] == str(model_path)
     with pytest.raises(UserError, match="one of --model, --stage, --version"):
         resolve_model(model_path, stage="prod")
 

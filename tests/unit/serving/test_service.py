@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from reprotab.model.card import ModelCard
 from reprotab.serving import prediction_log
 from reprotab.serving.prediction_log import PredictionLog
 from reprotab.serving.routing import Served, route_of
@@ -145,8 +147,11 @@ def test_health_ready_metadata(client, champion):
     assert client.get("/health").json()["status"] == "ok"
     assert client.get("/ready").status_code == 200
     meta = client.get("/metadata").json()
-    assert meta["model_version"] == champion.version and meta["commit"] == "commit-1"
-    assert meta["training_data_hash"] == "hash-1" and meta["classes"] == [False, True]
+    assert meta["model_version"] == champion.version
+    assert meta["commit"] is None  # a bare file, not a registered version
+    card = ModelCard.read(Path(champion.info["path"]).with_name("model.json"))  # what train wrote beside it
+    assert (meta["model"], meta["training_data_hash"]) == ("random_forest", card.training_data_hash)
+    assert meta["classes"] == [False, True]
     assert {"name": "region", "type": "categorical"} in meta["features"]
     assert {"name": "tenure_months", "type": "numeric"} in meta["features"]
 
