@@ -123,7 +123,8 @@ def reference_scores(repo: Path, version: str) -> dict[str, float]:
     """A version's roc_auc and log_loss on the frozen reference set the champion pin names."""
     from reprotab.evaluate.scores import measure
     from reprotab.registry import versions as registry
-    from reprotab.registry.gate import read_pin, reference_rows
+    from reprotab.registry.champion import read_pin
+    from reprotab.registry.reference import reference_rows
 
     pin = read_pin(repo / "models/champion.json")
     rows = reference_rows(pin, repo=str(repo))

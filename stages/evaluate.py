@@ -18,6 +18,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from reprotab import paths
 from reprotab.data.tables import read_parquet
 from reprotab.evaluate.scores import evaluate, write_report
 from reprotab.model import served
@@ -32,8 +33,8 @@ log = logging.getLogger(__name__)
 @stage_main("evaluate")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Score the model on the test split; write the evaluation report.")
-    parser.add_argument("--model", default="models/model.joblib")
-    parser.add_argument("--prepared", default="data/prepared")
+    parser.add_argument("--model", default=paths.MODEL)
+    parser.add_argument("--prepared", default=paths.PREPARED)
     parser.add_argument("--out-dir", default="reports/evaluate")
     args = parser.parse_args(argv)
     params = load_stage_params("evaluate", PARAMS)

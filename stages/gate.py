@@ -21,10 +21,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from reprotab import paths
 from reprotab.data.tables import file_md5
 from reprotab.model import served
 from reprotab.params.loader import load_stage_params
-from reprotab.registry.gate import champion_model, evaluate_gate, read_pin, reference_rows, write_decision
+from reprotab.registry.champion import champion_model, read_pin
+from reprotab.registry.gate import evaluate_gate
+from reprotab.registry.gate_decision import write_decision
+from reprotab.registry.reference import reference_rows
 from reprotab.runner import stage_main
 
 PARAMS = ("metric", "seed", "gate")
@@ -34,12 +38,12 @@ log = logging.getLogger(__name__)
 @stage_main("gate")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Challenger vs champion on the same test rows; write the decision.")
-    parser.add_argument("--model", default="models/model.joblib")
-    parser.add_argument("--champion", default="models/champion.json")
-    parser.add_argument("--test", default="data/prepared/test.parquet")
-    parser.add_argument("--train", default="data/prepared/train.parquet")  # no reference row may be in it
-    parser.add_argument("--validation", default="data/prepared/validation.parquet")
-    parser.add_argument("--out-dir", default="reports/gate")
+    parser.add_argument("--model", default=paths.MODEL)
+    parser.add_argument("--champion", default=paths.CHAMPION)
+    parser.add_argument("--test", default=paths.TEST)
+    parser.add_argument("--train", default=paths.TRAIN)  # no reference row may be in it
+    parser.add_argument("--validation", default=paths.VALIDATION)
+    parser.add_argument("--out-dir", default=paths.GATE_DIR)
     args = parser.parse_args(argv)
     params = load_stage_params("gate", PARAMS)
     metric, seed, rules = params.metric, params.seed, params.gate

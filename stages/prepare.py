@@ -16,6 +16,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from reprotab import paths
 from reprotab.data.prepare import SPLITS, choose_batches, combine_batches, prepare_with
 from reprotab.data.tables import file_hash, read_table, write_json, write_table
 from reprotab.errors import UserError, problem
@@ -29,8 +30,8 @@ log = logging.getLogger(__name__)
 @stage_main("prepare")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Validate, clean and split the raw table.")
-    parser.add_argument("--out-dir", default="data/prepared")
-    parser.add_argument("--summary", default="reports/prepare/summary.json")
+    parser.add_argument("--out-dir", default=paths.PREPARED)
+    parser.add_argument("--summary", default=paths.PREPARE_SUMMARY)
     args = parser.parse_args(argv)
     params = load_stage_params("prepare", PARAMS)
     data, batches = params.data, params.data.batches

@@ -24,6 +24,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+from reprotab import paths
 from reprotab.data.tables import read_json, write_json
 from reprotab.model import served
 from reprotab.model.schema import Schema
@@ -39,11 +40,11 @@ log = logging.getLogger(__name__)
 @stage_main("train")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Featurize and fit the model; save it with its preprocessing.")
-    parser.add_argument("--prepared", default="data/prepared")
-    parser.add_argument("--best-params", default="models/best_params.json")
-    parser.add_argument("--prepare-summary", default="reports/prepare/summary.json")
+    parser.add_argument("--prepared", default=paths.PREPARED)
+    parser.add_argument("--best-params", default=paths.BEST_PARAMS)
+    parser.add_argument("--prepare-summary", default=paths.PREPARE_SUMMARY)
     parser.add_argument("--out-dir", default="models")
-    parser.add_argument("--metrics", default="reports/train/metrics.json")
+    parser.add_argument("--metrics", default=paths.TRAIN_METRICS)
     args = parser.parse_args(argv)
     params = load_stage_params("train", PARAMS)
     prepared, out = Path(args.prepared), Path(args.out_dir)

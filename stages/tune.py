@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from reprotab import paths
 from reprotab.data.tables import read_json
 from reprotab.model.schema import Schema
 from reprotab.params.loader import load_stage_params
@@ -35,8 +36,8 @@ log = logging.getLogger(__name__)
 @stage_main("tune")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Search hyperparameters for train.")
-    parser.add_argument("--prepared", default="data/prepared")
-    parser.add_argument("--out", default="models/best_params.json")
+    parser.add_argument("--prepared", default=paths.PREPARED)
+    parser.add_argument("--out", default=paths.BEST_PARAMS)
     parser.add_argument("--study", default="models/study.journal", help="local study file when tune.storage is null")
     parser.add_argument("--reports", default="reports/tune")
     parser.add_argument("--worker", action="store_true", help="only add trials to the shared study")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from reprotab import paths
 from reprotab.data.tables import write_json
 from reprotab.params.checks import check_params_file
 from reprotab.runner import stage_main
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Check params.yaml before the pipeline runs.")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", default="reports/validate/params.json")
+    parser.add_argument("--out", default=paths.VALIDATED_PARAMS)
     args = parser.parse_args(argv)
     params = check_params_file(args.params)
     write_json({"params": "valid"}, args.out)

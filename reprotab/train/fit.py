@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from reprotab import paths
 from reprotab.data.tables import frame_hash, release_arrow_memory
 from reprotab.errors import UserError, problem
 from reprotab.model.decision import fit_decision
@@ -49,7 +50,7 @@ def trained_family(model: str, tuning: BestParams) -> str:
     if chosen not in MODELS:
         raise UserError(
             problem(
-                "models/best_params.json",
+                paths.BEST_PARAMS,
                 "names no model family, which model: auto needs from tune's search",
                 chosen,
                 "Run the tune stage first (dvc repro), with tuner optuna or random",

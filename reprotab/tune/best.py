@@ -14,10 +14,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from reprotab import paths
 from reprotab.data.tables import read_json, write_json
 from reprotab.errors import UserError, problem
 
-PATH = "models/best_params.json"
+PATH = paths.BEST_PARAMS
 
 
 @dataclass(frozen=True)
