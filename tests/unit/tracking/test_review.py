@@ -3,13 +3,7 @@ tests/integration/test_review.py."""
 
 import json
 import math
-import re
-import subprocess
-import sys
 from pathlib import Path
-
-import pytest
-import yaml
 
 from reprotab.tracking.review import (
     collect_plots,
@@ -22,7 +16,6 @@ from reprotab.tracking.review import (
     render,
     report_markdown,
 )
-from tests.helpers import DVC, reproduced_repo, sh
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -172,33 +165,3 @@ def test_find_dvc_root_walks_up(tmp_path):
     (tmp_path / "a/b").mkdir(parents=True)
     assert find_dvc_root(tmp_path / "a/b") == tmp_path
     assert find_dvc_root(tmp_path.parent) is None
-
-
-def review(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return sh([sys.executable, "-m", "reprotab", "review", *args], cwd, check=check)
-
-
-def set_sampler(repo: Path, sampler: str) -> None:
-    """A top-level key that re-runs only train and evaluate and changes every test metric."""
-    params = repo / "params.yaml"
-    params.write_text(re.sub(r"(?m)^sampler: \w+", f"sampler: {sampler}", params.read_text()))
-    assert yaml.safe_load(params.read_text())["sampler"] == sampler
-
-
-def commit(repo: Path, message: str) -> str:
-    sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-q", "-m", message], repo)
-    return sh(["git", "rev-parse", "HEAD"], repo).stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def history(tmp_path_factory):
-    """The reproduced project (no class balancing), then a second reproduced commit with random
-    undersampling: two commits whose every test metric differs."""
-    repo = reproduced_repo(tmp_path_factory, "review")
-    assert yaml.safe_load((repo / "params.yaml").read_text())["sampler"] == "none"
-    first = sh(["git", "rev-parse", "HEAD"], repo).stdout.strip()
-    set_sampler(repo, "random_under")
-    sh([DVC, "repro"], repo)
-    second = commit(repo, "undersampled")
-    return repo, first, second
