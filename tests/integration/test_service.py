@@ -11,38 +11,12 @@ import time
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from reprotab.serving import prediction_log
-from reprotab.serving.routing import Served
-from reprotab.serving.scoring import resolve_model
-from reprotab.serving.service import ServiceConfig, create_app
-from tests.helpers import free_port, request_rows, serve_command, server, server_env, train_model
+from tests.helpers import free_port, request_rows, serve_command, server, server_env
 
+pytest_plugins = ["tests.service_fixtures"]  # models, champion, challenger, client
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    return train_model(root / "champion", seed=1), train_model(root / "challenger", seed=2)
-
-
-@pytest.fixture(scope="module")
-def champion(models):
-    return Served(*resolve_model(models[0]))
-
-
-@pytest.fixture(scope="module")
-def challenger(models):
-    return Served(*resolve_model(models[1]))
-
-
-@pytest.fixture
-def client(champion, tmp_path):
-    config = ServiceConfig(log_dir=str(tmp_path / "log"), max_rows=50, max_bytes=200_000)
-    with TestClient(create_app(champion, config=config)) as test_client:
-        yield test_client
 
 
 ROWS = request_rows(3)

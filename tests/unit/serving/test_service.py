@@ -14,33 +14,11 @@ from fastapi.testclient import TestClient
 from reprotab.model.card import ModelCard
 from reprotab.serving import prediction_log
 from reprotab.serving.prediction_log import PredictionLog
-from reprotab.serving.routing import Served, route_of
-from reprotab.serving.scoring import resolve_model
+from reprotab.serving.routing import route_of
 from reprotab.serving.service import ServiceConfig, create_app
-from tests.helpers import request_rows, train_model
+from tests.helpers import request_rows
 
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    return train_model(root / "champion", seed=1), train_model(root / "challenger", seed=2)
-
-
-@pytest.fixture(scope="module")
-def champion(models):
-    return Served(*resolve_model(models[0]))
-
-
-@pytest.fixture(scope="module")
-def challenger(models):
-    return Served(*resolve_model(models[1]))
-
-
-@pytest.fixture
-def client(champion, tmp_path):
-    config = ServiceConfig(log_dir=str(tmp_path / "log"), max_rows=50, max_bytes=200_000)
-    with TestClient(create_app(champion, config=config)) as test_client:
-        yield test_client
+pytest_plugins = ["tests.service_fixtures"]  # models, champion, challenger, client
 
 
 ROWS = request_rows(3)
