@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics=args.metrics,
         importance=args.importance,
     )
+    extra: dict[str, Any]
     if args.batch:
         batch, name, extra = read_table(args.batch, where="--batch"), args.name or Path(args.batch).stem, {}
     else:

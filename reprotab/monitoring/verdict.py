@@ -153,7 +153,9 @@ def model_scores(model: TabularModel, rows: pd.DataFrame) -> tuple[np.ndarray, n
     return model.classes[model.class_indices(proba)], proba
 
 
-def score_drift(reference: np.ndarray, batch: np.ndarray, *, config: MonitorParams, seed: int):
+def score_drift(
+    reference: np.ndarray, batch: np.ndarray, *, config: MonitorParams, seed: int
+) -> tuple[ColumnDrift, Bins]:
     if reference.dtype == object:
         return categorical_drift(pd.Series(reference).map(str), pd.Series(batch).map(str))
     return numeric_drift(reference, batch, bins=config.bins, max_rows=config.sample_rows, seed=seed)
@@ -192,7 +194,7 @@ def performance(
     model: TabularModel,
     rows: pd.DataFrame,
     proba: np.ndarray | None,
-    predicted: np.ndarray,
+    predicted: np.ndarray | None,
     *,
     test_metrics: dict[str, Any] | None,
     metric: str,
@@ -204,8 +206,10 @@ def performance(
     schema, labeled = model.schema, rows[model.schema.target].notna().to_numpy()
     truth = encode_target(rows.loc[labeled, schema.target], schema)
     if schema.task == "regression":
+        assert predicted is not None  # monitor passes a regressor's predictions
         scored = Scored(y_true=truth, y_pred=predicted[labeled])
     else:
+        assert proba is not None  # model_scores gives every classifier's probabilities
         positive = model.positive_index() if model.binary else None
         scored = Scored(truth, model.class_indices(proba[labeled]), proba[labeled], positive)
     batch = batch_metrics(schema.task, scored)
@@ -229,7 +233,9 @@ def performance(
     }
 
 
-def label_drift(reference: pd.DataFrame, batch: pd.DataFrame, *, schema: Schema, config: MonitorParams, seed: int):
+def label_drift(
+    reference: pd.DataFrame, batch: pd.DataFrame, *, schema: Schema, config: MonitorParams, seed: int
+) -> dict[str, Any]:
     """The batch's labeled target against the reference's (see reprotab/stats/drift.py); {"rows": 0, ...}
     when the batch has no labeled row."""
     target = schema.target
@@ -283,12 +289,12 @@ def monitor(
     features: dict[str, Any] = {}
     for column in ranked:
         result, _ = drift[column]
-        drifted = result.psi >= config.psi_moderate and result.p_value < alpha
-        strong = drifted and result.psi >= config.psi_strong
+        moved = result.psi >= config.psi_moderate and result.p_value < alpha
+        strong = moved and result.psi >= config.psi_strong
         features[column] = {
             **result.as_dict(),
-            "drifted": drifted,
-            "severity": "strong" if strong else "moderate" if drifted else "none",
+            "drifted": moved,
+            "severity": "strong" if strong else "moderate" if moved else "none",
             "importance": None if importance is None else round(float(importance.get(column, 0.0)), 6),
             "important": column in ranked[: config.important_features] and importance is not None,
         }
@@ -321,19 +327,21 @@ def monitor(
         reasons.append(f"{len(drifted)} of {len(ranked)} features drifted ({limit})")
     if prediction_drifted:
         reasons.append(f"prediction drift: PSI {prediction.psi:.3f} of the model's scores, p {prediction.p_value:.2g}")
-    for name in perf["dropped_metrics"] if perf else []:
-        entry = perf["judged"][name]
-        reasons.append(
-            f"performance dropped: {name} {entry['batch']:.4f} on the batch vs {entry['test']:.4f} on test "
-            f"(95% interval {entry['interval_95']}, tolerance {entry['tolerance']})"
-        )
+    if perf:
+        for name in perf["dropped_metrics"]:
+            entry = perf["judged"][name]
+            reasons.append(
+                f"performance dropped: {name} {entry['batch']:.4f} on the batch vs {entry['test']:.4f} on test "
+                f"(95% interval {entry['interval_95']}, tolerance {entry['tolerance']})"
+            )
     labels = label_drift(reference, batch, schema=schema, config=config, seed=seed)
     blockers = [f"label drift: {labels['reason']}"] if labels["drifted"] else []
-    for name in perf["undefined"] if perf else []:
-        blockers.append(
-            f"{name} is undefined on the {perf['rows']:,} labeled batch rows ({perf['batch'][name]}): "
-            "it cannot say the model is fine"
-        )
+    if perf:
+        for name in perf["undefined"]:
+            blockers.append(
+                f"{name} is undefined on the {perf['rows']:,} labeled batch rows ({perf['batch'][name]}): "
+                "it cannot say the model is fine"
+            )
     report = {
         "model": judged or {"version": None, "commit": None, "source": None},
         "blockers": blockers,

@@ -293,8 +293,8 @@ def evaluate_gate(
     """The whole stage without IO: score both on the test rows (and on the frozen reference set,
     checked against the training rows for leaks), decide, record what was compared."""
     rows = {"test_rows": len(test), "test_rows_hash": frame_hash(test), "challenger_md5": challenger_md5}
-    frozen = pin.reference if reference is not None else None
-    if frozen is not None:
+    frozen = pin.reference  # judged only when its rows were read (`reference`)
+    if frozen is not None and reference is not None:
         rows["reference"] = {**frozen.to_dict(), "rows": len(reference)}
     judged = {**pin.to_dict(), "md5": champion_md5}
     if champion_md5 is not None and champion_md5 == challenger_md5:
@@ -320,7 +320,7 @@ def evaluate_gate(
         else:
             reference_ours, reference_theirs = score_both(challenger, champion, reference)
     extra = []
-    if frozen is not None and champion is not None and training is not None:
+    if frozen is not None and reference is not None and champion is not None and training is not None:
         in_training = frozen.in_training or 0
         extra.append(leak_check(reference, training, in_training=in_training, id_column=challenger.schema.id_column))
     decision = decide_promotion(

@@ -174,6 +174,8 @@ def retrain(
 
 def transaction(tx: Transaction, summary: dict[str, Any], **month: Any) -> dict[str, Any]:
     """Run the month; on any failure or interruption roll back, then record it (see the docstring)."""
+    journal = tx.journal
+    assert journal is not None  # month() calls tx.begin() first; only tx.end() below clears it
     name, note = summary["batch"], f"\n\n{month['message']}" if month.get("message") else ""
     if summary.get("override"):
         note += f"\n\nOverride of the monitor's stop: {summary['override']}"
@@ -181,31 +183,31 @@ def transaction(tx: Transaction, summary: dict[str, Any], **month: Any) -> dict[
         result = run_month(tx, summary, note=note, **{k: v for k, v in month.items() if k != "message"})
     except Refused as exc:  # raised before the first write but the monitor report: nothing to roll back
         summary |= {"outcome": "refused", "why": str(exc)}
-        record(tx.repo, summary, name, f"Retrain {name}: refused{note}\n\n{exc}", trailer=tx.journal.trailer)
+        record(tx.repo, summary, name, f"Retrain {name}: refused{note}\n\n{exc}", trailer=journal.trailer)
         tx.end()
         raise UserError(
             problem("retrain", f"refused: {exc}", name, f"Details in {paths.retrain_summary(name, 'md')}")
         ) from None
     except BaseException as exc:  # a failed step, a bug, Ctrl-C: the repository goes back as it was
         try:
-            done = rollback(tx.repo, tx.journal, dvc_checkout=restore_outputs)
+            done = rollback(tx.repo, journal, dvc_checkout=restore_outputs)
         except Exception as failed:  # the journal stays: --recover tries again once the cause is fixed
             raise UserError(
                 problem(
                     "retrain",
-                    f"step '{tx.journal.step}' failed ({first_reason(exc)}) and so did the rollback",
+                    f"step '{journal.step}' failed ({first_reason(exc)}) and so did the rollback",
                     first_reason(failed),
                     "Fix that, then run `reprotab retrain --recover`",
                 )
             ) from None
         summary |= {
             "outcome": "failed",
-            "why": f"step '{tx.journal.step}' failed; the repository was rolled back, the champion keeps serving",
+            "why": f"step '{journal.step}' failed; the repository was rolled back, the champion keeps serving",
             "error": str(exc) or type(exc).__name__,
             "rollback": done,
         }
-        subject = f"Retrain {name}: failed at {tx.journal.step}, rolled back{note}"
-        record(tx.repo, summary, name, subject, trailer=tx.journal.trailer)
+        subject = f"Retrain {name}: failed at {journal.step}, rolled back{note}"
+        record(tx.repo, summary, name, subject, trailer=journal.trailer)
         tx.end()
         if isinstance(exc, KeyboardInterrupt):
             raise SystemExit(130) from None  # rolled back and recorded: no traceback for a Ctrl-C
@@ -237,7 +239,8 @@ def restore_outputs() -> str | None:
 def run_month(
     tx: Transaction, summary: dict[str, Any], *, params: Params, rows: Any, batch: Path, promote: bool, note: str
 ) -> dict[str, Any]:
-    repo, name = tx.repo, summary["batch"]
+    repo, name, journal = tx.repo, summary["batch"], tx.journal
+    assert journal is not None  # called by transaction(), inside the begun month
     tx.step("check labels")
     try:
         summary["labelled_rows"] = check_labels(rows, target=params.data.target, where=f"--batch {batch.name}")
@@ -257,7 +260,7 @@ def run_month(
         )
     if not (verdict.retrain or summary["forced"]):
         summary |= {"outcome": "no retrain", "why": "the monitor found no reason to retrain (--force overrides)"}
-        record(repo, summary, name, f"Monitor batch {name}: no retrain{note}", trailer=tx.journal.trailer)
+        record(repo, summary, name, f"Monitor batch {name}: no retrain{note}", trailer=journal.trailer)
         return summary
     tx.step("add batch")
     action, dest = add_batch(tx, batch, name, rows)

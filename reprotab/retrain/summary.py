@@ -60,7 +60,8 @@ def batch_action(source: Path, dest: Path, *, source_rows: pd.DataFrame, dest_ro
 def set_value(text: str, dotted: str, value: str) -> str:
     """params.yaml text with the scalar at `dotted` (e.g. data.batches.combine) set to `value`
     (a YAML literal), its comment and every other line untouched."""
-    keys, stack, lines = dotted.split("."), [], text.splitlines(keepends=True)
+    keys, lines = dotted.split("."), text.splitlines(keepends=True)
+    stack: list[tuple[int, str]] = []  # (indent, key) of each section enclosing the line
     for number, line in enumerate(lines):
         match = _KEY.match(line)
         if not match or line.lstrip().startswith("#"):
@@ -166,7 +167,7 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def first_reason(exc: Exception) -> str:
+def first_reason(exc: BaseException) -> str:
     """An error's first line for a one-line message; a heading over a list of problems
     (`params.yaml has problems:` then `  - ...`) keeps its first problem."""
     lines = str(exc).splitlines() or [type(exc).__name__]

@@ -30,7 +30,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,9 @@ def errors_path(output: str | Path) -> Path:
     return output.with_name(output.name + ".errors.csv")
 
 
-def open_input(path: Path, *, block_bytes: int) -> tuple[list[str], pa.DataType | None, int | None, Any]:
+def open_input(
+    path: Path, *, block_bytes: int
+) -> tuple[list[str], Callable[[str], pa.DataType], int | None, Callable[[list[str], int], Iterator[pa.RecordBatch]]]:
     """Column names, the id type reader, row count (Parquet) and a function(columns) → batches."""
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
@@ -170,8 +172,11 @@ def predict_file(
                     with np.errstate(over="ignore", invalid="ignore"):  # bisecting rows too large for float32
                         result = score(model, cleaned.frame)
                     out = pd.DataFrame({schema.names[0]: ids[result.index], "prediction": result.predictions})
-                    for i, name in enumerate(probas):
-                        out[name] = result.proba[:, i]
+                    if probas:
+                        proba = result.proba
+                        assert proba is not None  # probas are a classifier's, and score gives a classifier's
+                        for i, name in enumerate(probas):
+                            out[name] = proba[:, i]
                     out["threshold"], out["model_version"] = threshold, version
                     writer.write_table(pa.Table.from_pandas(out, schema=schema, preserve_index=False))
                     failed += [{"row": seen + i, "id": ids[i], "error": why} for i, why in result.failed]

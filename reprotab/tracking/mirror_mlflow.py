@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -40,10 +40,13 @@ from reprotab.errors import UserError, problem, redact
 from reprotab.registry.champion import read_pin
 from reprotab.tracking.mirrors import Snapshot, require
 
-try:  # optional: without mlflow, `connect` says how to install it
+if TYPE_CHECKING:
     from mlflow.pyfunc import PythonModel
-except ImportError:
-    PythonModel = object
+else:
+    try:  # optional: without mlflow, `connect` says how to install it
+        from mlflow.pyfunc import PythonModel
+    except ImportError:
+        PythonModel = object
 
 log = logging.getLogger(__name__)
 DEFAULT_URI = "sqlite:///mlruns.db"
