@@ -78,7 +78,9 @@ def inputs(
     )
 
 
-def _workspace(model: Path, version: str | None, reference: str, holdout: str, metrics: str, importance: str):
+def _workspace(
+    model: Path, version: str | None, reference: str, holdout: str, metrics: str, importance: str
+) -> MonitorInputs:
     found = served.load(model, where="--model")
     digest = local_version(model)
     if version and version != digest:
