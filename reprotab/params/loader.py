@@ -8,7 +8,9 @@ they declare in dvc.yaml (their `PARAMS` constant), so a stage cannot silently d
 whose change would not re-run it.
 
 The package is split in two (the sections, and this loader) because the schema alone was a
-600-line module of two ideas: what a knob is, and how the file is read and reported.
+600-line module of two ideas: what a knob is, and how the file is read and reported. This
+half, a little past 300 lines, is the second idea whole: the file, its cross-section rules,
+the report of every problem at once, and the stage views.
 """
 
 from __future__ import annotations

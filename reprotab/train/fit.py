@@ -11,7 +11,9 @@ keeping what was decided on validation with the train-only model: the threshold,
 calibrator, and with early stopping the number of rounds, scaled up by the row ratio (more rows
 at the same learning rate support proportionally more rounds; the usual practice when refitting
 boosters on all rows). The calibrator was fitted on the train-only model's probabilities, so on
-the refit model it is an approximation. The test split stays untouched either way.
+the refit model it is an approximation. The test split stays untouched either way. One
+module (about 300 lines): fit and refit share every helper, and the model card is built from
+what they return.
 """
 
 from __future__ import annotations
