@@ -3,7 +3,9 @@ against the model's schema. Every refusal is an `ApiError` (status 422 or 413) w
 has one entry per bad row and field: {"row": i | null, "field": name | null, "error": text}.
 
 Rows are checked by a pydantic model built from the schema, with `extra="forbid"`: every
-feature is required (null for unknown) and no other field is allowed. Numeric features take a
+feature is required (null for unknown) and no other field is allowed but the schema's id column,
+which is optional (text or an integer) and is echoed with the row's prediction and logged, so
+labels that arrive later can be joined to predictions by id. Numeric features take a
 finite number, a boolean, text or null (bare NaN and ±Infinity are not JSON and are refused,
 though Python's JSON parser would accept them); categorical ones take text, an integer, a
 boolean or null. What text in a numeric field becomes is the policy for every incoming row
@@ -52,6 +54,8 @@ def rows_validator(schema: Schema) -> TypeAdapter:
     for i, name in enumerate(schema.features):
         kind = StrictBool | Number | StrictStr | None if name in schema.numeric else Category | None
         fields[f"f{i}"] = (kind, Field(alias=name))
+    if schema.id_column:
+        fields["row_id"] = (StrictStr | StrictInt | None, Field(None, alias=schema.id_column))
     row = create_model("Row", __config__=ConfigDict(extra="forbid"), **fields)
     return TypeAdapter(list[row])
 
@@ -67,7 +71,11 @@ def validation_errors(exc: ValidationError, schema: Schema) -> list[dict[str, An
         elif error["type"] == "missing":
             message = "missing: every feature is required (null for unknown)"
         elif error["type"] == "extra_forbidden":
-            message = "unknown field: not a feature of the model"
+            message = "unknown field: not a feature of the model" + (
+                f" (nor its id column, {schema.id_column})" if schema.id_column else ""
+            )
+        elif field == schema.id_column:
+            message = "must be text, an integer or null (the row's id)"
         elif field in schema.numeric:
             message = "must be a finite number, text, a boolean or null"
         else:

@@ -8,6 +8,7 @@ the UTC day changes, so a day's predictions never share a file with another day'
      "request_id": "…",                            the client's request_id, else a generated uuid4
      "route": "champion" | "canary" | "shadow",    which model scored it (shadow: not returned)
      "version": "local:3f9c0a1b2c4d",              that model's version
+     "id": "C-1042" | null,                        the row's id column, when the client sent it
      "features": {"tenure_months": 3, …},          the row as the client sent it (after validation)
      "prediction": true,                           the label, or a number for regression
      "proba": {"False": 0.8, "True": 0.2} | null}  class probabilities (keys are the classes as
@@ -52,6 +53,7 @@ def record(
     features: dict[str, Any],
     prediction: Any,
     proba: dict[str, float] | None,
+    row_id: Any = None,
 ) -> dict[str, Any]:
     """One line of the log (see the module docstring)."""
     return {
@@ -59,6 +61,7 @@ def record(
         "request_id": request_id,
         "route": route,
         "version": version,
+        "id": row_id,
         "features": features,
         "prediction": prediction,
         "proba": proba,
@@ -139,7 +142,8 @@ def utc_time(value: str | None, *, where: str) -> pd.Timestamp | None:
 
 def read_rows(directory: str | Path, *, where: str = "--from-log") -> pd.DataFrame:
     """Every line of every *.jsonl file of `directory` (file name order), one row each: time (UTC),
-    request_id, route, version, prediction, proba, features, and position (the row's place among
+    request_id, route, version, id (the row's id column; null when not sent), prediction, proba,
+    features, and position (the row's place among
     its request's rows of that route, which pairs a shadow row with the served one)."""
     directory = Path(directory)
     paths = sorted(directory.glob("*.jsonl")) if directory.is_dir() else []
@@ -162,7 +166,7 @@ def read_rows(directory: str | Path, *, where: str = "--from-log") -> pd.DataFra
     frame = pd.DataFrame(
         {
             "time": pd.to_datetime([r.get("time") for r in records], utc=True, errors="coerce", format="ISO8601"),
-            **{k: [r.get(k) for r in records] for k in ("request_id", "route", "version", "prediction", "proba")},
+            **{k: [r.get(k) for r in records] for k in ("request_id", "route", "version", "id", "prediction", "proba")},
             "features": [r["features"] for r in records],
         }
     )

@@ -93,7 +93,15 @@ def serve_rows(
     predictions, probas = scored(served, frame)
     write_log(prediction_log, served, rows, request_id, route, predictions, probas)
     telemetry.predicted(route, np.asarray(predictions, dtype=object))
-    answers = [{"prediction": p, "proba": probas[i] if probas else None} for i, p in enumerate(predictions)]
+    id_column = served.model.schema.id_column
+    answers = [
+        {
+            **({"id": rows[i][id_column]} if id_column and id_column in rows[i] else {}),
+            "prediction": p,
+            "proba": probas[i] if probas else None,
+        }
+        for i, p in enumerate(predictions)
+    ]
     reply = {"request_id": request_id, "model_version": served.version, "route": route, "predictions": answers}
     return frame, {**reply, "cleaning": cleaned.changes()}
 
@@ -127,13 +135,15 @@ def write_log(
     probas: list[dict[str, float]] | None,
 ) -> None:
     now = datetime.now(UTC)
+    id_column = served.model.schema.id_column
     prediction_log.write(
         record(
             time=now,
             request_id=request_id,
             route=route,
             version=served.version,
-            features=row,
+            row_id=row.get(id_column) if id_column else None,
+            features={k: v for k, v in row.items() if k != id_column},
             prediction=predictions[i],
             proba=probas[i] if probas else None,
         )

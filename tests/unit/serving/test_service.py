@@ -182,8 +182,34 @@ def test_shadow_returns_the_champion_and_logs_both(champion, challenger, tmp_pat
     champion_lines = [r for r in records if r["route"] == "champion"]
     assert [r["features"] for r in champion_lines] == ROWS
     assert [r["prediction"] for r in champion_lines] == [p["prediction"] for p in answer.json()["predictions"]]
-    assert set(champion_lines[0]) == {"time", "request_id", "route", "version", "features", "prediction", "proba"}
+    assert set(champion_lines[0]) == {"time", "request_id", "route", "version", "id", "features", "prediction", "proba"}
     assert datetime.fromisoformat(champion_lines[0]["time"]).tzinfo is not None
+
+
+def test_a_row_may_carry_its_id_which_is_echoed_and_logged(champion, tmp_path):
+    """/metadata names customer_id as the id column: a row may send it (optional), its prediction
+    echoes it, and the log records it apart from the features, so later labels join by id."""
+    rows = [{**ROWS[0], "customer_id": "C-1"}, ROWS[1], {**ROWS[2], "customer_id": 7}]
+    with TestClient(create_app(champion, config=ServiceConfig(log_dir=str(tmp_path)))) as client:
+        answer = client.post("/predict", json={"rows": rows, "request_id": "with-ids"})
+        bad = client.post("/predict", json={"rows": [{**ROWS[0], "customer_id": 1.5}]})
+        other = client.post("/predict", json={"rows": [{**ROWS[0], "customer": "C-1"}]})
+    assert answer.status_code == 200, answer.text
+    assert [p.get("id") for p in answer.json()["predictions"]] == ["C-1", None, 7]
+    assert "id" not in answer.json()["predictions"][1]  # not sent, not invented
+    records = prediction_log.read(tmp_path)
+    assert [r["id"] for r in records] == ["C-1", None, 7]
+    assert [r["features"] for r in records] == ROWS  # the id is not a feature
+    assert bad.status_code == 422 and bad.json()["detail"] == [
+        {"row": 0, "field": "customer_id", "error": "must be text, an integer or null (the row's id)"}
+    ]
+    assert other.status_code == 422 and other.json()["detail"] == [
+        {
+            "row": 0,
+            "field": "customer",
+            "error": "unknown field: not a feature of the model (nor its id column, customer_id)",
+        }
+    ]
 
 
 def test_prediction_log_rotates_by_size_and_by_day(tmp_path):
