@@ -7,9 +7,9 @@ sample of the table; its title says how many rows it shows out of how many.
 
 from __future__ import annotations
 
-import os
 import random
-import secrets
+import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -100,32 +100,41 @@ def table_report_html(frame: pd.DataFrame, *, source: str, seed: int, rows: int 
     rows_shown = f"all {len(frame):,} rows" if len(shown) == len(frame) else f"seeded sample of {len(shown):,}"
     title = f"{source}: {rows_shown}" + ("" if len(shown) == len(frame) else f" of {len(frame):,} rows")
     with _seeded_ids(seed):
-        return TableReport(shown, title=title, verbose=0).html()
+        page = TableReport(shown, title=title, verbose=0).html()
+    return _SVG_DATE.sub("", page)
+
+
+# matplotlib stamps each SVG figure with the time it was drawn: the page keeps no date at all.
+_SVG_DATE = re.compile(r"\s*<dc:date>[^<]*</dc:date>")
+_RENDERING = threading.Lock()  # one page at a time may swap skrub's id source
+
+
+class _SeededSecrets:
+    """What skrub asks `secrets` for (`token_hex`), drawn from a seeded generator."""
+
+    def __init__(self, seed: int) -> None:
+        self._draw = random.Random(seed)
+
+    def token_hex(self, nbytes: int | None = None) -> str:
+        return self._draw.randbytes(32 if nbytes is None else nbytes).hex()
 
 
 @contextmanager
 def _seeded_ids(seed: int) -> Iterator[None]:
     """skrub names the page's HTML elements with `secrets.token_hex`, so each run wrote a different
     page and `dvc repro` never reproduced profile.html byte for byte. The ids only need to be
-    unique within the page: draw them from a seeded generator while the page renders. The same
-    goes for the plots' SVG: matplotlib's clip-path ids take a fixed salt, and its date stamp the
-    fixed SOURCE_DATE_EPOCH (the reproducible-builds convention it honours)."""
+    unique within the page, so while it renders skrub's two modules that draw them (and only
+    those: the process's own `secrets` is never touched) see a seeded stand-in; matplotlib's
+    clip-path ids take a fixed salt."""
     import matplotlib
+    import skrub._reporting._html as html
+    import skrub._utils as utils
 
-    draw = random.Random(seed)
-    original = secrets.token_hex
-
-    def token_hex(nbytes: int | None = None) -> str:
-        return draw.randbytes(32 if nbytes is None else nbytes).hex()
-
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    secrets.token_hex, os.environ["SOURCE_DATE_EPOCH"] = token_hex, "0"
-    try:
-        with matplotlib.rc_context({"svg.hashsalt": f"reprotab-{seed}"}):
-            yield
-    finally:
-        secrets.token_hex = original
-        if epoch is None:
-            del os.environ["SOURCE_DATE_EPOCH"]
-        else:
-            os.environ["SOURCE_DATE_EPOCH"] = epoch
+    with _RENDERING:
+        originals = html.secrets, utils.secrets
+        html.secrets = utils.secrets = _SeededSecrets(seed)
+        try:
+            with matplotlib.rc_context({"svg.hashsalt": f"reprotab-{seed}"}):
+                yield
+        finally:
+            html.secrets, utils.secrets = originals
