@@ -74,7 +74,7 @@ def run_train(
     gives a prepared split; `output` is where the model will be saved (train.init_model may not
     name it)."""
     columns = [*schema.features, schema.target]
-    featurizer, features, validation = featurize(
+    featurizer, *featurized = featurize(
         train=read_split("train", columns),
         validation=read_split("validation", columns),
         schema=schema,
@@ -89,10 +89,12 @@ def run_train(
     if init_model:
         names = [str(n) for n in featurizer.get_feature_names_out()]
         previous = load_previous(init_model, model=family, schema=schema, feature_names=names, output=output)
-    model, summary, features, trained_on = train_model(  # passed inline: a refit can free them
+    # Handed over by popping, so train_model holds the only references and a refit can free the
+    # first fit's featurized rows before it featurizes train + validation again.
+    model, summary, features, trained_on = train_model(
         family=family,
-        features=features,
-        validation=validation,
+        features=featurized.pop(0),
+        validation=featurized.pop(0),
         schema=schema,
         featurizer=featurizer,
         hyperparameters=hyperparameters,
