@@ -48,12 +48,12 @@ def resume_collection() -> None:
         gc.enable()
 
 
-def _record_params_reads(*, succeeded: bool) -> None:
+def _record_params_reads(stage: str, *, succeeded: bool) -> None:
     """The params keys the stage read, for the dvc.yaml audit (reprotab/params/loader.py). Looked
     up rather than imported: a command that never loads params does not pay for the loader."""
     loader = sys.modules.get("reprotab.params.loader")
     if loader is not None:
-        loader.record_stage_reads(succeeded=succeeded)
+        loader.record_stage_reads(stage, succeeded=succeeded)
 
 
 def stage_main(stage: str, *, in_pipeline: bool = True) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -66,12 +66,12 @@ def stage_main(stage: str, *, in_pipeline: bool = True) -> Callable[[Callable[..
             resume_collection()
             configure_logging(stage)
             started = time.perf_counter()
-            _record_params_reads(succeeded=False)  # views opened before this stage are not its reads
+            _record_params_reads(stage, succeeded=False)  # views opened before this stage are not its reads
             try:
                 main(argv)
-                _record_params_reads(succeeded=True)
+                _record_params_reads(stage, succeeded=True)
             except UserError as exc:
-                _record_params_reads(succeeded=False)
+                _record_params_reads(stage, succeeded=False)
                 log.error("%s", exc)
                 if in_pipeline:
                     log.error(

@@ -12,7 +12,7 @@ executable and starts it, and reads a file as a past commit holds it.
   or remote), through `dvc.api.open`; `NotReadable` says why it could not be read.
 
 The retraining transaction's own plumbing (a dirty-tree check, commits that a rollback can
-undo) is reprotab/retrain/vcs.py, built on this module.
+undo) is reprotab/retrain/steps.py, built on this module.
 """
 
 from __future__ import annotations

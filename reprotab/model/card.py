@@ -13,10 +13,9 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from reprotab import paths
 from reprotab.data.tables import read_json, write_json
 from reprotab.errors import UserError, problem
-
-NAME = "model.json"  # beside the model file it describes
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,10 @@ class ModelCard:
     init_model: dict[str, Any] | None = None  # train.init_model: the model continued, with its hash
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, where: str = f"models/{NAME}") -> ModelCard:
+    def from_dict(cls, data: Any, *, where: str = paths.MODEL_META) -> ModelCard:
+        if not isinstance(data, Mapping):
+            fix = "Re-run the train stage (dvc repro) to write a current model card"
+            raise UserError(problem(where, "is not a model card: not a JSON object", type(data).__name__, fix))
         known = {f.name for f in fields(cls)}
         required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
         missing = [name for name in required if name not in data]
@@ -57,11 +59,12 @@ class ModelCard:
 
     @classmethod
     def beside(cls, model_path: str | Path | None) -> ModelCard | None:
-        """The card next to a model file, or None when there is none or it is not a card (a model
-        fetched on its own, an older layout): callers show what they can without it."""
+        """The card of a model file (models/model.joblib → models/model.json; the card itself is
+        taken as is), or None when there is none or it is not a card (a model fetched on its own,
+        an older layout): callers show what they can without it."""
         if model_path is None:
             return None
-        path = Path(model_path).with_name(NAME)
+        path = Path(model_path).with_suffix(".json")
         try:
             return cls.read(path)
         except (OSError, ValueError, TypeError, UserError):

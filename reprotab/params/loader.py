@@ -276,8 +276,6 @@ class StageParams:
         if unknown:
             raise KeyError(f"stage '{stage}' declares unknown params keys {sorted(unknown)}")
         self._params, self._stage, self._keys = params, stage, keys
-        self._read: set[str] = set()
-        _OPEN_VIEWS.append(self)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -287,27 +285,25 @@ class StageParams:
                 f"stage '{self._stage}' reads params key '{name}' that it does not declare; "
                 f"add it to PARAMS in stages/{self._stage}.py and to the stage's params in dvc.yaml"
             )
-        self._read.add(name)
+        _READS.setdefault(self._stage, set()).add(name)
         return getattr(self._params, name)
 
-    def _record_reads(self) -> None:
-        audit = os.environ.get(AUDIT_ENV)
-        if audit:
-            with open(audit, "a") as handle:
-                handle.write(json.dumps({"stage": self._stage, "read": sorted(self._read)}) + "\n")
+
+# The keys read per stage name since that stage's last record: bounded by the stages and their
+# keys, whatever the number of views opened (a view does not outlive its stage's record).
+_READS: dict[str, set[str]] = {}
 
 
-_OPEN_VIEWS: list[StageParams] = []  # the views the running stage opened, until their reads are recorded
-
-
-def record_stage_reads(*, succeeded: bool = True) -> None:
-    """Record the keys each view opened since the last call has read (the audit file, when
-    STAGES_PARAMS_AUDIT is set), or with `succeeded=False` forget them. `reprotab.runner.stage_main`
-    calls it once when a stage's main ends, so no stage has to remember to."""
-    while _OPEN_VIEWS:
-        view = _OPEN_VIEWS.pop(0)
-        if succeeded:
-            view._record_reads()
+def record_stage_reads(stage: str, *, succeeded: bool = True) -> None:
+    """Record the keys `stage`'s views have read since the last call (appended to the audit file
+    when STAGES_PARAMS_AUDIT is set), or with `succeeded=False` forget them.
+    `reprotab.runner.stage_main` calls it when the stage starts (forget) and ends, so no stage
+    has to remember to."""
+    read = _READS.pop(stage, None)
+    audit = os.environ.get(AUDIT_ENV)
+    if succeeded and read is not None and audit:
+        with open(audit, "a") as handle:
+            handle.write(json.dumps({"stage": stage, "read": sorted(read)}) + "\n")
 
 
 def load_stage_params(stage: str, keys: tuple[str, ...], path: str | Path = "params.yaml") -> StageParams:

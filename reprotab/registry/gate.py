@@ -29,7 +29,7 @@ The challenger is promoted when every rule passes; with no champion it is promot
 whole stage without IO. The IO stages/gate.py does lives beside this module: the champion pin and
 its model (reprotab/registry/champion.py: `read_pin`, `champion_model`), the frozen reference set
 (reprotab/registry/reference.py: `reference_rows`) and the decision file
-(reprotab/registry/gate_decision.py: `write_decision`); the stage imports them from here.
+(reprotab/registry/gate_decision.py: `write_decision`); the stage imports each from its home.
 """
 
 from __future__ import annotations
@@ -45,19 +45,10 @@ from reprotab.errors import UserError, problem
 from reprotab.evaluate.scores import scored_predictions
 from reprotab.model.served import TabularModel
 from reprotab.params.sections import GateParams
-from reprotab.registry.champion import ChampionPin, champion_model, read_pin
-from reprotab.registry.gate_decision import write_decision
-from reprotab.registry.reference import overlap, reference_rows
+from reprotab.registry.champion import ChampionPin
+from reprotab.registry.reference import overlap
 from reprotab.stats.metrics import BY_TASK, LOWER_IS_BETTER, Scored
 from reprotab.stats.resample import improvement, paired_bootstrap
-
-__all__ = [  # what stages/gate.py calls
-    "champion_model",
-    "evaluate_gate",
-    "read_pin",
-    "reference_rows",
-    "write_decision",
-]
 
 
 def _rule(rule: str, metric: str, ours: float, theirs: float, required: float, value: float, ok: bool) -> dict:

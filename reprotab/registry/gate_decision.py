@@ -11,6 +11,7 @@ judged), and `document` keeps every field as the gate wrote it, in its order.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,8 @@ from reprotab.data.tables import atomic_path, write_json
 from reprotab.errors import UserError, problem
 
 VERDICTS = ("pass", "fail")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,17 @@ class GateDecision:
         """The decision git holds at `commit`, or None when that commit has none."""
         text = vcs.show_file(commit, paths.GATE_DECISION, cwd=repo)
         return None if not text else cls.parse(text, where=f"{paths.GATE_DECISION} at commit {commit[:8]}")
+
+    @classmethod
+    def readable_at(cls, repo: str | Path, commit: str) -> tuple[GateDecision | None, str | None]:
+        """(the decision at `commit` or None, why it could not be read or None): for promotion and
+        history, where a hand-broken file at an old commit must not lock the registry (a prod
+        promotion then needs --force, as with no decision)."""
+        try:
+            return cls.at_commit(repo, commit), None
+        except UserError as exc:
+            log.warning("%s", exc)
+            return None, str(exc)
 
     @classmethod
     def parse(cls, text: str, *, where: str) -> GateDecision:

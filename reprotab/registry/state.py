@@ -131,7 +131,7 @@ def history(repo: str | Path = ".") -> list[dict[str, Any]]:
     for event in read_events(repo):
         commit = event["commit"]
         if commit not in decisions:
-            decisions[commit] = GateDecision.at_commit(repo, commit)
+            decisions[commit] = GateDecision.readable_at(repo, commit)[0]  # unreadable: shown as none
         gate = decisions[commit]
         meta = event["meta"]
         rows.append(

@@ -225,11 +225,13 @@ def promote(
     if now.get(stage) == version:
         raise UserError(problem("registry promote", f"{version} is in {stage} already", version))
     commit = versions[version]["commit"]
-    gate = GateDecision.at_commit(repo, commit)
+    gate, unreadable = GateDecision.readable_at(repo, commit)
     stale = gate is not None and gate.challenger_md5 not in (None, locked_md5(repo, commit))
     overridden = stage == "prod" and (stale or not (gate and gate.promote))  # the history's "forced"
     if overridden:
         said = "no gate decision" if gate is None else f"the gate said no: {gate.reason}"
+        if unreadable:
+            said = "its gate decision cannot be read"
         if stale:
             said = "the gate decision there judged another model file (stale: the gate did not run after train)"
         fix = (

@@ -101,6 +101,14 @@ def create_app(
                     f"{list(other.model.schema.features)} vs {list(schema.features)}",
                 )
             )
+        if other is not None and other.model.schema.id_column != schema.id_column:  # rows echo and log it
+            raise UserError(
+                problem(
+                    f"--{role}",
+                    "must name the same id column as the champion",
+                    f"{other.model.schema.id_column} vs {schema.id_column}",
+                )
+            )
     validator = rows_validator(schema)
     telemetry = Telemetry(schema.task)
     prediction_log = PredictionLog(config.log_dir, max_bytes=config.log_max_bytes)

@@ -70,7 +70,7 @@ def _label_metric(name: str, s: Scored, w: np.ndarray) -> np.ndarray:
         "f1": _safe(2 * tp, pred + true),
     }[name]
     if s.binary:
-        return per_class[:, s.positive]
+        return per_class[:, s.positive_index()]
     present = (true > 0) | (pred > 0)  # sklearn's macro average runs over labels seen in truth or prediction
     return np.nanmean(np.where(present, per_class, np.nan), axis=1)
 

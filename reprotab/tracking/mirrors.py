@@ -33,6 +33,7 @@ import yaml
 
 from reprotab import paths, vcs
 from reprotab.errors import UserError, problem
+from reprotab.model.card import ModelCard
 from reprotab.runner import stage_main
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,8 @@ def collect(rev: str | None, experiment: str, *, root: Path, workdir: Path) -> S
         with contextlib.suppress(Exception), fs.open(paths.VALIDATION, mode="rb") as handle:
             snapshot.example = pd.read_parquet(handle).head(200)  # without rows: no signature
     if snapshot.data_hash is None and paths.MODEL_META in snapshot.files:
-        snapshot.data_hash = yaml.safe_load(snapshot.files[paths.MODEL_META].read_text()).get("training_data_hash")
+        card = ModelCard.beside(snapshot.files[paths.MODEL_META])  # None: an older or broken card
+        snapshot.data_hash = card.training_data_hash if card else None
     return snapshot
 
 

@@ -1,8 +1,10 @@
 """The model registry: each `model:` name, its estimators, and how it fits, stops early and continues.
 
-`MODELS` is the one source of model names: params validation and the tests read it (and hold the
-strategy-key table of docs/params.md to it), so adding a model is one `ModelSpec` entry plus its
-`hyperparameters` block in params.yaml, never a copied branch (`model: auto` then searches it too).
+`MODELS` implements exactly the names reprotab/params/names.py declares (params validation reads
+those, so loading params imports no estimator code; a test holds the two equal, and the
+strategy-key table of docs/params.md to them), so adding a model is one `ModelSpec` entry, its
+name, and its `hyperparameters` block in params.yaml, never a copied branch (`model: auto` then
+searches it too).
 Estimator classes are imported only when a model is built, so a stage that never fits XGBoost does
 not pay for importing it.
 """

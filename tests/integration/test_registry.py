@@ -212,3 +212,22 @@ def test_bad_requests_are_refused_without_a_tag(project, capsys):
     empty.mkdir()
     sh(["git", "init", "-q", "-b", "main"], empty)
     refused(empty, ["register"], "has no commits", capsys)
+
+
+def test_a_broken_decision_at_a_tagged_commit_does_not_lock_the_registry(project, capsys):
+    """A version tagged (by hand, or by an older release) at a commit whose decision.json is broken:
+    staging still takes it, prod refuses it as it refuses a missing decision, --force --reason
+    overrides, and the history still reads."""
+    repo = project
+    (repo / "reports/gate/decision.json").write_text('{"promote": true}\n')  # no reason, champion, rules
+    sh(["git", "commit", "-q", "-am", "a hand-edited gate decision"], repo)
+    commit = sh(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    gto.api.register(str(repo), "model", commit, version="v1.0.5", message="tagged by hand")
+    assert cli(repo, "promote", "v1.0.5", "--stage", "staging")[0] == 0
+    refused(
+        repo, ["promote", "v1.0.5", "--stage", "prod"], "cannot go to prod: its gate decision cannot be read", capsys
+    )
+    code, _ = cli(repo, "promote", "v1.0.5", "--stage", "prod", "--force", "--reason", "decision file damaged")
+    assert code == 0 and registry.show(repo)["stages"]["prod"]["version"] == "v1.0.5"
+    events = registry.history(repo)
+    assert events[-1]["action"] == "promote" and events[-1]["forced"] is True

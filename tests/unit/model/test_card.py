@@ -48,3 +48,7 @@ def test_a_file_that_is_not_a_card_is_one_message_or_none_beside_a_model(tmp_pat
     assert ModelCard.beside(tmp_path / "model.joblib") is None  # scoring still works without one
     assert ModelCard.beside(tmp_path / "elsewhere" / "model.joblib") is None
     assert ModelCard.beside(None) is None
+    with pytest.raises(UserError, match=r"model\.json: is not a model card: not a JSON object\. Got 'list'"):
+        ModelCard.from_dict([1, 2], where="model.json")
+    (tmp_path / "candidate.json").write_text(json.dumps(CARD))  # a model's card shares its name
+    assert ModelCard.beside(tmp_path / "candidate.joblib") == ModelCard.from_dict(CARD)

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from reprotab.model.card import ModelCard
 from reprotab.serving import prediction_log
 from reprotab.serving.prediction_log import PredictionLog
-from reprotab.serving.routing import route_of
+from reprotab.serving.routing import Served, route_of
 from reprotab.serving.service import ServiceConfig, create_app
 from tests.helpers import request_rows
 
@@ -260,3 +260,23 @@ def test_serve_options_are_checked_before_anything_starts(models, tmp_path, monk
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2, argv
+
+
+def test_a_canary_or_shadow_must_match_the_champions_columns_and_id(champion, challenger, tmp_path):
+    """Rows are validated, echoed and logged by the champion's schema: a challenger that reads other
+    columns, or names another id column, is refused at start-up with one message."""
+    import copy
+    import dataclasses
+
+    from reprotab.errors import UserError
+
+    def with_schema(**changes) -> Served:
+        model = copy.copy(challenger.model)
+        model.schema = dataclasses.replace(model.schema, **changes)
+        return Served(model, challenger.info)
+
+    config = ServiceConfig(log_dir=str(tmp_path))
+    with pytest.raises(UserError, match=r"--canary: must take the same feature columns as the champion"):
+        create_app(champion, config=config, canary=with_schema(numeric=champion.model.schema.numeric[:-1]))
+    with pytest.raises(UserError, match=r"--shadow: must name the same id column as the champion\. Got 'None vs"):
+        create_app(champion, config=config, shadow=with_schema(id_column=None))
