@@ -124,10 +124,20 @@ def generate(*, rows: int = 30_000, seed: int = 0, drift: float = 0.0) -> pd.Dat
 @stage_main("demo-data", in_pipeline=False)
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="reprotab demo-data", description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=30_000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--drift", type=float, default=0.0)
-    parser.add_argument("--out", default="data/raw/churn.parquet")
+    parser.add_argument("--rows", type=int, default=30_000, help="rows to generate (default 30,000)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; the shipped demo table is seed 0 (default 0)")
+    parser.add_argument(
+        "--drift",
+        type=float,
+        default=0.0,
+        help="0 to 1: shifts prices, contract mix, usage and the churn rate; 0 = the demo table's distribution "
+        "(default 0.0)",
+    )
+    parser.add_argument(
+        "--out",
+        default="data/raw/churn.parquet",
+        help="where to write the table, as Parquet (default data/raw/churn.parquet)",
+    )
     args = parser.parse_args(argv)
     frame = generate(rows=args.rows, seed=args.seed, drift=args.drift)
     write_table(frame, args.out)

@@ -1,0 +1,1 @@
+"""Drift monitoring: what is judged, the retrain verdict, and the `monitor` command's report."""

@@ -1,0 +1,2 @@
+"""params.yaml, typed: the sections, the names each strategy key accepts, the loader, and the check
+the validate stage runs."""

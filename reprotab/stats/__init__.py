@@ -1,0 +1,1 @@
+"""Statistics the other packages share: metrics, the one bootstrap engine, and drift tests."""

@@ -131,3 +131,13 @@ def test_syncing_code_deps_keeps_a_correct_dvc_yaml():
 if __name__ == "__main__":  # rewrite dvc.yaml's code deps from the imports
     path = ROOT / "dvc.yaml"
     path.write_text(sync_code_deps(path.read_text()))
+
+
+def test_sub_package_inits_hold_a_docstring_and_no_code():
+    """A package's __init__.py runs whenever any of its modules is imported, so code in one would
+    make every stage that imports a sibling depend on it; each holds only a line on what it keeps
+    (which also spares DVC's warning about empty dependency files)."""
+    for init in sorted((ROOT / "reprotab").glob("*/__init__.py")):
+        body = ast.parse(init.read_text()).body
+        assert len(body) == 1 and isinstance(body[0], ast.Expr), f"{init.relative_to(ROOT)} holds code"
+        assert isinstance(body[0].value, ast.Constant) and str(body[0].value.value).strip(), init
