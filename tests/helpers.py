@@ -215,3 +215,24 @@ def serve_command(model: Path, *extra: str) -> list[str]:
 
 def frame_of(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows)
+
+
+MODEL_CARD = {  # a whole model card (reprotab/model/card.py) for tests that need one on disk
+    "model": "lightgbm",
+    "task": "classification",
+    "target": "churned",
+    "features": {"numeric": ["tenure"], "categorical": ["plan"]},
+    "model_features": ["tenure", "plan_basic"],
+    "classes": [False, True],
+    "positive_class": True,
+    "hyperparameters": {"n_estimators": 300},
+    "format_version": 2,
+    "tuned_by": "none",
+    "trained_on": ["train", "validation"],
+    "trained_on_rows": {"train": 80, "validation": 20},
+    "training_rows": 100,
+    "training_data_hash": "abc",
+    "libraries": {"lightgbm": "4.7.0"},
+    "threshold": 0.31,
+    "training": {"sampler_used": "none"},
+}

@@ -18,7 +18,7 @@ from reprotab.params.loader import parse_params
 from reprotab.params.sections import FeaturizeParams
 from reprotab.train.fit import fit
 from stages import evaluate
-from tests.helpers import ROOT, base_params
+from tests.helpers import MODEL_CARD, ROOT, base_params
 
 PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 PLOT_FILES = "reports/evaluate/plots/custom/{}.json"
@@ -92,7 +92,7 @@ def evaluated(request, churn_small, tmp_path_factory):
         write_table(splits[split], work / "prepared" / f"{split}.parquet")
     served.save(model, work / "model.joblib")
     if case == "regression":  # the model card of a refitted model: validation rows trained it
-        (work / "model.json").write_text(json.dumps({"trained_on": ["train", "validation"]}))
+        (work / "model.json").write_text(json.dumps({**MODEL_CARD, "trained_on": ["train", "validation"]}))
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(work)
         evaluate.main(["--model", "model.joblib", "--prepared", "prepared", "--out-dir", "out"])
@@ -198,3 +198,18 @@ def test_evaluate_declares_its_report_outputs():
     }
     assert "reports/evaluate/figures" in PIPELINE["plots"]
     assert "reprotab/evaluate/report.py" in stage["deps"]
+
+
+def test_a_broken_model_card_stops_evaluate_with_one_message(evaluated, capsys):
+    """Which splits trained the model comes from its card: a card that is not one is an error, not a
+    silent "train only" (which would hide that validation rows trained a refitted model)."""
+    case, out, _ = evaluated
+    if case != "regression":
+        pytest.skip("one case is enough")
+    work = out.parent
+    (work / "model.json").write_text(json.dumps({"trained_on": ["train", "validation"]}))
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as stopped:
+        patch.chdir(work)
+        evaluate.main(["--model", "model.joblib", "--prepared", "prepared", "--out-dir", "out-broken"])
+    assert stopped.value.code == 2
+    assert "model.json: is not a model card: missing model, task" in capsys.readouterr().err

@@ -8,26 +8,9 @@ import pytest
 
 from reprotab.errors import UserError
 from reprotab.model.card import ModelCard
+from tests.helpers import MODEL_CARD
 
-CARD = {
-    "model": "lightgbm",
-    "task": "classification",
-    "target": "churned",
-    "features": {"numeric": ["tenure"], "categorical": ["plan"]},
-    "model_features": ["tenure", "plan_basic"],
-    "classes": [False, True],
-    "positive_class": True,
-    "hyperparameters": {"n_estimators": 300},
-    "format_version": 2,
-    "tuned_by": "none",
-    "trained_on": ["train", "validation"],
-    "trained_on_rows": {"train": 80, "validation": 20},
-    "training_rows": 100,
-    "training_data_hash": "abc",
-    "libraries": {"lightgbm": "4.7.0"},
-    "threshold": 0.31,
-    "training": {"sampler_used": "none"},
-}
+CARD = MODEL_CARD
 
 
 def test_a_card_round_trips_and_is_found_beside_its_model(tmp_path):
