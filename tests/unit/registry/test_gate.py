@@ -1,5 +1,5 @@
 """The gate on hand-built predictions: worse, equal, clearly better, and better only within
-the bootstrap noise; the vectorized resampled metrics against sklearn on repeated rows."""
+the bootstrap noise. The resampling engine under it is tested in tests/unit/stats/test_resample.py."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from reprotab.params.sections import GateParams
 from reprotab.registry.champion import ChampionPin, read_pin
 from reprotab.registry.gate import decide_promotion
 from reprotab.registry.gate_decision import decision_markdown
-from reprotab.stats.metrics import BY_TASK, Scored
-from reprotab.stats.resample import paired_bootstrap, resample_counts, weighted
+from reprotab.stats.metrics import Scored
 from tests.helpers import base_params
 
 PIN = {"version": "v1.0.0", "commit": "a" * 40}
@@ -42,34 +41,6 @@ def gate(challenger: Scored, champion: Scored | None, **rules) -> dict:
         champion=champion,
         pin=PIN,
     )
-
-
-def scored_cases() -> list[tuple[str, Scored]]:
-    rng = np.random.default_rng(0)
-    n = 40
-    p = rng.random(n).round(1)  # rounded: ties in the scores
-    truth = (rng.random(n) < p).astype(int)
-    proba3 = rng.dirichlet([1, 1, 1], n).round(2)
-    proba3 /= proba3.sum(axis=1, keepdims=True)
-    y = rng.normal(5, 1, n)
-    return [
-        ("classification", binary(p, truth)),
-        ("classification", Scored(truth, (p >= 0.5).astype(int), np.c_[1 - p, p], 0)),  # positive class 0
-        ("classification", Scored(rng.integers(0, 3, n), proba3.argmax(axis=1), proba3)),
-        ("regression", Scored(y, y + rng.normal(0, 0.5, n))),
-    ]
-
-
-@pytest.mark.parametrize(("task", "scored"), scored_cases())
-def test_resampled_metrics_equal_sklearn_on_the_repeated_rows(task, scored):
-    counts = resample_counts(np.random.default_rng(1), 4, len(scored.y_true))
-    for name, metric in BY_TASK[task].items():
-        got = weighted(name, scored, counts)
-        for row, weights in zip(got, counts, strict=True):
-            index = np.repeat(np.arange(len(scored.y_true)), weights.astype(int))
-            proba = None if scored.proba is None else scored.proba[index]
-            expected = metric(Scored(scored.y_true[index], scored.y_pred[index], proba, scored.positive))
-            assert row == pytest.approx(expected, rel=1e-9, abs=1e-12), name
 
 
 def test_no_champion_promotes_the_first_model():
@@ -140,15 +111,6 @@ def test_min_relative_improvement():
     _, bad = noisy_scores(400, 1.5, 0)
     decision = gate(binary(good, truth), binary(bad, truth), min_relative_improvement=10.0)
     assert {r["rule"]: r["verdict"] for r in decision["rules"]}["min_relative_improvement"] == "fail"
-
-
-def test_paired_bootstrap_is_seeded_and_vectorized_on_thousands_of_rows():
-    truth, good = noisy_scores(5000, 0.6, 0)
-    _, other = noisy_scores(5000, 0.7, 0)
-    a, b = binary(good, truth), binary(other, truth)
-    first = paired_bootstrap("roc_auc", a, b, samples=500, confidence=0.9, seed=7)
-    assert first == paired_bootstrap("roc_auc", a, b, samples=500, confidence=0.9, seed=7)
-    assert first["lower"] < first["mean"] < first["upper"] and first["used"] == 500
 
 
 def test_gate_params_are_checked_against_the_task():
