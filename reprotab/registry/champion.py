@@ -125,10 +125,25 @@ def read_pinned(path: str, *, commit: str, repo: str | Path, what: str, version:
         raise _unreadable(exc, what=what, commit=commit, version=version) from None
 
 
-def model_at(rev: str, *, repo: str | Path, where: str, path: str = paths.MODEL) -> tuple[TabularModel, str]:
+def model_at(
+    rev: str, *, repo: str | Path, where: str, path: str = paths.MODEL, sha256: str | None = None
+) -> tuple[TabularModel, str]:
     """The model file `path` at `rev` of `repo` (through DVC: git-tracked, cache or remote), loaded
-    with the checks of `served.load`, and its md5; vcs.NotReadable when it cannot be read."""
+    with the checks of `served.load`, and its md5; vcs.NotReadable when it cannot be read. With
+    `sha256` (the digest a registration pinned) bytes with another digest are refused before they
+    are loaded: the file unpickles, so bytes swapped in a cache or remote must never reach it."""
     data = vcs.read_at(path, rev=rev, repo=repo)
+    found = hashlib.sha256(data).hexdigest()
+    if sha256 is not None and found != sha256:
+        raise UserError(
+            problem(
+                where,
+                f"is not the model file its registration pinned: the bytes read at commit {rev[:8]} have "
+                f"sha256 {found}, the registration pinned {sha256}; not loaded",
+                path,
+                "Fetch it again from a remote you trust (`dvc pull`), or register a new version",
+            )
+        )
     return served.loads(data, where=where, source=path), hashlib.md5(data).hexdigest()
 
 

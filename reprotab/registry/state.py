@@ -23,7 +23,9 @@ META = re.compile(r"^reprotab: (\{.*\})\s*$", re.MULTILINE)
 
 
 def gto_state(repo: str | Path) -> tuple[dict[str, dict], dict[str, str], list[str]]:
-    """({version: {commit, created_at}}, {stage: version now}, allowed stages) as GTO reads the tags."""
+    """({version: {commit, created_at, sha256}}, {stage: version now}, allowed stages) as GTO reads the
+    tags; `sha256` is the model file's digest its registration pinned (None for a version
+    registered before digests were pinned)."""
     from gto.base import VersionSort
     from gto.exceptions import ArtifactNotFound
     from gto.registry import GitRegistry
@@ -35,13 +37,23 @@ def gto_state(repo: str | Path) -> tuple[dict[str, dict], dict[str, str], list[s
         except ArtifactNotFound:
             return {}, {}, stages
         versions = {
-            v.version: {"commit": v.commit_hexsha, "created_at": v.created_at}
+            v.version: {
+                "commit": v.commit_hexsha,
+                "created_at": v.created_at,
+                "sha256": tag_meta(v.registrations[-1].message).get("sha256"),
+            }
             for v in artifact.get_versions()
             if v.is_registered
         }
         vstages = artifact.get_vstages(registered_only=True, versions_per_stage=1, sort=VersionSort.Timestamp)
         now = {stage: found[0].version for stage, found in vstages.items() if found}
     return versions, now, stages
+
+
+def tag_meta(message: str | None) -> dict[str, Any]:
+    """The metadata a registry tag message carries (the `reprotab: {...}` line), or {}."""
+    found = META.search(message or "")
+    return json.loads(found.group(1)) if found else {}
 
 
 def check_stage(stage: str, stages: list[str]) -> None:
@@ -71,8 +83,7 @@ def read_events(repo: Path) -> list[dict[str, Any]]:
     for event in gto.api.history(str(repo), ARTIFACT, ascending=True):
         if event["event"] not in ("registration", "assignment"):
             continue
-        found = META.search(event["message"] or "")
-        meta = json.loads(found.group(1)) if found else {}
+        meta = tag_meta(event["message"])
         action = "register" if event["event"] == "registration" else meta.get("action", "promote")
         events.append({**event, "action": action, "meta": meta})
     return events

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from reprotab import paths, vcs
+from reprotab.data.tables import file_hash
 from reprotab.errors import UserError, problem
 from reprotab.model.served import TabularModel
 from reprotab.registry.champion import ChampionPin, FrozenReference, model_at, read_pin
@@ -158,14 +159,23 @@ def register(repo: str | Path = ".", *, version: str | None = None, bump: str = 
     for warning in warnings:
         log.warning("%s", warning)
     gate = GateDecision.at_commit(repo, commit)
-    message = _message(f"Register model {version}", action="register", md5=md5, gate=_gate_summary(gate))
+    sha256 = file_hash(repo / paths.MODEL)  # check_registrable: the file is the one dvc.lock records
+    meta = {"action": "register", "md5": md5, "sha256": sha256, "gate": _gate_summary(gate)}
+    message = _message(f"Register model {version}", **meta)
     tag = _write_tag(
         repo,
         lambda: gto.api.register(str(repo), ARTIFACT, commit, version=version, message=message),
         stage=None,
         version=version,
     )
-    return {"action": "register", "version": version, "commit": commit, "tag": tag, "warnings": warnings}
+    return {
+        "action": "register",
+        "version": version,
+        "commit": commit,
+        "sha256": sha256,
+        "tag": tag,
+        "warnings": warnings,
+    }
 
 
 def _gate_summary(decision: GateDecision | None) -> dict[str, Any] | None:
@@ -321,8 +331,12 @@ def load(*, stage: str | None = None, version: str | None = None, repo: str = ".
             problem("registry", "no model version is registered", repo, "Run `reprotab registry register`")
         ) from None
     what = f"registry model {stage or version or 'latest'}"
+    named = next((v for v, info in versions.items() if info["commit"] == found["rev"]), None)
+    pinned = versions[named]["sha256"] if named else None
+    if pinned is None:
+        log.warning("%s was registered without a pinned digest (an older release): loaded unchecked", what)
     try:
-        model, _ = model_at(found["rev"], repo=repo, path=found["path"], where=what)
+        model, _ = model_at(found["rev"], repo=repo, path=found["path"], where=what, sha256=pinned)
     except vcs.NotReadable as exc:
         raise UserError(
             problem(
@@ -333,7 +347,6 @@ def load(*, stage: str | None = None, version: str | None = None, repo: str = ".
                 "reaches (S3, an absolute path), not a relative path",
             )
         ) from None
-    named = next((v for v, info in versions.items() if info["commit"] == found["rev"]), None)
     return model, {"version": named, "stage": stage, "commit": found["rev"], "path": found["path"]}
 
 

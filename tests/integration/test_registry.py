@@ -231,3 +231,35 @@ def test_a_broken_decision_at_a_tagged_commit_does_not_lock_the_registry(project
     assert code == 0 and registry.show(repo)["stages"]["prod"]["version"] == "v1.0.5"
     events = registry.history(repo)
     assert events[-1]["action"] == "promote" and events[-1]["forced"] is True
+
+
+def test_a_registered_model_is_loaded_only_with_the_digest_its_registration_pinned(project):
+    """The tag pins the model file's sha256: bytes swapped under the same path in the DVC cache (or
+    a remote) are refused, naming both digests, before they are unpickled."""
+    from reprotab.registry.checks import locked_md5
+    from reprotab.serving.scoring import resolve_model
+
+    repo = project
+    from reprotab.registry.state import gto_state
+
+    versions = gto_state(repo)[0]
+    commit, pinned = versions["v1.0.1"]["commit"], versions["v1.0.1"]["sha256"]
+    assert versions["v1.0.5"]["sha256"] is None  # tagged by hand: nothing pinned, loaded with a warning
+    assert pinned and registry.load(version="v1.0.1", repo=str(repo))[0].estimator.n_estimators == TREES["v1.0.1"]
+    md5 = locked_md5(repo, commit)
+    cached = repo / ".dvc/cache/files/md5" / md5[:2] / md5[2:]
+    original = cached.read_bytes()
+    other = registry.load(version="v1.0.0", repo=str(repo))  # a real, loadable model: the worst swap
+    v100 = locked_md5(repo, versions["v1.0.0"]["commit"])
+    cached.chmod(0o644)
+    cached.write_bytes((repo / ".dvc/cache/files/md5" / v100[:2] / v100[2:]).read_bytes())
+    refused = rf"v1.0.1: is not the model file its registration pinned: .*sha256 [0-9a-f]{{64}}, .*pinned {pinned}"
+    try:
+        with pytest.raises(UserError, match=refused):
+            registry.load(version="v1.0.1", repo=str(repo))
+        with pytest.raises(UserError, match="is not the model file its registration pinned"):
+            resolve_model(version="v1.0.1", repo=str(repo))  # what `predict` and `serve` load through
+    finally:
+        cached.write_bytes(original)
+    assert other[0].estimator.n_estimators == TREES["v1.0.0"]
+    assert registry.load(version="v1.0.1", repo=str(repo))[1]["version"] == "v1.0.1"
