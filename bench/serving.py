@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/serving.py [--rows 1000000] [--trees 100] [--seconds 10]
 
-Trains a random forest in-process on 5,000 demo rows (params.yaml settings, --trees trees),
-then prints:
+Trains a random forest in-process on 5,000 demo rows (params.yaml settings, --trees trees), or
+scores with --model (e.g. the pipeline's models/model.joblib), then prints:
 - batch scoring: `reprotab predict` on --rows generated rows (Parquet in a temp dir), run as its
   own process: wall time, rows/s and that process's peak resident memory;
 - the service (`reprotab serve`, a real uvicorn process on 127.0.0.1): p50/p99 latency of
@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--trees", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--model", type=Path, help="score with this model file (e.g. models/model.joblib) instead")
     args = parser.parse_args()
 
     from reprotab.data.demo import generate
@@ -85,8 +86,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = work / "model.joblib"
-        served.save(run(generate(rows=5_000, seed=0), params, splits_to_score=()).model, model)
-        print(f"model: random_forest, {args.trees} trees; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}")
+        if args.model:
+            model.write_bytes(args.model.read_bytes())
+            what = f"{args.model} ({type(served.load(model).estimator).__name__})"
+        else:
+            served.save(run(generate(rows=5_000, seed=0), params, splits_to_score=()).model, model)
+            what = f"random_forest, {args.trees} trees"
+        print(f"model: {what}; {os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}")
 
         generate(rows=args.rows, seed=1).to_parquet(work / "batch.parquet", index=False)
         command = [sys.executable, "-m", "reprotab", "predict", "--model", str(model)]
