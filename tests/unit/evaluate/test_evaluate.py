@@ -200,16 +200,19 @@ def test_evaluate_declares_its_report_outputs():
     assert "reprotab/evaluate/report.py" in stage["deps"]
 
 
+@pytest.mark.parametrize("evaluated", ["regression"], indirect=True)  # one case is enough
 def test_a_broken_model_card_stops_evaluate_with_one_message(evaluated, capsys):
     """Which splits trained the model comes from its card: a card that is not one is an error, not a
     silent "train only" (which would hide that validation rows trained a refitted model)."""
-    case, out, _ = evaluated
-    if case != "regression":
-        pytest.skip("one case is enough")
+    _, out, _ = evaluated
     work = out.parent
+    card = (work / "model.json").read_text()  # the module's shared copy: put back afterwards
     (work / "model.json").write_text(json.dumps({"trained_on": ["train", "validation"]}))
-    with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as stopped:
-        patch.chdir(work)
-        evaluate.main(["--model", "model.joblib", "--prepared", "prepared", "--out-dir", "out-broken"])
+    try:
+        with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as stopped:
+            patch.chdir(work)
+            evaluate.main(["--model", "model.joblib", "--prepared", "prepared", "--out-dir", "out-broken"])
+    finally:
+        (work / "model.json").write_text(card)
     assert stopped.value.code == 2
     assert "model.json: is not a model card: missing model, task" in capsys.readouterr().err
