@@ -1,5 +1,5 @@
 # The model service: `reprotab serve` on port 8000 as a non-root user.
-#   dvc pull models/model.joblib   (or dvc repro)    # the model is copied into the image
+#   dvc pull models/model.zip   (or dvc repro)    # the model is copied into the image
 #   docker build -t reprotab-serve .
 #   docker run --rm -p 8000:8000 reprotab-serve
 # Or keep the image model-free at run time: mount another model over /app/models
@@ -23,11 +23,11 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY reprotab/ /app/reprotab/
-COPY models/model.joblib models/model.json /app/models/
+COPY models/model.zip models/model.json /app/models/
 # the prediction log and the command's own log are the only places the service writes
 RUN mkdir -p /app/logs /app/reports/logs && chown -R 10001:10001 /app/logs /app/reports
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4).status != 200)"]
-CMD ["python", "-m", "reprotab", "serve", "--model", "/app/models/model.joblib", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["python", "-m", "reprotab", "serve", "--model", "/app/models/model.zip", "--host", "0.0.0.0", "--port", "8000"]

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/monitoring.py [--rows 1000000] [--drift 0.3] [--repeat 1]
 
-Uses the pipeline's outputs when present (models/model.joblib, data/prepared/{train,test}.parquet,
+Uses the pipeline's outputs when present (models/model.zip, data/prepared/{train,test}.parquet,
 reports/evaluate/metrics.json and tables/importance.csv: run `dvc repro` first), else trains
 the default model in-process on the demo table. Writes a labeled demo batch of --rows rows
 (seeded, --drift) as Parquet to a temporary folder, then times:
@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.disable(logging.INFO)
     params = load_params(ROOT / "params.yaml")
-    model_path, reference_path = ROOT / "models/model.joblib", ROOT / "data/prepared/train.parquet"
+    model_path, reference_path = ROOT / "models/model.zip", ROOT / "data/prepared/train.parquet"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if model_path.is_file() and reference_path.is_file():
@@ -62,7 +62,7 @@ def main() -> None:
 
             print("no pipeline outputs: training the default model in-process")
             result = run(pd.read_parquet(ROOT / params.data.path), params)
-            model, model_path, reference_path = result.model, tmp / "model.joblib", tmp / "train.parquet"
+            model, model_path, reference_path = result.model, tmp / "model.zip", tmp / "train.parquet"
             served.save(model, model_path)
             result.splits["train"].to_parquet(reference_path)
             result.splits["test"].to_parquet(tmp / "test.parquet")

@@ -284,7 +284,7 @@ def run_project(table: Table, train: pd.DataFrame, test: pd.DataFrame, overrides
     seconds = time.perf_counter() - started
     model = result.model
     held_out = test.drop(columns=[table.target])
-    rows = clean_incoming(held_out, model.schema, featurizer=model.featurizer, where="held-out rows").frame
+    rows = clean_incoming(held_out, model.schema, featurizer=model.plan, where="held-out rows").frame
     y = test[table.target]
     chosen = {"model": result.family} if params.model == "auto" else {}  # the family the search picked
     if table.kind == "regression":

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {  # in the order of the lifecycle
     "compare": ("reprotab.tracking.compare", "rank DVC experiments that differ in one param"),
     "review": ("reprotab.tracking.review", "metrics, params and plots of two revisions in one report"),
     "registry": ("reprotab.registry.command", "register, promote, roll back and show model versions (git tags)"),
+    "model": ("reprotab.model.convert", "convert a model pickle from an older version into a model bundle"),
     "predict": ("reprotab.serving.predict", "score a CSV or Parquet file of any size with the served model"),
     "serve": (
         "reprotab.serving.service",

@@ -1,7 +1,7 @@
 """evaluate: score the saved model on the test split (validation shown for reference) and write
 the evaluation report.
 
-Reads   models/model.joblib (model.json: which splits trained it), data/prepared/{validation,test}.parquet
+Reads   models/model.zip (model.json: which splits trained it), data/prepared/{validation,test}.parquet
 Writes  reports/evaluate/metrics.json  every metric of the task, test and validation; binary models
             add `threshold`, and with a stored threshold the threshold metrics at 0.5
             (`test/at_0.5/f1`, ...); with a calibrator, probability metrics before it (`test/uncalibrated/brier`)

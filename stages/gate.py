@@ -1,7 +1,7 @@
 """gate: challenger (the model just trained) against the champion pinned in models/champion.json,
 both scored on the same current test rows and on the frozen reference set pinned with the champion.
 
-Reads   models/model.joblib, models/champion.json, the champion's model at its commit and the
+Reads   models/model.zip, models/champion.json, the champion's model at its commit and the
             frozen reference set at its commit (DVC cache or remote), data/prepared/test.parquet,
             data/prepared/train.parquet and validation.parquet (no reference row may have reached them)
 Writes  reports/gate/decision.json  promote true/false, every rule with both values and its

@@ -5,7 +5,7 @@ Reads   data/prepared/{train,validation}.parquet, data/prepared/schema.json,
         train.pseudo_labeling.enabled also data.unlabeled_path and the id column of
         data/prepared/{train,validation,test}.parquet (unlabeled rows already in a split are
         dropped, so no test row is ever pseudo-labeled)
-Writes  models/model.joblib (the served model: featurizer + estimator + threshold + calibrator),
+Writes  models/model.zip (the served model: featurizer + estimator + threshold + calibrator),
         models/model.json (the model card: format version, hyperparameters, the data files that
         trained it, copied from prepare's summary), reports/train/metrics.json (the sampler used
         and why, resampled rows, kept rounds, the threshold and its validation score)
@@ -54,13 +54,13 @@ def main(argv: list[str] | None = None) -> None:
         best=BestParams.read(args.best_params),
         params=params,
         read_split=parquet_splits(prepared),
-        output=out / "model.joblib",
+        output=out / "model.zip",
     )
     card = trained.card
     summary_file = Path(args.prepare_summary)
     if summary_file.is_file():  # which data files (reference and batches, with hashes) trained the model
         card = replace(card, data=read_json(summary_file).get("data"))
-    served.save(trained.model, out / "model.joblib")
+    served.save(trained.model, out / "model.zip")
     card.write(out / "model.json")
     write_json(trained.summary, args.metrics)
     log.info(

@@ -144,7 +144,7 @@ FEW_TREES = {"n_estimators": 10, "min_samples_leaf": 5, "max_features": "sqrt", 
 
 
 def train_model(directory: Path, *, seed: int = 1, rows: int = 800) -> Path:
-    """A small random forest trained in-process, saved as directory/model.joblib + model.json."""
+    """A small random forest trained in-process, saved as directory/model.zip + model.json."""
     from reprotab.model import served
     from reprotab.params.loader import parse_params
     from reprotab.pipeline import run
@@ -152,7 +152,7 @@ def train_model(directory: Path, *, seed: int = 1, rows: int = 800) -> Path:
     params = parse_params(base_params(seed=seed, model="random_forest", hyperparameters={"random_forest": FEW_TREES}))
     result = run(generate(rows=rows, seed=seed), params, splits_to_score=())
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "model.joblib"
+    path = directory / "model.zip"
     served.save(result.model, path)
     assert result.card is not None
     result.card.write(directory / "model.json")

@@ -36,6 +36,7 @@ from __future__ import annotations
 import difflib
 import functools
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
@@ -46,6 +47,8 @@ import pandas as pd
 
 from reprotab.errors import UserError, problem
 from reprotab.model.schema import Schema
+
+MISSING = "__missing__"  # a missing category's text (reprotab/model/featurizer.py's MISSING)
 
 MIN_SHARE = 0.95  # params.yaml prepare.text_to_number_min_share's default
 EXAMPLES = 3
@@ -167,6 +170,120 @@ def clean_incoming(
     return Cleaned(frame=frame, notes=MappingProxyType(notes), ignored=tuple(ignored))
 
 
+@dataclass(frozen=True)
+class CleanedRows:
+    """Rows as the service receives them (JSON objects), cleaned by the same policy without a
+    frame: per numeric feature its floats, per categorical one its values as the encoders' text
+    (reprotab/model/plan.py `levels_of`), a note per feature column."""
+
+    n: int
+    numbers: tuple[list[float], ...]  # in schema.numeric order
+    levels: Mapping[str, list[str]]
+    notes: Mapping[str, ColumnNote] = field(default_factory=dict)
+
+    def changes(self) -> dict[str, dict[str, Any]]:
+        """Per column that cleaning changed (or holding unseen categories): what it found."""
+        return {c: _note_dict(n) for c, n in self.notes.items() if n.changed}
+
+
+NUMBER, ABSENT, NOT_NUMBER, INFINITE = range(4)  # what `number_of` found
+
+
+def number_of(value: Any) -> tuple[float, int]:
+    """One value of a numeric feature (JSON types: number, boolean, text, null) and what it was,
+    by the policy `_numeric` applies to a column: booleans and true/false are 1/0, text is
+    stripped and parsed (ASCII digits only, as pandas parses), blank or null is missing, ±inf is
+    missing and counted, anything else is missing and counted as not a number."""
+    if value is None:
+        return math.nan, ABSENT
+    if isinstance(value, bool):
+        return float(value), NUMBER
+    if isinstance(value, int | float):
+        number = float(value)
+    else:
+        text = str(value).strip()
+        if not text:
+            return math.nan, ABSENT
+        word = BOOLEAN_WORDS.get(text.lower())
+        if word is not None:
+            return word, NUMBER
+        try:
+            number = float(text) if text.isascii() and "_" not in text else math.nan
+        except ValueError:
+            number = math.nan
+        if math.isnan(number):
+            return math.nan, NOT_NUMBER
+    if math.isinf(number):
+        return math.nan, INFINITE
+    return (number, NUMBER) if not math.isnan(number) else (math.nan, ABSENT)
+
+
+def _number_of(value: Any) -> tuple[float, int]:
+    """`number_of`, with the common case (a finite JSON number) first and inline."""
+    kind = type(value)
+    if kind is float or kind is int:
+        number = float(value)
+        if number - number == 0:  # finite (inf - inf and nan - nan are nan)
+            return number, NUMBER
+    return number_of(value)
+
+
+def clean_rows(
+    rows: list[dict[str, Any]],
+    schema: Schema,
+    *,
+    known: Mapping[str, frozenset[str]],
+    where: str,
+    min_share: float = MIN_SHARE,
+) -> CleanedRows:
+    """`rows` (objects holding every feature, as the service has validated them) cleaned by the
+    policy in the module docstring, with the notes and refusals `clean_incoming` gives the same
+    rows as a frame; `known` is the model's learned categories (reprotab/model/plan.py `learned`)."""
+    n = len(rows)
+    numbers: list[list[float]] = []
+    notes: dict[str, ColumnNote] = {}
+    refused: dict[str, ColumnNote] = {}
+    refused_rows: dict[str, list[int]] = {}
+    for column in schema.numeric:
+        parsed = [_number_of(row[column]) for row in rows]
+        numbers.append([value for value, _ in parsed])
+        kinds = [kind for _, kind in parsed]
+        text = [i for i, kind in enumerate(kinds) if kind == NOT_NUMBER]
+        present = n - kinds.count(ABSENT)
+        examples = tuple(dict.fromkeys(str(rows[i][column]) for i in text))[:EXAMPLES]
+        share = round((present - len(text)) / present, 6) if present else None
+        note = ColumnNote(
+            n,
+            missing=n - kinds.count(NUMBER),
+            text=len(text),
+            text_examples=examples,
+            infinite=kinds.count(INFINITE),
+            share=share,
+        )
+        notes[column] = note
+        if share is not None and share < min_share:
+            refused[column], refused_rows[column] = note, text
+    if refused:
+        raise NotNumbers(_refusal(refused, where=where, min_share=min_share), refused, refused_rows)
+    levels: dict[str, list[str]] = {}
+    for column in schema.categorical:
+        values = [row[column] for row in rows]
+        levels[column] = [MISSING if v is None else v if isinstance(v, str) else str(v) for v in values]
+        categories = known.get(column)
+        missing = values.count(None)
+        if not categories:
+            notes[column] = ColumnNote(n, missing=missing)
+            continue
+        unseen = [
+            text for text, v in zip(levels[column], values, strict=True) if v is not None and text not in categories
+        ]
+        notes[column] = ColumnNote(
+            n, missing=missing, unseen=len(unseen), unseen_examples=tuple(dict.fromkeys(unseen))[:EXAMPLES]
+        )
+    ordered = {c: notes[c] for c in schema.features}
+    return CleanedRows(n=n, numbers=tuple(numbers), levels=MappingProxyType(levels), notes=MappingProxyType(ordered))
+
+
 def require_features(columns: list[str], schema: Schema, *, where: str) -> list[str]:
     """The given columns the model does not use; a UserError when a feature column is missing,
     proposing for each a rename from the unused columns (never the target, the id column or a
@@ -191,10 +308,16 @@ def require_features(columns: list[str], schema: Schema, *, where: str) -> list[
     return ignored
 
 
-@functools.lru_cache(maxsize=8)
 def learned_categories(featurizer: Any) -> Mapping[str, frozenset[str]]:
     """Per categorical column, the categories the fitted featurizer learned, as the text it
-    compares (one-hot and target encoders alike; a missing value's placeholder included)."""
+    compares (one-hot and target encoders alike; a missing value's placeholder included).
+    `featurizer` is a served model's plan (reprotab/model/plan.py) or a fitted transformer."""
+    known = getattr(featurizer, "learned", None)
+    return known if known is not None else _fitted_categories(featurizer)
+
+
+@functools.lru_cache(maxsize=8)
+def _fitted_categories(featurizer: Any) -> Mapping[str, frozenset[str]]:
     found: dict[str, frozenset[str]] = {}
     for name, transformer, columns in getattr(featurizer, "transformers_", []):
         steps = getattr(transformer, "named_steps", {})

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reprotab.model.featurizer import encoded_groups, safe_name
+from reprotab.model.featurizer import safe_name
 from reprotab.model.served import TabularModel
 from reprotab.stats.metrics import BY_TASK, LOWER_IS_BETTER, PROBABILITY_METRICS, Scored
 
@@ -57,12 +57,11 @@ def aggregate_importance(importances: pd.Series, mapping: dict[str, str]) -> pd.
 
 def model_importance(model: TabularModel) -> pd.Series | None:
     """The estimator's `feature_importances_` per raw column, or None when it has none."""
-    estimator, featurizer = model.pipeline.named_steps["model"], model.pipeline.named_steps["features"]
-    values = getattr(estimator, "feature_importances_", None)
-    names = list(featurizer.get_feature_names_out())
+    values = model.booster.importances()
+    names = model.feature_names
     if values is None or len(values) != len(names):
         return None
-    mapping = source_columns(names, features=model.schema.features, groups=encoded_groups(featurizer))
+    mapping = source_columns(names, features=model.schema.features, groups=model.plan.groups())
     return aggregate_importance(pd.Series(np.asarray(values, dtype=float), index=names), mapping)
 
 
@@ -121,8 +120,8 @@ def permutation_importance(
         rows, y = rows.iloc[picked], y[picked]
     X = model.features_of(rows).reset_index(drop=True)
     n, columns = len(X), list(X.columns)
-    features = model.featurizer.transform(X)
-    owner = source_columns(features.columns, features=columns, groups=encoded_groups(model.featurizer))
+    features = model.featurize(X)
+    owner = source_columns(features.columns, features=columns, groups=model.plan.groups())
     shuffled = np.concatenate(shuffles(n, seed=seed, n_repeats=n_repeats))
     if set(owner.values()) <= set(columns):
         outputs = {column: [out for out in features.columns if owner[out] == column] for column in columns}

@@ -30,7 +30,7 @@ def summary_markdown(
     """One page: what was evaluated, key metrics (test and validation), the threshold and
     calibration, top features, and links to every figure and file (relative to the page)."""
     schema, kind = model.schema, model.kind
-    estimator = type(model.pipeline.named_steps["model"]).__name__
+    estimator = model.estimator_name
     what = "regression" if kind == "regression" else f"{kind} classification"
     classes = f" (classes {', '.join(map(str, schema.classes))})" if schema.classes else ""
     facts = [

@@ -1,7 +1,7 @@
 """Active learning: choose the pool rows whose labels would teach the model most, as a labeling queue.
 
     reprotab query --pool FILE [--n 200] [--strategy margin|entropy|least_confidence|random]
-                   [--diversity] [--model models/model.joblib] [--out labeling/queue.csv] [--label-studio]
+                   [--diversity] [--model models/model.zip] [--out labeling/queue.csv] [--label-studio]
 
 Writes the queue (CSV): the id column, rank, strategy, score (higher = more uncertain), the
 model's current prediction and its probability, the model version (sha256 prefix of the model
@@ -97,7 +97,7 @@ def check_pool(
     """The pool's rows cleaned by the policy for incoming rows (reprotab/data/incoming.py; what it
     changed is logged per column), or one UserError per problem found."""
     schema = model.schema
-    cleaned = clean_incoming(pool, schema, featurizer=model.featurizer, where="--pool", min_share=min_share)
+    cleaned = clean_incoming(pool, schema, featurizer=model.plan, where="--pool", min_share=min_share)
     log_notes(cleaned.notes, where="--pool")
     rows = cleaned.frame
     if not schema.id_column:
@@ -138,10 +138,7 @@ def build_queue(
         raise UserError(problem("--model", "must be a classification model to rank by uncertainty", model.kind))
     proba = model.predict_proba(rows)
     scores = uncertainty(proba, strategy, seed=seed)
-    if diversity:
-        chosen = diverse(scores, model.featurizer.transform(rows[list(model.schema.features)]), n, seed=seed)
-    else:
-        chosen = most_uncertain(scores, n)
+    chosen = diverse(scores, model.featurize(rows), n, seed=seed) if diversity else most_uncertain(scores, n)
     predicted = model.class_indices(proba[chosen])
     schema = model.schema
     queue = pd.DataFrame(

@@ -1,6 +1,6 @@
 """Bring labels from a labeling queue back as a new batch of labeled data.
 
-    reprotab labels import FILE [--queue labeling/queue.csv] [--model models/model.joblib]
+    reprotab labels import FILE [--queue labeling/queue.csv] [--model models/model.zip]
                                 [--batches data.batches.dir] [--test data/prepared/test.parquet]
 
 FILE is the queue CSV (or Parquet) with its `label` column filled in, or a Label Studio JSON

@@ -59,7 +59,7 @@ class ModelCard:
 
     @classmethod
     def beside(cls, model_path: str | Path | None) -> ModelCard | None:
-        """The card of a model file (models/model.joblib → models/model.json; the card itself is
+        """The card of a model file (models/model.zip → models/model.json; the card itself is
         taken as is), or None when there is none or it is not a card (a model fetched on its own,
         an older layout): callers show what they can without it."""
         if model_path is None:

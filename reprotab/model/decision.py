@@ -16,57 +16,14 @@ import logging
 from typing import Any
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 
 from reprotab.errors import UserError, problem
+from reprotab.model.calibration import DEFAULT_THRESHOLD, Calibrator
 from reprotab.model.schema import Schema
-from reprotab.model.served import DEFAULT_THRESHOLD
 from reprotab.params.sections import TrainParams
 from reprotab.stats.metrics import CLASSIFICATION, Scored
 
-EPSILON = 1e-6
 log = logging.getLogger(__name__)
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, EPSILON, 1 - EPSILON)
-    return np.log(p / (1 - p)).reshape(-1, 1)
-
-
-class Calibrator:
-    """Maps a model's class probabilities to calibrated ones (`transform`), per class."""
-
-    def __init__(self, method: str) -> None:
-        if method not in ("sigmoid", "isotonic"):
-            raise ValueError(method)
-        self.method, self.binary_ = method, False
-        self.models_: list[Any] = []  # one scikit-learn calibration model per class scored
-
-    def fit(self, proba: np.ndarray, y: np.ndarray) -> Calibrator:
-        self.binary_ = proba.shape[1] == 2
-        columns = [1] if self.binary_ else range(proba.shape[1])
-        self.models_ = [self._fit_one(proba[:, k], (y == k).astype(int)) for k in columns]
-        return self
-
-    def _fit_one(self, p: np.ndarray, hit: np.ndarray) -> Any:
-        if self.method == "isotonic":  # kept off exact 0/1 (half a row's worth), which log-loss punishes without end
-            floor = 0.5 / len(hit)
-            return IsotonicRegression(y_min=floor, y_max=1 - floor, out_of_bounds="clip").fit(p, hit)
-        return LogisticRegression(C=1e6).fit(_logit(p), hit)
-
-    def _apply(self, model: Any, p: np.ndarray) -> np.ndarray:
-        if self.method == "isotonic":
-            return model.predict(p)
-        return model.predict_proba(_logit(p))[:, 1]
-
-    def transform(self, proba: np.ndarray) -> np.ndarray:
-        if self.binary_:
-            positive = self._apply(self.models_[0], proba[:, 1])
-            return np.column_stack([1 - positive, positive])
-        out = np.column_stack([self._apply(m, proba[:, k]) for k, m in enumerate(self.models_)])
-        total = out.sum(axis=1, keepdims=True)
-        return np.where(total > 0, out / np.where(total > 0, total, 1), 1 / out.shape[1])
 
 
 def fit_calibrator(*, method: str, proba: np.ndarray, y: np.ndarray) -> Calibrator | None:

@@ -2,12 +2,11 @@
 
 Fitted by the train stage on the training split (and again on train + validation with
 train.refit); tune builds the same transformer unfitted inside every CV fold. It stays one
-module past 300 lines because the classes pickled inside models must keep one module path.
-The fitted transformer is pickled inside the served model, and pickles refer to functions and
-classes by module, so `to_float`, `to_float32`, `to_text`, `to_levels`, `column_median`,
-`Cardinality`, `OneHotMatrix` and `FeatureMatrix` must keep their module path (see
-reprotab/model/served.py on format versions; `to_float` and `to_text` stay for
-models pickled before the featurizer produced one float32 matrix).
+module past 300 lines because older model pickles refer to its classes by module path: served
+models hold the fitted transformer as a plan (reprotab/model/plan.py), but a format-2 pickle, which
+`reprotab model convert` reads, names `to_float`, `to_float32`, `to_text`, `to_levels`,
+`column_median`, `Cardinality`, `OneHotMatrix` and `FeatureMatrix` here (`to_float` and `to_text`
+stay for pickles from before the featurizer produced one float32 matrix).
 
 Numbers (and booleans as 0/1) are imputed, optionally flagged as missing and scaled. A
 categorical column with at most `max_categories` distinct training values (missing counts as
@@ -50,10 +49,10 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler, TargetEncoder
 
+from reprotab.data.incoming import MISSING
 from reprotab.model.schema import Schema, encode_target
 from reprotab.params.sections import FeaturizeParams
 
-MISSING = "__missing__"
 TARGET_FOLDS = 5  # cross-fitting folds of the target encoder (scikit-learn's default)
 ENCODE_ROWS = 100_000  # rows one-hot encoded at a time (OneHotMatrix)
 # FeatureMatrix empties each part once copied only from this many rows: below it the memory is

@@ -1,16 +1,17 @@
-"""The served model: one object, one file format, one loader.
+"""The served model: one object, one file format, one loader, one scoring path.
 
 `TabularModel` is what train builds (once, with its threshold and calibrator already chosen)
 and what evaluate, the gate, batch scoring, the service and the monitor load, always through
-`load()`. It holds the fitted featurizer and estimator in one sklearn Pipeline plus the schema,
-so it takes raw feature columns and returns labels in the user's own classes: serving cannot
-drift from training because there is no second copy of the preprocessing.
+`load()`. It holds the schema, the featurizer as a plan (reprotab/model/plan.py), the estimator
+in its library's own format (reprotab/model/boosters.py) and the calibrator as numbers, so it
+takes raw feature columns and returns labels in the user's own classes with NumPy and the
+booster only: no pandas transformer and no scikit-learn pipeline per request, and serving cannot
+drift from training because train converts its fitted pipeline into this object (checking the
+plan against the pipeline on the validation rows) before anything scores with it.
 
-The file is a joblib pickle of the object; `FORMAT_VERSION` is stored inside it and in
-`models/model.json`. A file from another format version (or from before versions existed,
-when the class lived in `stages.estimators`, or from format 1, when the library's modules were one
-flat folder and the class was `reprotab.served.TabularModel`) is refused with a message saying to retrain,
-instead of failing somewhere deep in unpickling or, worse, half-working.
+The file is a model bundle (reprotab/model/bundle.py): a zip of checked members, never a pickle.
+A pickle from an older version is refused with a message naming `reprotab model convert`
+(reprotab/model/convert.py), the one place that unpickles, explicitly.
 
 The decision threshold has one meaning, here: `threshold` is what train chose (None when
 nothing was chosen), `decision_threshold` is what predictions use (binary only; 0.5 when
@@ -19,36 +20,107 @@ nothing was chosen; None for multiclass and regression, which take the most prob
 
 from __future__ import annotations
 
-import io
+import importlib.metadata
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import joblib
 import numpy as np
 import pandas as pd
-from sklearn.pipeline import Pipeline
 
 from reprotab.data.incoming import require_features
 from reprotab.data.tables import atomic_path
 from reprotab.errors import UserError, problem
+from reprotab.model.boosters import BOOSTERS, Booster, BoosterError
+from reprotab.model.bundle import (
+    CONVERT,
+    FORMAT,
+    FORMAT_VERSION,
+    BundleError,
+    json_bytes,
+    member_json,
+    read_members,
+    write_members,
+)
+from reprotab.model.calibration import DEFAULT_THRESHOLD, Calibrator
+from reprotab.model.plan import FeaturePlan, PlanError
 from reprotab.model.schema import Schema
 
-FORMAT_VERSION = 2  # 2: the classes moved into sub-packages (reprotab.model.served, ...)
-DEFAULT_THRESHOLD = 0.5
+LIBRARIES = ("numpy", "scikit-learn", "lightgbm", "xgboost-cpu")
+
+
+def members() -> dict[str, set[str]]:
+    """Each family's members (read when loading, so a family registered later is known)."""
+    return {family: {"schema.json", "featurizer.json", "decision.json", b.member} for family, b in BOOSTERS.items()}
+
+
+INVALID_FIX = "Re-run `dvc repro train` (or `dvc pull`) to get a valid model file"
 
 
 class TabularModel:
     """Raw feature columns in, predictions out."""
 
     def __init__(
-        self, *, pipeline: Pipeline, schema: Schema, threshold: float | None = None, calibrator: Any = None
+        self,
+        *,
+        schema: Schema,
+        plan: FeaturePlan,
+        booster: Booster,
+        threshold: float | None = None,
+        calibrator: Calibrator | None = None,
+        estimator_name: str = "",
     ) -> None:
-        self.pipeline, self.schema, self.threshold, self.calibrator = pipeline, schema, threshold, calibrator
+        self.schema, self.plan, self.booster = schema, plan, booster
+        self.threshold, self.calibrator = threshold, calibrator
+        self.estimator_name = estimator_name or type(booster.native).__name__
         self.format_version = FORMAT_VERSION
+        self._classes = np.array(schema.classes, dtype=object)
+
+    @classmethod
+    def from_fitted(
+        cls,
+        *,
+        featurizer: Any,
+        estimator: Any,
+        family: str,
+        schema: Schema,
+        threshold: float | None = None,
+        calibrator: Calibrator | None = None,
+        check_rows: pd.DataFrame | None = None,
+    ) -> TabularModel:
+        """The served form of a fitted featurizer and estimator. With `check_rows` (raw rows), the
+        plan's features of them must equal the featurizer's, bit for bit (RuntimeError if not)."""
+        plan = FeaturePlan.from_featurizer(featurizer, schema)
+        kind = kind_of(schema)
+        booster = BOOSTERS[family].from_estimator(
+            estimator, kind=kind, n_classes=len(schema.classes), n_features=plan.width
+        )
+        model = cls(
+            schema=schema,
+            plan=plan,
+            booster=booster,
+            threshold=threshold,
+            calibrator=calibrator,
+            estimator_name=type(estimator).__name__,
+        )
+        if check_rows is not None and len(check_rows):
+            expected = np.asarray(featurizer.transform(check_rows[list(schema.features)]), dtype=np.float32)
+            got = model.plan.frame_matrix(check_rows)
+            if expected.shape != got.shape or not np.array_equal(expected, got, equal_nan=True):
+                raise RuntimeError("the featurizer plan differs from the fitted featurizer on the check rows")
+        return model
+
+    @property
+    def family(self) -> str:
+        return self.booster.family
+
+    @property
+    def estimator(self) -> Any:
+        """The library's own estimator object (lightgbm.Booster, xgboost.Booster, a scikit-learn forest)."""
+        return self.booster.native
 
     @property
     def classes(self) -> np.ndarray:
-        return np.array(self.schema.classes, dtype=object)
+        return self._classes
 
     @property
     def binary(self) -> bool:
@@ -57,9 +129,7 @@ class TabularModel:
     @property
     def kind(self) -> str:
         """binary, multiclass or regression."""
-        if self.schema.task == "regression":
-            return "regression"
-        return "binary" if self.binary else "multiclass"
+        return kind_of(self.schema)
 
     @property
     def decision_threshold(self) -> float | None:
@@ -69,12 +139,9 @@ class TabularModel:
         return DEFAULT_THRESHOLD if self.threshold is None else float(self.threshold)
 
     @property
-    def estimator(self) -> Any:
-        return self.pipeline.named_steps["model"]
-
-    @property
-    def featurizer(self) -> Any:
-        return self.pipeline.named_steps["features"]
+    def feature_names(self) -> list[str]:
+        """The model's input columns after featurizing, in order."""
+        return list(self.plan.names)
 
     def features_of(self, rows: pd.DataFrame) -> pd.DataFrame:
         """The model's feature columns of `rows`, in training order; missing ones are a UserError
@@ -82,22 +149,32 @@ class TabularModel:
         require_features(list(map(str, rows.columns)), self.schema, where="input rows")
         return rows[list(self.schema.features)]
 
+    def featurize(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """The featurized rows as a float32 frame with the model's feature names."""
+        matrix = self.plan.frame_matrix(self.features_of(rows))
+        return pd.DataFrame(matrix, columns=self.feature_names, index=rows.index, copy=False)
+
     def predict_proba(self, rows: pd.DataFrame, *, calibrated: bool = True) -> np.ndarray:
         """Class probabilities, columns in `schema.classes` order; `calibrated=False` gives the
         estimator's own probabilities when a calibrator was fitted (for before/after curves)."""
         if self.schema.task != "classification":
             raise TypeError("predict_proba applies to classification models only")
-        return self.predict_featurized(self.featurizer.transform(self.features_of(rows)), calibrated=calibrated)
+        return self.predict_featurized(self.plan.frame_matrix(self.features_of(rows)), calibrated=calibrated)
 
-    def predict_featurized(self, features: pd.DataFrame, *, calibrated: bool = True) -> np.ndarray:
+    def predict_featurized(self, features: Any, *, calibrated: bool = True) -> np.ndarray:
         """Class probabilities (classification; calibrated unless told) or values (regression)
-        from rows the featurizer has already transformed."""
+        from rows already featurized (a matrix or frame of the model's feature columns)."""
+        matrix = np.ascontiguousarray(features, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[1] != self.plan.width:
+            raise ValueError(f"featurized rows must have {self.plan.width} columns, got shape {matrix.shape}")
+        if not np.isfinite(matrix).all():  # a number beyond float32 (the features' precision) became ±inf
+            raise ValueError("a value is too large for the model's float32 features (or not finite)")
+        out = self.booster.predict(matrix)
         if self.schema.task == "regression":
-            return np.asarray(self.estimator.predict(features), dtype=float)
-        proba = np.asarray(self.estimator.predict_proba(features), dtype=float)
+            return np.asarray(out, dtype=float)
         if calibrated and self.calibrator is not None:
-            proba = self.calibrator.transform(proba)
-        return proba
+            out = self.calibrator.transform(out)
+        return out
 
     def positive_index(self) -> int:
         return list(self.schema.classes).index(self.schema.positive_class)
@@ -115,14 +192,43 @@ class TabularModel:
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         """Labels in the user's own classes, or numbers for regression."""
         if self.schema.task == "regression":
-            return np.asarray(self.pipeline.predict(self.features_of(rows)), dtype=float)
+            return self.predict_featurized(self.plan.frame_matrix(self.features_of(rows)))
         return self.classes[self.predict_index(rows)]
+
+    def to_bytes(self) -> bytes:
+        """The model bundle's bytes (reprotab/model/bundle.py)."""
+        decision = {
+            "threshold": None if self.threshold is None else float(self.threshold),
+            "calibrator": None if self.calibrator is None else self.calibrator.to_dict(),
+        }
+        members = {
+            "schema.json": json_bytes(self.schema.to_dict()),
+            "featurizer.json": json_bytes(self.plan.to_dict()),
+            "decision.json": json_bytes(decision),
+            self.booster.member: self.booster.to_bytes(),
+        }
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "family": self.family,
+            "kind": self.kind,
+            "estimator": self.estimator_name,
+            "libraries": {name: _version(name) for name in LIBRARIES},
+        }
+        return write_members(members, manifest)
+
+
+def kind_of(schema: Schema) -> str:
+    if schema.task == "regression":
+        return "regression"
+    return "binary" if len(schema.classes) == 2 else "multiclass"
 
 
 def save(model: TabularModel, path: str | Path) -> None:
-    """Write the model atomically (a killed run never leaves half a model)."""
+    """Write the model bundle atomically (a killed run never leaves half a model)."""
+    data = model.to_bytes()
     with atomic_path(path) as tmp:
-        joblib.dump(model, tmp)
+        Path(tmp).write_bytes(data)
 
 
 def load(path: str | Path, *, where: str = "model") -> TabularModel:
@@ -130,38 +236,98 @@ def load(path: str | Path, *, where: str = "model") -> TabularModel:
     path = Path(path)
     if not path.is_file():
         raise UserError(problem(where, "file not found", str(path), "Run `dvc repro train` (or `dvc pull`) first"))
-    with path.open("rb") as handle:
-        return loads(handle, where=where, source=str(path))
+    return loads(path.read_bytes(), where=where, source=str(path))
 
 
 def loads(data: bytes | BinaryIO, *, where: str = "model", source: str = "model bytes") -> TabularModel:
     """The model in `data` (the file's bytes, or an open binary file), with the same checks as `load`;
     for models read through `dvc.api.open` from another revision or a remote."""
-    handle = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+    content = bytes(data) if isinstance(data, bytes | bytearray) else data.read()
     try:
-        model = joblib.load(handle)
-    except ImportError as exc:  # a module it names is gone, or moved and imports what is gone
-        raise UserError(
-            problem(
-                where,
-                f"was written by an incompatible version of this project (it needs module '{exc.name}'); "
-                f"this version reads model format {FORMAT_VERSION}",
-                source,
-                "Retrain it with `dvc repro` on this version",
-            )
-        ) from None
-    except Exception as exc:  # a truncated or foreign pickle raises many types
-        raise UserError(problem(where, f"cannot be loaded ({type(exc).__name__}: {exc})", source)) from None
-    if not isinstance(model, TabularModel):
-        raise UserError(problem(where, "is not a model saved by the train stage", type(model).__name__))
-    version = getattr(model, "format_version", 0)
-    if version != FORMAT_VERSION:
-        raise UserError(
-            problem(
-                where,
-                f"has model format {version}; this version of the project reads format {FORMAT_VERSION}",
-                source,
-                "Retrain it with `dvc repro` on this version",
-            )
-        )
-    return model
+        return _from_bytes(content)
+    except BundleError as exc:
+        pickled = exc.fix == CONVERT
+        rule = f"{exc}" if pickled else f"is not a valid model bundle: {exc}"
+        raise UserError(problem(where, rule, source, exc.fix or INVALID_FIX)) from None
+    except (PlanError, BoosterError, ValueError, TypeError, KeyError) as exc:
+        raise UserError(problem(where, f"is not a valid model bundle: {exc}", source, INVALID_FIX)) from None
+
+
+def _from_bytes(content: bytes) -> TabularModel:
+    manifest, found = read_members(content, members())
+    schema = schema_from(member_json(found, "schema.json"))
+    kind = kind_of(schema)
+    if manifest.get("kind") != kind:
+        raise BundleError(f"manifest.json: kind {manifest.get('kind')!r} is not the schema's {kind!r}")
+    estimator_name = manifest.get("estimator")
+    if not isinstance(estimator_name, str):
+        raise BundleError("manifest.json: estimator must be text")
+    plan = FeaturePlan.from_dict(member_json(found, "featurizer.json"), schema)
+    decision = member_json(found, "decision.json")
+    if not isinstance(decision, dict) or set(decision) != {"threshold", "calibrator"}:
+        raise BundleError("decision.json: must be an object with threshold and calibrator")
+    threshold = decision["threshold"]
+    if threshold is not None and (
+        isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1
+    ):
+        raise BundleError("decision.json: threshold must be null or a number in [0, 1]")
+    if threshold is not None and kind != "binary":
+        raise BundleError("decision.json: a threshold applies to binary models only")
+    calibrator = None
+    if decision["calibrator"] is not None:
+        if kind == "regression":
+            raise BundleError("decision.json: a calibrator applies to classifiers only")
+        calibrator = Calibrator.from_dict(decision["calibrator"], n_classes=len(schema.classes))
+    family = manifest["family"]
+    booster_class = BOOSTERS[family]
+    booster = booster_class.from_bytes(
+        found[booster_class.member], kind=kind, n_classes=len(schema.classes), n_features=plan.width
+    )
+    return TabularModel(
+        schema=schema,
+        plan=plan,
+        booster=booster,
+        threshold=threshold,
+        calibrator=calibrator,
+        estimator_name=estimator_name,
+    )
+
+
+def schema_from(raw: Any) -> Schema:
+    """The schema in parsed JSON, every field's type checked (BundleError if not)."""
+    fields = {"task", "target", "numeric", "categorical", "id_column", "classes", "positive_class", "ignored"}
+    if not isinstance(raw, dict) or set(raw) != fields:
+        raise BundleError(f"schema.json: must be an object with exactly {sorted(fields)}")
+    texts = lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)  # noqa: E731
+    scalar = lambda v: v is None or type(v) in (str, int, float, bool)  # noqa: E731
+    if (
+        raw["task"] not in ("classification", "regression")
+        or not isinstance(raw["target"], str)
+        or not all(texts(raw[k]) for k in ("numeric", "categorical", "ignored"))
+        or not (raw["id_column"] is None or isinstance(raw["id_column"], str))
+        or not isinstance(raw["classes"], list)
+        or not all(scalar(c) and c is not None for c in raw["classes"])
+        or not scalar(raw["positive_class"])
+    ):
+        raise BundleError("schema.json: a field has the wrong type")
+    features = [*raw["numeric"], *raw["categorical"]]
+    if not features or len(set(features)) != len(features) or raw["target"] in features:
+        raise BundleError("schema.json: features must be distinct, at least one, and not the target")
+    classes = raw["classes"]
+    if raw["task"] == "classification":
+        if len(classes) < 2 or len({str(c) for c in classes}) != len(classes):
+            raise BundleError("schema.json: a classifier needs at least 2 distinct classes")
+        if (len(classes) == 2) != (raw["positive_class"] is not None) or (
+            raw["positive_class"] is not None and raw["positive_class"] not in classes
+        ):
+            raise BundleError("schema.json: positive_class must be one of 2 classes (binary only)")
+    elif classes or raw["positive_class"] is not None:
+        raise BundleError("schema.json: a regression model has no classes")
+    return Schema.from_dict(raw)
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None

@@ -110,7 +110,7 @@ def clean(batch: pd.DataFrame, model: TabularModel, *, min_share: float, where: 
     """The batch checked (`check_batch`) and cleaned by the policy for every incoming row
     (reprotab/data/incoming.py: the same as `reprotab predict` and the service)."""
     check_batch(batch, model.schema, where=where)
-    return clean_incoming(batch, model.schema, featurizer=model.featurizer, where=where, min_share=min_share)
+    return clean_incoming(batch, model.schema, featurizer=model.plan, where=where, min_share=min_share)
 
 
 def category_labels(values: pd.Series) -> pd.Series:

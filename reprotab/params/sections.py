@@ -226,7 +226,7 @@ class TrainParams(Section):
     (reprotab/model/decision.py)."""
 
     early_stopping_rounds: int | None = Field(30, ge=1)  # boosters stop on the validation split
-    init_model: str | None = None  # a previous model.joblib to continue training from
+    init_model: str | None = None  # a previous model.zip to continue training from
     threshold: Literal["auto"] | float | None = "auto"  # binary only; None = 0.5
     threshold_metric: Literal[THRESHOLD_METRICS] = "f1"  # type: ignore[valid-type]
     min_recall: float | None = Field(None, gt=0, le=1)

@@ -131,7 +131,7 @@ def model_at(
     """The model file `path` at `rev` of `repo` (through DVC: git-tracked, cache or remote), loaded
     with the checks of `served.load`, and its md5; vcs.NotReadable when it cannot be read. With
     `sha256` (the digest a registration pinned) bytes with another digest are refused before they
-    are loaded: the file unpickles, so bytes swapped in a cache or remote must never reach it."""
+    are loaded: bytes swapped in a cache or remote never reach the bundle loader."""
     data = vcs.read_at(path, rev=rev, repo=repo)
     found = hashlib.sha256(data).hexdigest()
     if sha256 is not None and found != sha256:

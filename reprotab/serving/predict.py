@@ -1,7 +1,7 @@
 """`reprotab predict`: score a CSV or Parquet file of any size with the served model.
 
     reprotab predict --input data/incoming/batch.parquet --output reports/scored.parquet
-                     [--model models/model.joblib | --stage prod | --version v3] [--chunk-rows 50000]
+                     [--model models/model.zip | --stage prod | --version v3] [--chunk-rows 50000]
 
 Reads the input in chunks (pyarrow), so a file larger than memory works, and writes one
 file, Parquet (--output ending .parquet or .pq) or CSV (ending .csv), with, per row: the id
@@ -167,7 +167,7 @@ def predict_file(
                 for table in rechunk(batches(columns, chunk_rows), chunk_rows):
                     rows = table.to_pandas()
                     ids = rows[id_column].to_numpy() if id_column else np.arange(seen, seen + len(rows))
-                    cleaned = clean_incoming(rows, model.schema, featurizer=model.featurizer, where=where)
+                    cleaned = clean_incoming(rows, model.schema, featurizer=model.plan, where=where)
                     notes = merge_notes(notes, cleaned.notes)
                     with np.errstate(over="ignore", invalid="ignore"):  # bisecting rows too large for float32
                         result = score(model, cleaned.frame)

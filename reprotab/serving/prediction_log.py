@@ -68,6 +68,9 @@ def record(
     }
 
 
+ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # one encoder: json.dumps builds one per call
+
+
 class PredictionLog:
     """Append-only JSONL files in `directory`, rotated by size and by UTC day; thread-safe."""
 
@@ -89,7 +92,7 @@ class PredictionLog:
         return Path(self._file.name) if self._file else None
 
     def write(self, records: Iterable[dict[str, Any]]) -> None:
-        text = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in records)
+        text = "".join(ENCODER.encode(r) + "\n" for r in records)
         if not text:
             return
         data = text.encode("utf-8")

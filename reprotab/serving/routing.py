@@ -13,9 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from reprotab.data.incoming import MIN_SHARE, Cleaned, NotNumbers, clean_incoming, log_notes
+from reprotab.data.incoming import MIN_SHARE, CleanedRows, NotNumbers, clean_rows, log_notes
 from reprotab.model.served import TabularModel
 from reprotab.serving.payload import ApiError, entry
 from reprotab.serving.prediction_log import PredictionLog, record
@@ -45,12 +44,11 @@ def route_of(request_id: str, share: float) -> str:
     return "canary" if bucket < share else "champion"
 
 
-def frame_of(rows: list[dict[str, Any]], model: TabularModel, *, where: str) -> Cleaned:
+def cleaned_rows(rows: list[dict[str, Any]], model: TabularModel, *, where: str) -> CleanedRows:
     """The request's rows cleaned by the policy for incoming rows (reprotab/data/incoming.py); a numeric
     field where too few of the request's values are numbers is a 422 naming each such row."""
-    frame = pd.DataFrame.from_records(rows, columns=list(model.schema.features))
     try:
-        return clean_incoming(frame, model.schema, featurizer=model.featurizer, where=where)
+        return clean_rows(rows, model.schema, known=model.plan.learned, where=where)
     except NotNumbers as exc:
         bad = sorted((row, model.schema.features.index(c), c) for c, found in exc.rows.items() for row in found)
         detail = [
@@ -65,17 +63,25 @@ def frame_of(rows: list[dict[str, Any]], model: TabularModel, *, where: str) -> 
         raise ApiError(422, detail, "validation") from None
 
 
-def scored(served: Served, frame: pd.DataFrame) -> tuple[list[Any], list[dict[str, float]] | None]:
+def scored(served: Served, cleaned: CleanedRows) -> tuple[list[Any], list[dict[str, float]] | None]:
     """Predictions and probabilities of every row, or a 422 naming the rows the model refused."""
+    model = served.model
     with np.errstate(over="ignore", invalid="ignore"):
-        result = score(served.model, frame)
+        result = score(model, model.plan.matrix(cleaned.numbers, cleaned.levels, cleaned.n))
     if result.failed:
         raise ApiError(422, [entry(row, None, f"cannot be scored: {why}") for row, why in result.failed], "scoring")
     predictions = result.predictions.tolist()
     if result.proba is None:
         return predictions, None
-    classes = [str(c) for c in served.model.schema.classes]
-    return predictions, [dict(zip(classes, map(float, p), strict=True)) for p in result.proba]
+    classes = [str(c) for c in model.schema.classes]
+    return predictions, [dict(zip(classes, p, strict=True)) for p in result.proba.tolist()]
+
+
+def warm(served: Served) -> None:
+    """Score one row of missing values through the whole path, so the first request does not pay
+    for the booster's and NumPy's first-call set-up."""
+    row = {name: None for name in served.model.schema.features}
+    scored(served, clean_rows([row], served.model.schema, known=served.model.plan.learned, where="warm-up"))
 
 
 def serve_rows(
@@ -85,12 +91,11 @@ def serve_rows(
     route: str,
     prediction_log: PredictionLog,
     telemetry: Telemetry,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+) -> tuple[CleanedRows, dict[str, Any]]:
     """Clean and score `rows`, log them, and build the answer (in a worker thread)."""
-    cleaned = frame_of(rows, served.model, where=f"request {request_id}")
+    cleaned = cleaned_rows(rows, served.model, where=f"request {request_id}")
     log_notes(cleaned.notes, where=f"request {request_id}")
-    frame = cleaned.frame
-    predictions, probas = scored(served, frame)
+    predictions, probas = scored(served, cleaned)
     write_log(prediction_log, served, rows, request_id, route, predictions, probas)
     telemetry.predicted(route, np.asarray(predictions, dtype=object))
     id_column = served.model.schema.id_column
@@ -103,12 +108,12 @@ def serve_rows(
         for i, p in enumerate(predictions)
     ]
     reply = {"request_id": request_id, "model_version": served.version, "route": route, "predictions": answers}
-    return frame, {**reply, "cleaning": cleaned.changes()}
+    return cleaned, {**reply, "cleaning": cleaned.changes()}
 
 
 def shadow_rows(
     served: Served,
-    frame: pd.DataFrame,
+    cleaned: CleanedRows,
     rows: list[dict[str, Any]],
     request_id: str,
     prediction_log: PredictionLog,
@@ -116,7 +121,7 @@ def shadow_rows(
 ) -> None:
     """The shadow challenger's predictions, logged only; its failures never reach the client."""
     try:
-        predictions, probas = scored(served, frame)
+        predictions, probas = scored(served, cleaned)
     except ApiError as exc:
         telemetry.errors.labels("/predict", "shadow").inc()
         log.warning("shadow model %s could not score request %s: %s", served.version, request_id, exc.detail)

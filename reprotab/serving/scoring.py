@@ -40,7 +40,7 @@ def resolve_model(
 ) -> tuple[TabularModel, dict[str, Any]]:
     """The model to score with and what identifies it: {version, stage, commit, path}.
 
-    `model` is a file (default models/model.joblib); `stage` or `version` asks the model
+    `model` is a file (default models/model.zip); `stage` or `version` asks the model
     registry instead. At most one of the three."""
     chosen = [name for name, value in (("--model", model), ("--stage", stage), ("--version", version)) if value]
     if len(chosen) > 1:
@@ -67,7 +67,7 @@ def resolve_model(
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--model", help="a model file (default models/model.joblib)")
+    group.add_argument("--model", help="a model file (default models/model.zip)")
     group.add_argument("--stage", help="the model registered in this stage (e.g. prod)")
     group.add_argument("--version", help="the registered model of this version")
 
@@ -92,20 +92,22 @@ class Scores:
     failed: list[tuple[int, str]] = field(default_factory=list)
 
 
-def score(model: TabularModel, rows: pd.DataFrame) -> Scores:
-    """Predict `rows` (already cleaned); rows the model raises on are bisected out, not fatal."""
+def score(model: TabularModel, rows: pd.DataFrame | np.ndarray) -> Scores:
+    """Predict `rows` (cleaned raw rows, or the matrix the model's plan made of them); rows the
+    model raises on are bisected out, not fatal. The one scoring path of batch scoring and the
+    service: the plan's matrix, the booster, the calibrator, the threshold."""
+    matrix = model.plan.frame_matrix(rows) if isinstance(rows, pd.DataFrame) else rows
     classification = model.schema.task == "classification"
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
     failed: list[tuple[int, str]] = []
 
     def run(start: int, stop: int) -> None:
-        chunk = rows.iloc[start:stop]
         try:
+            predicted = model.predict_featurized(matrix[start:stop])
             if classification:
-                proba = model.predict_proba(chunk)
-                parts.append((np.arange(start, stop), model.classes[model.class_indices(proba)], proba))
+                parts.append((np.arange(start, stop), model.classes[model.class_indices(predicted)], predicted))
             else:
-                parts.append((np.arange(start, stop), model.predict(chunk), None))
+                parts.append((np.arange(start, stop), predicted, None))
         except (ValueError, TypeError, ArithmeticError) as exc:
             if stop - start == 1:
                 failed.append((start, f"{type(exc).__name__}: {exc}".splitlines()[0]))
@@ -114,12 +116,14 @@ def score(model: TabularModel, rows: pd.DataFrame) -> Scores:
             run(start, middle)
             run(middle, stop)
 
-    if len(rows):
-        run(0, len(rows))
+    if len(matrix):
+        run(0, len(matrix))
     if not parts:
         width = len(model.schema.classes)
         empty_proba = np.empty((0, width)) if classification else None
         return Scores(np.empty(0, dtype=int), np.empty(0, dtype=object), empty_proba, failed)
+    if len(parts) == 1:
+        return Scores(parts[0][0], parts[0][1], parts[0][2], failed)
     index = np.concatenate([p[0] for p in parts])
     predictions = np.concatenate([p[1] for p in parts])
     proba = np.concatenate([p[2] for p in parts]) if classification else None

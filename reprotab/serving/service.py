@@ -51,7 +51,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -59,19 +58,21 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from reprotab import paths
+from reprotab.data.incoming import CleanedRows
 from reprotab.errors import UserError, problem
 from reprotab.model.card import ModelCard
 from reprotab.registry.gate_decision import GateDecision
 from reprotab.runner import stage_main
 from reprotab.serving.payload import ApiError, parse_request, read_body, rows_validator, validation_errors
 from reprotab.serving.prediction_log import DEFAULT_MAX_BYTES, PredictionLog
-from reprotab.serving.routing import Served, route_of, serve_rows, shadow_rows
+from reprotab.serving.routing import Served, route_of, serve_rows, shadow_rows, warm
 from reprotab.serving.scoring import add_model_arguments, resolve_model
 from reprotab.serving.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 ENDPOINTS = ("/health", "/ready", "/metadata", "/metrics", "/predict")
 VERSION_HEADER = "X-Model-Version"
+INLINE_BYTES = 16_384  # request bodies up to this size are scored on the event loop, not in a worker thread
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for served in (champion, canary, shadow):
+            if served is not None:
+                warm(served)
         app.state.ready = True
         log.info("serving model %s (%s)", version, champion.info.get("path") or champion.info.get("stage"))
         yield
@@ -126,15 +130,7 @@ def create_app(
     app.state.ready = False
     app.state.prediction_log = prediction_log
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        endpoint = request.url.path if request.url.path in ENDPOINTS else "other"
-        response = await call_next(request)
-        response.headers.setdefault(VERSION_HEADER, version)
-        telemetry.requests.labels(endpoint, str(response.status_code)).inc()
-        telemetry.latency.labels(endpoint).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(Observe, telemetry=telemetry, version=version)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -159,8 +155,8 @@ def create_app(
     def metrics() -> Response:
         return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
 
-    def handle(body: bytes) -> tuple[Served, pd.DataFrame, list[dict[str, Any]], dict[str, Any]]:
-        """Parse, check, route and score one request (in a worker thread: all of it is CPU work)."""
+    def handle(body: bytes) -> tuple[Served, CleanedRows, list[dict[str, Any]], dict[str, Any]]:
+        """Parse, check, route and score one request (CPU work: a large one runs in a worker thread)."""
         rows, request_id = parse_request(body, config.max_rows)
         try:
             validator.validate_python(rows)
@@ -168,19 +164,55 @@ def create_app(
             raise ApiError(422, validation_errors(exc, schema), "validation") from None
         route = route_of(request_id, config.canary_share) if canary is not None else "champion"
         answering = canary if route == "canary" and canary is not None else champion
-        frame, reply = serve_rows(answering, rows, request_id, route, prediction_log, telemetry)
-        return answering, frame, rows, reply
+        cleaned, reply = serve_rows(answering, rows, request_id, route, prediction_log, telemetry)
+        return answering, cleaned, rows, reply
 
     @app.post("/predict")
     async def predict(request: Request, background: BackgroundTasks) -> JSONResponse:
         body = await read_body(request, config.max_bytes)
-        answering, frame, rows, reply = await run_in_threadpool(handle, body)
+        if len(body) <= INLINE_BYTES:  # a few rows: scoring is cheaper than the hop to a worker thread
+            answering, cleaned, rows, reply = handle(body)
+        else:
+            answering, cleaned, rows, reply = await run_in_threadpool(handle, body)
         if shadow is not None:
-            background.add_task(shadow_rows, shadow, frame, rows, reply["request_id"], prediction_log, telemetry)
+            background.add_task(shadow_rows, shadow, cleaned, rows, reply["request_id"], prediction_log, telemetry)
         reply["threshold"] = answering.model.decision_threshold
         return JSONResponse(reply, headers={VERSION_HEADER: answering.version})
 
     return app
+
+
+class Observe:
+    """ASGI middleware: every response gets the `X-Model-Version` header (unless the endpoint set
+    one) and is counted and timed by endpoint and status. Plain ASGI rather than Starlette's
+    `BaseHTTPMiddleware`, which wraps every response in a stream and cost a fifth of a request."""
+
+    def __init__(self, app: Any, *, telemetry: Telemetry, version: str) -> None:
+        self.app, self.telemetry = app, telemetry
+        self.header = (VERSION_HEADER.lower().encode(), version.encode())
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        endpoint = scope["path"] if scope["path"] in ENDPOINTS else "other"
+        status = [500]
+
+        async def sending(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                headers = list(message.get("headers", []))
+                if not any(name.lower() == self.header[0] for name, _ in headers):
+                    headers.append(self.header)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.telemetry.requests.labels(endpoint, str(status[0])).inc()
+            self.telemetry.latency.labels(endpoint).observe(time.perf_counter() - started)
 
 
 def describe(

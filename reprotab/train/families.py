@@ -2,8 +2,9 @@
 
 `MODELS` implements exactly the names reprotab/params/names.py declares (params validation reads
 those, so loading params imports no estimator code; a test holds the two equal, and the
-strategy-key table of docs/params.md to them), so adding a model is one `ModelSpec` entry, its
-name, and its `hyperparameters` block in params.yaml, never a copied branch (`model: auto` then
+strategy-key table of docs/params.md to them), so adding a model is one `ModelSpec` entry, one
+`Booster` under the same name (reprotab/model/boosters.py: how the model file stores it), its name,
+and its `hyperparameters` block in params.yaml, never a copied branch (`model: auto` then
 searches it too).
 Estimator classes are imported only when a model is built, so a stage that never fits XGBoost does
 not pay for importing it.
@@ -51,7 +52,7 @@ def _lightgbm_early_stopping(
 def _xgboost_continue(new: Any, old: Any, X: Any, y: Any, eval_set: Any, rounds: int | None) -> Any:
     if eval_set is not None and rounds:
         new.set_params(early_stopping_rounds=rounds)
-    new.fit(X, y, xgb_model=old.get_booster(), eval_set=[eval_set] if eval_set else None, verbose=False)
+    new.fit(X, y, xgb_model=old, eval_set=[eval_set] if eval_set else None, verbose=False)
     return new
 
 
@@ -60,7 +61,7 @@ def _lightgbm_continue(new: Any, old: Any, X: Any, y: Any, eval_set: Any, rounds
 
     stop = [lightgbm.early_stopping(rounds, verbose=False)] if eval_set is not None and rounds else None
     held = {"eval_X": eval_set[0], "eval_y": eval_set[1]} if eval_set is not None else {}
-    new.fit(X, y, init_model=old.booster_, callbacks=stop, **held)
+    new.fit(X, y, init_model=old, callbacks=stop, **held)
     return new
 
 
@@ -71,8 +72,16 @@ def _forest_continue(new: Any, old: Any, X: Any, y: Any, eval_set: Any, rounds: 
     return grown.fit(X, y)
 
 
+def _native(estimator: Any, attribute: str) -> Any:
+    """The library's booster of a scikit-learn wrapper, or the booster itself (a stored model's)."""
+    if not hasattr(estimator, attribute):
+        return estimator
+    found = getattr(estimator, attribute)
+    return found() if callable(found) else found
+
+
 EarlyStopping = Callable[..., int]  # (estimator, X, y, eval_set, rounds, **fit kwargs such as sample_weight)
-Continue = Callable[[Any, Any, Any, Any, Any, "int | None"], Any]
+Continue = Callable[[Any, Any, Any, Any, Any, "int | None"], Any]  # old: the stored model's native estimator
 
 
 @dataclass(frozen=True)
@@ -111,7 +120,7 @@ MODELS: dict[str, ModelSpec] = {
         {"verbosity": 0},
         _xgboost_early_stopping,
         _xgboost_continue,
-        lambda estimator: estimator.get_booster().num_boosted_rounds(),
+        lambda estimator: _native(estimator, "get_booster").num_boosted_rounds(),
         unset_defaults={  # XGBoost's documented tree-booster defaults (3.x): its wrapper reports each as None
             "learning_rate": 0.3,
             "max_depth": 6,
@@ -131,7 +140,7 @@ MODELS: dict[str, ModelSpec] = {
         {"verbose": -1},
         _lightgbm_early_stopping,
         _lightgbm_continue,
-        lambda estimator: estimator.booster_.current_iteration(),
+        lambda estimator: _native(estimator, "booster_").current_iteration(),
     ),
 }
 

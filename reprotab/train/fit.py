@@ -26,17 +26,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.pipeline import Pipeline
 
 from reprotab import paths
 from reprotab.data.tables import frame_hash, release_arrow_memory
 from reprotab.errors import UserError, problem
+from reprotab.model.bundle import FORMAT_VERSION
 from reprotab.model.decision import fit_decision
 from reprotab.model.featurizer import fit_featurizer, one_hot_groups
 from reprotab.model.schema import Schema, encode_target
-from reprotab.model.served import FORMAT_VERSION, TabularModel, load
+from reprotab.model.served import TabularModel, load
 from reprotab.params.sections import FeaturizeParams, SamplingParams, TrainParams
-from reprotab.train.families import AUTO, MODELS, build_estimator, fit_estimator, model_name
+from reprotab.train.families import AUTO, MODELS, build_estimator, fit_estimator
 from reprotab.train.sampling import balance
 from reprotab.tune.best import BestParams
 
@@ -148,8 +148,15 @@ def fit(
             schema=schema, proba=estimator.predict_proba(held[0]), y=held[1], settings=settings
         )
         summary.update(decided)
-    pipeline = Pipeline([("features", featurizer), ("model", estimator)])
-    return TabularModel(pipeline=pipeline, schema=schema, threshold=threshold, calibrator=calibrator), summary
+    served = TabularModel.from_fitted(
+        featurizer=featurizer,
+        estimator=estimator,
+        family=model,
+        schema=schema,
+        threshold=threshold,
+        calibrator=calibrator,
+    )
+    return served, summary
 
 
 def append_rows(
@@ -217,8 +224,14 @@ def refit(
         },
         "size": MODELS[model].size(estimator),
     }
-    pipeline = Pipeline([("features", featurizer), ("model", estimator)])
-    served = TabularModel(pipeline=pipeline, schema=schema, threshold=fitted.threshold, calibrator=fitted.calibrator)
+    served = TabularModel.from_fitted(
+        featurizer=featurizer,
+        estimator=estimator,
+        family=model,
+        schema=schema,
+        threshold=fitted.threshold,
+        calibrator=fitted.calibrator,
+    )
     X[schema.target] = target
     return served, refitted, X
 
@@ -264,7 +277,7 @@ def load_previous(
 ) -> Any:
     """The estimator of a previous model to continue from, after checking it fits this run.
 
-    Only read, never written: the continued model goes to `output` (models/model.joblib),
+    Only read, never written: the continued model goes to `output` (models/model.zip),
     which therefore cannot be the source (DVC removes it before train runs)."""
     where = "train.init_model"
     path = Path(path)
@@ -274,7 +287,7 @@ def load_previous(
                 where,
                 "cannot be train's own output (DVC removes it before train runs)",
                 str(path),
-                "Copy it first: dvc get . models/model.joblib --rev <commit> -o models/previous.joblib",
+                "Copy it first: dvc get . models/model.zip --rev <commit> -o models/previous.zip",
             )
         )
     if not path.is_file():
@@ -283,25 +296,25 @@ def load_previous(
                 where,
                 "file not found",
                 str(path),
-                "Get a previous model first: dvc get . models/model.joblib --rev <commit> -o models/previous.joblib",
+                "Get a previous model first: dvc get . models/model.zip --rev <commit> -o models/previous.zip",
             )
         )
     previous = load(path, where=where)
-    old, estimator = previous.schema, previous.pipeline.named_steps["model"]
+    old = previous.schema
     differences = []
     if old.task != schema.task:
         differences.append(f"task {old.task} (now {schema.task})")
-    elif model_name(estimator, old.task) != model:
-        differences.append(f"model {model_name(estimator, old.task) or type(estimator).__name__} (now {model})")
+    elif previous.family != model:
+        differences.append(f"model {previous.family} (now {model})")
     if list(old.classes) != list(schema.classes):
         differences.append(f"classes {list(old.classes)} (now {list(schema.classes)})")
-    old_names = [str(n) for n in previous.pipeline.named_steps["features"].get_feature_names_out()]
+    old_names = previous.feature_names
     if old_names != feature_names:
         gone, new = sorted(set(old_names) - set(feature_names)), sorted(set(feature_names) - set(old_names))
         differences.append(f"features (missing now: {gone or 'none'}; new: {new or 'none'})")
     if differences:
         raise UserError(problem(where, "was trained on something else: " + "; ".join(differences), str(path)))
-    return estimator
+    return previous.estimator
 
 
 def _version(package: str) -> str | None:

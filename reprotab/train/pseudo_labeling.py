@@ -96,8 +96,7 @@ def unlabeled_features(
 
 def probabilities(model: Any, X: pd.DataFrame) -> np.ndarray:
     """A fitted TabularModel's (calibrated) probabilities on already-featurized rows."""
-    proba = np.asarray(model.estimator.predict_proba(X), dtype=float)
-    return model.calibrator.transform(proba) if model.calibrator is not None else proba
+    return model.predict_featurized(X)
 
 
 def class_thresholds(

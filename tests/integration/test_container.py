@@ -69,7 +69,7 @@ def test_dockerfile_lints_clean_and_has_the_promised_shape():
     assert re.search(r"^HEALTHCHECK .*\n?.*CMD \[\"python\"", text, flags=re.M)
     assert "/health" in text and "requirements-serve.lock" in text
     assert image_cmd() == [
-        *("python", "-m", "reprotab", "serve", "--model", "/app/models/model.joblib"),
+        *("python", "-m", "reprotab", "serve", "--model", "/app/models/model.zip"),
         *("--host", "0.0.0.0", "--port", "8000"),
     ]
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
@@ -87,7 +87,7 @@ def test_the_image_cmd_serves_with_only_the_serving_lock(tmp_path):
     port = free_port()
     command = image_cmd()
     command[0] = sys.executable
-    command[command.index("/app/models/model.joblib")] = str(app / "models/model.joblib")
+    command[command.index("/app/models/model.zip")] = str(app / "models/model.zip")
     command[command.index("0.0.0.0")] = "127.0.0.1"
     command[command.index("--port") + 1] = str(port)
     env = {**server_env(), "PYTHONPATH": str(site)}

@@ -69,7 +69,7 @@ def test_mlflow_mirror_logs_a_run_with_a_model_that_predicts_like_ours(mirrored_
 
     rows = pd.read_parquet(mirrored_repo / "data/prepared/test.parquet")
     pyfunc = mlflow.pyfunc.load_model(run.data.tags["reprotab.model_uri"])
-    ours = load(mirrored_repo / "models/model.joblib")
+    ours = load(mirrored_repo / "models/model.zip")
     np.testing.assert_array_equal(np.asarray(pyfunc.predict(rows)), ours.predict(rows))
     assert pyfunc.metadata.get_input_schema().input_names() == list(ours.schema.features)
 

@@ -39,11 +39,11 @@ def test_monitor_judges_the_registered_model_on_its_own_data(project, tmp_path, 
     prod_test = pd.read_parquet(repo / "data/prepared/test.parquet")
     prod_metrics = json.loads((repo / "reports/evaluate/metrics.json").read_text())["test"]
     prod_importance = pd.read_csv(repo / "reports/evaluate/tables/importance.csv")
-    prod_scores = served.load(repo / "models/model.joblib").predict_proba(prod_test)
+    prod_scores = served.load(repo / "models/model.zip").predict_proba(prod_test)
     # The workspace moves on: another model and other prepared splits, not committed.
     forest = {"random_forest": {"n_estimators": 10, "n_jobs": 1}}
     other = run(generate(rows=500, seed=5), parse_params(base_params(model="random_forest", hyperparameters=forest)))
-    served.save(other.model, repo / "models/model.joblib")
+    served.save(other.model, repo / "models/model.zip")
     other.splits["train"].to_parquet(repo / "data/prepared/train.parquet")
     other.splits["test"].to_parquet(repo / "data/prepared/test.parquet")
     assert len(other.splits["train"]) != len(prod_train)

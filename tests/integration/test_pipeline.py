@@ -116,7 +116,7 @@ def test_bad_params_stop_repro_before_any_stage_clears_its_outputs(repo, edit):
     """validate runs first on every params.yaml edit: the model and reports stay as they were."""
     sh(["git", "checkout", "--", "params.yaml"], repo)  # an earlier `dvc exp run` applied its params here
     sh([DVC, "repro"], repo)
-    model = (repo / "models/model.joblib").read_bytes()
+    model = (repo / "models/model.zip").read_bytes()
     params = repo / "params.yaml"
     good = params.read_text()
     pattern, replacement, message = BAD_EDITS[edit]
@@ -129,7 +129,7 @@ def test_bad_params_stop_repro_before_any_stage_clears_its_outputs(repo, edit):
         assert message in result.stderr
         assert "Traceback" not in result.stderr + result.stdout
         assert ran_stages(result.stdout) == ["validate"]
-        assert (repo / "models/model.joblib").read_bytes() == model
+        assert (repo / "models/model.zip").read_bytes() == model
     finally:
         params.write_text(good)
     sh([DVC, "checkout"], repo)

@@ -69,7 +69,7 @@ def assert_stage_holds(repo: Path, stage: str, version: str) -> None:
     assert dvc.api.artifacts_show(name="model", stage=stage, repo=str(repo))["rev"] == commit
     assert registry.show(repo)["stages"][stage]["version"] == version
     model, info = registry.load(stage=stage, repo=str(repo))
-    assert info == {"version": version, "stage": stage, "commit": commit, "path": "models/model.joblib"}
+    assert info == {"version": version, "stage": stage, "commit": commit, "path": "models/model.zip"}
     assert model.estimator.n_estimators == TREES[version]
 
 
@@ -198,12 +198,12 @@ def test_bad_requests_are_refused_without_a_tag(project, capsys):
     finally:
         (repo / "params.yaml").write_text(params)
 
-    model = (repo / "models/model.joblib").read_bytes()
-    (repo / "models/model.joblib").write_bytes(model + b"\0")
+    model = (repo / "models/model.zip").read_bytes()
+    (repo / "models/model.zip").write_bytes(model + b"\0")
     try:
         refused(repo, ["register"], "differs from the model dvc.lock records", capsys)
     finally:
-        (repo / "models/model.joblib").write_bytes(model)
+        (repo / "models/model.zip").write_bytes(model)
 
     sh(["git", "commit", "-q", "--allow-empty", "-m", "a commit that does not change the model"], repo)
     refused(repo, ["register"], "the model at HEAD is byte-identical to v1.0.1", capsys)

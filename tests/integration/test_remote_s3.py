@@ -17,7 +17,7 @@ from tests.helpers import DVC, reproduced_repo, sh
 pytestmark = pytest.mark.integration
 BUCKET = "reprotab-test"
 OUTPUTS = (
-    "models/model.joblib",
+    "models/model.zip",
     "models/model.json",
     "data/prepared/train.parquet",
     "reports/evaluate/predictions.csv",
@@ -48,7 +48,7 @@ def set_local_credentials(repo: Path, remote: str, endpoint: str) -> None:
 
 def assert_pull_restores_everything(origin: Path, clone: Path, *, remote: list[str]) -> None:
     pulled = sh([DVC, "pull", *remote, "--run-cache"], clone, env=NO_PROXY)
-    assert "models/model.joblib" in pulled.stdout
+    assert "models/model.zip" in pulled.stdout
     result = sh([DVC, "repro"], clone, env=NO_PROXY)
     assert "Running stage" not in result.stdout, result.stdout
     for stage in ("prepare", "tune", "train", "evaluate"):
@@ -114,7 +114,7 @@ def test_run_cache_restores_a_teammates_experiment_without_retraining(tmp_path_f
     sh([DVC, "push", "-r", "team"], origin)  # the committed baseline
     sh([DVC, "exp", "run", "-S", "sampler=random_over"], origin)
     sh([DVC, "push", "-r", "team", "--run-cache"], origin)
-    trained = (origin / "models/model.joblib").read_bytes()
+    trained = (origin / "models/model.zip").read_bytes()
 
     clone = tmp_path / "clone"
     sh(["git", "clone", "-q", str(origin), str(clone)], tmp_path)
@@ -128,5 +128,5 @@ def test_run_cache_restores_a_teammates_experiment_without_retraining(tmp_path_f
     assert ran == ["validate", "evaluate", "gate"], result.stdout
     for stage in ("tune", "train"):
         assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in result.stdout, result.stdout
-    assert (clone / "models/model.joblib").read_bytes() == trained
+    assert (clone / "models/model.zip").read_bytes() == trained
     assert not (clone / "reports/logs/train.log").exists()

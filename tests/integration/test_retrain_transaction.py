@@ -34,7 +34,7 @@ def state(repo: Path) -> dict:
         "head": sh(["git", "rev-parse", "HEAD"], repo).stdout.strip(),
         "tags": tags(repo),
         "champion": (repo / "models/champion.json").read_text(),
-        "model": (repo / "models/model.joblib").read_bytes(),
+        "model": (repo / "models/model.zip").read_bytes(),
         "batches": sorted(p.name for p in (repo / "data/batches").iterdir()),
         "params": (repo / "params.yaml").read_text(),
     }

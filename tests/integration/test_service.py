@@ -3,6 +3,7 @@ under 50 concurrent clients, and exits 2 before serving a bad model or an unusab
 
 from __future__ import annotations
 
+import pickle
 import socket
 import subprocess
 import sys
@@ -77,9 +78,17 @@ def test_load_50_concurrent_clients_lose_nothing(live):
     assert len(logged) == clients * per_client
 
 
-@pytest.mark.parametrize("content", [b"not a pickle", None], ids=["corrupt", "missing"])
-def test_a_model_that_fails_to_load_exits_2_before_serving(tmp_path, content):
-    model = tmp_path / "model.joblib"
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"not a model bundle", "is not a valid model bundle"),
+        (pickle.dumps({"format_version": 2}), "is a pickle from an older version"),
+        (None, "file not found"),
+    ],
+    ids=["corrupt", "pickle", "missing"],
+)
+def test_a_model_that_fails_to_load_exits_2_before_serving(tmp_path, content, message):
+    model = tmp_path / "model.zip"
     if content is not None:
         model.write_bytes(content)
     result = subprocess.run(
@@ -91,7 +100,7 @@ def test_a_model_that_fails_to_load_exits_2_before_serving(tmp_path, content):
         timeout=120,
     )
     assert result.returncode == 2
-    assert ("cannot be loaded" if content else "file not found") in result.stderr
+    assert message in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
 import subprocess
 import sys
+import zipfile
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -36,21 +39,34 @@ def small_run(churn_small):
 
 
 def test_saved_model_round_trips_with_its_format_version(small_run, tmp_path):
-    served.save(small_run.model, tmp_path / "model.joblib")
-    loaded = served.load(tmp_path / "model.joblib")
+    served.save(small_run.model, tmp_path / "model.zip")
+    loaded = served.load(tmp_path / "model.zip")
     rows = small_run.splits["test"]
     assert loaded.format_version == served.FORMAT_VERSION
     assert (loaded.predict(rows) == small_run.model.predict(rows)).all()
     assert loaded.decision_threshold == small_run.model.decision_threshold
 
 
-def test_a_model_of_another_format_version_is_refused(small_run, tmp_path):
-    small_run.model.format_version = served.FORMAT_VERSION + 1
-    try:
-        joblib.dump(small_run.model, tmp_path / "model.joblib")
-    finally:
-        small_run.model.format_version = served.FORMAT_VERSION
-    with pytest.raises(UserError, match=rf"model: has model format {served.FORMAT_VERSION + 1}; .*Retrain it"):
+def test_a_model_of_another_format_version_is_refused(small_run, tmp_path, monkeypatch):
+    with monkeypatch.context() as patch:  # a bundle written by a later version of this project
+        patch.setattr(served, "FORMAT_VERSION", served.FORMAT_VERSION + 1)
+        served.save(small_run.model, tmp_path / "model.zip")
+    with pytest.raises(
+        UserError,
+        match=rf"model: is not a valid model bundle: manifest\.json: has model format {served.FORMAT_VERSION + 1}; "
+        rf"this version reads format {served.FORMAT_VERSION}\. .*Upgrade this project to the version that wrote it",
+    ):
+        served.load(tmp_path / "model.zip")
+
+
+def test_a_pickled_model_is_refused_unread_with_the_convert_command(small_run, tmp_path):
+    """Models up to format 2 were joblib pickles: refused, naming `reprotab model convert`."""
+    joblib.dump(small_run.model, tmp_path / "model.joblib")
+    with pytest.raises(
+        UserError,
+        match=r"model: is a pickle from an older version of this project, not a model bundle\. "
+        r"Got '.*model\.joblib'\. Convert it once with `reprotab model convert OLD NEW`",
+    ):
         served.load(tmp_path / "model.joblib")
 
 
@@ -58,7 +74,7 @@ def test_a_model_pickled_by_an_old_layout_is_refused_with_a_clear_message(tmp_pa
     """Models from before format versions pickled `stages.estimators.TabularModel`."""
     payload = pickle.dumps(0).replace(b"K\x00", b"cstages.estimators\nTabularModel\n)\x81")
     (tmp_path / "old.joblib").write_bytes(payload)
-    with pytest.raises(UserError, match=r"incompatible version of this project \(it needs module 'stages\.estimators'"):
+    with pytest.raises(UserError, match=r"model: is a pickle from an older version of this project.*model convert"):
         served.load(tmp_path / "old.joblib")
 
 
@@ -66,18 +82,54 @@ def test_a_model_pickled_by_the_flat_layout_is_refused_with_a_clear_message(tmp_
     """Format 1 models pickled `reprotab.served.TabularModel`, before the library had sub-packages."""
     payload = pickle.dumps(0).replace(b"K\x00", b"creprotab.served\nTabularModel\n)\x81")
     (tmp_path / "flat.joblib").write_bytes(payload)
-    with pytest.raises(UserError, match=r"incompatible version of this project \(it needs module 'reprotab\."):
+    with pytest.raises(UserError, match=r"model: is a pickle from an older version of this project.*model convert"):
         served.load(tmp_path / "flat.joblib")
+
+
+class _Touch:
+    """Unpickling this creates the file: proof that a model file was unpickled."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.path),))
+
+
+def test_loading_a_model_never_unpickles(tmp_path):
+    marker = tmp_path / "unpickled"
+    (tmp_path / "evil.joblib").write_bytes(pickle.dumps(_Touch(marker)))
+    pickle.loads(pickle.dumps(_Touch(tmp_path / "control")))  # the payload does run when unpickled
+    assert (tmp_path / "control").exists()
+    with pytest.raises(UserError, match=r"is a pickle from an older version"):
+        served.load(tmp_path / "evil.joblib")
+    with pytest.raises(UserError, match=r"is a pickle from an older version"):
+        served.loads((tmp_path / "evil.joblib").read_bytes())
+    assert not marker.exists()
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out.getvalue()
 
 
 @pytest.mark.parametrize(
     "content,message",
-    [(b"", "cannot be loaded"), (b"not a pickle", "cannot be loaded"), (pickle.dumps([1, 2]), "is not a model")],
+    [
+        (b"", "is not a valid model bundle: is not a model bundle"),
+        (b"not a pickle", "is not a valid model bundle: is not a model bundle"),
+        (_zip({"schema.json": b"{}"}), "is not a valid model bundle: lacks manifest.json"),
+        (_zip({"manifest.json": b'{"format": "other"}'}), "is not a valid model bundle: manifest.json: format must be"),
+        (pickle.dumps([1, 2]), "is a pickle from an older version"),
+    ],
 )
 def test_corrupt_or_foreign_model_files_are_refused(tmp_path, content, message):
-    (tmp_path / "m.joblib").write_bytes(content)
-    with pytest.raises(UserError, match=message):
-        served.load(tmp_path / "m.joblib")
+    (tmp_path / "m.zip").write_bytes(content)
+    with pytest.raises(UserError, match=re.escape(message)):
+        served.load(tmp_path / "m.zip")
 
 
 def test_threshold_semantics_live_in_the_model(small_run):
@@ -111,14 +163,21 @@ def test_params_page_and_params_comments_list_every_registered_name():
         assert all(name in comment.split("#", 1)[1].split() for name in names), key
 
 
-def test_a_fourth_model_is_one_registry_entry_its_name_and_its_params_block(churn_small, monkeypatch):
+def test_a_fourth_model_is_one_registry_entry_its_booster_its_name_and_its_params_block(
+    churn_small, monkeypatch, tmp_path
+):
+    from reprotab.model.boosters import BOOSTERS, ForestBooster
     from reprotab.params import names
+
+    class ExtraTreesBooster(ForestBooster):  # its trees are stored as a forest's
+        family = "extra_trees"
 
     monkeypatch.setitem(
         MODELS,
         "extra_trees",
         ModelSpec("sklearn.ensemble:ExtraTreesClassifier", "sklearn.ensemble:ExtraTreesRegressor"),
     )
+    monkeypatch.setitem(BOOSTERS, "extra_trees", ExtraTreesBooster)
     monkeypatch.setattr(names, "MODELS", (*names.MODELS, "extra_trees"))
     params = parse_params(
         base_params(model="extra_trees", hyperparameters={"extra_trees": {"n_estimators": 20, "min_samples_leaf": 3}})
@@ -127,6 +186,12 @@ def test_a_fourth_model_is_one_registry_entry_its_name_and_its_params_block(chur
     assert type(result.model.estimator).__name__ == "ExtraTreesClassifier"
     assert result.model.estimator.n_estimators == 20
     assert 0.5 < result.metrics["test"]["roc_auc"] <= 1.0
+    served.save(result.model, tmp_path / "model.zip")
+    loaded = served.load(tmp_path / "model.zip")
+    rows = result.splits["test"]
+    assert loaded.family == "extra_trees" and loaded.estimator_name == "ExtraTreesClassifier"
+    assert loaded.booster.size() == 20
+    assert np.array_equal(loaded.predict_proba(rows), result.model.predict_proba(rows))
 
 
 def test_an_unregistered_model_is_refused_with_the_registered_names():

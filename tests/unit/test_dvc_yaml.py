@@ -97,7 +97,7 @@ def test_every_stage_runs_after_validate():
 def test_model_is_declared_as_an_artifact():
     assert PIPELINE["artifacts"]["model"] == {
         **PIPELINE["artifacts"]["model"],
-        "path": "models/model.joblib",
+        "path": "models/model.zip",
         "type": "model",
     }
 

@@ -4,7 +4,6 @@ renders every declared plot is tests/integration/test_evaluate.py."""
 import json
 import re
 
-import numpy as np
 import pytest
 import yaml
 
@@ -13,6 +12,7 @@ from reprotab.data.tables import write_table
 from reprotab.evaluate import scores as evaluation
 from reprotab.evaluate.report import PLOTS
 from reprotab.model import served
+from reprotab.model.calibration import Calibrator
 from reprotab.model.featurizer import featurize
 from reprotab.params.loader import parse_params
 from reprotab.params.sections import FeaturizeParams
@@ -44,13 +44,12 @@ FIGURES = {
 }
 
 
-class Shrink:
-    """A stand-in calibrator: pulls probabilities halfway towards uniform."""
-
-    method = "shrink"
-
-    def transform(self, proba: np.ndarray) -> np.ndarray:
-        return 0.5 * proba + 0.5 / proba.shape[1]
+def shrink() -> Calibrator:
+    """A stand-in binary calibrator that pulls probabilities halfway towards uniform (p → 0.25 + p / 2):
+    an isotonic curve through (0, 0.25) and (1, 0.75), so the model bundle stores it as any other."""
+    return Calibrator.from_dict(
+        {"method": "isotonic", "binary": True, "classes": [{"a": [0.0, 1.0], "b": [0.25, 0.75]}]}, n_classes=2
+    )
 
 
 def small_model(rows, raw: dict, trees: int = 20):
@@ -86,16 +85,16 @@ def evaluated(request, churn_small, tmp_path_factory):
     raw = base_params(**TASKS[case])
     model, splits = small_model(churn_small, raw)
     if case == "binary":  # exercise the threshold and before/after calibration paths
-        model.threshold, model.calibrator = 0.3, Shrink()
+        model.threshold, model.calibrator = 0.3, shrink()
     (work / "params.yaml").write_text(yaml.safe_dump(raw))
     for split in ("validation", "test"):
         write_table(splits[split], work / "prepared" / f"{split}.parquet")
-    served.save(model, work / "model.joblib")
+    served.save(model, work / "model.zip")
     if case == "regression":  # the model card of a refitted model: validation rows trained it
         (work / "model.json").write_text(json.dumps({**MODEL_CARD, "trained_on": ["train", "validation"]}))
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(work)
-        evaluate.main(["--model", "model.joblib", "--prepared", "prepared", "--out-dir", "out"])
+        evaluate.main(["--model", "model.zip", "--prepared", "prepared", "--out-dir", "out"])
     return case, work / "out", splits
 
 
@@ -153,7 +152,7 @@ def test_metrics_hold_both_splits_and_the_decisions(evaluated):
         assert metrics["test"]["uncalibrated"]["roc_auc"] == metrics["test"]["roc_auc"]
         assert metrics["test"]["uncalibrated"]["brier"] < metrics["test"]["brier"]
         summary = (out / "summary.md").read_text()
-        assert "Decision threshold on P(churned = True): 0.3000" in summary and "Calibration: shrink" in summary
+        assert "Decision threshold on P(churned = True): 0.3000" in summary and "Calibration: isotonic" in summary
     else:
         assert "threshold" not in metrics and "at_0.5" not in metrics["test"]
 
@@ -211,7 +210,7 @@ def test_a_broken_model_card_stops_evaluate_with_one_message(evaluated, capsys):
     try:
         with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as stopped:
             patch.chdir(work)
-            evaluate.main(["--model", "model.joblib", "--prepared", "prepared", "--out-dir", "out-broken"])
+            evaluate.main(["--model", "model.zip", "--prepared", "prepared", "--out-dir", "out-broken"])
     finally:
         (work / "model.json").write_text(card)
     assert stopped.value.code == 2

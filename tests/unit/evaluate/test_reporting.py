@@ -4,7 +4,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-from sklearn.pipeline import Pipeline
 
 from reprotab.evaluate import importance, plot_data, report, summary
 from reprotab.model.featurizer import build_featurizer
@@ -29,9 +28,15 @@ def tiny_model() -> tuple[TabularModel, pd.DataFrame]:
     schema = Schema.infer(frame, task="classification", target="churned", id_column=None)
     featurizer = build_featurizer(schema=schema, config=FeaturizeParams(rare_category_min_share=0.0))
     estimator = RandomForestClassifier(n_estimators=10, random_state=0, n_jobs=1)
-    pipeline = Pipeline([("features", featurizer), ("model", estimator)])
-    pipeline.fit(frame[list(schema.features)], encode_target(frame["churned"], schema))
-    return TabularModel(pipeline=pipeline, schema=schema), frame
+    return fitted_model(featurizer, estimator, schema, frame), frame
+
+
+def fitted_model(featurizer, estimator, schema: Schema, rows: pd.DataFrame) -> TabularModel:
+    """Fit the featurizer, then the random forest on its output (what a scikit-learn pipeline's
+    fit does), and build the served model from both."""
+    y = encode_target(rows[schema.target], schema)
+    estimator.fit(featurizer.fit_transform(rows[list(schema.features)], y), y)
+    return TabularModel.from_fitted(featurizer=featurizer, estimator=estimator, family="random_forest", schema=schema)
 
 
 def test_confusion_table_counts_and_shares_of_each_true_class():
@@ -201,7 +206,9 @@ def test_build_report_fills_every_declared_plot_and_empties_those_of_other_tasks
 
 def test_summary_lists_metrics_decisions_features_and_links(tiny_model):
     model, _ = tiny_model
-    model = TabularModel(pipeline=model.pipeline, schema=model.schema, threshold=0.3)
+    model = TabularModel(
+        schema=model.schema, plan=model.plan, booster=model.booster, threshold=0.3, estimator_name=model.estimator_name
+    )
     metrics = {
         "test": {"roc_auc": 0.9, "f1": 0.5, "at_0.5": {"f1": 0.25}},
         "validation": {"roc_auc": 0.8, "f1": 0.6, "at_0.5": {"f1": 0.2}},
@@ -271,10 +278,8 @@ def test_permutation_importance_ranks_the_one_column_the_target_depends_on_first
     estimator = (RandomForestClassifier if task == "classification" else RandomForestRegressor)(
         n_estimators=20, random_state=0, n_jobs=1
     )
-    pipeline = Pipeline([("features", featurizer), ("model", estimator)])
     train, held = frame.iloc[:400], frame.iloc[400:]
-    pipeline.fit(train[list(schema.features)], encode_target(train["target"], schema))
-    model = TabularModel(pipeline=pipeline, schema=schema)
+    model = fitted_model(featurizer, estimator, schema, train)
     metric = "roc_auc" if task == "classification" else "rmse"
     table = importance.permutation_importance(
         model, held, encode_target(held["target"], schema), metric=metric, seed=0, n_repeats=5, max_rows=2000

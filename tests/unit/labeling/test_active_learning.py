@@ -150,7 +150,7 @@ def test_query_then_import_on_disk_appends_one_batch_and_nothing_on_error(traine
     raw.to_parquet(tmp_path / "data/raw/churn.parquet", index=False)
     (tmp_path / "data/prepared").mkdir()
     splits["test"].to_parquet(tmp_path / "data/prepared/test.parquet", index=False)
-    served.save(model, tmp_path / "models/model.joblib")
+    served.save(model, tmp_path / "models/model.zip")
     pool().to_csv(tmp_path / "pool.csv", index=False)
     monkeypatch.chdir(tmp_path)
     active_learning.main(["--pool", "pool.csv", "--n", "6", "--strategy", "entropy", "--diversity", "--label-studio"])

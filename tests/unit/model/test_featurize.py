@@ -287,8 +287,8 @@ def test_target_encoded_models_predict_unseen_categories_pickle_and_report_raw_c
         seed=0,
         validation=held,
     )
-    save(model, tmp_path / "model.joblib")
-    model = load(tmp_path / "model.joblib")
+    save(model, tmp_path / "model.zip")
+    model = load(tmp_path / "model.zip")
     unseen = frame.iloc[320:].assign(**{"merchant [id]": "m:new", "channel": "fax", "row id": "new"})
     assert len(model.predict(unseen)) == len(unseen)
     raw = {"merchant [id]", "channel", "x", "row id"}

@@ -72,13 +72,13 @@ def write_log(directory: Path, version: str) -> list[dict]:
 @pytest.fixture
 def workspace(trained, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    served.save(trained.model, tmp_path / "models/model.joblib")
+    served.save(trained.model, tmp_path / "models/model.zip")
     (tmp_path / "data/prepared").mkdir(parents=True)
     trained.splits["train"].to_parquet(tmp_path / "data/prepared/train.parquet")
     trained.splits["test"].to_parquet(tmp_path / "data/prepared/test.parquet")
     write_json({"test": trained.metrics["test"]}, tmp_path / "reports/evaluate/metrics.json")
     (tmp_path / "params.yaml").write_text(json.dumps(base_params(monitor={"bootstrap": 50})))
-    version = local_version(tmp_path / "models/model.joblib")
+    version = local_version(tmp_path / "models/model.zip")
     return tmp_path, version, write_log(tmp_path / "logs", version)
 
 

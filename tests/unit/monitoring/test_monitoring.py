@@ -234,7 +234,7 @@ def test_psi_bands_out_of_order_are_a_params_error():
 def workspace(trained, tmp_path, monkeypatch):
     result, _ = trained
     monkeypatch.chdir(tmp_path)
-    served.save(result.model, tmp_path / "models/model.joblib")
+    served.save(result.model, tmp_path / "models/model.zip")
     (tmp_path / "data/prepared").mkdir(parents=True)
     result.splits["train"].to_parquet(tmp_path / "data/prepared/train.parquet")
     result.splits["test"].to_parquet(tmp_path / "data/prepared/test.parquet")

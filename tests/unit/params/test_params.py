@@ -38,7 +38,7 @@ def test_unknown_model_names_choices_and_suggests():
             r"needs tuner random or optuna, not grid\. Got 'auto'\. Set tuner: optuna, or name one model",
         ),
         (
-            {"tuner": "optuna", "train": {"init_model": "models/previous.joblib"}},
+            {"tuner": "optuna", "train": {"init_model": "models/previous.zip"}},
             r"model: auto cannot continue a previous model: train\.init_model fixes the family",
         ),
         (

@@ -55,7 +55,7 @@ def test_set_value_edits_one_key_and_keeps_every_comment():
     old, new = changed[0]
     assert new.strip().startswith("combine: all") and new.index("#") == old.index("#")
     assert parse_params(yaml.safe_load(edited)).data.batches.combine == "all"
-    assert parse_params(yaml.safe_load(set_value(text, "train.init_model", "models/previous.joblib"))).train.init_model
+    assert parse_params(yaml.safe_load(set_value(text, "train.init_model", "models/previous.zip"))).train.init_model
     assert set_value("a:\n  b: 1\n", "a.b", "2") == "a:\n  b: 2\n"
     with pytest.raises(UserError, match=r"params\.yaml: has no key data\.batches\.nope"):
         set_value(text, "data.batches.nope", "1")

@@ -87,7 +87,7 @@ def test_values_are_cleaned_as_training_cleaned_them(model):
     rows = generate(rows=4, seed=2)
     rows["total_charges"] = [" 12.5 ", "", "n/a", "inf"]
     rows["has_partner"] = ["True", "false", None, "1"]
-    found = clean_incoming(rows, model.schema, featurizer=model.featurizer, where="rows", min_share=0.5)
+    found = clean_incoming(rows, model.schema, featurizer=model.plan, where="rows", min_share=0.5)
     cleaned = found.frame
     assert cleaned["total_charges"].tolist()[0] == 12.5
     assert cleaned["total_charges"].isna().tolist() == [False, True, True, True]
@@ -165,7 +165,7 @@ def test_a_bad_output_is_refused_before_the_model_is_loaded(tmp_path, monkeypatc
     (tmp_path / "existing_dir").mkdir()
     (tmp_path / "in.csv").write_text("a\n1\n")
     with pytest.raises(SystemExit) as exit:
-        main(["--input", "in.csv", "--output", output, "--model", "no-such-model.joblib"])  # never opened
+        main(["--input", "in.csv", "--output", output, "--model", "no-such-model.zip"])  # never opened
     assert exit.value.code == 2
     errors = capsys.readouterr().err
     assert re.search(message, errors) and "no-such-model" not in errors, errors

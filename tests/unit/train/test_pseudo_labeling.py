@@ -154,6 +154,6 @@ def test_params_refuse_pseudo_labeling_for_regression_and_with_init_model():
     with pytest.raises(UserError, match=r"train.pseudo_labeling.enabled: .*classification only"):
         parse_params(base_params(task="regression", metric="rmse", data=data, train=on))
     with pytest.raises(UserError, match=r"train.pseudo_labeling.enabled: cannot be combined with train.init_model"):
-        parse_params(base_params(train={**on, "init_model": "models/previous.joblib"}))
+        parse_params(base_params(train={**on, "init_model": "models/previous.zip"}))
     with pytest.raises(UserError, match=r"train.pseudo_labeling.max_share"):
         parse_params(base_params(train={**on, "pseudo_labeling": {"max_share": 1.0}}))

@@ -1,8 +1,11 @@
+import zipfile
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from reprotab.errors import UserError
+from reprotab.model import served
 from reprotab.model.featurizer import featurize, one_hot_groups
 from reprotab.model.schema import Schema
 from reprotab.params.sections import FeaturizeParams, SamplingParams, registry
@@ -123,7 +126,7 @@ def test_impossible_strategy_is_a_user_error():
         run("random_over", classes=3, config=SamplingParams(sampling_strategy=0.5))
 
 
-def test_saved_model_has_no_sampler_and_predicts_every_row():
+def test_saved_model_has_no_sampler_and_predicts_every_row(tmp_path):
     featurizer, features, schema = imbalanced()
     model, summary = fit(
         features=features,
@@ -135,10 +138,16 @@ def test_saved_model_has_no_sampler_and_predicts_every_row():
         sampler="smote",
         sampling=CONFIG,
     )
-    assert [name for name, _ in model.pipeline.steps] == ["features", "model"]
+    assert type(model.estimator).__name__ == model.estimator_name == "RandomForestClassifier"
     assert summary["training_rows_resampled"] > summary["training_rows"]
+    served.save(model, tmp_path / "model.zip")
+    with zipfile.ZipFile(tmp_path / "model.zip") as bundle:  # featurizer, decisions and trees: no sampler
+        members = set(bundle.namelist())
+    assert members == {"manifest.json", "schema.json", "featurizer.json", "decision.json", "forest.bin"}
+    loaded = served.load(tmp_path / "model.zip")
     raw = pd.DataFrame({"x": [0.1, 2.0], "z": [0.0, 0.0], "flag": [True, False], "c": ["a", "new"]})
-    assert len(model.predict(raw)) == 2
+    assert len(loaded.predict(raw)) == 2
+    assert (loaded.predict(raw) == model.predict(raw)).all()
 
 
 def test_categorical_groups_cover_one_hot_and_flags():

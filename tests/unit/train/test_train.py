@@ -11,6 +11,7 @@ import pytest
 from reprotab.data.demo import generate
 from reprotab.data.prepare import prepare
 from reprotab.errors import UserError
+from reprotab.model import served
 from reprotab.model.decision import FROM_COUNTS, best_threshold, confusion_at
 from reprotab.model.featurizer import featurize
 from reprotab.params.loader import parse_params
@@ -89,8 +90,8 @@ def test_early_stopping_needs_validation_rows(churn):
 def test_continued_training_grows_the_model_and_leaves_the_source_untouched(churn, model, tmp_path):
     _, schema, featurizer, features, _ = churn
     first, summary = train(churn, model)
-    source = tmp_path / "previous.joblib"
-    joblib.dump(first, source)
+    source = tmp_path / "previous.zip"
+    served.save(first, source)
     before = source.read_bytes()
     names = [str(n) for n in featurizer.get_feature_names_out()]
     previous = load_previous(source, model=model, schema=schema, feature_names=names)
@@ -105,12 +106,12 @@ def test_continuing_from_an_incompatible_model_names_what_differs(churn, tmp_pat
     _, schema, featurizer, _, _ = churn
     names = [str(n) for n in featurizer.get_feature_names_out()]
     forest, _ = train(churn, "random_forest")
-    joblib.dump(forest, tmp_path / "forest.joblib")
+    served.save(forest, tmp_path / "forest.zip")
     with pytest.raises(UserError, match=r"train\.init_model: was trained on something else: model random_forest"):
-        load_previous(tmp_path / "forest.joblib", model="xgboost", schema=schema, feature_names=names)
+        load_previous(tmp_path / "forest.zip", model="xgboost", schema=schema, feature_names=names)
     with pytest.raises(UserError, match=r"features \(missing now: \['tenure_months'\]"):
         load_previous(
-            tmp_path / "forest.joblib",
+            tmp_path / "forest.zip",
             model="random_forest",
             schema=schema,
             feature_names=[n for n in names if "tenure" not in n],
@@ -124,14 +125,17 @@ def test_continuing_from_an_incompatible_model_names_what_differs(churn, tmp_pat
         hyperparameters=SMALL["random_forest"],
         seed=0,
     )
-    joblib.dump(other, tmp_path / "regression.joblib")
+    served.save(other, tmp_path / "regression.zip")
     with pytest.raises(UserError, match=r"task regression \(now classification\)"):
-        load_previous(tmp_path / "regression.joblib", model="random_forest", schema=schema, feature_names=names)
-    (tmp_path / "corrupt.joblib").write_bytes(b"not a pickle")
-    with pytest.raises(UserError, match=r"train\.init_model: cannot be loaded"):
-        load_previous(tmp_path / "corrupt.joblib", model="random_forest", schema=schema, feature_names=names)
+        load_previous(tmp_path / "regression.zip", model="random_forest", schema=schema, feature_names=names)
+    (tmp_path / "corrupt.zip").write_bytes(b"not a model bundle")
+    with pytest.raises(UserError, match=r"train\.init_model: is not a valid model bundle"):
+        load_previous(tmp_path / "corrupt.zip", model="random_forest", schema=schema, feature_names=names)
+    joblib.dump(forest, tmp_path / "pickled.joblib")  # what train wrote up to format 2
+    with pytest.raises(UserError, match=r"train\.init_model: is a pickle from an older version.*model convert"):
+        load_previous(tmp_path / "pickled.joblib", model="random_forest", schema=schema, feature_names=names)
     with pytest.raises(UserError, match=r"train\.init_model: file not found.*dvc get"):
-        load_previous(tmp_path / "absent.joblib", model="random_forest", schema=schema, feature_names=names)
+        load_previous(tmp_path / "absent.zip", model="random_forest", schema=schema, feature_names=names)
 
 
 def test_auto_threshold_maximizes_the_metric_on_validation(churn):
@@ -291,7 +295,7 @@ def test_refit_keeps_the_validation_decisions_and_scales_the_early_stopped_round
     assert refit_summary["size"] == refit_summary["refit"]["n_estimators"]
     assert refitted.threshold == model.threshold and refitted.calibrator is model.calibrator
     assert len(rows) == n_train + n_validation
-    assert refitted.featurizer is not model.featurizer  # refitted on train + validation
+    assert refitted.plan.to_dict() != model.plan.to_dict()  # the featurizer refitted on train + validation
     proba = refitted.predict_proba(splits["test"])
     assert proba.shape == (len(splits["test"]), 2) and np.isfinite(proba).all()
     card = metadata(
@@ -309,6 +313,6 @@ def test_refit_steps_aside_for_continued_training_and_pseudo_labeling():
     def skipped(**train):
         return parse_params(base_params(train={**base_params()["train"], **train})).train.refit_skipped
 
-    assert skipped() is None and skipped(refit=False, init_model="models/previous.joblib") is None
-    assert skipped(init_model="models/previous.joblib") == "train.init_model continues a previous model"
+    assert skipped() is None and skipped(refit=False, init_model="models/previous.zip") is None
+    assert skipped(init_model="models/previous.zip") == "train.init_model continues a previous model"
     assert skipped(pseudo_labeling={"enabled": True}) == "train.pseudo_labeling decides on validation rows"

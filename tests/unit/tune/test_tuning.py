@@ -98,7 +98,7 @@ def test_each_tuner_finds_params_inside_its_space_and_train_uses_them(split, tun
         hyperparameters=merge_hyperparameters(defaults=SMALL["random_forest"], tuned=best["params"]),
         seed=0,
     )
-    fitted = model.pipeline.named_steps["model"].get_params()
+    fitted = model.estimator.get_params()
     assert {k: fitted[k] for k in best["params"]} == best["params"]
 
 
