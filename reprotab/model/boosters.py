@@ -138,11 +138,17 @@ def _fields(lines: list[str], where: str) -> dict[str, str]:
     return found
 
 
+_INT = re.compile(r"-?[0-9]{1,18}")  # what LightGBM's own parser reads, and nothing Python's int() reads besides
+_FLOAT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?")
+_PARAM = re.compile(r"\[[A-Za-z_][A-Za-z0-9_]*: [^\n]*\]")
+
+
 def _numbers(value: str, where: str, *, integer: bool) -> np.ndarray:
+    tokens = value.split(" ") if value else []
+    if not all((_INT if integer else _FLOAT).fullmatch(t) for t in tokens):
+        raise BoosterError(f"LightGBM {where} must hold {'integers' if integer else 'numbers'}")
     try:
-        parsed = np.array(
-            [int(v) if integer else float(v) for v in value.split()], dtype=np.int64 if integer else float
-        )
+        parsed = np.array([int(v) if integer else float(v) for v in tokens], dtype=np.int64 if integer else float)
     except (ValueError, OverflowError):
         raise BoosterError(f"LightGBM {where} must hold {'integers' if integer else 'numbers'}") from None
     if not integer and not np.all(np.isfinite(parsed)):
@@ -154,14 +160,18 @@ def check_lightgbm(text: str, *, kind: str, n_classes: int, n_features: int) -> 
     """Every structural fact LightGBM's parser trusts, checked (BoosterError if one fails)."""
     if not text.startswith("tree\n") or "\nend of trees" not in text:
         raise BoosterError("LightGBM model text must start with 'tree' and hold 'end of trees'")
-    body, _, _ = text.partition("\nend of trees")
+    body, _, tail = text.partition("\nend of trees")
+    _check_lightgbm_tail(tail)
     starts = [m.start() for m in re.finditer(r"^Tree=", body, re.M)]
     if not starts:
         raise BoosterError("LightGBM model text holds no tree")
-    header = _fields(body[: starts[0]].splitlines()[1:], "header")
+    header = _fields(body[: starts[0]].split("\n")[1:], "header")
     for key in ("version", "num_class", "num_tree_per_iteration", "max_feature_idx", "objective", "tree_sizes"):
         if key not in header:
             raise BoosterError(f"LightGBM header lacks {key}")
+    for key in ("max_feature_idx", "num_class", "num_tree_per_iteration"):
+        if len(_numbers(header[key], key, integer=True)) != 1:
+            raise BoosterError(f"LightGBM {key} must be one integer")
     if int(_numbers(header["max_feature_idx"], "max_feature_idx", integer=True)[0]) != n_features - 1:
         raise BoosterError(f"LightGBM max_feature_idx must be {n_features - 1} (the featurizer's width - 1)")
     per_iteration = 1 if kind != "multiclass" else n_classes
@@ -180,19 +190,68 @@ def check_lightgbm(text: str, *, kind: str, n_classes: int, n_features: int) -> 
     if len(starts) % per_iteration or sizes.tolist() != [b - a for a, b in zip(starts, ends, strict=True)]:
         raise BoosterError("LightGBM tree_sizes do not match the trees given")
     for k, (start, end) in enumerate(zip(starts, ends, strict=True)):
-        _check_lightgbm_tree(body[start:end].splitlines(), k, n_features)
+        _check_lightgbm_tree(body[start:end].split("\n"), k, n_features)
+
+
+TREE_FIELDS = {  # every key a tree may have: integers or not, how many values (LightGBM aborts on others)
+    "num_leaves": (True, "one"),
+    "num_cat": (True, "one"),
+    "split_feature": (True, "internal"),
+    "split_gain": (False, "internal"),
+    "threshold": (False, "internal"),
+    "decision_type": (True, "internal"),
+    "left_child": (True, "internal"),
+    "right_child": (True, "internal"),
+    "leaf_value": (False, "leaves"),
+    "leaf_weight": (False, "leaves"),
+    "leaf_count": (True, "leaves"),
+    "internal_value": (False, "internal"),
+    "internal_weight": (False, "internal"),
+    "internal_count": (True, "internal"),
+    "is_linear": (True, "one"),
+    "shrinkage": (False, "one"),
+}
+
+
+def _check_lightgbm_tail(tail: str) -> None:
+    """What follows the trees: LightGBM itself parses the parameters, and a line it cannot split
+    into [key: value] makes it read out of bounds."""
+    section = ""
+    for line in tail.split("\n")[1:]:
+        if line in ("", "feature_importances:", "parameters:", "end of parameters"):
+            section = line or section
+        elif line.startswith("pandas_categorical:"):
+            section = "pandas_categorical:"
+        elif not (
+            (section == "feature_importances:" and re.fullmatch(r"[^\s=]+=[0-9]+", line))
+            or (section == "parameters:" and _PARAM.fullmatch(line))
+        ):
+            raise BoosterError(f"LightGBM model text: unreadable line after the trees {line[:60]!r}")
 
 
 def _check_lightgbm_tree(lines: list[str], k: int, n_features: int) -> None:
     where = f"tree {k}"
     if lines[0] != f"Tree={k}":
         raise BoosterError(f"LightGBM {where}: trees must be numbered in order")
-    tree = _fields(lines[1:], where)
+    content = lines[1:]
+    while content and not content[-1]:
+        content.pop()
+    if any(not line or line.startswith("[") for line in content):  # LightGBM ends a tree at a blank line
+        raise BoosterError(f"LightGBM {where}: a blank or bracketed line inside the tree")
+    tree = _fields(content, where)
+    if not set(tree) <= set(TREE_FIELDS) or not {"num_leaves", "num_cat", "leaf_value"} <= set(tree):
+        raise BoosterError(f"LightGBM {where}: unknown or missing keys")
     leaves = int(_numbers(tree.get("num_leaves", ""), f"{where} num_leaves", integer=True)[:1].sum())
     if not 1 <= leaves <= 1 << 20:
         raise BoosterError(f"LightGBM {where}: num_leaves out of range")
     if tree.get("num_cat", "0") != "0" or tree.get("is_linear", "0") != "0":
         raise BoosterError(f"LightGBM {where}: categorical splits and linear trees are not used by this project")
+    sizes = {"one": 1, "internal": leaves - 1, "leaves": leaves}
+    for key, (integer, size) in TREE_FIELDS.items():
+        if key in tree:
+            count = len(_numbers(tree[key], f"{where} {key}", integer=integer))
+            if (leaves > 1 and count != sizes[size]) or (leaves == 1 and size == "one" and count != 1):
+                raise BoosterError(f"LightGBM {where}: {key} must have {sizes[size]} values")
     values = _numbers(tree.get("leaf_value", ""), f"{where} leaf_value", integer=False)
     if len(values) != leaves:
         raise BoosterError(f"LightGBM {where}: needs {leaves} leaf values")
@@ -306,7 +365,11 @@ def _int_text(raw: Any, where: str) -> int:
 
 
 def _int_array(raw: Any, where: str, length: int) -> np.ndarray:
-    if not isinstance(raw, list) or len(raw) != length or not all(type(v) is int for v in raw):
+    if (
+        not isinstance(raw, list)
+        or len(raw) != length
+        or not all(type(v) is int and -(2**31) <= v < 2**31 for v in raw)
+    ):
         raise BoosterError(f"XGBoost {where} must be {length} integers")
     return np.asarray(raw, dtype=np.int64)
 
@@ -336,6 +399,14 @@ def check_xgboost(model: Any, *, kind: str, n_classes: int, n_features: int) -> 
     groups = max(1, expected)
     if any(type(g) is not int or not 0 <= g < groups for g in info):
         raise BoosterError("XGBoost tree_info names a class out of range")
+    counts = _get(booster, "model", "gbtree_model_param")
+    if (
+        _int_text(_get(counts, "num_trees"), "num_trees") != len(trees)
+        or _int_text(_get(counts, "num_parallel_tree"), "num_parallel_tree") != 1
+    ):
+        raise BoosterError("XGBoost num_trees must count the trees, num_parallel_tree be 1")
+    if _get(booster, "model", "iteration_indptr") != list(range(0, len(trees) + 1, groups)) or len(trees) % groups:
+        raise BoosterError(f"XGBoost iteration_indptr must step by {groups} to the number of trees")
     cats = _get(booster, "model").get("cats", {})
     if isinstance(cats, dict) and any(cats.get(k) for k in ("enc", "feature_segments", "sorted_idx")):
         raise BoosterError("XGBoost categorical features are not used by this project")
@@ -346,21 +417,31 @@ def check_xgboost(model: Any, *, kind: str, n_classes: int, n_features: int) -> 
 def _check_xgboost_tree(tree: Any, k: int, n_features: int) -> None:
     where = f"tree {k}"
     nodes = _int_text(_get(tree, "tree_param", "num_nodes"), f"{where} num_nodes")
-    if not 1 <= nodes <= 1 << 24 or _int_text(_get(tree, "tree_param", "size_leaf_vector"), where) > 1:
+    if (
+        not 1 <= nodes <= 1 << 24
+        or _int_text(_get(tree, "tree_param", "size_leaf_vector"), where) not in (0, 1)
+        or _int_text(_get(tree, "tree_param", "num_deleted"), where) != 0
+    ):
         raise BoosterError(f"XGBoost {where}: num_nodes out of range or vector leaves")
     left = _int_array(_get(tree, "left_children"), f"{where} left_children", nodes)
     right = _int_array(_get(tree, "right_children"), f"{where} right_children", nodes)
     feature = _int_array(_get(tree, "split_indices"), f"{where} split_indices", nodes)
     _int_array(_get(tree, "default_left"), f"{where} default_left", nodes)
-    _int_array(_get(tree, "parents"), f"{where} parents", nodes)
+    parents = _int_array(_get(tree, "parents"), f"{where} parents", nodes)
+    if type(tree.get("id")) is not int or tree["id"] != k:
+        raise BoosterError(f"XGBoost {where}: id must be {k}")
     split_type = _int_array(_get(tree, "split_type"), f"{where} split_type", nodes)
     conditions = _get(tree, "split_conditions")
     weights = _get(tree, "base_weights")
     for name, values in (("split_conditions", conditions), ("base_weights", weights)):
-        if not isinstance(values, list) or len(values) != nodes or not all(type(v) in (int, float) for v in values):
+        if (
+            not isinstance(values, list)
+            or len(values) != nodes
+            or not all(type(v) is float or (type(v) is int and abs(v) <= 2**53) for v in values)
+        ):
             raise BoosterError(f"XGBoost {where} {name} must be {nodes} numbers")
-        if not np.all(np.isfinite(np.asarray(values, dtype=float))):
-            raise BoosterError(f"XGBoost {where} {name} must be finite")
+        if not np.all(np.abs(np.asarray(values, dtype=float)) <= np.finfo(np.float32).max):  # XGBoost reads float32
+            raise BoosterError(f"XGBoost {where} {name} must be finite float32 numbers")
     if np.any(split_type != 0) or tree.get("categories_nodes"):
         raise BoosterError(f"XGBoost {where}: categorical splits are not used by this project")
     node = np.arange(nodes)
@@ -372,6 +453,10 @@ def _check_xgboost_tree(tree: Any, k: int, n_features: int) -> None:
             raise BoosterError(f"XGBoost {where}: a child index is out of range")
     if np.any(~leaf & ((feature < 0) | (feature >= n_features))):
         raise BoosterError(f"XGBoost {where}: a split feature is out of range")
+    derived = np.full(nodes, 2**31 - 1, dtype=np.int64)  # the root's parent: XGBoost's invalid node id
+    derived[left[~leaf]], derived[right[~leaf]] = node[~leaf], node[~leaf]
+    if not np.array_equal(parents, derived):
+        raise BoosterError(f"XGBoost {where}: parents do not match the children")
 
 
 # ---- random forest --------------------------------------------------------------------------------
@@ -407,8 +492,8 @@ FOREST_PARAMS = {  # estimator settings kept for continued training; only these,
 
 
 class ForestBooster(Booster):
-    """A random forest: the header (`forest.json` inside `booster.bin`'s first line) gives each
-    tree's node count and depth, the rest is the node arrays and leaf values."""
+    """A random forest: `forest.bin` is one line of JSON (each tree's node count and depth, the
+    estimator's settings for continued training), then the node arrays and leaf values."""
 
     family, member = "random_forest", "forest.bin"
 
@@ -491,6 +576,10 @@ class ForestBooster(Booster):
         values = np.frombuffer(rest, dtype="<f8", count=total * width, offset=offset).reshape(total, 1, width)
         if not np.all(np.isfinite(values)) or not np.all(np.isfinite(columns["threshold"])):
             raise BoosterError("forest thresholds and leaf values must be finite")
+        if kind != "regression" and (
+            np.any(values < 0) or np.any(values > 1) or np.any(np.abs(values.sum(axis=2) - 1) > 1e-6)
+        ):
+            raise BoosterError("forest class values must be fractions summing to 1 at every node")
         trees, start = [], 0
         for k, (count, depth) in enumerate(shapes):
             part = {name: column[start : start + count] for name, column in columns.items()}

@@ -80,8 +80,11 @@ def read_members(data: bytes, allowed: dict[str, set[str]]) -> tuple[dict[str, A
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
         raise BundleError(f"is not a model bundle (not a readable zip: {exc})") from None
+    for info in infos:  # the ratio bound in _read trusts compress_size: it must fit in the file
+        if info.compress_size > len(data) - info.header_offset:
+            raise BundleError(f"{info.filename}: declares {info.compress_size} compressed bytes, beyond the file")
     names = [info.filename for info in infos]
     if len(set(names)) != len(names):
         raise BundleError("holds a member name twice")

@@ -91,7 +91,7 @@ class Calibrator:
                 raise ValueError("calibrator curves must be objects with a and b")
             a, b = (_finite(part[key]) for key in ("a", "b"))
             sizes_ok = (
-                (len(a) == len(b) >= 1 and bool(np.all(np.diff(a) >= 0)))
+                (len(a) == len(b) >= 1 and bool(np.all(np.diff(a) >= 0)) and bool(np.all((b >= 0) & (b <= 1))))
                 if calibrator.method == "isotonic"
                 else (len(a) == len(b) == 1)
             )

@@ -28,6 +28,8 @@ import pandas as pd
 from reprotab.model.featurizer import MISSING, _column_to_float, _column_to_levels
 from reprotab.model.schema import Schema
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
 UNSEEN_PROBE = "\x00unseen\x00"  # a category no training value can be (probes the unseen-category output)
 CHECK_NUMBERS = (float("nan"), 0.0, -1.5, 3.25, 1e6, -7e-3)  # numeric values of the conversion's check rows
 
@@ -47,6 +49,11 @@ class OneHot:
     offsets: tuple[int, ...]
     unseen: int
 
+    @functools.cached_property
+    def answers(self) -> dict[str, int]:
+        """Category → output offset, built once per loaded model."""
+        return dict(zip(self.categories, self.offsets, strict=True))
+
 
 @dataclass(frozen=True)
 class Target:
@@ -58,6 +65,16 @@ class Target:
     categories: tuple[str, ...]
     values: tuple[tuple[float, ...], ...]
     unseen: tuple[float, ...]
+
+    @functools.cached_property
+    def answers(self) -> dict[str, int]:
+        """Category → its row of `table`, built once per loaded model."""
+        return {category: i for i, category in enumerate(self.categories)}
+
+    @functools.cached_property
+    def table(self) -> np.ndarray:
+        """Every category's values, then the unseen category's, as one array."""
+        return np.vstack([np.asarray(self.values, dtype=np.float64).reshape(-1, self.width), [self.unseen]])
 
 
 @dataclass(frozen=True)
@@ -239,8 +256,8 @@ class FeaturePlan:
         if self.scale_mean is not None and self.scale_std is not None:
             if len(self.scale_mean) != numeric_width or len(self.scale_std) != numeric_width:
                 raise PlanError(f"featurizer.scale must have {numeric_width} values (numeric outputs)")
-            if any(s == 0 for s in self.scale_std):
-                raise PlanError("featurizer.scale.std must not be 0")
+            if any(abs(s) < FLOAT32_TINY for s in self.scale_std):
+                raise PlanError("featurizer.scale.std must not be 0 (nor below float32's smallest normal number)")
         categorical = [g.column for g in self.one_hot] + [t.column for t in self.target]
         if sorted(categorical) != sorted(schema.categorical) or len(set(categorical)) != len(categorical):
             raise PlanError(
@@ -322,25 +339,23 @@ class FeaturePlan:
             start = len(self.indicators)
         rows = np.arange(n)
         for g in self.one_hot:
-            offsets = _lookup(levels[g.column], g.categories, np.asarray(g.offsets), g.unseen)
+            offsets = _lookup(levels[g.column], g.answers, g.unseen)
             hit = offsets >= 0
             out[rows[hit], start + offsets[hit]] = 1.0
             start += g.width
         for t in self.target:
-            table = np.vstack([np.asarray(t.values, dtype=np.float64).reshape(-1, t.width), [t.unseen]])
-            index = _lookup(levels[t.column], t.categories, np.arange(len(t.categories)), len(t.categories))
-            out[:, start : start + t.width] = table[index]
+            index = _lookup(levels[t.column], t.answers, len(t.categories))
+            out[:, start : start + t.width] = t.table[index]
             start += t.width
         return out
 
 
-def _lookup(values: Sequence[str], categories: Sequence[str], answers: np.ndarray, unseen: int) -> np.ndarray:
+def _lookup(values: Sequence[str], answers: Mapping[str, int], unseen: int) -> np.ndarray:
     """Per value, the answer of its category (or `unseen`): by dict for a few rows, factorized for many."""
-    position = {c: i for i, c in enumerate(categories)}
     if len(values) <= 64:
-        return np.array([answers[position[v]] if v in position else unseen for v in values], dtype=np.int64)
+        return np.array([answers.get(v, unseen) for v in values], dtype=np.int64)
     codes, distinct = pd.factorize(np.asarray(values, dtype=object))
-    per_distinct = np.array([answers[position[v]] if v in position else unseen for v in distinct], dtype=np.int64)
+    per_distinct = np.array([answers.get(v, unseen) for v in distinct], dtype=np.int64)
     return per_distinct[codes] if len(distinct) else np.full(len(values), unseen, dtype=np.int64)
 
 
@@ -410,7 +425,10 @@ def _floats(raw: Any, where: str) -> list[float]:
     values = _list(raw, where)
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         raise PlanError(f"{where} must hold numbers")
-    floats = [float(v) for v in values]
-    if not all(np.isfinite(floats)):
-        raise PlanError(f"{where} must hold finite numbers")
+    try:
+        floats = [float(v) for v in values]
+    except OverflowError:
+        raise PlanError(f"{where} must hold finite numbers") from None
+    if not all(np.isfinite(floats)) or any(abs(v) > FLOAT32_MAX for v in floats):
+        raise PlanError(f"{where} must hold finite numbers within float32's range (the features' precision)")
     return floats

@@ -170,6 +170,8 @@ class TabularModel:
         if not np.isfinite(matrix).all():  # a number beyond float32 (the features' precision) became ±inf
             raise ValueError("a value is too large for the model's float32 features (or not finite)")
         out = self.booster.predict(matrix)
+        if not np.isfinite(out).all():  # leaves summing past float64 in a damaged or crafted booster
+            raise ValueError("the model gave a value that is not finite")
         if self.schema.task == "regression":
             return np.asarray(out, dtype=float)
         if calibrated and self.calibrator is not None:
@@ -249,7 +251,7 @@ def loads(data: bytes | BinaryIO, *, where: str = "model", source: str = "model 
         pickled = exc.fix == CONVERT
         rule = f"{exc}" if pickled else f"is not a valid model bundle: {exc}"
         raise UserError(problem(where, rule, source, exc.fix or INVALID_FIX)) from None
-    except (PlanError, BoosterError, ValueError, TypeError, KeyError) as exc:
+    except (PlanError, BoosterError, ValueError, TypeError, LookupError, ArithmeticError) as exc:
         raise UserError(problem(where, f"is not a valid model bundle: {exc}", source, INVALID_FIX)) from None
 
 
