@@ -18,6 +18,7 @@ batches use every core.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -26,6 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+WALK_ALL_TREES_UP_TO = 16  # rows up to which a forest walks all its trees at once (ForestBooster._walk)
 THREADED_FROM = 500  # rows from which a prediction uses every core (measured on 2 cores: 1,000 rows 7.5 → 4.6 ms)
 _KEY = re.compile(r"^([A-Za-z_]+)=(.*)$")
 
@@ -138,19 +140,19 @@ def _fields(lines: list[str], where: str) -> dict[str, str]:
     return found
 
 
-_INT = re.compile(r"-?[0-9]{1,18}")  # what LightGBM's own parser reads, and nothing Python's int() reads besides
-_FLOAT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?")
+_INT = r"-?[0-9]{1,18}"  # what LightGBM's own parser reads, and nothing Python's int() reads besides
+_FLOAT = r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]{1,3})?"
+_INTS = re.compile(rf"{_INT}(?: {_INT})*")  # one space between tokens, as LightGBM writes them
+_FLOATS = re.compile(rf"{_FLOAT}(?: {_FLOAT})*")
 _PARAM = re.compile(r"\[[A-Za-z_][A-Za-z0-9_]*: [^\n]*\]")
 
 
 def _numbers(value: str, where: str, *, integer: bool) -> np.ndarray:
-    tokens = value.split(" ") if value else []
-    if not all((_INT if integer else _FLOAT).fullmatch(t) for t in tokens):
+    """The numbers of one field, each token checked as LightGBM reads it (one regex per field)."""
+    if value and not (_INTS if integer else _FLOATS).fullmatch(value):
         raise BoosterError(f"LightGBM {where} must hold {'integers' if integer else 'numbers'}")
-    try:
-        parsed = np.array([int(v) if integer else float(v) for v in tokens], dtype=np.int64 if integer else float)
-    except (ValueError, OverflowError):
-        raise BoosterError(f"LightGBM {where} must hold {'integers' if integer else 'numbers'}") from None
+    tokens = value.split(" ") if value else []
+    parsed = np.array(tokens, dtype=np.int64 if integer else np.float64)  # checked tokens: NumPy parses them in C
     if not integer and not np.all(np.isfinite(parsed)):
         raise BoosterError(f"LightGBM {where} must hold finite numbers")
     return parsed
@@ -499,6 +501,8 @@ class ForestBooster(Booster):
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        if len(matrix) <= WALK_ALL_TREES_UP_TO:
+            return self._walk(matrix)
         if len(matrix) < THREADED_FROM:
             return self._predict(matrix)
         chunks = np.array_split(np.arange(len(matrix)), os.cpu_count() or 1)
@@ -507,6 +511,39 @@ class ForestBooster(Booster):
                 pool.map(lambda rows: self._predict(matrix[rows[0] : rows[-1] + 1]), [c for c in chunks if len(c)])
             )
         return np.concatenate(parts)
+
+    @functools.cached_property
+    def _flat(self) -> tuple[np.ndarray, ...]:
+        """Every tree's nodes in one set of arrays (children as positions in them; -1 at leaves),
+        each tree's root, and the deepest tree's depth."""
+        trees = [tree.tree_ for tree in self.native.estimators_]
+        starts = np.cumsum([0] + [t.node_count for t in trees[:-1]])
+        left = np.concatenate(
+            [np.where(t.children_left >= 0, t.children_left + s, -1) for t, s in zip(trees, starts, strict=True)]
+        )
+        right = np.concatenate(
+            [np.where(t.children_right >= 0, t.children_right + s, -1) for t, s in zip(trees, starts, strict=True)]
+        )
+        feature = np.concatenate([np.maximum(t.feature, 0) for t in trees])
+        threshold = np.concatenate([t.threshold for t in trees])
+        width = self.n_classes if self.classification else 1
+        value = np.concatenate([t.value[:, 0, :width] for t in trees])
+        return left, right, feature, threshold, value, starts, np.array(max(t.max_depth for t in trees))
+
+    def _walk(self, matrix: np.ndarray) -> np.ndarray:
+        """A few rows through every tree at once, one level per step: a request of one row pays
+        NumPy's per-call cost once per level instead of once per tree (300 trees: 1.3 → 0.3 ms)."""
+        left, right, feature, threshold, value, roots, depth = self._flat
+        node = np.repeat(roots[None, :], len(matrix), axis=0)
+        rows = np.arange(len(matrix))[:, None]
+        for _ in range(int(depth)):
+            inner = left[node] >= 0
+            if not inner.any():
+                break
+            goes_left = matrix[rows, feature[node]] <= threshold[node]  # float32 against float64, as the trees compare
+            node = np.where(inner, np.where(goes_left, left[node], right[node]), node)
+        total = value[node].sum(axis=1) / len(roots)
+        return total if self.classification else total[:, 0]
 
     def _predict(self, matrix: np.ndarray) -> np.ndarray:
         """The forest's predict_proba / predict: trees summed in order, then divided."""

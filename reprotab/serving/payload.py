@@ -20,6 +20,7 @@ import json
 import uuid
 from typing import Annotated, Any
 
+import orjson
 from fastapi import Request
 from pydantic import (
     ConfigDict,
@@ -101,9 +102,12 @@ async def read_body(request: Request, limit: int) -> bytes:
 def parse_request(body: bytes, max_rows: int) -> tuple[list[Any], str]:
     """The rows and request id of a /predict body, or an ApiError."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(422, [entry(None, None, f"malformed JSON: {exc}")], "malformed") from None
+        data = orjson.loads(body)  # strict JSON, 2-3 times faster than the standard library's
+    except orjson.JSONDecodeError:
+        try:  # what orjson refuses and Python reads (bare NaN, ±Infinity, huge integers): refused per field below
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise ApiError(422, [entry(None, None, f"malformed JSON: {exc}")], "malformed") from None
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or set(data) - {"rows", "request_id"}:
         raise ApiError(
             422, [entry(None, None, 'body must be {"rows": [{...}, ...], "request_id": optional text}')], "malformed"

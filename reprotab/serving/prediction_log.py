@@ -33,9 +33,10 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from reprotab.errors import UserError, problem
@@ -68,9 +69,6 @@ def record(
     }
 
 
-ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # one encoder: json.dumps builds one per call
-
-
 class PredictionLog:
     """Append-only JSONL files in `directory`, rotated by size and by UTC day; thread-safe."""
 
@@ -83,7 +81,7 @@ class PredictionLog:
     ) -> None:
         self.directory, self.max_bytes, self.clock = Path(directory), max_bytes, clock
         self._lock = threading.Lock()
-        self._file: TextIO | None = None
+        self._file: BinaryIO | None = None
         self._day: str | None = None
         self._size = 0
 
@@ -92,16 +90,15 @@ class PredictionLog:
         return Path(self._file.name) if self._file else None
 
     def write(self, records: Iterable[dict[str, Any]]) -> None:
-        text = "".join(ENCODER.encode(r) + "\n" for r in records)
-        if not text:
+        data = b"".join(orjson.dumps(r, default=str, option=orjson.OPT_APPEND_NEWLINE) for r in records)
+        if not data:
             return
-        data = text.encode("utf-8")
         with self._lock:
             now = self.clock()
             if self._file is None or self._size >= self.max_bytes or now.strftime("%Y%m%d") != self._day:
                 self._open(now)
             assert self._file is not None
-            self._file.write(text)
+            self._file.write(data)
             self._file.flush()
             self._size += len(data)
 
@@ -112,7 +109,7 @@ class PredictionLog:
         path, n = self.directory / f"{stem}{SUFFIX}", 1
         while path.exists():  # two rotations in one second, or a restart: never append to another's file
             path, n = self.directory / f"{stem}-{n}{SUFFIX}", n + 1
-        self._file = open(path, "x", encoding="utf-8")  # noqa: SIM115 (kept open across writes)
+        self._file = open(path, "xb")  # noqa: SIM115 (kept open across writes)
         self._day, self._size = now.strftime("%Y%m%d"), 0
 
     def close_file(self) -> None:

@@ -6,8 +6,10 @@ and the answer's body. The app's wiring (endpoints, limits, metrics, start-up) s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -91,12 +93,13 @@ def serve_rows(
     route: str,
     prediction_log: PredictionLog,
     telemetry: Telemetry,
-) -> tuple[CleanedRows, dict[str, Any]]:
-    """Clean and score `rows`, log them, and build the answer (in a worker thread)."""
+) -> tuple[CleanedRows, dict[str, Any], Callable[[], None]]:
+    """Clean and score `rows`, and build the answer and the writing of its prediction log lines,
+    which the caller runs before answering (small requests) or just after (large ones)."""
     cleaned = cleaned_rows(rows, served.model, where=f"request {request_id}")
     log_notes(cleaned.notes, where=f"request {request_id}")
     predictions, probas = scored(served, cleaned)
-    write_log(prediction_log, served, rows, request_id, route, predictions, probas)
+    log_lines = functools.partial(write_log, prediction_log, served, rows, request_id, route, predictions, probas)
     telemetry.predicted(route, np.asarray(predictions, dtype=object))
     id_column = served.model.schema.id_column
     answers = [
@@ -108,7 +111,7 @@ def serve_rows(
         for i, p in enumerate(predictions)
     ]
     reply = {"request_id": request_id, "model_version": served.version, "route": route, "predictions": answers}
-    return cleaned, {**reply, "cleaning": cleaned.changes()}
+    return cleaned, {**reply, "cleaning": cleaned.changes()}, log_lines
 
 
 def shadow_rows(

@@ -35,7 +35,8 @@ rows the model cannot score are 422; more rows than --max-rows or a body over --
 Canary: a deterministic share of requests (by a hash of the request id the client sends, else
 a fresh uuid4) is answered by the challenger. Shadow: the challenger also scores every request
 after the answer is sent; its predictions are only logged. Every prediction served (and every
-shadow one) goes to the prediction log (format: reprotab/serving/prediction_log.py).
+shadow one) goes to the prediction log (format: reprotab/serving/prediction_log.py): a large request's
+lines just after its answer is sent, so writing them is not part of its latency.
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ import logging
 import math
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -155,7 +157,9 @@ def create_app(
     def metrics() -> Response:
         return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
 
-    def handle(body: bytes) -> tuple[Served, CleanedRows, list[dict[str, Any]], dict[str, Any]]:
+    def handle(
+        body: bytes,
+    ) -> tuple[Served, CleanedRows, list[dict[str, Any]], dict[str, Any], Callable[[], None]]:
         """Parse, check, route and score one request (CPU work: a large one runs in a worker thread)."""
         rows, request_id = parse_request(body, config.max_rows)
         try:
@@ -164,20 +168,23 @@ def create_app(
             raise ApiError(422, validation_errors(exc, schema), "validation") from None
         route = route_of(request_id, config.canary_share) if canary is not None else "champion"
         answering = canary if route == "canary" and canary is not None else champion
-        cleaned, reply = serve_rows(answering, rows, request_id, route, prediction_log, telemetry)
-        return answering, cleaned, rows, reply
+        cleaned, reply, log_lines = serve_rows(answering, rows, request_id, route, prediction_log, telemetry)
+        return answering, cleaned, rows, reply, log_lines
 
     @app.post("/predict")
-    async def predict(request: Request, background: BackgroundTasks) -> JSONResponse:
+    async def predict(request: Request, background: BackgroundTasks) -> Response:
         body = await read_body(request, config.max_bytes)
         if len(body) <= INLINE_BYTES:  # a few rows: scoring is cheaper than the hop to a worker thread
-            answering, cleaned, rows, reply = handle(body)
-        else:
-            answering, cleaned, rows, reply = await run_in_threadpool(handle, body)
+            answering, cleaned, rows, reply, log_lines = handle(body)
+            log_lines()
+        else:  # many rows: their log lines are written just after the answer is sent
+            answering, cleaned, rows, reply, log_lines = await run_in_threadpool(handle, body)
+            background.add_task(log_lines)
         if shadow is not None:
             background.add_task(shadow_rows, shadow, cleaned, rows, reply["request_id"], prediction_log, telemetry)
         reply["threshold"] = answering.model.decision_threshold
-        return JSONResponse(reply, headers={VERSION_HEADER: answering.version})
+        content = orjson.dumps(reply, default=str)  # a tenth of the standard library's time on 1,000 rows
+        return Response(content, media_type="application/json", headers={VERSION_HEADER: answering.version})
 
     return app
 
