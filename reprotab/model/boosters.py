@@ -285,6 +285,24 @@ def _check_lightgbm_tree(lines: list[str], k: int, n_features: int) -> None:
         raise BoosterError(f"LightGBM {where}: every leaf must be reached once")
 
 
+def check_binary_tree(
+    left: np.ndarray, right: np.ndarray, feature: np.ndarray, n_features: int, *, where: str
+) -> np.ndarray:
+    """A tree stored as child arrays (-1 at a leaf, XGBoost's and scikit-learn's layout): both
+    children or none, every child after its parent and inside the tree (so no walk can loop or
+    leave it), split features in range. Returns which nodes are leaves."""
+    node, count = np.arange(len(left)), len(left)
+    leaf = left == -1
+    if np.any(leaf != (right == -1)):
+        raise BoosterError(f"{where}: a node has one child")
+    for child in (left, right):
+        if np.any(~leaf & ((child <= node) | (child >= count))):
+            raise BoosterError(f"{where}: a child index is out of range")
+    if np.any(~leaf & ((feature < 0) | (feature >= n_features))):
+        raise BoosterError(f"{where}: a split feature is out of range")
+    return leaf
+
+
 # ---- XGBoost --------------------------------------------------------------------------------------
 
 XGBOOST_OBJECTIVES = {
@@ -446,15 +464,7 @@ def _check_xgboost_tree(tree: Any, k: int, n_features: int) -> None:
             raise BoosterError(f"XGBoost {where} {name} must be finite float32 numbers")
     if np.any(split_type != 0) or tree.get("categories_nodes"):
         raise BoosterError(f"XGBoost {where}: categorical splits are not used by this project")
-    node = np.arange(nodes)
-    leaf = left == -1
-    if np.any(leaf != (right == -1)):
-        raise BoosterError(f"XGBoost {where}: a node has one child")
-    for child in (left, right):
-        if np.any(~leaf & ((child <= node) | (child >= nodes))):  # children after their parent: no cycle
-            raise BoosterError(f"XGBoost {where}: a child index is out of range")
-    if np.any(~leaf & ((feature < 0) | (feature >= n_features))):
-        raise BoosterError(f"XGBoost {where}: a split feature is out of range")
+    node, leaf = np.arange(nodes), check_binary_tree(left, right, feature, n_features, where=f"XGBoost {where}")
     derived = np.full(nodes, 2**31 - 1, dtype=np.int64)  # the root's parent: XGBoost's invalid node id
     derived[left[~leaf]], derived[right[~leaf]] = node[~leaf], node[~leaf]
     if not np.array_equal(parents, derived):
@@ -636,16 +646,7 @@ def _plain(value: Any) -> bool:
 
 
 def _check_forest_tree(part: dict[str, np.ndarray], k: int, n_features: int) -> None:
-    left, right, feature = part["left_child"], part["right_child"], part["feature"]
-    node, count = np.arange(len(left)), len(left)
-    leaf = left == -1
-    if np.any(leaf != (right == -1)):
-        raise BoosterError(f"forest tree {k}: a node has one child")
-    for child in (left, right):
-        if np.any(~leaf & ((child <= node) | (child >= count))):  # children after their parent: no cycle
-            raise BoosterError(f"forest tree {k}: a child index is out of range")
-    if np.any(~leaf & ((feature < 0) | (feature >= n_features))):
-        raise BoosterError(f"forest tree {k}: a split feature is out of range")
+    check_binary_tree(part["left_child"], part["right_child"], part["feature"], n_features, where=f"forest tree {k}")
     if np.any(part["missing_go_to_left"] > 1):
         raise BoosterError(f"forest tree {k}: missing_go_to_left must be 0 or 1")
 
