@@ -534,7 +534,7 @@ class ForestBooster(Booster):
         right = np.concatenate(
             [np.where(t.children_right >= 0, t.children_right + s, -1) for t, s in zip(trees, starts, strict=True)]
         )
-        feature = np.concatenate([np.maximum(t.feature, 0) for t in trees])
+        feature = np.concatenate([np.where(t.children_left >= 0, t.feature, 0) for t in trees])  # leaves: unused
         threshold = np.concatenate([t.threshold for t in trees])
         width = self.n_classes if self.classification else 1
         value = np.concatenate([t.value[:, 0, :width] for t in trees])
