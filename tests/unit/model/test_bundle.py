@@ -198,3 +198,18 @@ def test_convert_refuses_what_it_cannot_convert(tmp_path):
     with pytest.raises(UserError, match="must not be the file converted"):
         convert(DATA / "format2-lightgbm.joblib", DATA / "format2-lightgbm.joblib")
     assert not (tmp_path / "m.zip").exists()
+
+
+def test_a_leafs_stored_feature_is_never_read(models):
+    """scikit-learn ignores a leaf's feature, so the checks do too; scoring must never read it
+    (the all-trees walk of a few rows once did, and raised IndexError on a 1-row request)."""
+    members = members_of(models["random_forest"].to_bytes())
+    header, _, arrays = members["forest.bin"].partition(b"\n")
+    nodes = sum(count for count, _ in json.loads(header)["trees"])
+    left = np.frombuffer(arrays, dtype="<i8", count=nodes)
+    feature = np.frombuffer(arrays, dtype="<i8", count=nodes, offset=16 * nodes).copy()
+    feature[left == -1] = 10**9  # every leaf
+    changed = header + b"\n" + arrays[: 16 * nodes] + feature.tobytes() + arrays[24 * nodes :]
+    model = served.loads(rebuilt(dict(members, **{"forest.bin": changed})))
+    np.testing.assert_allclose(model.predict_proba(ROWS.head(1)), models["random_forest"].predict_proba(ROWS.head(1)))
+    np.testing.assert_allclose(model.predict_proba(ROWS), models["random_forest"].predict_proba(ROWS))
