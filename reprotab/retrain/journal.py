@@ -238,6 +238,21 @@ def _git_running(repo: Path) -> bool:
     return False
 
 
+def repair_dvc_rwlock(repo: Path) -> bool:
+    """Remove DVC's stage lock file when it is not JSON: a dvc killed while writing it leaves it
+    empty or cut, and every later dvc command then refuses ("JSON structure is corrupted"). DVC
+    recreates it; only our own dvc group could hold it, and that group is stopped by now."""
+    rwlock = repo / ".dvc" / "tmp" / "rwlock"
+    try:
+        json.loads(rwlock.read_text())
+        return False
+    except FileNotFoundError:
+        return False
+    except (ValueError, UnicodeDecodeError):
+        rwlock.unlink(missing_ok=True)
+        return True
+
+
 def rollback(repo: Path, journal: Journal, *, dvc_checkout: Callable[[], str | None]) -> list[str]:
     """Put git, the tags, the created files and the DVC workspace back as `journal` found them;
     returns what was done, for the month's summary."""
@@ -247,6 +262,8 @@ def rollback(repo: Path, journal: Journal, *, dvc_checkout: Callable[[], str | N
     if index_lock.exists() and not _git_running(repo):
         index_lock.unlink()
         done.append("removed a stale .git/index.lock")
+    if repair_dvc_rwlock(repo):
+        done.append("removed DVC's half-written .dvc/tmp/rwlock")
     if journal.branch and vcs.git("symbolic-ref", "-q", "--short", "HEAD", cwd=repo, check=False) != journal.branch:
         vcs.git("checkout", "-q", "-f", journal.branch, cwd=repo)
     if vcs.git("rev-parse", "HEAD", cwd=repo) != journal.head:
