@@ -5,6 +5,7 @@ the commit, tags, champion and outputs it started from. Batches are listed, reti
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -187,6 +188,9 @@ def test_ctrl_c_during_dvc_repro_rolls_back_on_the_spot(project, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C's default action, whatever this test run inherited: a shell starts a background job
+        # (`.ci/run &`) with SIGINT ignored, and the run would then finish the month untouched
+        preexec_fn=functools.partial(signal.signal, signal.SIGINT, signal.SIG_DFL),
     )
     journal = project / ".git/reprotab-retrain.json"
     deadline = time.monotonic() + 120
