@@ -81,7 +81,7 @@ def read_members(data: bytes, allowed: dict[str, set[str]]) -> tuple[dict[str, A
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
-        raise BundleError(f"is not a model bundle (not a readable zip: {exc})") from None
+        raise BundleError(f"not a readable zip ({exc})") from None
     for info in infos:  # the ratio bound in _read trusts compress_size: it must fit in the file
         if info.compress_size > len(data) - info.header_offset:
             raise BundleError(f"{info.filename}: declares {info.compress_size} compressed bytes, beyond the file")

@@ -119,8 +119,8 @@ def _zip(members: dict[str, bytes]) -> bytes:
 @pytest.mark.parametrize(
     "content,message",
     [
-        (b"", "is not a valid model bundle: is not a model bundle"),
-        (b"not a pickle", "is not a valid model bundle: is not a model bundle"),
+        (b"", "is not a valid model bundle: not a readable zip"),
+        (b"not a pickle", "is not a valid model bundle: not a readable zip"),
         (_zip({"schema.json": b"{}"}), "is not a valid model bundle: lacks manifest.json"),
         (_zip({"manifest.json": b'{"format": "other"}'}), "is not a valid model bundle: manifest.json: format must be"),
         (pickle.dumps([1, 2]), "is a pickle from an older version"),
