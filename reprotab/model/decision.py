@@ -5,9 +5,9 @@ already seen, never the test split, which only evaluate reads). `fit_decision` r
 train builds the model with them once, so evaluate and every prediction apply exactly what
 was chosen.
 
-`Calibrator` is one-vs-rest: binary models calibrate the positive class; multiclass models
-calibrate each class and renormalize rows to sum to 1. `sigmoid` (Platt scaling on the
-log-odds) suits small validation sets; `isotonic` is more flexible but needs more rows.
+`fit_calibrator` fits the `Calibrator` (reprotab/model/calibration.py: one-vs-rest, sigmoid or
+isotonic, kept as numbers so the model file stores it as JSON); `best_threshold` chooses the
+threshold from confusion counts at every candidate at once.
 """
 
 from __future__ import annotations
