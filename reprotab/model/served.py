@@ -204,7 +204,7 @@ class TabularModel:
             "family": self.family,
             "kind": self.kind,
             "estimator": self.estimator_name,
-            "libraries": {name: _version(name) for name in LIBRARIES},
+            "libraries": library_versions(LIBRARIES),
         }
         return write_members(members, manifest)
 
@@ -317,8 +317,12 @@ def schema_from(raw: Any) -> Schema:
     return Schema.from_dict(raw)
 
 
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+def library_versions(packages: tuple[str, ...]) -> dict[str, str | None]:
+    """Each installed package's version (None when absent): for the manifest and the model card."""
+    found: dict[str, str | None] = {}
+    for package in packages:
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = None
+    return found

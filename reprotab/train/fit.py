@@ -18,7 +18,6 @@ what they return.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,7 +33,7 @@ from reprotab.model.bundle import FORMAT_VERSION
 from reprotab.model.decision import fit_decision
 from reprotab.model.featurizer import fit_featurizer, one_hot_groups
 from reprotab.model.schema import Schema, encode_target
-from reprotab.model.served import TabularModel, load
+from reprotab.model.served import TabularModel, library_versions, load
 from reprotab.params.sections import FeaturizeParams, SamplingParams, TrainParams
 from reprotab.train.families import AUTO, MODELS, build_estimator, fit_estimator
 from reprotab.train.sampling import balance
@@ -268,7 +267,7 @@ def metadata(
         "trained_on_rows": trained_on,
         "training_rows": len(features),
         "training_data_hash": frame_hash(features),
-        "libraries": {name: _version(name) for name in LIBRARIES},
+        "libraries": library_versions(LIBRARIES),
     }
 
 
@@ -315,10 +314,3 @@ def load_previous(
     if differences:
         raise UserError(problem(where, "was trained on something else: " + "; ".join(differences), str(path)))
     return previous.estimator
-
-
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
