@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {  # in the order of the lifecycle
         "serve the model over HTTP, with canary and shadow routing and a prediction log",
     ),
     "monitor": ("reprotab.monitoring.report", "drift report of a new batch or the prediction log: retrain or not"),
+    "canary": ("reprotab.registry.canary", "decide a canary from live labels: promote, keep or roll back"),
     "retrain": (
         "reprotab.retrain.month",
         "one month of the loop: monitor a batch, version it, dvc repro, gate, register",
@@ -41,7 +42,10 @@ COMMANDS: dict[str, tuple[str, str]] = {  # in the order of the lifecycle
         "the labelled batches: list them, retire one from training (and restore it)",
     ),
     "query": ("reprotab.labeling.active_learning", "queue the pool rows the model is least sure of for labeling"),
-    "labels": ("reprotab.labeling.labels", "import labels returned from a queue as a new data/batches file"),
+    "labels": (
+        "reprotab.labeling.labels",
+        "import labels returned from a queue as a new data/batches file; join live labels to the log",
+    ),
     "mirror": ("reprotab.tracking.mirrors", "copy runs (workspace, a commit, every experiment) into MLflow or Comet"),
 }
 

@@ -1,7 +1,13 @@
-"""Bring labels from a labeling queue back as a new batch of labeled data.
+"""Bring labels from a labeling queue back as a new batch of labeled data; join live labels to the log.
 
     reprotab labels import FILE [--queue labeling/queue.csv] [--model models/model.zip]
                                 [--batches data.batches.dir] [--test data/prepared/test.parquet]
+    reprotab labels join [--log serve.log.dir] [--labels FILE] [--output reports/live/outcomes.parquet]
+
+`join` pairs labels that arrive after the predictions (a file, and the service's feedback files)
+with the rows the service answered (reprotab/monitoring/outcomes.py) and writes the table
+(route, version, time, id, request_id, position, prediction, proba, label) atomically, with a
+summary of what joined per route and version and what did not.
 
 FILE is the queue CSV (or Parquet) with its `label` column filled in, or a Label Studio JSON
 export of the tasks `reprotab query --label-studio` wrote (the first choice of each task's last
@@ -38,10 +44,12 @@ from reprotab.data.tables import atomic_path, read_table, write_table
 from reprotab.errors import UserError, did_you_mean, problem
 from reprotab.labeling.active_learning import labeled_ids
 from reprotab.model.served import load
+from reprotab.monitoring.outcomes import Joined, gather
 from reprotab.params.loader import Params, load_params
 from reprotab.retrain.steps import StepFailed, dvc
 from reprotab.retrain.summary import set_value
 from reprotab.runner import stage_main
+from reprotab.serving.prediction_log import SERVED, read_rows
 
 LABEL = "label"
 log = logging.getLogger(__name__)
@@ -182,10 +190,47 @@ def version(out: Path, *, repo: Path, params: Params) -> list[str]:
     return files
 
 
+def join_summary(joined: Joined, *, out: Path) -> str:
+    """One screen: labelled rows per route and version, and the labels that could not be used."""
+    counts = joined.counts
+    per = joined.rows.groupby(["route", "version"], sort=True).size()
+    order = sorted(per.items(), key=lambda item: (SERVED.index(item[0][0]), str(item[0][1])))
+    lines = [
+        f"{counts['joined']:,} labelled rows ({counts['labels']:,} labels, {counts['feedback_labels']:,} by feedback):",
+        f"  {'route':<9} {'version':<16} {'rows':>7}",
+        *(f"  {route:<9} {version:<16} {rows:>7,}" for (route, version), rows in order),
+    ]
+    notes = {
+        "unmatched": "no served row has their id or request_id; not used",
+        "empty_labels": "rows without a label; skipped",
+        "duplicate_labels": "a row labelled again; the last label wins",
+        "ids_served_more_than_once": "an id answered more than once; its latest answer is labelled",
+    }
+    lines += [f"{k.replace('_', ' ')}: {counts[k]:,} ({text})" for k, text in notes.items() if counts.get(k)]
+    return "\n".join([*lines, f"written to {out}"])
+
+
+def join_labels(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    directory = Path(args.log or params.serve.log.dir)
+    rows = read_rows(directory, where="--log")
+    joined = gather(rows, params=params, directory=directory, labels=args.labels)
+    out = Path(args.output)
+    write_table(joined.rows, out)
+    print(join_summary(joined, out=out))
+
+
 @stage_main("labels", in_pipeline=False)
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="reprotab labels", description="Import labels returned from a queue.")
+    parser = argparse.ArgumentParser(
+        prog="reprotab labels", description="Import labels returned from a queue; join live labels to the log."
+    )
     sub = parser.add_subparsers(dest="action", required=True)
+    join = sub.add_parser("join", help="join labels that arrived after the predictions to the prediction log")
+    join.add_argument("--log", help="prediction log directory (default: params serve.log.dir)")
+    join.add_argument("--labels", help="CSV/Parquet: `label` (or the target) and `id` or `request_id` (+ position)")
+    join.add_argument("--output", default="reports/live/outcomes.parquet")
+    join.add_argument("--params", default="params.yaml")
     imp = sub.add_parser("import", help="validate labels and append them as a new data/batches file")
     imp.add_argument("file", help="the filled-in queue (CSV/Parquet) or a Label Studio JSON export")
     imp.add_argument("--queue", default="labeling/queue.csv")
@@ -193,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     imp.add_argument("--batches", default=None, help="default: params.yaml data.batches.dir")
     imp.add_argument("--test", default=paths.TEST)
     args = parser.parse_args(argv)
+    if args.action == "join":
+        return join_labels(args)
     params = load_params()
     model = load(args.model, where="--model")
     schema = model.schema

@@ -2,6 +2,7 @@
 
     reprotab monitor --batch data/batches/2026-11.parquet [--stage prod | --version v1.2.0]
     reprotab monitor --from-log logs/predictions [--since 2026-11-01 --until 2026-12-01] [--version v1.2.0] [--shadow]
+                     [--labels outcomes.csv]
 
 The model judged and what it is judged against come from one place, `inputs(...)`
 (reprotab/monitoring/inputs.py):
@@ -21,7 +22,10 @@ Writes  <out>/<batch name>/drift.json, drift.md and figures/*.png (reference vs 
         the drifted features, most important first, and of the model's scores). The report names
         the model version and commit it judged; with --from-log it also counts the rows by route
         and version, and with --shadow it compares the shadow model with the served one on the
-        same rows (label agreement, score differences).
+        same rows (label agreement, score differences). With --labels (labels that arrived after the
+        predictions, and the log's feedback files: reprotab/monitoring/outcomes.py) its `live` block
+        holds each route's metric on its labelled rows with a bootstrap interval, the canary's
+        difference from the champion, and calibration per version (params `canary`).
 
 Drift never fails the command: it prints `stop: <blocker>` lines (label drift, undefined
 metrics: nothing may retrain on this batch without a human), then `retrain: true|false` and the
@@ -42,6 +46,7 @@ from reprotab import paths
 from reprotab.data.tables import atomic_path, fresh_dir, read_table, write_json
 from reprotab.errors import UserError, problem
 from reprotab.model import served
+from reprotab.monitoring import outcomes
 from reprotab.monitoring.inputs import MonitorInputs, inputs
 from reprotab.monitoring.page import figures, markdown
 from reprotab.monitoring.verdict import Verdict, monitor
@@ -106,8 +111,10 @@ def run(
     return verdict
 
 
-def from_log(args: argparse.Namespace, model: served.TabularModel) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The served rows of the log that the filters keep, and the report's `log` (and `shadow`) blocks."""
+def from_log(
+    args: argparse.Namespace, model: served.TabularModel, params: Params
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The served rows of the log that the filters keep, and the report's `log` (and `shadow`, `live`) blocks."""
     since = prediction_log.utc_time(args.since, where="--since")
     until = prediction_log.utc_time(args.until, where="--until")
     rows = prediction_log.read_rows(args.from_log)
@@ -129,6 +136,10 @@ def from_log(args: argparse.Namespace, model: served.TabularModel) -> tuple[pd.D
     if args.shadow:
         positive = str(model.classes[model.positive_index()]) if model.binary else None
         extra["shadow"] = prediction_log.compare_shadow(chosen, shadow, positive=positive)
+    if args.labels:
+        joined = outcomes.gather(chosen, params=params, directory=args.from_log, labels=args.labels)
+        positive = str(model.classes[model.positive_index()]) if model.binary else None
+        extra["live"] = outcomes.live(joined, params=params, positive=positive)
     return prediction_log.features(chosen), extra
 
 
@@ -149,6 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--shadow", action="store_true", help="--from-log: compare the shadow model with the served one"
     )
+    parser.add_argument(
+        "--labels", help="--from-log: labels (CSV/Parquet) of served rows: live metrics per route (params canary)"
+    )
     parser.add_argument("--model", default=paths.MODEL)
     parser.add_argument("--reference", default=paths.TRAIN)
     parser.add_argument("--holdout", default=paths.TEST)
@@ -158,8 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=paths.MONITOR_REPORTS)
     parser.add_argument("--name", help="report folder name (default: the batch file's stem, or log-<dir name>)")
     args = parser.parse_args(argv)
-    if args.batch and (args.since or args.until or args.shadow):
-        raise UserError(problem("--since/--until/--shadow", "apply to --from-log only", "--batch"))
+    if args.batch and (args.since or args.until or args.shadow or args.labels):
+        raise UserError(problem("--since/--until/--shadow/--labels", "apply to --from-log only", "--batch"))
     params = load_params(args.params)
     chosen = inputs(
         repo=args.repo,
@@ -175,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.batch:
         batch, name, extra = read_table(args.batch, where="--batch"), args.name or Path(args.batch).stem, {}
     else:
-        batch, extra = from_log(args, chosen.model)
+        batch, extra = from_log(args, chosen.model, params)
         name = args.name or f"log-{Path(args.from_log).resolve().name}"
     verdict = run(chosen, batch, params=params, out=Path(args.out) / name, name=name, extra=extra)
     print(f"model: {chosen.version} (commit {(chosen.commit or 'unknown')[:12]})")
@@ -184,6 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"retrain: {str(verdict.retrain).lower()}")
     for reason in verdict.reasons:
         print(f"  - {reason}")
+    if "live" in extra:
+        print("\n".join(outcomes.summary_lines(extra["live"])))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from reprotab.params.sections import (
     SHARED,
     TASK_KEYS,
     TASKS,
+    CanaryParams,
     DataParams,
     EvaluateParams,
     FeaturizeParams,
@@ -42,6 +43,7 @@ from reprotab.params.sections import (
     SamplingParams,
     Scalar,
     Section,
+    ServeParams,
     TrainParams,
     TuneParams,
     _registered,
@@ -69,6 +71,8 @@ class Params(Section):
     monitor: MonitorParams = MonitorParams()
     gate: GateParams = GateParams()
     retrain: RetrainParams = RetrainParams()
+    serve: ServeParams = ServeParams()
+    canary: CanaryParams = CanaryParams()
 
     @field_validator("model", "sampler", "tuner")
     @classmethod
@@ -115,8 +119,9 @@ class Params(Section):
             other = next(t for t in TASKS if t != self.task)
             hint = f" ('{self.metric}' is a {other} metric)" if self.metric in metrics[other] else ""
             raise ValueError(one_of(f"metric (task {self.task})", self.metric, allowed) + hint)
-        if self.gate.metric is not None and self.gate.metric not in allowed:
-            raise ValueError(one_of(f"gate.metric (task {self.task})", self.gate.metric, allowed))
+        for where, chosen in (("gate.metric", self.gate.metric), ("canary.metric", self.canary.metric)):
+            if chosen is not None and chosen not in allowed:
+                raise ValueError(one_of(f"{where} (task {self.task})", chosen, allowed))
         every = [name for names in metrics.values() for name in names]  # a guard of the other task is skipped
         for field in ("guards", "reference_guards"):
             for guard in getattr(self.gate, field):

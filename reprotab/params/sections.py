@@ -369,6 +369,59 @@ class RetrainParams(Section):
     mode: Literal["refit", "continue"] = "refit"  # refit: from scratch; continue: more rounds/trees on the champion
 
 
+class LimitsParams(Section):
+    """What one client, and all of them together, may ask of `reprotab serve` (reprotab/serving/limits.py)."""
+
+    max_rows: int = Field(10_000, ge=1)  # rows per /predict request; more: 413
+    max_bytes: int = Field(5_000_000, ge=1)  # request body bytes; more: 413
+    rate_per_second: float | None = Field(50.0, gt=0)  # requests per second per API key (none without keys)
+    burst: int = Field(100, ge=1)  # requests a client may send at once above the rate; more: 429 with Retry-After
+    max_in_flight: int = Field(64, ge=1)  # requests being handled at once; more: 503 with Retry-After (load shedding)
+    timeout_seconds: float = Field(10.0, gt=0)  # a request not answered by then: 503 (its work is abandoned)
+
+
+class PredictionLogParams(Section):
+    """What the prediction log keeps (reprotab/serving/prediction_log.py): every field is a privacy choice."""
+
+    enabled: bool = True  # false: nothing is written (monitor --from-log and labels join then have nothing to read)
+    dir: str = "logs/predictions"
+    fields: tuple[str, ...] | None = None  # allow-list of features kept; None = every feature
+    exclude: tuple[str, ...] = ()  # deny-list: features never written
+    hash: tuple[str, ...] = ()  # features (or the id column) written as a keyed sha256, joinable but not readable
+    sample: float = Field(1.0, gt=0, le=1)  # share of requests logged (by request id: all of a request's rows or none)
+    max_text: int = Field(256, ge=1)  # text values (and request ids) are cut to this many characters
+    max_file_mb: float = Field(50.0, gt=0)  # a file rotates past this size
+    retention_days: float | None = Field(30.0, gt=0)  # files older than this are deleted; None = kept
+    retention_mb: float | None = Field(1024.0, gt=0)  # oldest files are deleted past this total; None = no bound
+
+    @model_validator(mode="after")
+    def _lists_agree(self) -> PredictionLogParams:
+        both = sorted(set(self.fields or ()) & set(self.exclude))
+        if both:
+            raise ValueError(problem("serve.log.exclude", "names features serve.log.fields keeps", ", ".join(both)))
+        return self
+
+
+class ServeParams(Section):
+    """`reprotab serve` (reprotab/serving/service.py); not a pipeline stage. Command-line flags override."""
+
+    limits: LimitsParams = LimitsParams()
+    log: PredictionLogParams = PredictionLogParams()
+    poll_seconds: float = Field(10.0, ge=0)  # --stage: how often the registry is read for a new version (0 = never)
+
+
+class CanaryParams(Section):
+    """`reprotab canary decide`: promote, keep or roll back a canary from live labels (reprotab/registry/canary.py)."""
+
+    metric: str | None = None  # None = the top-level metric
+    min_labels: int = Field(200, ge=1)  # labelled rows each route needs before any verdict; fewer: keep collecting
+    min_difference: float = Field(0.0, ge=0)  # promote when canary - champion is above this (direction-aware) ...
+    confidence: float = Field(0.95, gt=0, lt=1)  # ... at this confidence (paired bootstrap's lower bound)
+    bootstrap: int = Field(1000, ge=100)  # resamples of the difference's interval
+    max_worsening: float | None = Field(None, gt=0)  # guard: roll back at once when the canary is this much worse
+    auto_rollback: bool = False  # the service stops routing to a canary that passes the guard on /feedback labels
+
+
 def registry(kind: str) -> Any:
     """The names a strategy key accepts (reprotab/params/names.py, which each implementing
     registry is held equal to)."""

@@ -157,6 +157,7 @@ def history(repo: str | Path = ".") -> list[dict[str, Any]]:
                 "gate_reason": None if gate is None else gate.reason,
                 "forced": bool(meta.get("forced")),
                 "reason": meta.get("reason"),
+                "canary": meta.get("canary"),  # the canary decision that moved it, if one did
                 "author": event["author"],
                 "tag": event["ref"],
             }

@@ -223,9 +223,16 @@ def _reference(repo: Path, commit: str) -> FrozenReference:
 
 
 def promote(
-    repo: str | Path = ".", *, version: str, stage: str, force: bool = False, reason: str | None = None
+    repo: str | Path = ".",
+    *,
+    version: str,
+    stage: str,
+    force: bool = False,
+    reason: str | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assign `version` to `stage`. Prod needs the gate's yes at the version's commit, or force + reason."""
+    """Assign `version` to `stage`. Prod needs the gate's yes at the version's commit, or force + reason.
+    `evidence`: a canary decision (reprotab/registry/canary.py), summed up in the tag's message."""
     repo = Path(repo)
     if force and not (reason or "").strip():
         raise UserError(problem("--force", "needs --reason, which the registry history keeps", None, '--reason "why"'))
@@ -266,6 +273,8 @@ def promote(
         "gate": _gate_summary(gate),
         "replaces": now.get(stage),
     }
+    if evidence is not None:
+        meta["canary"] = {k: evidence.get(k) for k in ("verdict", "metric", "difference", "interval", "rows")}
     tag = _assign(
         repo,
         version=version,

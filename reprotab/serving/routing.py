@@ -32,6 +32,7 @@ class Served:
 
     model: TabularModel
     info: dict[str, Any]
+    gate: dict[str, Any] | None = None  # the gate's decision about this very model, when one is known
 
     @property
     def version(self) -> str:
@@ -79,6 +80,15 @@ def scored(served: Served, cleaned: CleanedRows) -> tuple[list[Any], list[dict[s
     return predictions, [dict(zip(classes, p, strict=True)) for p in result.proba.tolist()]
 
 
+def positive_scores(served: Served, probas: list[dict[str, float]] | None) -> list[float] | None:
+    """Each row's probability of the positive class (binary models only): the distribution the
+    dashboards watch for shift."""
+    positive = served.model.schema.positive_class
+    if probas is None or positive is None or len(served.model.schema.classes) != 2:
+        return None
+    return [p[str(positive)] for p in probas]
+
+
 def warm(served: Served) -> None:
     """Score one row of missing values through the whole path, so the first request does not pay
     for the booster's and NumPy's first-call set-up."""
@@ -100,7 +110,7 @@ def serve_rows(
     log_notes(cleaned.notes, where=f"request {request_id}")
     predictions, probas = scored(served, cleaned)
     log_lines = functools.partial(write_log, prediction_log, served, rows, request_id, route, predictions, probas)
-    telemetry.predicted(route, np.asarray(predictions, dtype=object))
+    telemetry.predicted(route, np.asarray(predictions, dtype=object), positive_scores(served, probas))
     id_column = served.model.schema.id_column
     answers = [
         {
@@ -130,7 +140,7 @@ def shadow_rows(
         log.warning("shadow model %s could not score request %s: %s", served.version, request_id, exc.detail)
         return
     write_log(prediction_log, served, rows, request_id, "shadow", predictions, probas)
-    telemetry.predicted("shadow", np.asarray(predictions, dtype=object))
+    telemetry.predicted("shadow", np.asarray(predictions, dtype=object), positive_scores(served, probas))
 
 
 def write_log(

@@ -1,231 +1,330 @@
-"""`reprotab serve`: the served model over HTTP (FastAPI + uvicorn), with canary and shadow.
+"""`reprotab serve`: the served model over HTTP (FastAPI + uvicorn), ready to expose to a network.
 
-The app's wiring: endpoints, limits, metrics, /metadata, start-up. Request parsing lives in
-reprotab/serving/payload.py, what happens to a parsed request (route, clean, score, log) in
-reprotab/serving/routing.py, metrics in reprotab/serving/telemetry.py.
+The app's wiring: endpoints, start-up, reloads. What every request passes first (API keys, rate
+limit, load shedding, deadline, the error envelope) is reprotab/serving/guard.py; request parsing
+reprotab/serving/payload.py; what happens to a parsed request (route, clean, score, log)
+reprotab/serving/routing.py; which models serve and how they change while running (hot promotion)
+reprotab/serving/deployment.py; labels sent back reprotab/serving/feedback.py; the OpenAPI contract
+reprotab/serving/contract.py; metrics reprotab/serving/telemetry.py; keys reprotab/serving/keys.py.
 
     reprotab serve [--model PATH | --stage NAME | --version V] [--host 127.0.0.1] [--port 8000]
-                   [--max-rows 10000] [--max-bytes 5000000] [--log-dir logs/predictions]
-                   [--canary V | --canary-model PATH] [--canary-share 0.1]
-                   [--shadow V | --shadow-model PATH]
+                   [--keys secrets/api-keys.json] [--params params.yaml]
+                   [--canary V | --canary-model PATH | --canary-stage NAME] [--canary-share 0.1]
+                   [--shadow V | --shadow-model PATH] [--poll-seconds S]
+                   [--max-rows N] [--max-bytes N] [--log-dir DIR] [--log-max-mb MB]
+    reprotab serve keys add NAME --scope predict [--scope read] [--file secrets/api-keys.json]
 
-Endpoints (every response has the `X-Model-Version` header; JSON bodies a `model_version`):
-  GET  /health    the process is up
-  GET  /ready     the model is loaded and the app started (503 before)
-  GET  /metadata  version, commit, features and their kinds, classes, threshold, training data hash,
-                  the gate's decision when reports/gate/decision.json sits in the model's repository
-  GET  /metrics   Prometheus text: requests by endpoint and status, errors by kind, latency,
-                  predictions by route and class (regression: a histogram of predicted values)
-  POST /predict   {"rows": [{feature: value, ...}, ...], "request_id": "optional"} →
-                  {"request_id", "model_version", "route", "threshold",
-                   "predictions": [{"prediction": ..., "proba": {class: p} | null}, ...],
-                   "cleaning": {feature: what cleaning found, for features it changed}}
+Settings come from params.yaml's `serve:` and `canary:` blocks (defaults when there is no such
+file); the flags above override them. On an address other than loopback the service refuses to
+start without API keys.
 
-Rows are checked against the model's schema: every feature present, no other field; numeric
-features take a finite number, a boolean, text or null; categorical ones take text, an integer,
-a boolean or null. Values are then cleaned by the policy for every incoming row
+Endpoints (every response has the `X-Model-Version` header; JSON bodies a `model_version`; every
+error is `{"detail": [{"row", "field", "error"}], "model_version"}`); scopes with keys configured:
+  GET  /health         open      the process is up
+  GET  /ready          open      the models are loaded and warmed (503 before)
+  GET  /metadata       read      the models serving (each one's own gate decision), limits, reloads
+  GET  /metrics        read      Prometheus text (names: reprotab/serving/telemetry.py)
+  GET  /openapi.json   read      the contract: /predict's rows feature by feature; /docs shows it
+  POST /predict        predict   {"rows": [{feature: value, ...}, ...], "request_id": "optional"} →
+                                 {"request_id", "model_version", "route", "threshold",
+                                  "predictions": [{"id"?, "prediction", "proba"}], "cleaning"}
+  POST /feedback       predict   {"labels": [{"id" | "request_id" (+"position"), "label"}]}
+  POST /admin/reload   admin     read the registry now and swap in a new version (also: SIGHUP)
+
+Rows are checked against the model's schema: every feature present, no other field but the id
+column; numeric features take a finite number, a boolean, text or null; categorical ones text, an
+integer, a boolean or null. Values are then cleaned by the policy for every incoming row
 (reprotab/data/incoming.py): blank, null, ±inf and text that is not a number are imputed and
-reported under `cleaning` (with unseen categories), unless fewer than 95% of the request's
-values of a numeric feature are numbers: then each such row and field is a 422.
-Errors are 422 with one entry per bad row and field: {"detail": [{"row", "field", "error"}]}
-(row and field null when the whole body is wrong). Malformed JSON, a body that is not
-{"rows": [...]}, an empty batch, bare NaN or ±Infinity (which Python's JSON parser would accept) and
-rows the model cannot score are 422; more rows than --max-rows or a body over --max-bytes are 413.
+reported under `cleaning` (with unseen categories), unless fewer than 95% of the request's values
+of a numeric feature are numbers: then each such row and field is a 422. Malformed JSON, a body
+that is not {"rows": [...]}, an empty batch, bare NaN or ±Infinity and rows the model cannot score
+are 422; more rows than the limit or a body over it are 413; 401/403 for keys, 429 for the rate
+limit, 503 when shedding load or past the deadline (reprotab/serving/guard.py).
 
-Canary: a deterministic share of requests (by a hash of the request id the client sends, else
-a fresh uuid4) is answered by the challenger. Shadow: the challenger also scores every request
+Canary: a deterministic share of requests (by a hash of the request id the client sends, else a
+fresh uuid4) is answered by the challenger. Shadow: the challenger also scores every request
 after the answer is sent; its predictions are only logged. Every prediction served (and every
-shadow one) goes to the prediction log (format: reprotab/serving/prediction_log.py): a large request's
-lines just after its answer is sent, so writing them is not part of its latency.
+shadow one) goes to the prediction log, as `serve.log` allows (reprotab/serving/prediction_log.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import ipaddress
 import logging
 import math
+import signal
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import BackgroundTasks, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reprotab import paths
 from reprotab.data.incoming import CleanedRows
 from reprotab.errors import UserError, problem
 from reprotab.model.card import ModelCard
-from reprotab.registry.gate_decision import GateDecision
+from reprotab.params.sections import CanaryParams, LimitsParams, PredictionLogParams
 from reprotab.runner import stage_main
-from reprotab.serving.payload import ApiError, parse_request, read_body, rows_validator, validation_errors
-from reprotab.serving.prediction_log import DEFAULT_MAX_BYTES, PredictionLog
-from reprotab.serving.routing import Served, route_of, serve_rows, shadow_rows, warm
-from reprotab.serving.scoring import add_model_arguments, resolve_model
-from reprotab.serving.telemetry import Telemetry
+from reprotab.serving import contract
+from reprotab.serving.deployment import Deployment, Holder, Poller, Source, assemble, load_served
+from reprotab.serving.feedback import FeedbackLog, LiveScore, parse_feedback
+from reprotab.serving.guard import ENDPOINTS, VERSION_HEADER, Guard
+from reprotab.serving.keys import DEFAULT_FILE, KeyRing
+from reprotab.serving.payload import ApiError, entry, parse_request, read_body, validation_errors
+from reprotab.serving.prediction_log import HASH_ID, PredictionLog, hash_key, keyed_hash
+from reprotab.serving.routing import Served, serve_rows, shadow_rows
 
 log = logging.getLogger(__name__)
-ENDPOINTS = ("/health", "/ready", "/metadata", "/metrics", "/predict")
-VERSION_HEADER = "X-Model-Version"
+__all__ = ["ENDPOINTS", "VERSION_HEADER", "ServiceConfig", "create_app", "main"]
 INLINE_BYTES = 16_384  # request bodies up to this size are scored on the event loop, not in a worker thread
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
+    """The service's settings: params.yaml's `serve:` and `canary:` blocks with the flags applied."""
+
     max_rows: int = 10_000
     max_bytes: int = 5_000_000
     log_dir: str = "logs/predictions"
-    log_max_bytes: int = DEFAULT_MAX_BYTES
+    log_max_bytes: int = 50 * 2**20
     canary_share: float = 0.0
+    rate_per_second: float | None = None  # off unless asked: an in-process client is one "address"
+    burst: int = 100
+    max_in_flight: int = 64
+    timeout_seconds: float = 10.0
+    poll_seconds: float = 0.0
+    log: PredictionLogParams | None = None  # None: log everything to log_dir (the hardening still applies)
+    canary: CanaryParams = field(default_factory=CanaryParams)
+
+    @property
+    def limits(self) -> LimitsParams:
+        return LimitsParams(
+            max_rows=self.max_rows,
+            max_bytes=self.max_bytes,
+            rate_per_second=self.rate_per_second,
+            burst=self.burst,
+            max_in_flight=self.max_in_flight,
+            timeout_seconds=self.timeout_seconds,
+        )
+
+    def prediction_log(self) -> PredictionLog:
+        policy = (self.log or PredictionLogParams()).model_copy(
+            update={"dir": self.log_dir, "max_file_mb": self.log_max_bytes / 2**20}
+        )
+        return PredictionLog.from_params(policy)
 
 
 def create_app(
-    champion: Served,
+    champion: Served | Deployment,
     *,
     config: ServiceConfig = ServiceConfig(),
     canary: Served | None = None,
     shadow: Served | None = None,
+    keys: KeyRing | None = None,
+    sources: dict[str, Source | None] | None = None,
 ) -> FastAPI:
-    """The service for `champion` (and optionally a canary and a shadow challenger)."""
-    schema = champion.model.schema
-    for role, other in (("canary", canary), ("shadow", shadow)):
-        if other is not None and tuple(other.model.schema.features) != tuple(schema.features):
-            raise UserError(
-                problem(
-                    f"--{role}",
-                    "must take the same feature columns as the champion",
-                    f"{list(other.model.schema.features)} vs {list(schema.features)}",
-                )
-            )
-        if other is not None and other.model.schema.id_column != schema.id_column:  # rows echo and log it
-            raise UserError(
-                problem(
-                    f"--{role}",
-                    "must name the same id column as the champion",
-                    f"{other.model.schema.id_column} vs {schema.id_column}",
-                )
-            )
-    validator = rows_validator(schema)
-    telemetry = Telemetry(schema.task)
-    prediction_log = PredictionLog(config.log_dir, max_bytes=config.log_max_bytes)
-    version = champion.version
+    """The service for `champion` (and optionally a canary and a shadow challenger); `sources`
+    say where each role's model comes from, so a reload can swap in a new one."""
+    deployment = (
+        champion
+        if isinstance(champion, Deployment)
+        else assemble(champion, canary=canary, shadow=shadow, canary_share=config.canary_share)
+    )
+    schema = deployment.champion.model.schema
+    telemetry = _telemetry(schema.task)
+    prediction_log = config.prediction_log()
+    feedback_log = FeedbackLog(Path(config.log_dir) / "feedback", hash_id=id_hasher(config))
+    live = LiveScore(schema.task)
+    documents: dict[str, dict[str, Any]] = {}
+
+    def changed(new: Deployment) -> None:
+        telemetry.serving(new.roles())
+        documents.clear()  # the contract follows the champion's features
+
+    holder = Holder(deployment, sources=sources, canary_share=config.canary_share, on_change=changed)
+    changed(deployment)
+    poller = Poller(holder, config.poll_seconds, on_result=lambda r: telemetry.reloads.labels(r["outcome"]).inc())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        for served in (champion, canary, shadow):
-            if served is not None:
-                warm(served)
+        loop = asyncio.get_running_loop()
+        if threading.current_thread() is threading.main_thread():
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, reload_now))
+        poller.start()
         app.state.ready = True
-        log.info("serving model %s (%s)", version, champion.info.get("path") or champion.info.get("stage"))
+        log.info("serving %s", holder.current.roles())
         yield
         app.state.ready = False
+        poller.stop()
         prediction_log.close()
 
-    app = FastAPI(title="reprotab", lifespan=lifespan, docs_url=None, redoc_url=None)
+    def reload_now() -> dict[str, Any]:
+        result = holder.reload(force=True)
+        telemetry.reloads.labels(result["outcome"]).inc()
+        return result
+
+    app = FastAPI(title="reprotab", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ready = False
     app.state.prediction_log = prediction_log
+    app.state.holder = holder
+    app.add_middleware(
+        Guard, telemetry=telemetry, version=lambda: holder.current.champion.version, limits=config.limits, keys=keys
+    )
 
-    app.add_middleware(Observe, telemetry=telemetry, version=version)
+    def error(status: int, detail: list[dict[str, Any]], request: Request, kind: str) -> JSONResponse:
+        path = request.url.path
+        telemetry.errors.labels(path if path in ENDPOINTS else "other", kind).inc()
+        return JSONResponse({"detail": detail, "model_version": holder.current.champion.version}, status_code=status)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        telemetry.errors.labels(request.url.path, exc.kind).inc()
-        return JSONResponse({"detail": exc.detail, "model_version": version}, status_code=exc.status)
+        return error(exc.status, exc.detail, request, exc.kind)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method"}.get(exc.status_code, "http")
+        return error(exc.status_code, [entry(None, None, str(exc.detail))], request, kind)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error(422, [entry(None, None, "malformed request")], request, "malformed")
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "model_version": version}
+        return {"status": "ok", "model_version": holder.current.champion.version}
 
     @app.get("/ready")
     def ready(request: Request) -> JSONResponse:
         up = bool(request.app.state.ready)
-        body = {"status": "ready" if up else "starting", "model_version": version}
-        return JSONResponse(body, status_code=200 if up else 503)
+        body = {"status": "ready" if up else "starting", "model_version": holder.current.champion.version}
+        return JSONResponse(body, status_code=200 if up else 503, headers={} if up else {"Retry-After": "1"})
 
     @app.get("/metadata")
     def metadata() -> dict[str, Any]:
-        return describe(champion, config=config, canary=canary, shadow=shadow)
+        return describe(holder, config=config, keys=keys, live=live)
 
     @app.get("/metrics")
     def metrics() -> Response:
         return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_json() -> Response:
+        current = holder.current.champion
+        if current.version not in documents:
+            documents.clear()
+            documents[current.version] = contract.openapi(app, current.model.schema, current.version)
+        return Response(orjson.dumps(documents[current.version]), media_type="application/json")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="reprotab: API")
+
     def handle(
-        body: bytes,
+        body: bytes, current: Deployment
     ) -> tuple[Served, CleanedRows, list[dict[str, Any]], dict[str, Any], Callable[[], None]]:
         """Parse, check, route and score one request (CPU work: a large one runs in a worker thread)."""
         rows, request_id = parse_request(body, config.max_rows)
         try:
-            validator.validate_python(rows)
+            assert current.validator is not None  # assemble builds it
+            current.validator.validate_python(rows)
         except ValidationError as exc:
-            raise ApiError(422, validation_errors(exc, schema), "validation") from None
-        route = route_of(request_id, config.canary_share) if canary is not None else "champion"
-        answering = canary if route == "canary" and canary is not None else champion
+            raise ApiError(422, validation_errors(exc, current.champion.model.schema), "validation") from None
+        route, answering = current.answering(request_id)
         cleaned, reply, log_lines = serve_rows(answering, rows, request_id, route, prediction_log, telemetry)
+        id_column = answering.model.schema.id_column
+        ids = [row.get(id_column) for row in rows] if id_column else []
+        live.remember(route, request_id, ids, [p["prediction"] for p in reply["predictions"]])
         return answering, cleaned, rows, reply, log_lines
 
     @app.post("/predict")
     async def predict(request: Request, background: BackgroundTasks) -> Response:
+        current = holder.current  # this request's models, whatever is swapped in meanwhile
         body = await read_body(request, config.max_bytes)
+        deadline = request.scope.get("state", {}).get("deadline", math.inf)
+        if time.monotonic() > deadline:
+            raise ApiError(503, [entry(None, None, "waited past the deadline before it could start")], "timeout")
         if len(body) <= INLINE_BYTES:  # a few rows: scoring is cheaper than the hop to a worker thread
-            answering, cleaned, rows, reply, log_lines = handle(body)
+            answering, cleaned, rows, reply, log_lines = handle(body, current)
             log_lines()
         else:  # many rows: their log lines are written just after the answer is sent
-            answering, cleaned, rows, reply, log_lines = await run_in_threadpool(handle, body)
+            work = run_in_threadpool(handle, body, current)
+            try:
+                answering, cleaned, rows, reply, log_lines = await asyncio.wait_for(
+                    work, max(0.0, deadline - time.monotonic())
+                )
+            except TimeoutError:
+                raise ApiError(
+                    503, [entry(None, None, f"not answered within {config.timeout_seconds:g} s")], "timeout"
+                ) from None
             background.add_task(log_lines)
-        if shadow is not None:
-            background.add_task(shadow_rows, shadow, cleaned, rows, reply["request_id"], prediction_log, telemetry)
+        if current.shadow is not None:
+            background.add_task(
+                shadow_rows, current.shadow, cleaned, rows, reply["request_id"], prediction_log, telemetry
+            )
         reply["threshold"] = answering.model.decision_threshold
         content = orjson.dumps(reply, default=str)  # a tenth of the standard library's time on 1,000 rows
         return Response(content, media_type="application/json", headers={VERSION_HEADER: answering.version})
 
+    @app.post("/feedback")
+    async def feedback(request: Request) -> Response:
+        current = holder.current
+        body = await read_body(request, config.max_bytes)
+        labels = parse_feedback(body, current.champion.model.schema, config.max_rows)
+        feedback_log.write(labels, key=request.scope.get("state", {}).get("key"))
+        matched = live.score(labels)
+        for route, count in matched.items():
+            telemetry.feedback.labels(route).inc(count)
+            error = live.error(route)
+            if error is not None:
+                telemetry.live_error.labels(route).set(error)
+        if config.canary.auto_rollback and current.canary is not None and not current.canary_stopped:
+            reason = live.guard(config.canary.max_worsening, config.canary.min_labels)
+            if reason:
+                holder.stop_canary(reason)
+        answer = {"received": len(labels), "matched": matched, "model_version": current.champion.version}
+        return Response(orjson.dumps(answer), media_type="application/json")
+
+    @app.post("/admin/reload")
+    async def admin_reload() -> JSONResponse:
+        result = await run_in_threadpool(reload_now)
+        status = 200 if result["outcome"] != "failed" else 409
+        return JSONResponse({**result, "model_version": holder.current.champion.version}, status_code=status)
+
     return app
 
 
-class Observe:
-    """ASGI middleware: every response gets the `X-Model-Version` header (unless the endpoint set
-    one) and is counted and timed by endpoint and status. Plain ASGI rather than Starlette's
-    `BaseHTTPMiddleware`, which wraps every response in a stream and cost a fifth of a request."""
-
-    def __init__(self, app: Any, *, telemetry: Telemetry, version: str) -> None:
-        self.app, self.telemetry = app, telemetry
-        self.header = (VERSION_HEADER.lower().encode(), version.encode())
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        endpoint = scope["path"] if scope["path"] in ENDPOINTS else "other"
-        status = [500]
-
-        async def sending(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-                headers = list(message.get("headers", []))
-                if not any(name.lower() == self.header[0] for name, _ in headers):
-                    headers.append(self.header)
-                message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            self.telemetry.requests.labels(endpoint, str(status[0])).inc()
-            self.telemetry.latency.labels(endpoint).observe(time.perf_counter() - started)
+def id_hasher(config: ServiceConfig) -> Callable[[Any], Any] | None:
+    """How /feedback stores a row id: hashed as the prediction log stores it, so the two still join."""
+    if config.log is None or HASH_ID not in config.log.hash or not config.log.enabled:
+        return None
+    key = hash_key(config.log_dir)
+    return lambda value: keyed_hash(key, value)
 
 
-def describe(
-    champion: Served, *, config: ServiceConfig, canary: Served | None, shadow: Served | None
-) -> dict[str, Any]:
-    """What /metadata returns."""
+def _telemetry(task: str) -> Any:
+    from reprotab.serving.telemetry import Telemetry
+
+    return Telemetry(task)
+
+
+def describe(holder: Holder, *, config: ServiceConfig, keys: KeyRing | None, live: LiveScore) -> dict[str, Any]:
+    """What /metadata returns: the models serving now, each with its own gate decision."""
+    current = holder.current
+    champion = current.champion
     model, info = champion.model, champion.info
     card = ModelCard.beside(info.get("path"))
     schema = model.schema
@@ -240,28 +339,40 @@ def describe(
         "classes": list(schema.classes),
         "positive_class": schema.positive_class,
         "threshold": model.decision_threshold,
-        "model": card.model if card else None,
+        "model": card.model if card else model.estimator_name,
         "training_data_hash": card.training_data_hash if card else None,
-        "limits": {"max_rows": config.max_rows, "max_bytes": config.max_bytes},
-        "canary": {"version": canary.version, "share": config.canary_share} if canary else None,
-        "shadow": {"version": shadow.version} if shadow else None,
+        "gate": champion.gate,
+        "limits": config.limits.model_dump(),
+        "auth": {"keys": len(keys)} if keys is not None else None,
+        "canary": (
+            {
+                "version": current.canary.version,
+                "share": current.canary_share,
+                "stopped": current.canary_stopped,
+                "gate": current.canary.gate,
+            }
+            if current.canary
+            else None
+        ),
+        "shadow": {"version": current.shadow.version, "gate": current.shadow.gate} if current.shadow else None,
+        "reload": {**holder.status, "poll_seconds": config.poll_seconds, "sources": _sources(holder)},
+        "live_error": {route: live.error(route) for route in ("champion", "canary") if live.error(route) is not None},
     }
-    if info.get("path"):
-        gate = Path(info["path"]).resolve().parent.parent / paths.GATE_DECISION
-        if gate.is_file():
-            try:
-                result["gate"] = GateDecision.from_json(gate).to_dict()
-            except UserError as exc:
-                log.warning("/metadata leaves the gate out: %s", exc)
     return result
 
 
-def load_challenger(role: str, version: str | None, path: str | None) -> Served | None:
-    if not (version or path):
+def _sources(holder: Holder) -> dict[str, str]:
+    return {role: source.describe() for role, source in holder.sources.items() if source is not None}
+
+
+def source_of(role: str, *, path: str | None, version: str | None, stage: str | None) -> Source | None:
+    """Where a role's model comes from (at most one of a file, a version, a stage)."""
+    given = [(f"--{role}{suffix}", v) for suffix, v in (("-model", path), ("", version), ("-stage", stage)) if v]
+    if not given:
         return None
-    if version and path:
-        raise UserError(problem(f"--{role}", f"give --{role} or --{role}-model, not both", f"{version} and {path}"))
-    return Served(*resolve_model(path, version=version))
+    if len(given) > 1:
+        raise UserError(problem(f"--{role}", "give one of " + ", ".join(n for n, _ in given), None))
+    return Source(path=path, version=version, stage=stage)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -292,50 +403,131 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_keys(path: str | None, host: str) -> KeyRing | None:
+    """The API keys to require: `path`, else the default key file when it exists; none on a
+    non-loopback address is refused, since anyone who can reach the port could score and read."""
+    chosen = path or (str(DEFAULT_FILE) if DEFAULT_FILE.is_file() else None)
+    keys = KeyRing.load(chosen) if chosen else None
+    if not is_loopback(host) and (keys is None or len(keys) == 0):
+        raise UserError(
+            problem(
+                "--host",
+                "is reachable from other machines, so the service needs API keys",
+                host,
+                f"Make one: `reprotab serve keys add NAME --scope predict` and start with --keys {DEFAULT_FILE}"
+                " (or listen on 127.0.0.1 behind your own proxy)",
+            )
+        )
+    return keys
+
+
+def settings(args: argparse.Namespace) -> ServiceConfig:
+    """params.yaml's serve and canary blocks (defaults without the file), with the flags applied."""
+    from reprotab.params.sections import ServeParams
+
+    serve, canary = ServeParams(), CanaryParams()
+    if Path(args.params).is_file():
+        from reprotab.params.loader import load_params
+
+        params = load_params(args.params)
+        serve, canary = params.serve, params.canary
+    limits = serve.limits
+    config = ServiceConfig(
+        max_rows=args.max_rows or limits.max_rows,
+        max_bytes=args.max_bytes or limits.max_bytes,
+        log_dir=args.log_dir or serve.log.dir,
+        log_max_bytes=int((args.log_max_mb or serve.log.max_file_mb) * 2**20),
+        canary_share=args.canary_share,
+        rate_per_second=limits.rate_per_second,
+        burst=limits.burst,
+        max_in_flight=limits.max_in_flight,
+        timeout_seconds=limits.timeout_seconds,
+        poll_seconds=serve.poll_seconds if args.poll_seconds is None else args.poll_seconds,
+        log=serve.log,
+        canary=canary,
+    )
+    for name, value in (("--max-rows", config.max_rows), ("--max-bytes", config.max_bytes)):
+        if value < 1:
+            raise UserError(problem(name, "must be at least 1", value))
+    if not 0.0 <= args.canary_share <= 1.0 or math.isnan(args.canary_share):
+        raise UserError(problem("--canary-share", "must be between 0 and 1", args.canary_share))
+    if config.poll_seconds < 0:
+        raise UserError(problem("--poll-seconds", "must be 0 (never) or more", config.poll_seconds))
+    return config
+
+
 @stage_main("serve", in_pipeline=False)
 def main(argv: list[str] | None = None) -> None:
+    argv = list(argv or [])
+    if argv[:1] == ["keys"]:
+        from reprotab.serving import keys as key_file
+
+        key_file.main(argv[1:])
+        return
     parser = argparse.ArgumentParser(prog="reprotab serve", description="Serve the model over HTTP.")
-    add_model_arguments(parser)
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 inside a container)")
+    models = parser.add_mutually_exclusive_group()
+    models.add_argument("--model", help="a model file (default models/model.zip); SIGHUP reloads it if rewritten")
+    models.add_argument("--stage", help="the model registered in this stage (e.g. prod), swapped when it moves")
+    models.add_argument("--version", help="the registered model of this version")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (not loopback: needs --keys)")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--max-rows", type=int, default=10_000, help="rows per request (more: 413)")
-    parser.add_argument("--max-bytes", type=int, default=5_000_000, help="request body bytes (more: 413)")
-    parser.add_argument("--log-dir", default="logs/predictions", help="prediction log directory")
-    parser.add_argument("--log-max-mb", type=float, default=DEFAULT_MAX_BYTES / 2**20, help="rotate log past this")
+    parser.add_argument("--keys", help=f"API key file (`reprotab serve keys add`); default {DEFAULT_FILE} if it exists")
+    parser.add_argument("--params", default="params.yaml", help="its serve and canary blocks (defaults if absent)")
+    parser.add_argument("--max-rows", type=int, help="rows per request (more: 413); default serve.limits")
+    parser.add_argument("--max-bytes", type=int, help="request body bytes (more: 413); default serve.limits")
+    parser.add_argument("--log-dir", help="prediction log directory; default serve.log.dir")
+    parser.add_argument("--log-max-mb", type=float, help="rotate the log past this; default serve.log.max_file_mb")
     parser.add_argument("--canary", help="registered version that answers a share of requests")
     parser.add_argument("--canary-model", help="model file that answers a share of requests")
+    parser.add_argument("--canary-stage", help="registry stage whose version is the canary (e.g. staging)")
     parser.add_argument("--canary-share", type=float, default=0.1, help="share of requests for the canary")
     parser.add_argument("--shadow", help="registered version that scores every request, logged only")
     parser.add_argument("--shadow-model", help="model file that scores every request, logged only")
+    parser.add_argument("--poll-seconds", type=float, help="read the registry this often; default serve.poll_seconds")
     args = parser.parse_args(argv)
-    for name, value, low in (("--max-rows", args.max_rows, 1), ("--max-bytes", args.max_bytes, 1)):
-        if value < low:
-            raise UserError(problem(name, f"must be at least {low}", value))
-    if not 0.0 <= args.canary_share <= 1.0 or math.isnan(args.canary_share):
-        raise UserError(problem("--canary-share", "must be between 0 and 1", args.canary_share))
+    config = settings(args)
+    keys = load_keys(args.keys, args.host)
+    sources = {
+        "champion": source_of("model", path=args.model, version=args.version, stage=args.stage)
+        or Source(path="models/model.zip"),
+        "canary": source_of("canary", path=args.canary_model, version=args.canary, stage=args.canary_stage),
+        "shadow": source_of("shadow", path=args.shadow_model, version=args.shadow, stage=None),
+    }
     sock = bind(args.host, args.port)
     try:
-        serve(args, sock)
+        serve(sources, config, keys, sock, host=args.host, port=args.port)
     finally:
         sock.close()
 
 
-def serve(args: argparse.Namespace, sock: socket.socket) -> None:
+def serve(
+    sources: dict[str, Source | None],
+    config: ServiceConfig,
+    keys: KeyRing | None,
+    sock: socket.socket,
+    *,
+    host: str,
+    port: int,
+) -> None:
     """Load the models and serve them on `sock` (bound by `bind`) until stopped."""
-    champion = Served(*resolve_model(args.model, stage=args.stage, version=args.version))
-    canary = load_challenger("canary", args.canary, args.canary_model)
-    shadow = load_challenger("shadow", args.shadow, args.shadow_model)
-    config = ServiceConfig(
-        max_rows=args.max_rows,
-        max_bytes=args.max_bytes,
-        log_dir=args.log_dir,
-        log_max_bytes=int(args.log_max_mb * 2**20),
-        canary_share=args.canary_share if canary else 0.0,
-    )
-    app = create_app(champion, config=config, canary=canary, shadow=shadow)
+    loaded = {role: load_served(source) if source else None for role, source in sources.items()}
+    champion = loaded["champion"]
+    assert champion is not None
+    deployment = assemble(champion, canary=loaded["canary"], shadow=loaded["shadow"], canary_share=config.canary_share)
+    app = create_app(deployment, config=config, keys=keys, sources=sources)
     import uvicorn
 
-    log.info("listening on http://%s:%d", args.host, args.port)
+    log.info("listening on http://%s:%d%s", host, port, "" if keys is None else f" ({len(keys)} API keys)")
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False))
     server.run(sockets=[sock])
     if not server.started:  # the app's start-up failed (logged above); as uvicorn.run exits
