@@ -54,6 +54,7 @@ import asyncio
 import ipaddress
 import logging
 import math
+import os
 import signal
 import socket
 import threading
@@ -355,6 +356,7 @@ def describe(holder: Holder, *, config: ServiceConfig, keys: KeyRing | None, liv
             else None
         ),
         "shadow": {"version": current.shadow.version, "gate": current.shadow.gate} if current.shadow else None,
+        "pid": os.getpid(),  # `kill -HUP <pid>` reloads
         "reload": {**holder.status, "poll_seconds": config.poll_seconds, "sources": _sources(holder)},
         "live_error": {route: live.error(route) for route in ("champion", "canary") if live.error(route) is not None},
     }
