@@ -376,7 +376,9 @@ class LimitsParams(Section):
     max_bytes: int = Field(5_000_000, ge=1)  # request body bytes; more: 413
     rate_per_second: float | None = Field(50.0, gt=0)  # requests per second per API key (none without keys)
     burst: int = Field(100, ge=1)  # requests a client may send at once above the rate; more: 429 with Retry-After
-    max_in_flight: int = Field(64, ge=1)  # requests being handled at once; more: 503 with Retry-After (load shedding)
+    # requests being handled at once; more: 503 with Retry-After (load shedding). 2: one event loop scores
+    # small requests one at a time, so a deeper queue only adds latency (bench/overload.py)
+    max_in_flight: int = Field(2, ge=1)
     timeout_seconds: float = Field(10.0, gt=0)  # a request not answered by then: 503 (its work is abandoned)
 
 

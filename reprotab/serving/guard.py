@@ -24,6 +24,7 @@ Keys never reach a log line: only a key's name does.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -92,27 +93,40 @@ class Guard:
         started = time.perf_counter()
         path = scope["path"]
         endpoint = path if path in ENDPOINTS else "other"
-        status = [500]
+        state = {"status": 500, "started": False, "counted": False, "done": False}
         version = self.version()
         header = (VERSION_HEADER.lower().encode(), version.encode())
 
+        def finish() -> None:
+            """The answer is sent: the request stops counting as in flight and is measured (work
+            after it, such as writing a large request's log lines, belongs to no client)."""
+            if state["done"]:
+                return
+            state["done"] = True
+            if state["counted"]:
+                self.in_flight -= 1
+                self.telemetry.in_flight.dec()
+            self.telemetry.requests.labels(endpoint, str(state["status"])).inc()
+            self.telemetry.latency.labels(endpoint).observe(time.perf_counter() - started)
+
         async def sending(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                status[0] = message["status"]
+                state["status"], state["started"] = message["status"], True
                 headers = list(message.get("headers", []))
                 if not any(name.lower() == header[0] for name, _ in headers):
                     headers.append(header)
                 message = {**message, "headers": headers}
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                finish()
 
         async def refuse(code: int, kind: str, error: str, extra: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
             self.telemetry.errors.labels(endpoint, kind).inc()
             body = envelope(code, error, version)
             headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
             await sending({"type": "http.response.start", "status": code, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await sending({"type": "http.response.body", "body": body})
 
-        counted = False
         try:
             refusal = self._admit(scope, path)
             if refusal is not None:
@@ -128,21 +142,20 @@ class Guard:
                     )
                     return
                 self.in_flight += 1
-                counted = True
+                state["counted"] = True
                 self.telemetry.in_flight.inc()
+                # one turn of the event loop before any work: every request already parsed enters
+                # and is counted before the first is scored, so the bound sees the backlog
+                await asyncio.sleep(0)
             scope.setdefault("state", {})["deadline"] = time.monotonic() + self.limits.timeout_seconds
             try:
                 await self.app(scope, receive, sending)
             except Exception:
                 log.exception("%s %s failed", scope.get("method"), path)
-                if status[0] == 500:  # nothing sent yet (a started answer cannot be replaced)
+                if not state["started"]:  # a started answer cannot be replaced
                     await refuse(500, "internal", "internal error: the service logged it; the request was not served")
         finally:
-            if counted:
-                self.in_flight -= 1
-                self.telemetry.in_flight.dec()
-            self.telemetry.requests.labels(endpoint, str(status[0])).inc()
-            self.telemetry.latency.labels(endpoint).observe(time.perf_counter() - started)
+            finish()  # no answer finished (a client gone, an answer cut short): still counted once
 
     def _admit(self, scope: dict[str, Any], path: str) -> tuple[int, str, str, list[tuple[bytes, bytes]]] | None:
         """The refusal (status, kind, message, headers) for a request that may not go on, else None."""

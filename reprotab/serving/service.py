@@ -105,7 +105,7 @@ class ServiceConfig:
     canary_share: float = 0.0
     rate_per_second: float | None = None  # off unless asked: an in-process client is one "address"
     burst: int = 100
-    max_in_flight: int = 64
+    max_in_flight: int = 2
     timeout_seconds: float = 10.0
     poll_seconds: float = 0.0
     log: PredictionLogParams | None = None  # None: log everything to log_dir (the hardening still applies)
@@ -415,11 +415,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def load_keys(path: str | None, host: str) -> KeyRing | None:
+def load_keys(path: str | None, host: str, *, allow_no_keys: bool = False) -> KeyRing | None:
     """The API keys to require: `path`, else the default key file when it exists; none on a
-    non-loopback address is refused, since anyone who can reach the port could score and read."""
+    non-loopback address is refused, since anyone who can reach the port could score and read,
+    unless the operator says the port is reachable only through something that authenticates
+    (`--allow-no-keys`: a container published on the host's 127.0.0.1, a mesh)."""
     chosen = path or (str(DEFAULT_FILE) if DEFAULT_FILE.is_file() else None)
     keys = KeyRing.load(chosen) if chosen else None
+    if allow_no_keys and keys is None:
+        if not is_loopback(host):
+            log.warning(
+                "serving on %s without API keys (--allow-no-keys): anyone who reaches the port can use it", host
+            )
+        return None
     if not is_loopback(host) and (keys is None or len(keys) == 0):
         raise UserError(
             problem(
@@ -484,6 +492,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (not loopback: needs --keys)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--keys", help=f"API key file (`reprotab serve keys add`); default {DEFAULT_FILE} if it exists")
+    parser.add_argument(
+        "--allow-no-keys",
+        action="store_true",
+        help="serve a non-loopback address without keys (only behind a proxy or mesh that authenticates)",
+    )
     parser.add_argument("--params", default="params.yaml", help="its serve and canary blocks (defaults if absent)")
     parser.add_argument("--max-rows", type=int, help="rows per request (more: 413); default serve.limits")
     parser.add_argument("--max-bytes", type=int, help="request body bytes (more: 413); default serve.limits")
@@ -498,7 +511,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--poll-seconds", type=float, help="read the registry this often; default serve.poll_seconds")
     args = parser.parse_args(argv)
     config = settings(args)
-    keys = load_keys(args.keys, args.host)
+    keys = load_keys(args.keys, args.host, allow_no_keys=args.allow_no_keys)
     sources = {
         "champion": source_of("model", path=args.model, version=args.version, stage=args.stage)
         or Source(path="models/model.zip"),

@@ -74,6 +74,7 @@ class Traffic:
     def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
         self.url, self.headers = url, headers or {}
         self.answers: list[tuple[int, str | None, str | None]] = []
+        self.times: list[float] = []  # when each answer arrived (time.monotonic)
         self.failures: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -87,6 +88,7 @@ class Traffic:
                     self.answers.append(
                         (response.status_code, response.headers.get("x-model-version"), body.get("model_version"))
                     )
+                    self.times.append(time.monotonic())
                 except Exception as exc:  # a lost request is a failure too
                     self.failures.append(repr(exc))
 
