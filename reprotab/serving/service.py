@@ -81,7 +81,7 @@ from reprotab.model.card import ModelCard
 from reprotab.params.sections import CanaryParams, LimitsParams, PredictionLogParams
 from reprotab.runner import stage_main
 from reprotab.serving import contract
-from reprotab.serving.deployment import Deployment, Holder, Poller, Source, assemble, load_served
+from reprotab.serving.deployment import Deployment, Holder, Poller, Source, assemble, load_served, registry_now
 from reprotab.serving.feedback import FeedbackLog, LiveScore, parse_feedback
 from reprotab.serving.guard import ENDPOINTS, VERSION_HEADER, Guard
 from reprotab.serving.keys import DEFAULT_FILE, KeyRing
@@ -525,6 +525,12 @@ def main(argv: list[str] | None = None) -> None:
         sock.close()
 
 
+def idle_stage(source: Source) -> bool:
+    """Whether `source` is a challenger's stage that holds no version yet: no challenger until one
+    is assigned there (the champion's stage holding nothing is an error `load_served` reports)."""
+    return source.stage is not None and source.stage not in registry_now(source.repo)
+
+
 def serve(
     sources: dict[str, Source | None],
     config: ServiceConfig,
@@ -535,7 +541,10 @@ def serve(
     port: int,
 ) -> None:
     """Load the models and serve them on `sock` (bound by `bind`) until stopped."""
-    loaded = {role: load_served(source) if source else None for role, source in sources.items()}
+    loaded = {
+        role: load_served(source) if source and (role == "champion" or not idle_stage(source)) else None
+        for role, source in sources.items()
+    }
     champion = loaded["champion"]
     assert champion is not None
     deployment = assemble(champion, canary=loaded["canary"], shadow=loaded["shadow"], canary_share=config.canary_share)

@@ -184,3 +184,37 @@ def test_sighup_and_the_admin_call_reload_when_polling_is_off(tmp_path, bundles)
     for path in log.glob("*.jsonl"):  # keys never reach the prediction log
         text = path.read_text()
         assert admin not in text and client not in text
+
+
+def test_the_canary_follows_its_stage_and_retires_once_promoted(tmp_path, bundles):
+    """`--canary-stage staging`: a version put in staging starts answering its share; once it is
+    promoted to prod (what `reprotab canary decide --apply` does) both stages hold it and every
+    request goes to the one model."""
+    from tests.helpers import server
+
+    repo = registry_repo(tmp_path / "repo", bundles)
+    command, _ = start(repo, "--poll-seconds", "0.2", "--canary-stage", "staging", "--canary-share", "0.5")
+
+    def metadata(url: str, wanted) -> dict:
+        """/metadata once `wanted(it)` holds (the poller acts within a second or so)."""
+        deadline = time.monotonic() + 60
+        while not wanted(meta := httpx.get(f"{url}/metadata").json()):
+            assert time.monotonic() < deadline, meta
+            time.sleep(0.1)
+        return meta
+
+    with server(command, cwd=repo) as url:
+        assert httpx.get(f"{url}/metadata").json()["canary"] is None  # staging holds nothing yet
+        registry.promote(repo, version="v1.0.1", stage="staging")
+        meta = metadata(url, lambda m: m["canary"] is not None)
+        routes = {
+            httpx.post(f"{url}/predict", json={"rows": ROWS, "request_id": f"c-{i}"}).json()["route"] for i in range(40)
+        }
+        registry.promote(repo, version="v1.0.1", stage="prod")
+        after = metadata(url, lambda m: m["model_version"] == "v1.0.1")
+    assert meta["canary"]["version"] == "v1.0.1" and meta["canary"]["share"] == 0.5
+    assert routes == {"champion", "canary"}
+    assert after["canary"] is None and after["reload"]["sources"] == {
+        "champion": "stage prod",
+        "canary": "stage staging",
+    }
