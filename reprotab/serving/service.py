@@ -57,6 +57,7 @@ import math
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -476,14 +477,19 @@ def settings(args: argparse.Namespace) -> ServiceConfig:
     return config
 
 
-@stage_main("serve", in_pipeline=False)
 def main(argv: list[str] | None = None) -> None:
-    argv = list(argv or [])
+    """`reprotab serve ...`, or `reprotab serve keys ...` (reprotab/serving/keys.py)."""
+    argv = list(sys.argv[2:] if argv is None else argv)
     if argv[:1] == ["keys"]:
         from reprotab.serving import keys as key_file
 
         key_file.main(argv[1:])
-        return
+    else:
+        run(argv)
+
+
+@stage_main("serve", in_pipeline=False)
+def run(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="reprotab serve", description="Serve the model over HTTP.")
     models = parser.add_mutually_exclusive_group()
     models.add_argument("--model", help="a model file (default models/model.zip); SIGHUP reloads it if rewritten")
