@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import models_json_schema
 
 from reprotab.model.schema import Schema
+from reprotab.serving.guard import VERSION_HEADER
 
 MAX_REQUEST_ID = 200  # characters; a longer request_id is a 422
 
@@ -75,6 +76,7 @@ ERRORS = {
     413: "body or batch over the limit",
     422: "the body or a row is not valid: one entry per bad row and field",
     429: "rate limit: see Retry-After",
+    409: "the reload failed: the models serving stay (the reason is the error)",
     500: "an internal error (logged)",
     503: "overloaded, past its deadline, or not ready: see Retry-After",
 }
@@ -114,29 +116,55 @@ def openapi(app: FastAPI, schema: Schema, version: str) -> dict[str, Any]:
     def ref(name: str) -> dict[str, Any]:
         return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
 
-    problem = {str(code): {"description": text, **ref("Problem")} for code, text in ERRORS.items()}
+    def problem(code: int) -> dict[str, Any]:
+        return {"description": ERRORS[code], **ref("Problem"), "headers": _error_headers(code)}
+
     for path, operation in _operations(document):
         responses = operation.setdefault("responses", {})
         responses.pop("422", None)  # FastAPI's own validation shape: never answered, the envelope is
-        wanted = (
-            ERRORS if path in ("/predict", "/feedback") else {c: t for c, t in ERRORS.items() if c != 413 and c != 422}
-        )
+        wanted = {c: t for c, t in ERRORS.items() if c != 409}
+        if path not in ("/predict", "/feedback"):
+            wanted = {c: t for c, t in wanted.items() if c not in (413, 422)}
+        if path == "/admin/reload":
+            wanted[409] = ERRORS[409]
         if path in ("/health",):
             wanted = {500: ERRORS[500]}
         if path == "/ready":
             wanted = {500: ERRORS[500], 503: ERRORS[503]}
         for code in wanted:
-            responses[str(code)] = problem[str(code)]
+            responses[str(code)] = problem(code)
     post = document["paths"]["/predict"]["post"]
     post["requestBody"] = {"required": True, **ref("PredictRequest")}
     post["responses"]["200"] = {"description": "one answer per row, in order", **ref("PredictResponse")}
     feedback = document["paths"]["/feedback"]["post"]
     feedback["requestBody"] = {"required": True, **ref("FeedbackRequest")}
     feedback["responses"]["200"] = {"description": "labels stored", **ref("FeedbackResponse")}
+    document["paths"]["/metrics"]["get"]["responses"]["200"]["content"] = {
+        "text/plain": {"schema": {"type": "string", "description": "Prometheus text exposition format"}}
+    }
+    served = {"description": "the champion's version (on /predict, the answering model's)", **_required_text()}
+    for _, operation in _operations(document):
+        for answer in operation["responses"].values():
+            answer.setdefault("headers", {})[VERSION_HEADER] = served
     document["components"]["securitySchemes"] = {
         "key": {"type": "http", "scheme": "bearer", "description": "an API key (`reprotab serve keys add`)"}
     }
     return document
+
+
+def _required_text() -> dict[str, Any]:
+    return {"required": True, "schema": {"type": "string", "minLength": 1}}
+
+
+def _error_headers(code: int) -> dict[str, Any]:
+    """The headers an error answer carries besides the version: the challenge on 401, the wait on 429
+    (always) and 503 (when shedding load or not ready; a request past its deadline has none)."""
+    if code == 401:
+        return {"WWW-Authenticate": {"description": "Bearer: send `Authorization: Bearer <key>`", **_required_text()}}
+    if code in (429, 503):
+        wait = {"type": "integer", "minimum": 1}
+        return {"Retry-After": {"description": "whole seconds to wait", "required": code == 429, "schema": wait}}
+    return {}
 
 
 def _operations(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

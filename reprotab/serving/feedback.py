@@ -65,7 +65,7 @@ def parse_feedback(body: bytes, schema: Schema, max_labels: int) -> list[dict[st
             errors.append(entry(i, "id", "give the row's id or its request_id"))
         elif row_id is not None and (isinstance(row_id, bool) or not isinstance(row_id, str | int)):
             errors.append(entry(i, "id", "must be text or an integer"))
-        elif request_id is not None and not isinstance(request_id, str | int):
+        elif request_id is not None and not isinstance(request_id, str):  # as /predict takes it
             errors.append(entry(i, "request_id", "must be text"))
         elif isinstance(position, bool) or not isinstance(position, int) or position < 0:
             errors.append(entry(i, "position", "must be a row position: 0 or more"))

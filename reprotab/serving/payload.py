@@ -11,7 +11,8 @@ though Python's JSON parser would accept them); categorical ones take text, an i
 boolean or null. What text in a numeric field becomes is the policy for every incoming row
 (reprotab/data/incoming.py): a number, missing when blank or infinite, and when it is not a number
 either missing (counted) or, if too few of the request's values in that field are numbers,
-a 422 naming each such row and field (the service builds it).
+a 422 naming each such row and field (the service builds it). The request_id, when sent, is
+text of at most `MAX_REQUEST_ID` characters.
 """
 
 from __future__ import annotations
@@ -34,15 +35,18 @@ from pydantic import (
 )
 
 from reprotab.model.schema import Schema
+from reprotab.serving.contract import MAX_REQUEST_ID
 
 Number = Annotated[float, Field(allow_inf_nan=False)]
 Category = StrictStr | StrictInt | StrictBool
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, detail: list[dict[str, Any]], kind: str) -> None:
+    def __init__(
+        self, status: int, detail: list[dict[str, Any]], kind: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
-        self.status, self.detail, self.kind = status, detail, kind
+        self.status, self.detail, self.kind, self.headers = status, detail, kind, headers
 
 
 def entry(row: int | None, field: str | None, error: str) -> dict[str, Any]:
@@ -108,17 +112,31 @@ def parse_request(body: bytes, max_rows: int) -> tuple[list[Any], str]:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ApiError(422, [entry(None, None, f"malformed JSON: {exc}")], "malformed") from None
+        try:  # Python also reads a lone surrogate ("\ud800"), which is no text: it could be neither answered nor logged
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except (UnicodeEncodeError, RecursionError):
+            raise ApiError(
+                422,
+                [entry(None, None, "malformed JSON: a \\u escape names half a character (a lone surrogate)")],
+                "malformed",
+            ) from None
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or set(data) - {"rows", "request_id"}:
         raise ApiError(
             422, [entry(None, None, 'body must be {"rows": [{...}, ...], "request_id": optional text}')], "malformed"
         )
     rows, request_id = data["rows"], data.get("request_id")
-    if request_id is not None and not isinstance(request_id, str | int):
+    if request_id is not None and not isinstance(request_id, str):
         raise ApiError(422, [entry(None, "request_id", "must be text")], "malformed")
+    if request_id is not None and len(request_id) > MAX_REQUEST_ID:
+        raise ApiError(
+            422,
+            [entry(None, "request_id", f"longer than {MAX_REQUEST_ID} characters ({len(request_id)})")],
+            "malformed",
+        )
     if not rows:
         raise ApiError(422, [entry(None, "rows", "empty batch: send at least one row")], "validation")
     if len(rows) > max_rows:
         raise ApiError(
             413, [entry(None, "rows", f"{len(rows)} rows exceed the limit of {max_rows} per request")], "too_large"
         )
-    return rows, str(request_id) if request_id is not None else str(uuid.uuid4())
+    return rows, request_id if request_id is not None else str(uuid.uuid4())
