@@ -1,9 +1,12 @@
-# The model service: `reprotab serve` on port 8000 as a non-root user.
+# The model service: `reprotab serve` on port 8000 as user 10001, API keys required.
 #   dvc pull models/model.zip   (or dvc repro)    # the model is copied into the image
 #   docker build -t reprotab-serve .
-#   docker run --rm -p 8000:8000 reprotab-serve
-# Or keep the image model-free at run time: mount another model over /app/models
-#   docker run --rm -p 8000:8000 -v "$PWD/models:/app/models:ro" reprotab-serve
+#   reprotab serve keys add app --scope predict --scope read   # prints the key once
+#   chmod 600 secrets/api-keys.json && sudo chown 10001 secrets/api-keys.json   # readable by user 10001 only
+#   docker run --rm -p 127.0.0.1:8000:8000 \
+#     -v "$PWD/secrets/api-keys.json:/run/secrets/reprotab-keys.json:ro" reprotab-serve
+# Another model without rebuilding: also mount it over /app/models (-v "$PWD/models:/app/models:ro").
+# Without a key file the command stops with exit status 2 (docs/operations/service.md).
 # The Python tag matches the interpreter requirements.lock was tested with.
 
 FROM python:3.11.7-slim-bookworm AS build
@@ -30,4 +33,5 @@ USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4).status != 200)"]
-CMD ["python", "-m", "reprotab", "serve", "--model", "/app/models/model.zip", "--host", "0.0.0.0", "--port", "8000"]
+# the key file is mounted at run time (a bind mount or a secret), never baked into the image
+CMD ["python", "-m", "reprotab", "serve", "--model", "/app/models/model.zip", "--host", "0.0.0.0", "--port", "8000", "--keys", "/run/secrets/reprotab-keys.json"]
