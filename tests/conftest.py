@@ -28,6 +28,7 @@ LONGEST_FIRST = (
     "integration/test_labels.py",  # 100 s
     "integration/test_retraining.py",  # 81 s
     "integration/test_monitor_registry.py",  # 75 s
+    "integration/test_service_contract.py",  # 90 s (schemathesis: 14,000 generated requests)
     "integration/test_compare.py",  # 68 s
     "integration/test_remote_s3.py",  # 62 s
     "integration/test_mirrors.py",  # 60 s
@@ -38,6 +39,7 @@ LONGEST_FIRST = (
     "integration/test_train.py",  # 31 s
     "integration/test_pseudo_labeling.py",  # 29 s
     "integration/test_service.py",  # 24 s
+    "integration/test_hot_promotion.py",  # 20 s
     "integration/test_batches.py",  # 21 s
     "integration/test_stage_errors.py",  # 15 s
 )

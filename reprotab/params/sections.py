@@ -370,7 +370,7 @@ class RetrainParams(Section):
 
 
 class LimitsParams(Section):
-    """What one client, and all of them together, may ask of `reprotab serve` (reprotab/serving/limits.py)."""
+    """What one client, and all of them together, may ask of `reprotab serve` (reprotab/serving/guard.py)."""
 
     max_rows: int = Field(10_000, ge=1)  # rows per /predict request; more: 413
     max_bytes: int = Field(5_000_000, ge=1)  # request body bytes; more: 413

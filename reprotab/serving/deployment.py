@@ -132,6 +132,22 @@ def load_served(source: Source) -> Served:
     return Served(model, info, gate)
 
 
+def same_contract(new: Served, old: Served) -> None:
+    """A new champion must take the rows the old one took: clients built against the running
+    service's contract would otherwise start getting 422s mid-flight."""
+    a, b = new.model.schema, old.model.schema
+    if (tuple(a.features), a.id_column, a.task) != (tuple(b.features), b.id_column, b.task):
+        raise UserError(
+            problem(
+                f"version {new.version}",
+                "takes other rows than the model serving (features, id column or task differ), so it is not "
+                "swapped in while clients use the current contract",
+                f"{list(a.features)} vs {list(b.features)}",
+                "Restart the service to serve it, once clients send its features",
+            )
+        )
+
+
 def tags_fingerprint(repo: str) -> str:
     """A digest of every tag in the repository: when it is unchanged, so is the registry."""
     found = vcs.git("for-each-ref", "--format=%(objectname) %(refname)", "refs/tags", cwd=repo, check=False)
@@ -223,9 +239,12 @@ class Holder:
                     for role in ROLES
                 }
                 assert pick["champion"] is not None
+                same_contract(pick["champion"], current.champion)
                 deployment = assemble(
                     pick["champion"], canary=pick["canary"], shadow=pick["shadow"], canary_share=self.canary_share
                 )
+                if current.canary_stopped and deployment.canary is current.canary:  # the guard's word stands
+                    deployment = replace(deployment, canary_stopped=current.canary_stopped)
             except Exception as exc:  # any failure leaves the old set serving
                 self._seen = fingerprint if "fingerprint" in locals() else None
                 log.error("reload failed; still serving %s: %s", self.current.champion.version, exc)

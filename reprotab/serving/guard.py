@@ -71,7 +71,8 @@ def envelope(status: int, error: str, version: str, *, field: str | None = None)
 
 
 class Guard:
-    """The middleware (see the module docstring); `version()` names the champion serving now."""
+    """The middleware (see the module docstring); `version()` names the champion serving now,
+    `keys()` the keys in force now (re-read on a reload)."""
 
     def __init__(
         self,
@@ -80,10 +81,10 @@ class Guard:
         telemetry: Telemetry,
         version: Callable[[], str],
         limits: LimitsParams,
-        keys: KeyRing | None = None,
+        keys: Callable[[], KeyRing | None] = lambda: None,
     ) -> None:
         self.app, self.telemetry, self.version, self.limits, self.keys = app, telemetry, version, limits, keys
-        self.buckets = Buckets(limits.rate_per_second, limits.burst) if limits.rate_per_second and keys else None
+        self.buckets = Buckets(limits.rate_per_second, limits.burst) if limits.rate_per_second else None
         self.in_flight = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -161,10 +162,11 @@ class Guard:
         """The refusal (status, kind, message, headers) for a request that may not go on, else None."""
         if path in OPEN:
             return None
-        if self.keys is not None:
+        keys = self.keys()
+        if keys is not None:
             headers = {name.lower(): value for name, value in scope.get("headers", [])}
             presented = KeyRing.from_header(_text(headers.get(b"authorization")), _text(headers.get(b"x-api-key")))
-            key = self.keys.authenticate(presented)
+            key = keys.authenticate(presented)
             challenge = [(b"www-authenticate", b'Bearer realm="reprotab"')]
             if key is None:
                 said = "no API key" if presented is None else "an unknown API key"

@@ -92,6 +92,7 @@ from reprotab.serving.routing import Served, serve_rows, shadow_rows
 
 log = logging.getLogger(__name__)
 __all__ = ["ENDPOINTS", "VERSION_HEADER", "ServiceConfig", "create_app", "main"]
+RETRY = {"Retry-After": "1"}
 INLINE_BYTES = 16_384  # request bodies up to this size are scored on the event loop, not in a worker thread
 
 
@@ -138,9 +139,12 @@ def create_app(
     shadow: Served | None = None,
     keys: KeyRing | None = None,
     sources: dict[str, Source | None] | None = None,
+    keys_path: str | None = None,
 ) -> FastAPI:
     """The service for `champion` (and optionally a canary and a shadow challenger); `sources`
-    say where each role's model comes from, so a reload can swap in a new one."""
+    say where each role's model comes from, so a reload can swap in a new one; `keys_path` is
+    read again on each forced reload (SIGHUP, /admin/reload), so a removed key stops working."""
+    auth = {"keys": keys}
     deployment = (
         champion
         if isinstance(champion, Deployment)
@@ -175,6 +179,11 @@ def create_app(
         prediction_log.close()
 
     def reload_now() -> dict[str, Any]:
+        if keys_path:
+            try:
+                auth["keys"] = KeyRing.load(keys_path)
+            except UserError as exc:  # the keys in force stay
+                log.error("API keys not reloaded, the previous ones stay: %s", exc)
         result = holder.reload(force=True)
         telemetry.reloads.labels(result["outcome"]).inc()
         return result
@@ -184,17 +193,24 @@ def create_app(
     app.state.prediction_log = prediction_log
     app.state.holder = holder
     app.add_middleware(
-        Guard, telemetry=telemetry, version=lambda: holder.current.champion.version, limits=config.limits, keys=keys
+        Guard,
+        telemetry=telemetry,
+        version=lambda: holder.current.champion.version,
+        limits=config.limits,
+        keys=lambda: auth["keys"],
     )
 
-    def error(status: int, detail: list[dict[str, Any]], request: Request, kind: str) -> JSONResponse:
+    def error(
+        status: int, detail: list[dict[str, Any]], request: Request, kind: str, headers: dict[str, str] | None = None
+    ) -> JSONResponse:
         path = request.url.path
         telemetry.errors.labels(path if path in ENDPOINTS else "other", kind).inc()
-        return JSONResponse({"detail": detail, "model_version": holder.current.champion.version}, status_code=status)
+        body = {"detail": detail, "model_version": holder.current.champion.version}
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error(exc.status, exc.detail, request, exc.kind)
+        return error(exc.status, exc.detail, request, exc.kind, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -211,13 +227,15 @@ def create_app(
 
     @app.get("/ready")
     def ready(request: Request) -> JSONResponse:
-        up = bool(request.app.state.ready)
-        body = {"status": "ready" if up else "starting", "model_version": holder.current.champion.version}
-        return JSONResponse(body, status_code=200 if up else 503, headers={} if up else {"Retry-After": "1"})
+        version = holder.current.champion.version
+        if request.app.state.ready:
+            return JSONResponse({"status": "ready", "model_version": version})
+        body = {"status": "starting", "detail": [entry(None, None, "starting: the models are being warmed")]}
+        return JSONResponse({**body, "model_version": version}, status_code=503, headers={"Retry-After": "1"})
 
     @app.get("/metadata")
     def metadata() -> dict[str, Any]:
-        return describe(holder, config=config, keys=keys, live=live)
+        return describe(holder, config=config, keys=auth["keys"], live=live)
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -258,7 +276,7 @@ def create_app(
         body = await read_body(request, config.max_bytes)
         deadline = request.scope.get("state", {}).get("deadline", math.inf)
         if time.monotonic() > deadline:
-            raise ApiError(503, [entry(None, None, "waited past the deadline before it could start")], "timeout")
+            raise ApiError(503, [entry(None, None, "waited past the deadline before it could start")], "timeout", RETRY)
         if len(body) <= INLINE_BYTES:  # a few rows: scoring is cheaper than the hop to a worker thread
             answering, cleaned, rows, reply, log_lines = handle(body, current)
             log_lines()
@@ -270,7 +288,7 @@ def create_app(
                 )
             except TimeoutError:
                 raise ApiError(
-                    503, [entry(None, None, f"not answered within {config.timeout_seconds:g} s")], "timeout"
+                    503, [entry(None, None, f"not answered within {config.timeout_seconds:g} s")], "timeout", RETRY
                 ) from None
             background.add_task(log_lines)
         if current.shadow is not None:
@@ -303,8 +321,11 @@ def create_app(
     @app.post("/admin/reload")
     async def admin_reload() -> JSONResponse:
         result = await run_in_threadpool(reload_now)
-        status = 200 if result["outcome"] != "failed" else 409
-        return JSONResponse({**result, "model_version": holder.current.champion.version}, status_code=status)
+        if result["outcome"] == "failed":
+            raise ApiError(
+                409, [entry(None, None, f"reload failed, the models serving stay: {result['error']}")], "reload"
+            )
+        return JSONResponse({**result, "model_version": holder.current.champion.version})
 
     return app
 
@@ -454,10 +475,10 @@ def settings(args: argparse.Namespace) -> ServiceConfig:
         serve, canary = params.serve, params.canary
     limits = serve.limits
     config = ServiceConfig(
-        max_rows=args.max_rows or limits.max_rows,
-        max_bytes=args.max_bytes or limits.max_bytes,
+        max_rows=limits.max_rows if args.max_rows is None else args.max_rows,
+        max_bytes=limits.max_bytes if args.max_bytes is None else args.max_bytes,
         log_dir=args.log_dir or serve.log.dir,
-        log_max_bytes=int((args.log_max_mb or serve.log.max_file_mb) * 2**20),
+        log_max_bytes=int((serve.log.max_file_mb if args.log_max_mb is None else args.log_max_mb) * 2**20),
         canary_share=args.canary_share,
         rate_per_second=limits.rate_per_second,
         burst=limits.burst,
@@ -470,6 +491,8 @@ def settings(args: argparse.Namespace) -> ServiceConfig:
     for name, value in (("--max-rows", config.max_rows), ("--max-bytes", config.max_bytes)):
         if value < 1:
             raise UserError(problem(name, "must be at least 1", value))
+    if config.log_max_bytes < 1:
+        raise UserError(problem("--log-max-mb", "must be more than 0", args.log_max_mb))
     if not 0.0 <= args.canary_share <= 1.0 or math.isnan(args.canary_share):
         raise UserError(problem("--canary-share", "must be between 0 and 1", args.canary_share))
     if config.poll_seconds < 0:
@@ -526,7 +549,8 @@ def run(argv: list[str] | None = None) -> None:
     }
     sock = bind(args.host, args.port)
     try:
-        serve(sources, config, keys, sock, host=args.host, port=args.port)
+        keys_path = args.keys or (str(DEFAULT_FILE) if keys is not None else None)
+        serve(sources, config, keys, sock, host=args.host, port=args.port, keys_path=keys_path)
     finally:
         sock.close()
 
@@ -545,6 +569,7 @@ def serve(
     *,
     host: str,
     port: int,
+    keys_path: str | None = None,
 ) -> None:
     """Load the models and serve them on `sock` (bound by `bind`) until stopped."""
     loaded = {
@@ -554,7 +579,7 @@ def serve(
     champion = loaded["champion"]
     assert champion is not None
     deployment = assemble(champion, canary=loaded["canary"], shadow=loaded["shadow"], canary_share=config.canary_share)
-    app = create_app(deployment, config=config, keys=keys, sources=sources)
+    app = create_app(deployment, config=config, keys=keys, sources=sources, keys_path=keys_path)
     import uvicorn
 
     log.info("listening on http://%s:%d%s", host, port, "" if keys is None else f" ({len(keys)} API keys)")
