@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,16 +48,19 @@ class OpenLoop:
             f"Content-Length: {len(body)}\r\n\r\n"
         )
         self.request = head.encode() + body
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        # idle connections, oldest first: reused in turn, so none sits past the server's keep-alive
+        # timeout (5 s) and gets closed under the generator, which would count as a lost request
+        self.idle: deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = deque()
         self.opened = 0
         self.results: list[tuple[int, float]] = []  # (status or 0 for lost, seconds from schedule)
         self.unsent = 0
+        self.errors: dict[str, int] = {}  # why a request got no answer
 
     async def _one(self, scheduled: float) -> None:
         loop = asyncio.get_running_loop()
         try:
             if self.idle:
-                reader, writer = self.idle.pop()
+                reader, writer = self.idle.popleft()
             elif self.opened < self.max_connections:
                 self.opened += 1
                 reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -64,20 +68,26 @@ class OpenLoop:
                 self.unsent += 1
                 return
             writer.write(self.request)
-            status = await asyncio.wait_for(self._response(reader), 30)
+            status, close = await asyncio.wait_for(self._response(reader), 30)
             self.results.append((status, loop.time() - scheduled))
-            self.idle.append((reader, writer))
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
+            if close:  # the server ends the connection (a refusal sent before the body was read)
+                writer.close()
+                self.opened -= 1
+            else:
+                self.idle.append((reader, writer))
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError, StopIteration) as exc:
             self.results.append((0, loop.time() - scheduled))
+            self.errors[type(exc).__name__] = self.errors.get(type(exc).__name__, 0) + 1
 
     @staticmethod
-    async def _response(reader: asyncio.StreamReader) -> int:
+    async def _response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+        """The status, and whether the server closes the connection after this answer."""
         head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
+        lines = head.decode("latin-1").lower().split("\r\n")
         status = int(lines[0].split()[1])
-        length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
+        length = next(int(line.split(":", 1)[1]) for line in lines if line.startswith("content-length:"))
         await reader.readexactly(length)
-        return status
+        return status, "connection: close" in lines
 
     async def run(self, rate: float, seconds: float) -> None:
         loop = asyncio.get_running_loop()
@@ -133,6 +143,8 @@ def report(label: str, generator: OpenLoop, rate: float, seconds: float) -> list
     print(f"{label}: {rate:,.0f} req/s for {seconds:g} s = {sent:,} requests on {generator.opened} connections")
     shown = ", ".join(f"{s if s else 'lost'}: {c:,}" for s, c in sorted(statuses.items()))
     print(f"  answers: {shown}; never sent (generator's connection cap): {generator.unsent}")
+    if generator.errors:
+        print(f"  no answer because: {generator.errors}")
     if admitted:
         p50, p99 = percentile(admitted, 0.5), percentile(admitted, 0.99)
         print(f"  admitted (200): p50 {p50:.1f} ms, p99 {p99:.1f} ms, {len(admitted) / seconds:,.0f} req/s")

@@ -243,6 +243,9 @@ def main() -> None:
             print(f"service at {args.url}: first request {first:.1f} ms, then p50 {then:.1f} ms (a Python client)")
             service(args.url, work, args.seconds)
             return
+        # 8 connections at once measure throughput, not shedding: more in flight than the default 2
+        limits = {"limits": {"max_in_flight": 16, "rate_per_second": None}}
+        (work / "params.yaml").write_text(json.dumps(base_params(serve=limits)))
         with server(serve_command(model, "--log-dir", str(work / "log")), cwd=work) as url:
             first, then = first_request(url)
             print(
