@@ -7,6 +7,7 @@ process on 127.0.0.1. Model libraries load only when a helper that trains is cal
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -141,6 +142,46 @@ def reproduced_repo(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path
 
 
 FEW_TREES = {"n_estimators": 10, "min_samples_leaf": 5, "max_features": "sqrt", "n_jobs": 1}
+
+
+def tagged_registry(path: Path, models: dict[str, bytes], *, gate: dict[str, bool] | None = None) -> Path:
+    """A git + DVC repository whose GTO tags register one model file per commit, its sha256 pinned
+    as `reprotab registry register` pins it, with the gate's decision at each commit (yes unless
+    `gate` says no) and a frozen reference pinned; nothing is trained and nothing promoted."""
+    import gto.api
+
+    from reprotab.data.tables import file_hash
+
+    path.mkdir(parents=True, exist_ok=True)
+    sh(["git", "init", "-q", "-b", "main"], path)
+    sh(["git", "config", "user.name", "tests"], path)  # tags written in-process need an identity
+    sh(["git", "config", "user.email", "tests@localhost"], path)
+    sh([DVC, "init", "-q"], path)
+    shutil.copy(ROOT / ".gto", path / ".gto")
+    (path / "dvc.yaml").write_text(
+        yaml.safe_dump({"artifacts": {"model": {"path": "models/model.zip", "type": "model"}}})
+    )
+    reference = {"commit": "0" * 40, "path": "data/prepared/test.parquet", "rows_hash": "frozen", "rows": 100}
+    (path / "models").mkdir()
+    (path / "models/champion.json").write_text(json.dumps({"version": None, "reference": reference}))
+    (path / "reports/gate").mkdir(parents=True)
+    for version, content in models.items():
+        decision = {
+            "promote": (gate or {}).get(version, True),
+            "reason": "test",
+            "champion": {"version": None},
+            "rules": [],
+        }
+        (path / "reports/gate/decision.json").write_text(json.dumps(decision))
+        (path / "models/model.zip").write_bytes(content)  # a commit of its own for each version
+        sh(["git", "add", "-A"], path)
+        sh(["git", "commit", "-q", "-m", version], path)
+        commit = sh(["git", "rev-parse", "HEAD"], path).stdout.strip()
+        meta = json.dumps({"action": "register", "sha256": file_hash(path / "models/model.zip")})
+        gto.api.register(
+            str(path), "model", commit, version=version, message=f"Register model {version}\n\nreprotab: {meta}"
+        )
+    return path
 
 
 def train_model(directory: Path, *, seed: int = 1, rows: int = 800) -> Path:

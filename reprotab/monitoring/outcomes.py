@@ -41,7 +41,7 @@ import pandas as pd
 from reprotab.data.tables import read_table
 from reprotab.errors import UserError, did_you_mean, problem
 from reprotab.params.loader import Params
-from reprotab.serving.prediction_log import SERVED
+from reprotab.serving.prediction_log import SERVED, json_lines
 from reprotab.stats.metrics import BY_TASK, LOWER_IS_BETTER, Scored
 from reprotab.stats.resample import count_blocks, improvement, weighted
 
@@ -107,16 +107,10 @@ def read_labels(path: str | Path, *, target: str, id_column: str | None, where: 
 def read_feedback(directory: str | Path) -> pd.DataFrame:
     """The labels clients sent the service (POST /feedback), oldest first; none when it has no files."""
     paths = sorted((Path(directory) / "feedback").glob("feedback-*.jsonl"))
-    records = []
-    for path in paths:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                found = json.loads(line)
-                records.append({"time": found.get("time"), **{k: found.get(k) for k in KEYS}})
-            except (json.JSONDecodeError, AttributeError) as exc:
-                raise UserError(problem(f"{path}:{number}", "is not a feedback line", line[:80])) from exc
+    records = [
+        {"time": found.get("time"), **{k: found.get(k) for k in KEYS}}
+        for _, found in json_lines(paths, what="a feedback line")
+    ]
     frame = pd.DataFrame.from_records(records, columns=["time", *KEYS])
     frame["time"] = pd.to_datetime(frame["time"], utc=True, errors="coerce", format="ISO8601")
     return frame.sort_values("time", kind="stable").drop(columns="time").reset_index(drop=True)

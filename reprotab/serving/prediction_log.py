@@ -58,7 +58,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -338,6 +338,23 @@ def utc_time(value: str | None, *, where: str) -> pd.Timestamp | None:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
+def json_lines(paths: Iterable[Path], *, what: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(`path:line`, the parsed object) for each non-blank line of `paths`, in order: the one reader
+    of the service's JSON-lines files (the prediction log, the feedback files); a line that is not
+    a JSON object is one UserError naming where it is."""
+    for path in paths:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                found = json.loads(line)
+                if not isinstance(found, dict):
+                    raise TypeError(found)
+            except (json.JSONDecodeError, TypeError) as exc:
+                raise UserError(problem(f"{path}:{number}", f"is not {what}", line[:80])) from exc
+            yield f"{path}:{number}", found
+
+
 def read_rows(directory: str | Path, *, where: str = "--from-log") -> pd.DataFrame:
     """Every line of every *.jsonl file of `directory` (file name order), one row each: time (UTC),
     request_id, route, version, id (the row's id column; null when not sent), prediction, proba,
@@ -348,21 +365,13 @@ def read_rows(directory: str | Path, *, where: str = "--from-log") -> pd.DataFra
     if not paths:
         raise UserError(problem(where, "holds no *.jsonl prediction log files", str(directory)))
     records = []
-    for path in paths:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if not (
-                    isinstance(row["features"], dict) or (row["features"] is None and row.get("route") == "shadow")
-                ):
-                    raise TypeError(row["features"])
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise UserError(
-                    problem(f"{path}:{number}", "is not a prediction log row with `features`", line[:80])
-                ) from exc
-            records.append(row)
+    for where, row in json_lines(paths, what="a prediction log row with `features`"):
+        features = row.get("features")
+        if not (
+            isinstance(features, dict) or (features is None and "features" in row and row.get("route") == "shadow")
+        ):
+            raise UserError(problem(where, "is not a prediction log row with `features`", str(row)[:80]))
+        records.append(row)
     frame = pd.DataFrame(
         {
             "time": pd.to_datetime([r.get("time") for r in records], utc=True, errors="coerce", format="ISO8601"),

@@ -7,17 +7,14 @@ staging back to the champion, the gate's no stands; each tag's message keeps the
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-import gto.api
 import pytest
-import yaml
 
 from reprotab.registry import versions as registry
 from reprotab.registry.canary import main
 from reprotab.registry.state import gto_state
-from tests.helpers import DVC, ROOT, base_params, sh
+from tests.helpers import base_params, sh, tagged_registry
 from tests.unit.monitoring.test_outcomes import simulate
 
 pytestmark = pytest.mark.integration
@@ -26,27 +23,7 @@ GATE = {"v1.0.0": True, "v1.0.1": True, "v1.0.2": True, "v1.0.3": False}
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("canary-registry")
-    sh(["git", "init", "-q", "-b", "main"], repo)
-    sh(["git", "config", "user.name", "tests"], repo)  # tags written in-process need an identity
-    sh(["git", "config", "user.email", "tests@localhost"], repo)
-    sh([DVC, "init", "-q"], repo)
-    shutil.copy(ROOT / ".gto", repo / ".gto")
-    (repo / "dvc.yaml").write_text(
-        yaml.safe_dump({"artifacts": {"model": {"path": "models/model.zip", "type": "model"}}})
-    )
-    reference = {"commit": "0" * 40, "path": "data/prepared/test.parquet", "rows_hash": "frozen", "rows": 100}
-    (repo / "models").mkdir()
-    (repo / "models/champion.json").write_text(json.dumps({"version": None, "reference": reference}))
-    (repo / "reports/gate").mkdir(parents=True)
-    for version, promote in GATE.items():
-        decision = {"promote": promote, "reason": "test", "champion": {"version": None}, "rules": []}
-        (repo / "reports/gate/decision.json").write_text(json.dumps(decision))
-        (repo / "models/model.zip").write_text(version)  # a commit of its own for each version
-        sh(["git", "add", "-A"], repo)
-        sh(["git", "commit", "-q", "-m", version], repo)
-        commit = sh(["git", "rev-parse", "HEAD"], repo).stdout.strip()
-        gto.api.register(str(repo), "model", commit, version=version, message=f"Register model {version}")
+    repo = tagged_registry(tmp_path_factory.mktemp("canary-registry"), {v: v.encode() for v in GATE}, gate=GATE)
     registry.promote(repo, version="v1.0.0", stage="prod")
     registry.promote(repo, version="v1.0.1", stage="staging")
     return repo

@@ -8,21 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import threading
 import time
 from pathlib import Path
 
-import gto.api
 import httpx
 import pytest
-import yaml
 
-from reprotab.data.tables import file_hash
 from reprotab.registry import versions as registry
 from reprotab.serving.keys import add_key
-from tests.helpers import DVC, ROOT, base_params, request_rows, sh, train_model
+from tests.helpers import base_params, request_rows, tagged_registry, train_model
 
 pytestmark = pytest.mark.integration
 ROWS = request_rows(2)
@@ -40,30 +36,8 @@ def bundles(tmp_path_factory) -> dict[str, Path]:
 
 
 def registry_repo(path: Path, bundles: dict[str, Path]) -> Path:
-    """A git + DVC repository whose GTO tags register one model file per commit, each with its
-    sha256 pinned as `reprotab registry register` pins it, and the gate's yes at each commit."""
-    path.mkdir()
-    sh(["git", "init", "-q", "-b", "main"], path)
-    sh(["git", "config", "user.name", "tests"], path)
-    sh(["git", "config", "user.email", "tests@localhost"], path)
-    sh([DVC, "init", "-q"], path)
-    shutil.copy(ROOT / ".gto", path / ".gto")
-    (path / "dvc.yaml").write_text(
-        yaml.safe_dump({"artifacts": {"model": {"path": "models/model.zip", "type": "model"}}})
-    )
-    reference = {"commit": "0" * 40, "path": "data/prepared/test.parquet", "rows_hash": "frozen", "rows": 100}
-    (path / "models").mkdir()
-    (path / "models/champion.json").write_text(json.dumps({"version": None, "reference": reference}))
-    (path / "reports/gate").mkdir(parents=True)
-    decision = {"promote": True, "reason": "better", "champion": {"version": None}, "rules": []}
-    (path / "reports/gate/decision.json").write_text(json.dumps(decision))
-    for version, bundle in bundles.items():
-        shutil.copy(bundle, path / "models/model.zip")
-        sh(["git", "add", "-A"], path)
-        sh(["git", "commit", "-q", "-m", version], path)
-        commit = sh(["git", "rev-parse", "HEAD"], path).stdout.strip()
-        meta = json.dumps({"action": "register", "sha256": file_hash(path / "models/model.zip")})
-        gto.api.register(str(path), "model", commit, version=version, message=f"Register {version}\n\nreprotab: {meta}")
+    """A registry of these model files (digests pinned, the gate's yes at each commit), v1.0.0 in prod."""
+    tagged_registry(path, {version: bundle.read_bytes() for version, bundle in bundles.items()})
     registry.promote(path, version="v1.0.0", stage="prod")
     return path
 
