@@ -219,19 +219,21 @@ def server_env() -> dict:
 
 
 @contextmanager
-def server(args: list[str], *, cwd: Path, timeout: float = 60.0) -> Iterator[str]:
-    """Run `args` (a serve command) until /ready answers; yield its base URL; stop it after."""
+def server(args: list[str], *, cwd: Path, timeout: float = 60.0, output: Path | None = None) -> Iterator[str]:
+    """Run `args` (a serve command) until /ready answers; yield its base URL; stop it after. Its
+    output goes to a pipe, or to the file `output` for a server that logs a lot (a pipe nobody
+    reads would stall it)."""
     port = free_port()
     command = [a.replace("{port}", str(port)) for a in args]
-    process = subprocess.Popen(
-        command, cwd=cwd, env=server_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    sink = output.open("w") if output else subprocess.PIPE
+    process = subprocess.Popen(command, cwd=cwd, env=server_env(), stdout=sink, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise AssertionError(f"server exited {process.returncode}:\n{process.stdout.read()}")
+                said = output.read_text() if output else process.stdout.read()  # type: ignore[union-attr]
+                raise AssertionError(f"server exited {process.returncode}:\n{said}")
             try:
                 if httpx.get(f"{url}/ready", timeout=1.0).status_code == 200:
                     break
@@ -248,6 +250,8 @@ def server(args: list[str], *, cwd: Path, timeout: float = 60.0) -> Iterator[str
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if output:
+            sink.close()  # type: ignore[union-attr]
 
 
 def serve_command(model: Path, *extra: str) -> list[str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import string
 import subprocess
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,7 +42,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from reprotab.serving.keys import add_key
-from tests.helpers import base_params, free_port, request_rows, serve_command, server_env
+from tests.helpers import base_params, free_port, request_rows, serve_command, server, server_env
 
 pytest_plugins = ["tests.service_fixtures"]  # models
 pytestmark = pytest.mark.integration
@@ -99,34 +98,11 @@ def serving(model: Path, key_file: Path, work: Path, *, host: str = "127.0.0.1",
     params = base_params()
     params["serve"]["limits"].update(limits)
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    port = free_port()
     extra = ["--keys", str(key_file), "--params", str(work / "params.yaml"), "--log-dir", str(work / "log")]
-    command = [a.replace("{port}", str(port)) for a in serve_command(model, *extra, "--host", host)]
     output = work / "server.out"
     SERVERS.append((output, work / "log"))
-    with output.open("w") as sink:
-        process = subprocess.Popen(command, cwd=work, env=server_env(), stdout=sink, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"server exited {process.returncode}:\n{output.read_text()}")
-            try:
-                if httpx.get(f"{url}/ready", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready in time"
-            time.sleep(0.1)
+    with server(serve_command(model, *extra, "--host", host), cwd=work, output=output) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
