@@ -148,6 +148,15 @@ def _read(path: Path) -> list[_Stored]:
         )
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
+    except PermissionError:
+        raise UserError(
+            problem(
+                where,
+                "cannot be read by the user the service runs as",
+                None,
+                "Give it to that user (`chown`; uid 10001 in the image) with mode 600",
+            )
+        ) from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UserError(problem(where, "is not a readable JSON key file", str(exc), _RESTORE)) from None
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list) or "format" not in document:
