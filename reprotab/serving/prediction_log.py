@@ -240,12 +240,22 @@ class PredictionLog:
         if out.get("route") == "shadow":
             out["features"] = None
         elif isinstance(out.get("features"), dict):
-            out["features"] = {
-                name: self._value(name, value)
-                for name, value in out["features"].items()
-                if (self._fields is None or name in self._fields) and name not in self._exclude
-            }
+            out["features"] = self._features(out["features"])
         return out
+
+    def _features(self, features: dict[str, Any]) -> dict[str, Any]:
+        limit = self._max_text
+        if self._fields is None and not self._exclude and (self._key is None or not self._hash):
+            # no list and no hashing: only over-long text changes (the common case, 1,000 rows a
+            # request: a plain scan, and the row itself when nothing is cut)
+            if any(v.__class__ is str and len(v) > limit for v in features.values()):
+                return {name: v[:limit] if v.__class__ is str else v for name, v in features.items()}
+            return features
+        return {
+            name: self._value(name, value)
+            for name, value in features.items()
+            if (self._fields is None or name in self._fields) and name not in self._exclude
+        }
 
     def _value(self, name: str, value: Any) -> Any:
         if self._key is not None and name in self._hash:

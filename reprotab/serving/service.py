@@ -267,8 +267,13 @@ def create_app(
         cleaned, reply, log_lines = serve_rows(answering, rows, request_id, route, prediction_log, telemetry)
         id_column = answering.model.schema.id_column
         ids = [row.get(id_column) for row in rows] if id_column else []
-        live.remember(route, request_id, ids, [p["prediction"] for p in reply["predictions"]])
-        return answering, cleaned, rows, reply, log_lines
+        predictions = [p["prediction"] for p in reply["predictions"]]
+
+        def after() -> None:  # the log lines, and the predictions /feedback labels are scored against
+            log_lines()
+            live.remember(route, request_id, ids, predictions)
+
+        return answering, cleaned, rows, reply, after
 
     @app.post("/predict")
     async def predict(request: Request, background: BackgroundTasks) -> Response:

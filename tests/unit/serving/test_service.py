@@ -280,3 +280,32 @@ def test_a_canary_or_shadow_must_match_the_champions_columns_and_id(champion, ch
         create_app(champion, config=config, canary=with_schema(numeric=champion.model.schema.numeric[:-1]))
     with pytest.raises(UserError, match=r"--shadow: must name the same id column as the champion\. Got 'None vs"):
         create_app(champion, config=config, shadow=with_schema(id_column=None))
+
+
+def test_histograms_observed_at_once_equal_one_observe_per_value():
+    """Telemetry counts a request's scores bucket by bucket (reprotab.serving.telemetry.observe_all);
+    the exported histogram must be the one `observe` per value gives, values on a bound included."""
+    import re
+
+    import numpy as np
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from reprotab.serving.telemetry import SCORE_BUCKETS, observe_all
+
+    values = np.concatenate([np.random.default_rng(0).random(2000), SCORE_BUCKETS, [0.0, 2.0, -1.0]])
+    one, bulk = CollectorRegistry(), CollectorRegistry()
+    each = Histogram("s", "s", buckets=SCORE_BUCKETS, registry=one)
+    for value in values:
+        each.observe(value)
+    observe_all(Histogram("s", "s", buckets=SCORE_BUCKETS, registry=bulk), values)
+    observe_all(Histogram("t", "t", registry=bulk), np.array([]))  # nothing to count
+
+    def samples(registry: CollectorRegistry) -> dict[str, float]:
+        lines = generate_latest(registry).decode().splitlines()
+        return {
+            k: float(v) for k, v in (line.rsplit(" ", 1) for line in lines if re.match(r"s_(bucket|count|sum)", line))
+        }
+
+    exact, summed = samples(one), samples(bulk)
+    assert {k: v for k, v in exact.items() if k != "s_sum"} == {k: v for k, v in summed.items() if k != "s_sum"}
+    assert summed["s_sum"] == pytest.approx(exact["s_sum"], rel=1e-12)  # only the order of the additions differs
