@@ -449,7 +449,7 @@ def load_keys(path: str | None, host: str, *, allow_no_keys: bool = False) -> Ke
     (`--allow-no-keys`: a container published on the host's 127.0.0.1, a mesh)."""
     chosen = path or (str(DEFAULT_FILE) if DEFAULT_FILE.is_file() else None)
     keys = KeyRing.load(chosen) if chosen else None
-    if allow_no_keys and keys is None:
+    if allow_no_keys and (keys is None or len(keys) == 0):
         if not is_loopback(host):
             log.warning(
                 "serving on %s without API keys (--allow-no-keys): anyone who reaches the port can use it", host

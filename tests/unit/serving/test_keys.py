@@ -351,3 +351,26 @@ def test_bad_input_exits_2_with_one_message(here, capsys, argv, message):
 def test_scopes_are_the_documented_three():
     assert SCOPES == ("predict", "read", "admin")
     assert sys.modules["reprotab.serving.keys"].DEFAULT_FILE.as_posix() == "secrets/api-keys.json"
+
+
+def test_serve_needs_keys_off_loopback_unless_told_otherwise(tmp_path, monkeypatch):
+    """`reprotab serve --host` beyond loopback refuses to start without keys (or with a file that
+    holds none); `--allow-no-keys` is the explicit way round; loopback needs none."""
+    from reprotab.serving.service import is_loopback, load_keys
+
+    monkeypatch.chdir(tmp_path)  # no default key file here
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3") and not is_loopback("example.org")
+    assert load_keys(None, "127.0.0.1") is None
+    with pytest.raises(UserError, match=r"needs API keys.*reprotab serve keys add NAME --scope predict"):
+        load_keys(None, "0.0.0.0")
+    empty = tmp_path / "empty.json"
+    add_key(empty, "gone", ["predict"])
+    remove_key(empty, "gone")
+    with pytest.raises(UserError, match="needs API keys"):
+        load_keys(str(empty), "0.0.0.0")
+    assert load_keys(None, "0.0.0.0", allow_no_keys=True) is None
+    assert load_keys(str(empty), "0.0.0.0", allow_no_keys=True) is None  # served without keys, as asked
+    keyed = tmp_path / "keys.json"
+    add_key(keyed, "app", ["predict"])
+    assert len(load_keys(str(keyed), "0.0.0.0")) == 1  # type: ignore[arg-type]
