@@ -50,6 +50,7 @@ class Source:
     version: str | None = None
     stage: str | None = None
     repo: str = "."
+    flag: str = "--model"  # the option that named it, for messages
 
     @property
     def moves(self) -> bool:
@@ -118,7 +119,9 @@ def assemble(
 def load_served(source: Source) -> Served:
     """The model a source names now, with the gate's decision about that very model: read at the
     registered version's own commit, or beside a model file in its workspace."""
-    model, info = resolve_model(source.path, stage=source.stage, version=source.version, repo=source.repo)
+    model, info = resolve_model(
+        source.path, stage=source.stage, version=source.version, repo=source.repo, where=source.flag
+    )
     gate = None
     try:
         if info.get("commit"):

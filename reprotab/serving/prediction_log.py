@@ -371,7 +371,13 @@ def read_rows(directory: str | Path, *, where: str = "--from-log") -> pd.DataFra
     features (null on shadow rows), and position (the row's place among
     its request's rows of that route, which pairs a shadow row with the served one)."""
     directory = Path(directory)
-    paths = sorted(directory.glob("*.jsonl")) if directory.is_dir() else []
+    if not directory.is_dir():
+        raise UserError(
+            problem(
+                where, "is not a directory: no prediction log here", str(directory), "Name `reprotab serve`'s --log-dir"
+            )
+        )
+    paths = sorted(directory.glob("*.jsonl"))
     if not paths:
         raise UserError(problem(where, "holds no *.jsonl prediction log files", str(directory)))
     records = []

@@ -36,7 +36,12 @@ log = logging.getLogger(__name__)
 
 
 def resolve_model(
-    model: str | Path | None = None, *, stage: str | None = None, version: str | None = None, repo: str = "."
+    model: str | Path | None = None,
+    *,
+    stage: str | None = None,
+    version: str | None = None,
+    repo: str = ".",
+    where: str = "--model",
 ) -> tuple[TabularModel, dict[str, Any]]:
     """The model to score with and what identifies it: {version, stage, commit, path}.
 
@@ -60,7 +65,7 @@ def resolve_model(
         found, info = registry.load(stage=stage, version=version, repo=repo)
         return found, {"stage": stage, "commit": None, "path": None, **info}
     path = Path(model or paths.MODEL)
-    found = served.load(path, where="--model")
+    found = served.load(path, where=where)
     # a file outside the registry has no commit: its card names content only (reprotab/model/card.py)
     return found, {"version": local_version(path), "stage": None, "commit": None, "path": str(path)}
 

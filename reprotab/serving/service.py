@@ -401,7 +401,7 @@ def source_of(role: str, *, path: str | None, version: str | None, stage: str | 
         return None
     if len(given) > 1:
         raise UserError(problem(f"--{role}", "give one of " + ", ".join(n for n, _ in given), None))
-    return Source(path=path, version=version, stage=stage)
+    return Source(path=path, version=version, stage=stage, flag=given[0][0])
 
 
 def bind(host: str, port: int) -> socket.socket:

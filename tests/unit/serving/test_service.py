@@ -309,3 +309,17 @@ def test_histograms_observed_at_once_equal_one_observe_per_value():
     exact, summed = samples(one), samples(bulk)
     assert {k: v for k, v in exact.items() if k != "s_sum"} == {k: v for k, v in summed.items() if k != "s_sum"}
     assert summed["s_sum"] == pytest.approx(exact["s_sum"], rel=1e-12)  # only the order of the additions differs
+
+
+def test_a_missing_challenger_file_is_named_by_its_own_option_and_a_missing_log_dir_says_so(tmp_path):
+    from reprotab.errors import UserError
+    from reprotab.serving.deployment import Source, load_served
+    from reprotab.serving.service import source_of
+
+    source = source_of("canary", path=str(tmp_path / "challenger.zip"), version=None, stage=None)
+    assert source is not None
+    with pytest.raises(UserError, match=r"^--canary-model: file not found"):
+        load_served(source)
+    with pytest.raises(UserError, match=r"^--from-log: is not a directory: no prediction log here"):
+        prediction_log.read_rows(tmp_path / "nowhere")
+    assert Source(path="m.zip").flag == "--model"
