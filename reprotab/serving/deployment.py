@@ -182,7 +182,6 @@ class Holder:
         self.status: dict[str, Any] = {"checked": None, "outcome": None, "error": None, "swapped": None}
         self._lock = threading.Lock()
         self._seen: str | None = None  # the fingerprint last acted on (loaded or failed)
-        self._file_versions: dict[str, str] = {}
 
     def _wanted(self) -> dict[str, str | None]:
         """The version each moving role's source names now (None: a stage holding nothing)."""

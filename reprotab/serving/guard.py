@@ -66,8 +66,9 @@ class Buckets:
         return wait
 
 
-def envelope(status: int, error: str, version: str, *, field: str | None = None) -> bytes:
-    return orjson.dumps({"detail": [{"row": None, "field": field, "error": error}], "model_version": version})
+def envelope(error: str, version: str) -> bytes:
+    """The error envelope of a refusal about the whole request."""
+    return orjson.dumps({"detail": [{"row": None, "field": None, "error": error}], "model_version": version})
 
 
 class Guard:
@@ -123,7 +124,7 @@ class Guard:
 
         async def refuse(code: int, kind: str, error: str, extra: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
             self.telemetry.errors.labels(endpoint, kind).inc()
-            body = envelope(code, error, version)
+            body = envelope(error, version)
             headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
             await sending({"type": "http.response.start", "status": code, "headers": headers})
             await sending({"type": "http.response.body", "body": body})

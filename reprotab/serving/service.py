@@ -89,6 +89,7 @@ from reprotab.serving.keys import DEFAULT_FILE, KeyRing
 from reprotab.serving.payload import ApiError, entry, parse_request, read_body, validation_errors
 from reprotab.serving.prediction_log import HASH_ID, PredictionLog, hash_key, keyed_hash
 from reprotab.serving.routing import Served, serve_rows, shadow_rows
+from reprotab.serving.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 __all__ = ["ENDPOINTS", "VERSION_HEADER", "ServiceConfig", "create_app", "main"]
@@ -151,7 +152,7 @@ def create_app(
         else assemble(champion, canary=canary, shadow=shadow, canary_share=config.canary_share)
     )
     schema = deployment.champion.model.schema
-    telemetry = _telemetry(schema.task)
+    telemetry = Telemetry(schema.task)
     prediction_log = config.prediction_log()
     feedback_log = FeedbackLog(Path(config.log_dir) / "feedback", hash_id=id_hasher(config))
     live = LiveScore(schema.task)
@@ -341,12 +342,6 @@ def id_hasher(config: ServiceConfig) -> Callable[[Any], Any] | None:
         return None
     key = hash_key(config.log_dir)
     return lambda value: keyed_hash(key, value)
-
-
-def _telemetry(task: str) -> Any:
-    from reprotab.serving.telemetry import Telemetry
-
-    return Telemetry(task)
 
 
 def describe(holder: Holder, *, config: ServiceConfig, keys: KeyRing | None, live: LiveScore) -> dict[str, Any]:
