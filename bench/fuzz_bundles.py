@@ -4,8 +4,8 @@
                                            [--max-minutes M] [--bases DIR] [--kinds k1,k2]
     .venv/bin/python bench/fuzz_bundles.py --seed 0 --case 1234 --save /tmp/case.zip   # one case again
 
-Nine small real models (LightGBM, XGBoost and random forest; binary, multiclass and regression,
-with calibrators, thresholds, missing indicators, scaling and target encoding among them) are
+Fifteen small real models (LightGBM, XGBoost, random forest, CatBoost and linear; binary, multiclass
+and regression, with calibrators, thresholds, missing indicators, scaling and target encoding among them) are
 trained in memory (a few seconds; `--bases DIR` keeps them, so a later run or a replay uses the
 same bytes). Case i takes the mutation kind `KINDS[i % len(KINDS)]`, and a base model and the
 mutation's details from a generator seeded with (seed, i), so a case is the same bytes in any
@@ -16,15 +16,22 @@ run, on any number of workers. The kinds (details in each `_kind_*` function):
   truncate_member_stale    a member cut short, the manifest's size and sha256 left as they were
   truncate_member_sealed   a member cut short, the manifest's size and sha256 recomputed
   flip_member              bytes flipped inside a member, size and sha256 recomputed
-  tree_index_range         an out-of-range split feature / child index in one tree (all three families)
-  tree_cycle               a child pointing to its own node or an ancestor (some cases: to a later node, a DAG)
+  tree_index_range         an out-of-range split feature / child / split index in one tree (the four tree
+                           families)
+  tree_cycle               a child pointing to its own node or an ancestor (some cases: to a later node, a DAG;
+                           the families with child pointers)
   json_featurizer          JSON-level edits of featurizer.json (delete or add a key, change a type or a
   json_schema              number, lengthen or shorten a list, NaN / Infinity / 1e400 / huge integers),
   json_decision            sha256 recomputed
   json_manifest            the same on manifest.json (which has no digest)
-  json_booster             the same on XGBoost's booster.json and on the forest's header line
+  json_booster             the same on XGBoost's booster.json, CatBoost's catboost.json, the linear
+                           model's linear.json and on the forest's header line
   lightgbm_text            token and line edits of LightGBM's model text (tree_sizes recomputed mostly)
   forest_arrays            special values (NaN, inf, -1, huge) in the forest's node arrays
+  catboost_model           edits of catboost.json where CatBoost's loader trusts it: split indices, leaf and
+                           weight counts, depth, special leaf values and borders, the loss, class labels, bias,
+                           the feature list, categorical or non-symmetric parts, a key given twice
+  linear_arrays            special values, wrong shapes and types, a zero scale, another kind in linear.json
   swap_member              a member from another model (other kind, other family, family renamed too)
   manifest_missing_file    the manifest naming a file the zip lacks (or the zip lacking one)
   extra_member             a member the manifest does not name (or names on top of the family's)
@@ -97,18 +104,28 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 MANIFEST = "manifest.json"
-BOOSTER_MEMBERS = {"lightgbm": "booster.txt", "xgboost": "booster.json", "random_forest": "forest.bin"}
+BOOSTER_MEMBERS = {
+    "lightgbm": "booster.txt",
+    "xgboost": "booster.json",
+    "random_forest": "forest.bin",
+    "catboost": "catboost.json",
+    "linear": "linear.json",
+}
 MAX_MEMBER_BYTES = 1 << 30  # reprotab/model/bundle.py's limits, restated: the fuzzer's expectations
 MAX_JSON_BYTES = 256 << 20
 MAX_RATIO = 200
 DOS_DATE, DOS_TIME = (0 << 9) | (1 << 5) | 1, 0  # 1980-01-01 00:00:00, the bundle's fixed timestamp
 FAILURES = ("crash", "hang", "memory", "wrong_accept")
-FAMILIES = ("lightgbm", "xgboost", "random_forest")
+FAMILIES = ("lightgbm", "xgboost", "random_forest", "catboost", "linear")
+TREE_FAMILIES = ("lightgbm", "xgboost", "random_forest", "catboost")
+LINKED_TREE_FAMILIES = ("lightgbm", "xgboost", "random_forest")  # trees stored as child pointers
 TASK_KINDS = ("binary", "multiclass", "regression")
 SMALL: dict[str, dict[str, Any]] = {  # few, shallow trees: a load takes milliseconds
     "lightgbm": {"n_estimators": 5, "num_leaves": 7, "learning_rate": 0.3, "n_jobs": 1},
     "xgboost": {"n_estimators": 5, "max_depth": 3, "learning_rate": 0.3, "n_jobs": 1},
     "random_forest": {"n_estimators": 4, "max_depth": 5, "min_samples_leaf": 5, "n_jobs": 1},
+    "catboost": {"n_estimators": 5, "depth": 3, "learning_rate": 0.3, "thread_count": 1},
+    "linear": {"alpha": 1.0},
 }
 CALIBRATION = {  # per family and kind; regression has none
     ("lightgbm", "binary"): "sigmoid",
@@ -117,6 +134,10 @@ CALIBRATION = {  # per family and kind; regression has none
     ("lightgbm", "multiclass"): "isotonic",
     ("xgboost", "multiclass"): "sigmoid",
     ("random_forest", "multiclass"): "none",
+    ("catboost", "binary"): "isotonic",
+    ("linear", "binary"): "none",
+    ("catboost", "multiclass"): "none",
+    ("linear", "multiclass"): "sigmoid",
 }
 
 
@@ -124,7 +145,7 @@ CALIBRATION = {  # per family and kind; regression has none
 
 
 def train_bases(rows: int = 600, seed: int = 1) -> dict[str, bytes]:
-    """Nine small real model bundles, `family-kind` → bytes (about 3 s)."""
+    """Fifteen small real model bundles, `family-kind` → bytes (about 4 s)."""
     from reprotab.data.demo import generate
     from reprotab.params.loader import parse_params
     from reprotab.pipeline import run
@@ -701,6 +722,19 @@ def fix_tree_sizes(text: str) -> str:
 
 
 def _kind_tree_index_range(rng: random.Random, parsed: Parsed, data: bytes, bases: dict[str, Parsed]) -> Mutant:
+    if parsed.family == "catboost":  # symmetric trees: a split names its border by index, no child pointers
+        model = json.loads(parsed.member("catboost.json"))
+        k, split = _catboost_split(rng, model)
+        bins = sum(len(feature["borders"]) for feature in model["features_info"]["float_features"])
+        if rng.random() < 0.6:
+            field, value = "split_index", rng.choice((bins, bins + rng.randint(1, 1000), -1, *INT_LIMITS))
+        else:
+            width = parsed.width()
+            field, value = "float_feature_index", rng.choice((width, width + rng.randint(1, 100), -1, *INT_LIMITS))
+        before, split[field] = split[field], value
+        members = replaced(parsed, parsed.booster, dump_json(model))
+        detail = f"tree {k} split {field} {before} -> {value}, resealed"
+        return Mutant(bundle(parsed.manifest, members), detail, "refuse")
     trees = Trees(parsed)
     k = rng.choice(trees.splitting())
     node = rng.choice(trees.internal(k))
@@ -770,6 +804,20 @@ def _kind_json_booster(rng: random.Random, parsed: Parsed, data: bytes, bases: d
         trees = len(model["learner"]["gradient_booster"]["model"]["trees"])
         tree = ["learner", "gradient_booster", "model", "trees", rng.randrange(trees)]
         doc, detail = mutate_json(model, rng, stop=0.15, roots=((), tree, tree, (*tree[:3], "tree_info")))
+        new = dump_json(doc)
+    elif parsed.family == "catboost":  # most edits in one tree, a float feature, the loss or the classes
+        model = json.loads(content)
+        tree = ("oblivious_trees", rng.randrange(len(model["oblivious_trees"])))
+        feature = ("features_info", "float_features", rng.randrange(len(model["features_info"]["float_features"])))
+        info = (
+            "model_info",
+            rng.choice(("params", "class_params") if "class_params" in model["model_info"] else ("params",)),
+        )
+        roots = ((), tree, tree, feature, ("model_info", "params", "loss_function"), info, ("scale_and_bias",))
+        doc, detail = mutate_json(model, rng, stop=0.2, roots=roots)
+        new = dump_json(doc)
+    elif parsed.family == "linear":
+        doc, detail = mutate_json(json.loads(content), rng, stop=0.3)
         new = dump_json(doc)
     else:  # the forest's header line
         line, _, rest = content.partition(b"\n")
@@ -907,6 +955,179 @@ def _kind_forest_arrays(rng: random.Random, parsed: Parsed, data: bytes, bases: 
         notes.append(f"{name}[{index}] = {value}")
     members = replaced(parsed, "forest.bin", line + b"\n" + bytes(out))
     return Mutant(bundle(parsed.manifest, members), "; ".join(notes) + ", resealed", "any")
+
+
+NON_FINITE = (Raw("NaN"), Raw("Infinity"), Raw("-Infinity"), Raw("1e400"), Raw("-1e400"))
+CATBOOST_OPS = (
+    "split_index",
+    "split_feature",
+    "split_border",
+    "leaf_count",
+    "weight_count",
+    "leaf_value",
+    "leaf_value",
+    "weight_negative",
+    "border",
+    "depth",
+    "loss",
+    "classes",
+    "bias",
+    "features",
+    "foreign_part",
+    "duplicate_key",
+)
+
+
+def _catboost_split(rng: random.Random, model: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A random split of a random tree that has one."""
+    trees = [k for k, tree in enumerate(model["oblivious_trees"]) if tree["splits"]]
+    k = rng.choice(trees)
+    return k, rng.choice(model["oblivious_trees"][k]["splits"])
+
+
+def _kind_catboost_model(rng: random.Random, parsed: Parsed, data: bytes, bases: dict[str, Parsed]) -> Mutant:
+    model = json.loads(parsed.member("catboost.json"))
+    trees, features = model["oblivious_trees"], model["features_info"]["float_features"]
+    k = rng.randrange(len(trees))
+    tree = trees[k]
+    op = rng.choice(CATBOOST_OPS)
+    expect, detail = "refuse", ""
+    if op == "split_index":  # in range, but another border than the split names
+        bins = sum(len(feature["borders"]) for feature in features)
+        k, split = _catboost_split(rng, model)
+        value = rng.choice([i for i in range(bins) if i != split["split_index"]] or [bins])
+        detail = f"tree {k} split_index {split['split_index']} -> {value}"
+        split["split_index"] = value
+    elif op == "split_feature":
+        k, split = _catboost_split(rng, model)
+        value = rng.choice([i for i in range(len(features)) if i != split["float_feature_index"]] or [-1])
+        detail = f"tree {k} float_feature_index {split['float_feature_index']} -> {value}"
+        split["float_feature_index"] = value
+    elif op == "split_border":
+        k, split = _catboost_split(rng, model)
+        value = rng.choice((split["border"] + rng.choice((1e-3, -1e-3, 1.0)), *NON_FINITE, "0", None))
+        detail = f"tree {k} border {split['border']} -> {value}"
+        split["border"] = value
+    elif op in ("leaf_count", "weight_count"):
+        name = "leaf_values" if op == "leaf_count" else "leaf_weights"
+        values = tree[name]
+        change = rng.choice(("drop", "add", "double", "empty"))
+        tree[name] = {"drop": values[:-1], "add": [*values, 0.0], "double": values * 2, "empty": []}[change]
+        detail = f"tree {k} {name} {change} ({len(values)} -> {len(tree[name])})"
+    elif op == "leaf_value":
+        i = rng.randrange(len(tree["leaf_values"]))
+        value = rng.choice((*NON_FINITE, 1e308, -1e308, 1e300, 5e-324, 1e6, "1", None, True))
+        expect = "any" if isinstance(value, float) else "refuse"
+        detail = f"tree {k} leaf_values[{i}] {tree['leaf_values'][i]} -> {value}"
+        tree["leaf_values"][i] = value
+    elif op == "weight_negative":
+        i = rng.randrange(len(tree["leaf_weights"]))
+        tree["leaf_weights"][i] = rng.choice((-1.0, -1e-300, Raw("NaN"), -1e308))
+        detail = f"tree {k} leaf_weights[{i}] -> {tree['leaf_weights'][i]}"
+    elif op == "border":
+        i = rng.choice([j for j, feature in enumerate(features) if feature["borders"]])
+        borders = features[i]["borders"]
+        j = rng.randrange(len(borders))
+        if len(borders) > 1 and rng.random() < 0.4:  # no longer increasing
+            borders[j], borders[j - 1] = borders[j - 1], borders[j]
+            detail = f"float feature {i} borders {j - 1} and {j} swapped"
+        else:
+            borders[j] = rng.choice((*NON_FINITE, 1e39, -1e39, 3.5e38))
+            detail = f"float feature {i} borders[{j}] -> {borders[j]}"
+    elif op == "depth":
+        splits = tree["splits"] or [_catboost_split(rng, model)[1]]
+        count = rng.choice((len(tree["splits"]) + 1, 17, 40))
+        tree["splits"] = [copy.deepcopy(splits[i % len(splits)]) for i in range(count)]
+        detail = f"tree {k} given {count} splits, leaves kept"
+    elif op == "loss":
+        loss = model["model_info"]["params"]["loss_function"]
+        others = {"binary": ("RMSE", "MultiClass"), "multiclass": ("Logloss", "RMSE"), "regression": ("Logloss",)}
+        value = rng.choice((*others[parsed.kind], "Poisson", "MultiClassOneVsAll", "RMSEWithUncertainty", "", "rmse"))
+        detail = f"loss {loss['type']} -> {value}"
+        loss["type"] = value
+    elif op == "classes":
+        if parsed.kind == "regression":
+            model["model_info"]["class_params"] = {"class_names": [0, 1], "class_label_type": "Integer"}
+            detail = "class_params added to a regressor"
+        else:
+            classes = model["model_info"]["class_params"]
+            key = rng.choice(("class_names", "class_to_label"))
+            classes[key] = rng.choice((classes[key][:-1], [*classes[key], len(classes[key])], classes[key][::-1]))
+            detail = f"class_params {key} -> {classes[key]}"
+    elif op == "bias":
+        bias = model["scale_and_bias"][1]
+        model["scale_and_bias"][1] = rng.choice((bias[:-1], [*bias, 0.0], []))
+        detail = f"bias {bias} -> {model['scale_and_bias'][1]}"
+    elif op == "features":
+        if rng.random() < 0.5:
+            features.pop(rng.randrange(len(features)))
+            detail = "a float feature dropped"
+        else:
+            features.append({**copy.deepcopy(features[-1]), "feature_index": len(features)})
+            features[-1]["flat_feature_index"] = len(features) - 1
+            detail = "a float feature added"
+    elif op == "foreign_part":
+        part = rng.choice(("ctr_data", "trees", "categorical_features", "text_features"))
+        if part in ("ctr_data", "trees"):
+            model[part] = {} if part == "ctr_data" else copy.deepcopy(trees)
+            if part == "trees" and rng.random() < 0.5:
+                del model["oblivious_trees"]
+        else:
+            model["features_info"][part] = [{"feature_index": 0, "flat_feature_index": 0, "feature_id": ""}]
+        detail = f"{part} added"
+    else:  # a key twice: Python reads the second, another parser may read the first
+        text = parsed.member("catboost.json").decode()
+        key = rng.choice(('"leaf_values":', '"split_index":', '"borders":', '"type":'))
+        at = rng.choice([m.start() for m in re.finditer(re.escape(key), text)])
+        twin = {'"leaf_values":': "[0.5],", '"split_index":': "0,", '"borders":': "[],", '"type":': '"RMSE",'}[key]
+        mutated = text[:at] + key + twin + text[at:]
+        members = replaced(parsed, parsed.booster, mutated.encode())
+        return Mutant(bundle(parsed.manifest, members), f"{key} given twice, resealed", "refuse")
+    members = replaced(parsed, parsed.booster, dump_json(model))
+    return Mutant(bundle(parsed.manifest, members), f"{op}: {detail}, resealed", expect)
+
+
+def _kind_linear_arrays(rng: random.Random, parsed: Parsed, data: bytes, bases: dict[str, Parsed]) -> Mutant:
+    model = json.loads(parsed.member("linear.json"))
+    op = rng.choice(("value", "value", "scale", "shape", "shape", "kind", "type"))
+    name = rng.choice(("mean", "scale", "coef", "intercept"))
+    row = model["coef"][rng.randrange(len(model["coef"]))] if name == "coef" else model[name]
+    i = rng.randrange(len(row))
+    expect = "refuse"
+    if op == "value":
+        value = rng.choice((*NON_FINITE, 1e308, -1e308, 1e300, 1e30, 5e-324, -0.0))
+        expect = "any" if isinstance(value, float) else "refuse"
+        detail = f"{name}[{i}] {row[i]} -> {value}"
+        row[i] = value
+    elif op == "scale":
+        i = rng.randrange(len(model["scale"]))
+        value = rng.choice((0.0, -0.0, -1.0, -1e-300, 5e-324, 1e300))
+        expect = "any" if value > 0 else "refuse"
+        detail = f"scale[{i}] {model['scale'][i]} -> {value}"
+        model["scale"][i] = value
+    elif op == "shape":
+        change = rng.choice(("drop", "add", "row_drop", "row_add", "flatten"))
+        if change == "drop":
+            row.pop(i)
+        elif change == "add":
+            row.insert(i, 0.0)
+        elif change == "row_drop":
+            model["coef"].pop()
+        elif change == "row_add":
+            model["coef"].append(list(model["coef"][0]))
+        else:
+            model["coef"] = model["coef"][0]
+        detail = f"{change} ({name})"
+    elif op == "kind":
+        value = rng.choice([k for k in ("binary", "multiclass", "regression", "", None) if k != parsed.kind])
+        detail = f"kind {model['kind']} -> {value}"
+        model["kind"] = value
+    else:
+        value = rng.choice((1, 0, True, "1.0", None, [1.0], Raw("1" * 400)))
+        detail = f"{name}[{i}] {row[i]} -> {value}"
+        row[i] = value
+    members = replaced(parsed, parsed.booster, dump_json(model))
+    return Mutant(bundle(parsed.manifest, members), f"{op}: {detail}, resealed", expect)
 
 
 def _kind_swap_member(rng: random.Random, parsed: Parsed, data: bytes, bases: dict[str, Parsed]) -> Mutant:
@@ -1145,15 +1366,17 @@ KINDS: dict[str, tuple[Mutator, tuple[str, ...]]] = {  # kind → mutator, famil
     "truncate_member_stale": (_kind_truncate_member_stale, FAMILIES),
     "truncate_member_sealed": (_kind_truncate_member_sealed, FAMILIES),
     "flip_member": (_kind_flip_member, FAMILIES),
-    "tree_index_range": (_kind_tree_index_range, FAMILIES),
-    "tree_cycle": (_kind_tree_cycle, FAMILIES),
+    "tree_index_range": (_kind_tree_index_range, TREE_FAMILIES),
+    "tree_cycle": (_kind_tree_cycle, LINKED_TREE_FAMILIES),
     "json_featurizer": (_kind_json_featurizer, FAMILIES),
     "json_schema": (_kind_json_schema, FAMILIES),
     "json_decision": (_kind_json_decision, FAMILIES),
     "json_manifest": (_kind_json_manifest, FAMILIES),
-    "json_booster": (_kind_json_booster, ("xgboost", "random_forest")),
+    "json_booster": (_kind_json_booster, ("xgboost", "random_forest", "catboost", "linear")),
     "lightgbm_text": (_kind_lightgbm_text, ("lightgbm",)),
     "forest_arrays": (_kind_forest_arrays, ("random_forest",)),
+    "catboost_model": (_kind_catboost_model, ("catboost",)),
+    "linear_arrays": (_kind_linear_arrays, ("linear",)),
     "swap_member": (_kind_swap_member, FAMILIES),
     "manifest_missing_file": (_kind_manifest_missing_file, FAMILIES),
     "extra_member": (_kind_extra_member, FAMILIES),

@@ -19,6 +19,7 @@ from reprotab.model.card import ModelCard
 from reprotab.model.schema import Schema
 from reprotab.model.served import TabularModel
 from reprotab.params.loader import Params
+from reprotab.params.names import ENSEMBLE
 from reprotab.train.run import frame_splits, run_train
 from reprotab.tune.best import BestParams
 from reprotab.tune.report import no_search
@@ -34,6 +35,7 @@ class Run:
     splits: dict[str, pd.DataFrame]
     training: dict[str, Any] = field(default_factory=dict)  # train's summary (sampler, threshold, ...)
     tuned: dict[str, Any] = field(default_factory=dict)  # tune's best params ({} with tuner none)
+    tune_record: dict[str, Any] = field(default_factory=dict)  # what tune would write as models/best_params.json
     family: str = ""  # the model family fitted (with model auto, the one tune chose)
     card: ModelCard | None = None  # what train would write as models/model.json
 
@@ -48,8 +50,27 @@ def tune_best(*, splits: dict[str, pd.DataFrame], schema: Schema, params: Params
     search, spaces, name = tuning.plan(
         train=splits["train"], validation=splits["validation"], schema=schema, params=params
     )
-    study = tuning.run(search=search, tuner=params.tuner, spaces=spaces, config=params.tune, storage=None, name=name)
-    return tuning.best_result(study, search=search)
+    predictions: dict | None = {} if params.model == ENSEMBLE else None
+    study = tuning.run(
+        search=search,
+        tuner=params.tuner,
+        spaces=spaces,
+        config=params.tune,
+        storage=None,
+        name=name,
+        predictions=predictions,
+    )
+    from reprotab.tune import confirm
+
+    best = confirm.result(
+        study,
+        search=search,
+        predictions=predictions,
+        train=splits["train"],
+        validation=splits["validation"],
+        params=params,
+    )
+    return tuning.result_record(best, params=params, search=search, name=name, study_file="in memory")
 
 
 def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...] = ("validation", "test")) -> Run:
@@ -65,6 +86,7 @@ def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...]
         splits=splits,
         training=trained.summary,
         tuned=dict(best.params),
+        tune_record=best.to_dict(),
         family=trained.family,
         card=trained.card,
     )

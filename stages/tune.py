@@ -8,7 +8,9 @@ Params  tuner, model, metric, seed, tune, hyperparameters, featurize, sampler, s
 
 `tuner: none` searches nothing and says so; train then uses `hyperparameters.<model>` as
 given. With `model: auto` the search also chooses the family; best_params.json names it and
-train fits it. How the search works is in reprotab/tune/search.py. A second worker (another shell or
+train fits it. With `model: ensemble` it keeps every trial's out-of-fold predictions and chooses
+a weighted blend of the best trials (reprotab/tune/blend.py); best_params.json lists the members
+and train fits each. How the search works is in reprotab/tune/search.py. A second worker (another shell or
 machine with the same params, data and a shared `tune.storage`) joins a running search with
 `python -m stages.tune --worker`: it adds trials and writes nothing else.
 """
@@ -25,6 +27,7 @@ from reprotab import paths
 from reprotab.data.tables import read_json
 from reprotab.model.schema import Schema
 from reprotab.params.loader import load_stage_params
+from reprotab.params.names import ENSEMBLE
 from reprotab.runner import stage_main
 from reprotab.tune import report as tune_report
 from reprotab.tune.best import BestParams
@@ -56,19 +59,34 @@ def main(argv: list[str] | None = None) -> None:
     from reprotab.tune import search as tuning  # imports Optuna: only when a search runs
 
     prepared = Path(args.prepared)
+    train, validation = pd.read_parquet(prepared / "train.parquet"), pd.read_parquet(prepared / "validation.parquet")
     search, spaces, name = tuning.plan(
-        train=pd.read_parquet(prepared / "train.parquet"),
-        validation=pd.read_parquet(prepared / "validation.parquet"),
+        train=train,
+        validation=validation,
         schema=Schema.from_dict(read_json(prepared / "schema.json")),
         params=params,
     )
     Path(args.study).parent.mkdir(parents=True, exist_ok=True)
     storage = tuning.open_storage(params.tune.storage, args.study)
-    study = tuning.run(search=search, tuner=params.tuner, spaces=spaces, config=params.tune, storage=storage, name=name)
+    blending = params.model == ENSEMBLE and not args.worker
+    predictions: dict | None = {} if blending else None  # each trial's out-of-fold predictions (model ensemble)
+    study = tuning.run(
+        search=search,
+        tuner=params.tuner,
+        spaces=spaces,
+        config=params.tune,
+        storage=storage,
+        name=name,
+        predictions=predictions,
+    )
     if args.worker:
         log.info("worker done; the study holds %d trials", len(study.trials))
         return
-    best = tuning.best_result(study, search=search)
+    from reprotab.tune import confirm
+
+    best = confirm.result(
+        study, search=search, predictions=predictions, train=train, validation=validation, params=params
+    )
     record = tuning.result_record(best, params=params, search=search, name=name, study_file=args.study)
     BestParams.from_dict(record).write(args.out)
     tune_report.write_reports(

@@ -1,14 +1,15 @@
 """The fitted estimator of each model family in its own format, checked before the library sees it.
 
 One `Booster` class per family name, an allow-list kept here: the bundle names the family, and
-only these three loaders can run. Each stores its estimator in the library's native format or as
-plain arrays, never a pickle: LightGBM as its model text, XGBoost as its JSON model, the random
-forest as node arrays rebuilt into scikit-learn trees. Before a model reaches the library every
-tree is checked: node, child and feature indices in range, children after their parent (so no
-walk can loop), leaf values finite, the objective one the task allows, the feature count the
+only these loaders can run. Each stores its estimator in the library's native format or as plain
+arrays, never a pickle: LightGBM as its model text, XGBoost and CatBoost as their JSON models, the
+random forest as node arrays rebuilt into scikit-learn trees, the linear model as four arrays of
+JSON numbers. Before a model reaches the library every tree is checked: node, child, split and
+feature indices in range, children after their parent (so no walk can loop), as many leaves as
+the depth implies, leaf values finite, the objective one the task allows, the feature count the
 featurizer's width. LightGBM and XGBoost both have open reports of out-of-bounds reads on crafted
-model files; a bundle that fails a check is refused with a `BoosterError` before any parsing by
-the library.
+model files, and CatBoost's JSON loader trusts every index and count it reads; a bundle that fails
+a check is refused with a `BoosterError` before any parsing by the library.
 
 `predict(matrix)` scores a float32 row-major matrix: class probabilities (n × classes) for a
 classifier, values for a regressor, exactly what the library's scikit-learn wrapper returns. Small
@@ -18,17 +19,22 @@ batches use every core.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import os
 import re
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 WALK_ALL_TREES_UP_TO = 16  # rows up to which a forest walks all its trees at once (ForestBooster._walk)
 THREADED_FROM = 500  # rows from which a prediction uses every core (measured on 2 cores: 1,000 rows 7.5 → 4.6 ms)
+MAX_SCORE = 1e300  # bound on a model's summed leaf values or linear score: no prediction overflows to inf
 _KEY = re.compile(r"^([A-Za-z_]+)=(.*)$")
 
 
@@ -59,6 +65,10 @@ class Booster:
     def size(self) -> int:
         """Trees or boosting rounds."""
         raise NotImplementedError
+
+    def libraries(self) -> tuple[str, ...]:
+        """Packages the manifest records besides every bundle's (reprotab/model/served.py LIBRARIES)."""
+        return ()
 
     def to_bytes(self) -> bytes:
         raise NotImplementedError
@@ -680,4 +690,455 @@ def _rebuild_forest(trees: list[Any], params: dict[str, Any], kind: str, n_class
     return forest
 
 
-BOOSTERS: dict[str, type[Booster]] = {b.family: b for b in (LightGBMBooster, XGBoostBooster, ForestBooster)}
+# ---- CatBoost -------------------------------------------------------------------------------------
+
+CATBOOST_LOSSES = {  # regression: losses whose prediction is the raw sum (Poisson and Tweedie exponentiate it)
+    "binary": ("Logloss", "CrossEntropy"),
+    "multiclass": ("MultiClass",),
+    "regression": ("RMSE", "MAE", "Quantile", "Expectile", "Huber", "LogCosh", "Lq", "MAPE"),
+}
+CATBOOST_MAX_BYTES = 1 << 30
+CATBOOST_MAX_DEPTH = 16  # CatBoost's own limit for symmetric trees
+CATBOOST_MAX_BORDERS = 65535  # CatBoost's limit on a float feature's border_count
+CATBOOST_VOLATILE = ("model_guid", "train_finish_time")  # differ between two equal fits: dropped so a model reproduces
+CATBOOST_INFO = {"catboost_version_info", "class_params", "output_options", "params", "training"}
+CATBOOST_FEATURE = {"borders", "feature_id", "feature_index", "flat_feature_index", "has_nans", "nan_value_treatment"}
+CATBOOST_SPLIT = {"border", "float_feature_index", "split_index", "split_type"}
+
+
+class CatBoostBooster(Booster):
+    """CatBoost's JSON model (`save_model(format="json")`) without the fields that change from fit to
+    fit. CatBoost loads JSON only from a file, and only JSON re-written by Python from the checked
+    document: its parser never sees a duplicate key or a number the checks read differently."""
+
+    family, member = "catboost", "catboost.json"
+
+    def libraries(self) -> tuple[str, ...]:
+        return ("catboost",)
+
+    def __init__(self, native: Any, *, kind: str, n_classes: int, n_features: int, data: bytes) -> None:
+        super().__init__(native, kind=kind, n_classes=n_classes, n_features=n_features)
+        self._data = data
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        threads = 1 if len(matrix) < THREADED_FROM else -1
+        if self.classification:
+            return np.asarray(self.native.predict_proba(matrix, thread_count=threads), dtype=float)
+        return np.asarray(self.native.predict(matrix, thread_count=threads), dtype=float)
+
+    def importances(self) -> np.ndarray:
+        return np.asarray(self.native.get_feature_importance(), dtype=float)  # the wrapper's: shares summing to 100
+
+    def size(self) -> int:
+        return int(self.native.tree_count_)
+
+    def to_bytes(self) -> bytes:
+        return self._data  # the bytes it was checked and loaded from (CatBoost's own JSON writer drifts on reload)
+
+    @classmethod
+    def from_estimator(cls, estimator: Any, *, kind: str, n_classes: int, n_features: int) -> Booster:
+        with tempfile.TemporaryDirectory(prefix="reprotab-catboost-") as folder:
+            path = Path(folder) / "model.json"
+            estimator.save_model(str(path), format="json")  # use_best_model already cut it to the kept rounds
+            model = _strict_json(path.read_bytes(), "CatBoost model")
+        info = model.get("model_info") if isinstance(model, dict) else None
+        if isinstance(info, dict):
+            for key in CATBOOST_VOLATILE:
+                info.pop(key, None)
+        return cls.from_bytes(_catboost_text(model), kind=kind, n_classes=n_classes, n_features=n_features)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, kind: str, n_classes: int, n_features: int) -> Booster:
+        if len(data) > CATBOOST_MAX_BYTES:
+            raise BoosterError(f"CatBoost model is larger than {CATBOOST_MAX_BYTES} bytes")
+        model = _strict_json(data, "CatBoost model")
+        check_catboost(model, kind=kind, n_classes=n_classes, n_features=n_features)
+        import catboost
+
+        native = (catboost.CatBoostClassifier if kind != "regression" else catboost.CatBoostRegressor)()
+        probe = np.zeros((1, n_features), dtype=np.float32)
+        try:
+            with tempfile.TemporaryDirectory(prefix="reprotab-catboost-") as folder:
+                path = Path(folder) / "model.json"
+                path.write_bytes(_catboost_text(model))
+                native.load_model(str(path), format="json")
+            # CatBoost reads some of the model (the loss, the class labels) only when it predicts
+            shape = np.shape(
+                native.predict_proba(probe, thread_count=1) if kind != "regression" else native.predict(probe)
+            )
+        except catboost.CatBoostError as exc:
+            raise BoosterError(f"CatBoost refused the model ({str(exc).splitlines()[0][:200]})") from None
+        if shape != ((1, n_classes) if kind != "regression" else (1,)):
+            raise BoosterError(f"CatBoost predicts shape {shape} for one row of a {kind} model")
+        return cls(native, kind=kind, n_classes=n_classes, n_features=n_features, data=bytes(data))
+
+
+def _catboost_text(model: Any) -> bytes:
+    """The JSON CatBoost reads: UTF-8 unescaped (its parser misreads an escaped lone surrogate)."""
+    return json.dumps(model, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def _strict_json(data: bytes, what: str) -> Any:
+    """JSON as UTF-8 with no key twice and only finite numbers: what a second parser reads the same."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found = dict(pairs)
+        if len(found) != len(pairs):
+            raise BoosterError(f"{what} names a key twice")
+        return found
+
+    try:
+        return json.loads(
+            data.decode("utf-8"), object_pairs_hook=unique, parse_constant=_no_constant, parse_float=_finite
+        )
+    except BoosterError:
+        raise
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BoosterError(f"{what} is not JSON") from None
+
+
+def _no_constant(value: str) -> Any:
+    raise ValueError(f"{value} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not np.isfinite(value):  # 1e400: Python reads inf, another parser may not
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
+_UNSAFE_TEXT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+
+
+def _check_text(model: Any, what: str) -> None:
+    """No key or string with a control character (newline and tab aside) or a lone surrogate:
+    text that JSON parsers read differently, or that no UTF-8 writer can write."""
+    stack = [model]
+    while stack:  # not recursive: a deeply nested document cannot exhaust the stack
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack += [*node.keys(), *node.values()]
+        elif isinstance(node, list):
+            stack += node
+        elif isinstance(node, str) and _UNSAFE_TEXT.search(node):
+            raise BoosterError(f"{what} holds text with a control character or a lone surrogate")
+
+
+def _is_number(value: Any) -> bool:
+    """A JSON number that is a float64 as written (no bool, no integer past 2**53)."""
+    return type(value) is float or (type(value) is int and abs(value) <= 2**53)
+
+
+def _catboost_numbers(raw: Any, count: int, where: str) -> np.ndarray:
+    if not isinstance(raw, list) or len(raw) != count or not all(map(_is_number, raw)):
+        raise BoosterError(f"CatBoost {where} must be a list of numbers, {count} long")
+    values = np.asarray(raw, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise BoosterError(f"CatBoost {where} must be finite")
+    return values
+
+
+def check_catboost(model: Any, *, kind: str, n_classes: int, n_features: int) -> None:
+    """Every structural fact CatBoost's JSON loader trusts, checked (BoosterError if one fails)."""
+    if not isinstance(model, dict) or set(model) != {
+        "features_info",
+        "model_info",
+        "oblivious_trees",
+        "scale_and_bias",
+    }:
+        if isinstance(model, dict) and "trees" in model:
+            raise BoosterError("CatBoost model must have symmetric trees (grow_policy SymmetricTree)")
+        raise BoosterError(
+            "CatBoost model must hold exactly features_info, model_info, oblivious_trees and scale_and_bias"
+        )
+    _check_text(model, "CatBoost model")
+    _check_catboost_info(model["model_info"], kind=kind, n_classes=n_classes)
+    bins = _catboost_bins(model["features_info"], n_features)
+    trees = model["oblivious_trees"]
+    if not isinstance(trees, list) or not 1 <= len(trees) <= 1 << 20:
+        raise BoosterError("CatBoost oblivious_trees must be a list of 1 to 1048576 trees")
+    dimension = n_classes if kind == "multiclass" else 1
+    reach = sum(_check_catboost_tree(tree, k, bins, dimension) for k, tree in enumerate(trees))
+    scale_and_bias = model["scale_and_bias"]
+    if not isinstance(scale_and_bias, list) or len(scale_and_bias) != 2:
+        raise BoosterError("CatBoost scale_and_bias must be [scale, [bias, ...]]")
+    if not _is_number(scale_and_bias[0]):
+        raise BoosterError("CatBoost scale must be a number")
+    scale = float(scale_and_bias[0])
+    bias = _catboost_numbers(scale_and_bias[1], dimension, "bias")
+    if not abs(scale) * reach + np.abs(bias).max() <= MAX_SCORE:
+        raise BoosterError("CatBoost leaf values are too large for a finite prediction")
+
+
+def _check_catboost_info(info: Any, *, kind: str, n_classes: int) -> None:
+    """The loss (which decides what predict returns) one the task uses, the class labels 0..n-1."""
+    if not isinstance(info, dict) or "params" not in info or not set(info) <= CATBOOST_INFO:
+        raise BoosterError(f"CatBoost model_info must hold params and nothing but {sorted(CATBOOST_INFO)}")
+    if any(
+        not isinstance(info[key], str) for key in ("catboost_version_info", "output_options", "training") if key in info
+    ):
+        raise BoosterError("CatBoost model_info catboost_version_info, output_options and training must be text")
+    params = info["params"]
+    loss = params.get("loss_function") if isinstance(params, dict) else None
+    if (
+        not isinstance(loss, dict)
+        or set(loss) != {"type", "params"}
+        or not isinstance(loss["params"], dict)
+        or not all(isinstance(value, str) for value in loss["params"].values())
+    ):
+        raise BoosterError("CatBoost model_info params must give loss_function as its type and text params")
+    if loss["type"] not in CATBOOST_LOSSES[kind]:
+        raise BoosterError(f"CatBoost loss function {loss['type']!r} is not one a {kind} model uses")
+    if kind == "regression":
+        if "class_params" in info:
+            raise BoosterError("CatBoost class_params apply to classifiers only")
+        return
+    classes, expected = info.get("class_params"), list(range(n_classes))
+    if (
+        not isinstance(classes, dict)
+        or not set(classes) <= {"class_label_type", "class_names", "class_to_label", "classes_count"}
+        or classes.get("class_label_type") != "Integer"
+        or not all(
+            isinstance(labels, list) and all(type(c) is int for c in labels) and labels == expected
+            for labels in (classes.get("class_names"), classes.get("class_to_label", expected))
+        )
+        or classes.get("classes_count", 0) not in (0, n_classes)
+        or type(classes.get("classes_count", 0)) is not int
+    ):
+        raise BoosterError(f"CatBoost class_params must name the integer classes 0 to {n_classes - 1}")
+
+
+def _catboost_bins(info: Any, n_features: int) -> list[tuple[int, Any]]:
+    """The float features' (feature, border) pairs in CatBoost's order: what a split_index indexes."""
+    if not isinstance(info, dict) or set(info) != {"float_features"}:
+        raise BoosterError("CatBoost features_info must hold float features only (no categorical or CTR features)")
+    features = info["float_features"]
+    if not isinstance(features, list) or len(features) != n_features:
+        raise BoosterError(f"CatBoost model must have {n_features} float features (the featurizer's width)")
+    bins: list[tuple[int, Any]] = []
+    for i, feature in enumerate(features):
+        where = f"float feature {i}"
+        if not isinstance(feature, dict) or not CATBOOST_FEATURE <= set(feature) <= CATBOOST_FEATURE | {"feature_name"}:
+            raise BoosterError(f"CatBoost {where}: unknown or missing keys")
+        if any(type(feature[key]) is not int or feature[key] != i for key in ("feature_index", "flat_feature_index")):
+            raise BoosterError(f"CatBoost {where}: feature_index and flat_feature_index must be {i}")
+        if (
+            type(feature["has_nans"]) is not bool
+            or feature["nan_value_treatment"] not in ("AsIs", "AsFalse", "AsTrue")
+            or not all(isinstance(feature.get(key, ""), str) for key in ("feature_id", "feature_name"))
+        ):
+            raise BoosterError(f"CatBoost {where}: has_nans, nan_value_treatment or its name is not valid")
+        borders = feature["borders"]
+        if not isinstance(borders, list) or len(borders) > CATBOOST_MAX_BORDERS:
+            raise BoosterError(f"CatBoost {where}: borders must be a list of at most {CATBOOST_MAX_BORDERS}")
+        values = _catboost_numbers(borders, len(borders), f"{where} borders")
+        if np.any(np.abs(values) > np.finfo(np.float32).max) or np.any(np.diff(values) <= 0):  # CatBoost reads float32
+            raise BoosterError(f"CatBoost {where}: borders must be increasing float32 numbers")
+        bins += [(i, border) for border in borders]
+    return bins
+
+
+def _check_catboost_tree(tree: Any, k: int, bins: list[tuple[int, Any]], dimension: int) -> float:
+    """One symmetric tree; returns its largest leaf value's magnitude."""
+    where = f"tree {k}"
+    if not isinstance(tree, dict) or set(tree) != {"leaf_values", "leaf_weights", "splits"}:
+        raise BoosterError(f"CatBoost {where}: must hold exactly leaf_values, leaf_weights and splits")
+    splits = tree["splits"]
+    if not isinstance(splits, list) or len(splits) > CATBOOST_MAX_DEPTH:
+        raise BoosterError(f"CatBoost {where}: splits must be a list of at most {CATBOOST_MAX_DEPTH} (its depth)")
+    for split in splits:
+        if not isinstance(split, dict) or set(split) != CATBOOST_SPLIT or split["split_type"] != "FloatFeature":
+            raise BoosterError(
+                f"CatBoost {where}: every split must be a float feature's (no categorical or CTR splits)"
+            )
+        index = split["split_index"]
+        if type(index) is not int or not 0 <= index < len(bins):
+            raise BoosterError(f"CatBoost {where}: a split index is out of range")
+        feature, border = split["float_feature_index"], split["border"]
+        if type(feature) is not int or not _is_number(border) or (feature, border) != bins[index]:
+            raise BoosterError(f"CatBoost {where}: a split's feature and border are not those of its split index")
+    leaves = 1 << len(splits)
+    values = _catboost_numbers(tree["leaf_values"], leaves * dimension, f"{where} leaf_values")
+    weights = _catboost_numbers(tree["leaf_weights"], leaves, f"{where} leaf_weights")
+    if np.any(weights < 0):
+        raise BoosterError(f"CatBoost {where} leaf_weights must not be negative")
+    return float(np.abs(values).max())
+
+
+# ---- linear ---------------------------------------------------------------------------------------
+
+
+class LinearBooster(Booster):
+    """A linear model (reprotab/train/linear.py): `linear.json` holds its kind and its mean, scale,
+    coef and intercept as JSON numbers (Python writes a float64's shortest repr and reads it back
+    exactly), nothing else; loading sets them on a new estimator, so it predicts with the same
+    arithmetic. The kind is stored because a binary and a regression model have the same shapes."""
+
+    family, member = "linear", "linear.json"
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):  # the sigmoid of a very negative score: exp overflows to 0, as fitted
+            if self.classification:
+                return np.asarray(self.native.predict_proba(matrix), dtype=float)
+            return np.asarray(self.native.predict(matrix), dtype=float)
+
+    def importances(self) -> np.ndarray:
+        return np.asarray(self.native.feature_importances_, dtype=float)
+
+    def size(self) -> int:
+        return 1
+
+    def to_bytes(self) -> bytes:
+        arrays = {"mean": self.native.mean_, "scale": self.native.scale_}
+        arrays |= {"coef": self.native.coef_, "intercept": self.native.intercept_}
+        lists = {name: np.asarray(values, dtype=np.float64).tolist() for name, values in arrays.items()}
+        return json.dumps({"kind": self.kind, **lists}, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+    @classmethod
+    def from_estimator(cls, estimator: Any, *, kind: str, n_classes: int, n_features: int) -> Booster:
+        plain = cls(estimator, kind=kind, n_classes=n_classes, n_features=n_features)
+        return cls.from_bytes(plain.to_bytes(), kind=kind, n_classes=n_classes, n_features=n_features)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, kind: str, n_classes: int, n_features: int) -> Booster:
+        arrays = check_linear(_strict_json(data, "linear model"), kind=kind, n_classes=n_classes, n_features=n_features)
+        from reprotab.train.linear import LinearClassifier, LinearRegressor
+
+        native = LinearClassifier() if kind != "regression" else LinearRegressor()
+        native.mean_, native.scale_ = arrays["mean"], arrays["scale"]
+        native.coef_, native.intercept_ = arrays["coef"], arrays["intercept"]
+        native.n_features_in_ = n_features
+        if kind != "regression":
+            native.classes_ = np.arange(n_classes)
+        return cls(native, kind=kind, n_classes=n_classes, n_features=n_features)
+
+
+def _linear_floats(raw: Any, count: int, where: str) -> np.ndarray:
+    if not isinstance(raw, list) or len(raw) != count or not all(type(v) is float for v in raw):
+        raise BoosterError(f"linear model {where} must be a list of floats, {count} long")
+    values = np.array(raw, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise BoosterError(f"linear model {where} must be finite")
+    return values
+
+
+def check_linear(model: Any, *, kind: str, n_classes: int, n_features: int) -> dict[str, np.ndarray]:
+    """The kind, and four arrays of the shapes it needs (one row of coefficients, or one per class
+    for multiclass), finite, scale positive, and small enough that no score overflows."""
+    from reprotab.train.linear import STANDARD_CLIP
+
+    if not isinstance(model, dict) or set(model) != {"coef", "intercept", "kind", "mean", "scale"}:
+        raise BoosterError("linear model must be a JSON object with exactly kind, coef, intercept, mean and scale")
+    if model["kind"] != kind:
+        raise BoosterError(f"linear model is for {str(model['kind'])[:40]!r}, not a {kind} model")
+    rows = n_classes if kind == "multiclass" else 1
+    coef = model["coef"]
+    if not isinstance(coef, list) or len(coef) != rows:
+        raise BoosterError(
+            f"linear model coef must be {rows} × {n_features} floats (classes × features) for a {kind} model"
+        )
+    arrays = {
+        "mean": _linear_floats(model["mean"], n_features, "mean"),
+        "scale": _linear_floats(model["scale"], n_features, "scale"),
+        "coef": np.array([_linear_floats(row, n_features, f"coef row {k}") for k, row in enumerate(coef)]),
+        "intercept": _linear_floats(model["intercept"], rows, "intercept"),
+    }
+    arrays["coef"] = arrays["coef"].reshape(rows, n_features)
+    if not np.all(arrays["scale"] > 0):
+        raise BoosterError("linear model scale must be positive")
+    with np.errstate(over="ignore"):
+        reach = STANDARD_CLIP * np.abs(arrays["coef"]).sum(axis=1) + np.abs(arrays["intercept"])
+    if not np.all(reach <= MAX_SCORE):  # standardised values are clipped: this bounds every score
+        raise BoosterError("linear model coef and intercept are too large for a finite score")
+    return arrays
+
+
+# ---- an ensemble of the above ---------------------------------------------------------------------
+
+ENSEMBLE_MAX_MEMBERS = 50  # reprotab/train/ensemble.py MAX_MEMBERS
+
+
+class EnsembleBooster(Booster):
+    """A weighted blend of other families' boosters (`model: ensemble`). One JSON member lists each
+    member's family, weight and stored model (base64 of that family's own format); each member
+    goes through its own family's checks and loader, and an ensemble cannot hold an ensemble."""
+
+    family, member = "ensemble", "ensemble.json"
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        members = iter(self.native)
+        booster, weight = next(members)
+        total = weight * np.asarray(booster.predict(matrix), dtype=float)
+        for booster, weight in members:
+            total += weight * np.asarray(booster.predict(matrix), dtype=float)
+        return total
+
+    def importances(self) -> np.ndarray:
+        """Each member's importances as shares of their total, weighted by the member's weight."""
+        total = np.zeros(self.n_features)
+        for booster, weight in self.native:
+            values = np.asarray(booster.importances(), dtype=float)
+            scale = values.sum()
+            total += weight * (values / scale if scale > 0 else values)
+        return total
+
+    def size(self) -> int:
+        return sum(booster.size() for booster, _ in self.native)
+
+    def libraries(self) -> tuple[str, ...]:
+        return tuple(sorted({name for booster, _ in self.native for name in booster.libraries()}))
+
+    def to_bytes(self) -> bytes:
+        members = [
+            {"family": b.family, "weight": w, "model": base64.b64encode(b.to_bytes()).decode("ascii")}
+            for b, w in self.native
+        ]
+        return json.dumps({"members": members}, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_estimator(cls, estimator: Any, *, kind: str, n_classes: int, n_features: int) -> Booster:
+        shape: dict[str, Any] = {"kind": kind, "n_classes": n_classes, "n_features": n_features}
+        fitted = zip(estimator.families_, estimator.estimators_, estimator.weights_, strict=True)
+        members = [(BOOSTERS[family].from_estimator(one, **shape), float(weight)) for family, one, weight in fitted]
+        return cls(members, **shape)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, kind: str, n_classes: int, n_features: int) -> Booster:
+        try:
+            raw = json.loads(data)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise BoosterError("ensemble is not JSON") from None
+        members = raw.get("members") if isinstance(raw, dict) else None
+        if not isinstance(members, list) or not 1 <= len(members) <= ENSEMBLE_MAX_MEMBERS or set(raw) != {"members"}:
+            raise BoosterError(f"ensemble must hold 'members' only: a list of 1 to {ENSEMBLE_MAX_MEMBERS}")
+        shape: dict[str, Any] = {"kind": kind, "n_classes": n_classes, "n_features": n_features}
+        loaded = []
+        for index, member in enumerate(members):
+            where = f"ensemble member {index}"
+            if not isinstance(member, dict) or set(member) != {"family", "weight", "model"}:
+                raise BoosterError(f"{where} must hold family, weight and model only")
+            family, weight, model = member["family"], member["weight"], member["model"]
+            if family not in BOOSTERS or family == cls.family:
+                raise BoosterError(f"{where} names no member family ({str(family)[:40]!r})")
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight <= 1:
+                raise BoosterError(f"{where} has a weight outside (0, 1]")
+            if not isinstance(model, str):
+                raise BoosterError(f"{where} holds no model text")
+            try:
+                stored = base64.b64decode(model, validate=True)
+            except (ValueError, binascii.Error):
+                raise BoosterError(f"{where}'s model is not base64") from None
+            try:
+                loaded.append((BOOSTERS[family].from_bytes(stored, **shape), float(weight)))
+            except BoosterError as exc:
+                raise BoosterError(f"{where} ({family}): {exc}") from None
+        if abs(sum(w for _, w in loaded) - 1.0) > 1e-6:
+            raise BoosterError("ensemble weights do not sum to 1")
+        return cls(loaded, **shape)
+
+
+BOOSTERS: dict[str, type[Booster]] = {
+    b.family: b
+    for b in (LightGBMBooster, XGBoostBooster, ForestBooster, CatBoostBooster, LinearBooster, EnsembleBooster)
+}

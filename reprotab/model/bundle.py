@@ -5,7 +5,8 @@
     schema.json      the table's schema (reprotab/model/schema.py)
     featurizer.json  the featurizer plan (reprotab/model/plan.py)
     decision.json    the threshold and the calibrator (reprotab/model/calibration.py)
-    booster.txt | booster.json | forest.bin   the estimator (reprotab/model/boosters.py)
+    booster.txt | booster.json | forest.bin | catboost.json | linear.json | ensemble.json
+                                              the estimator (reprotab/model/boosters.py)
 
 Nothing is unpickled and nothing in the file decides what code runs: the family picks one of
 the loaders kept in code, and each member is checked before use (sizes before reading,

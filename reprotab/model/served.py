@@ -45,7 +45,7 @@ from reprotab.model.calibration import DEFAULT_THRESHOLD, Calibrator
 from reprotab.model.plan import FeaturePlan, PlanError
 from reprotab.model.schema import Schema
 
-LIBRARIES = ("numpy", "scikit-learn", "lightgbm", "xgboost-cpu")
+LIBRARIES = ("numpy", "scikit-learn", "lightgbm", "xgboost-cpu")  # every bundle; a family may add its own
 
 
 def members() -> dict[str, set[str]]:
@@ -204,7 +204,7 @@ class TabularModel:
             "family": self.family,
             "kind": self.kind,
             "estimator": self.estimator_name,
-            "libraries": library_versions(LIBRARIES),
+            "libraries": library_versions((*LIBRARIES, *self.booster.libraries())),
         }
         return write_members(members, manifest)
 

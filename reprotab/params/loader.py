@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic_core import ErrorDetails
 
 from reprotab.errors import UserError, did_you_mean, one_of, problem
-from reprotab.params.names import AUTO, families
+from reprotab.params.names import SEARCHES_FAMILIES, families
 from reprotab.params.sections import (
     AUDIT_ENV,
     SHARED,
@@ -154,8 +154,8 @@ class Params(Section):
                     "Set train.pseudo_labeling.enabled: false with task: regression",
                 )
             )
-        if self.model == AUTO:
-            self._auto_model_fits()
+        if self.model in SEARCHES_FAMILIES:
+            self._search_model_fits()
         if self.tuner != "none":
             kind = "grid" if self.tuner == "grid" else "space"
             for model in families(self.model):
@@ -170,15 +170,17 @@ class Params(Section):
                     )
         return self
 
-    def _auto_model_fits(self) -> None:
-        """`model: auto` is a search over the families: it needs a sampled tuner and a fresh fit."""
+    def _search_model_fits(self) -> None:
+        """`model: auto` and `model: ensemble` search over the families: they need a sampled tuner
+        and a fresh fit."""
         named = " | ".join(registry("models"))
+        what = {"auto": "lets the search choose the family", "ensemble": "blends the search's best trials"}[self.model]
         if self.tuner in ("none", "grid"):
             raise ValueError(
                 problem(
                     "model",
-                    f"auto lets the search choose the family, so it needs tuner random or optuna, not {self.tuner}",
-                    AUTO,
+                    f"{self.model} {what}, so it needs tuner random or optuna, not {self.tuner}",
+                    self.model,
                     f"Set tuner: optuna, or name one model ({named})",
                 )
             )
@@ -186,8 +188,8 @@ class Params(Section):
             raise ValueError(
                 problem(
                     "model",
-                    "auto cannot continue a previous model: train.init_model fixes the family",
-                    AUTO,
+                    f"{self.model} cannot continue a previous model: train.init_model fixes the family",
+                    self.model,
                     f"Set model to the previous model's family ({named}), or train.init_model: null",
                 )
             )

@@ -12,7 +12,9 @@ names here: `reprotab.train.families.MODELS`, `reprotab.train.sampling.SAMPLERS`
 from __future__ import annotations
 
 AUTO = "auto"  # `model: auto`: tune's search also chooses the family, among every entry of MODELS
-MODELS = ("random_forest", "xgboost", "lightgbm")
+ENSEMBLE = "ensemble"  # `model: ensemble`: a weighted blend of the search's best trials across families
+SEARCHES_FAMILIES = (AUTO, ENSEMBLE)  # model values whose search draws the family of each trial
+MODELS = ("random_forest", "xgboost", "lightgbm", "catboost", "linear")
 SAMPLERS = (
     "none",
     "random_over",
@@ -41,5 +43,5 @@ METRICS = {
 
 
 def families(model: str) -> tuple[str, ...]:
-    """The model families a `model:` value covers: every registered one for auto, else itself."""
-    return MODELS if model == AUTO else (model,)
+    """The model families a `model:` value covers: every registered one for auto and ensemble, else itself."""
+    return MODELS if model in SEARCHES_FAMILIES else (model,)

@@ -9,15 +9,17 @@ the one place params.yaml's shape is declared, and docs/params.md is generated f
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from reprotab.errors import one_of, problem
 from reprotab.params import names
-from reprotab.params.names import AUTO
+from reprotab.params.names import AUTO, ENSEMBLE
 
 TASKS = ("classification", "regression")
+AUTO_REPEAT_ROWS = 10_000  # tune.cv_repeats auto: repeat the CV until about this many rows were held out
 STRATEGIES = ("auto", "minority", "not minority", "not majority", "all", "majority")
 AUDIT_ENV = "STAGES_PARAMS_AUDIT"  # file to which each stage appends the keys it read
 Scalar = bool | int | float | str | None
@@ -174,7 +176,10 @@ class TuneParams(Section):
     """How tune searches (stages/tune.py, reprotab/tune/)."""
 
     cv_folds: int = Field(3, ge=0)  # 0 = hold-out: fit on train, score on the validation split
+    cv_repeats: int | str = "auto"  # CV repeated with new shuffles; auto: more on small tables
     n_trials: int = Field(20, ge=1)  # random and optuna; grid tries its whole grid
+    patience: int | None = Field(30, ge=1)  # stop after this many trials without a gain beyond the CV noise
+    confirm: bool = True  # the search's choice must beat the shipped configuration on the validation split
     timeout_minutes: float | None = Field(30, gt=0)
     n_jobs: int = Field(1, ge=1)
     early_stopping_rounds: int | None = Field(30, ge=1)
@@ -189,6 +194,20 @@ class TuneParams(Section):
         if value == 1:
             raise ValueError(problem("tune.cv_folds", "must be 0 (hold-out) or at least 2", value))
         return value
+
+    @field_validator("cv_repeats", mode="before")
+    @classmethod
+    def _repeats(cls, value: Any) -> Any:
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(problem("tune.cv_repeats", "must be auto or an integer of at least 1", value))
+        return value
+
+    def repeats(self, rows: int) -> int:
+        """How many times the CV runs: `cv_repeats`, or with auto enough that a trial is scored on
+        about 10,000 held-out rows, 1 to 5 times (a gain on a small table is otherwise mostly fold noise)."""
+        if self.cv_repeats != "auto":
+            return int(self.cv_repeats)
+        return 1 if self.cv_folds == 0 else max(1, min(5, math.ceil(AUTO_REPEAT_ROWS / max(rows, 1))))
 
     @field_validator("grid", "space", mode="before")
     @classmethod
@@ -430,7 +449,7 @@ def registry(kind: str) -> Any:
     if kind == "models":
         return names.MODELS
     if kind == "model choices":
-        return (*names.MODELS, AUTO)
+        return (*names.MODELS, AUTO, ENSEMBLE)
     if kind == "samplers":
         return (names.SAMPLERS[0], "auto", *names.SAMPLERS[1:])  # auto: resolved from the training target
     if kind == "tuners":

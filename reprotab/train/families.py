@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +66,30 @@ def _lightgbm_continue(new: Any, old: Any, X: Any, y: Any, eval_set: Any, rounds
     return new
 
 
+def _catboost_early_stopping(
+    estimator: Any, X: Any, y: Any, eval_set: tuple[Any, Any], rounds: int, **fit_kwargs: Any
+) -> int:
+    estimator.fit(X, y, eval_set=eval_set, early_stopping_rounds=rounds, use_best_model=True, **fit_kwargs)
+    return int(estimator.get_best_iteration()) + 1  # the model is cut to its best iteration
+
+
+def _catboost_continue(new: Any, old: Any, X: Any, y: Any, eval_set: Any, rounds: int | None) -> Any:
+    stop = {"eval_set": eval_set, "early_stopping_rounds": rounds} if eval_set is not None and rounds else {}
+    new.fit(X, y, init_model=old, **stop)
+    return new
+
+
+def _no_continue(new: Any, old: Any, X: Any, y: Any, eval_set: Any, rounds: int | None) -> Any:
+    raise UserError(
+        problem(
+            "train.init_model",
+            "cannot continue a linear model (it has no rounds or trees to add)",
+            None,
+            "Retrain from scratch: train.init_model null, or reprotab retrain --mode refit",
+        )
+    )
+
+
 def _forest_continue(new: Any, old: Any, X: Any, y: Any, eval_set: Any, rounds: int | None) -> Any:
     """More trees on the new rows: a copy of the old forest with warm_start (old trees kept)."""
     grown = copy.deepcopy(old)
@@ -80,7 +105,14 @@ def _native(estimator: Any, attribute: str) -> Any:
     return found() if callable(found) else found
 
 
-EarlyStopping = Callable[..., int]  # (estimator, X, y, eval_set, rounds, **fit kwargs such as sample_weight)
+def _scaled_rounds(hyperparameters: dict[str, Any], summary: Any, ratio: float) -> dict[str, Any]:
+    """The rounds early stopping kept, scaled up by the refit's row ratio (more rows at the same
+    learning rate support proportionally more rounds)."""
+    kept = summary.get("best_iteration")
+    return {**hyperparameters, "n_estimators": max(1, round(kept * ratio))} if kept else dict(hyperparameters)
+
+
+EarlyStopping = Callable[..., "int | None"]  # (estimator, X, y, eval_set, rounds, **fit kwargs such as sample_weight)
 Continue = Callable[[Any, Any, Any, Any, Any, "int | None"], Any]  # old: the stored model's native estimator
 
 
@@ -98,11 +130,24 @@ class ModelSpec:
     # what the library applies where its scikit-learn wrapper reports None (XGBoost's get_params), so
     # a search can start from the model a user actually gets
     unset_defaults: dict[str, Any] = field(default_factory=dict)
+    # the wrapper's get_params() lists only the settings passed to it (CatBoost): its parameters
+    # are then the constructor's named arguments
+    explicit_params_only: bool = False
+    # the hyperparameters a refit on more rows uses: (hyperparameters, train's summary, row ratio)
+    refit_settings: Callable[[dict[str, Any], Any, float], dict[str, Any]] = _scaled_rounds
+    describe: Callable[[Any], dict[str, Any]] = lambda estimator: {}  # what the model card adds about a fit
 
     def defaults(self, task: str) -> dict[str, Any]:
         """The estimator's default settings, with the library's values where the wrapper says None."""
         own = self.estimator_class(task)().get_params()
         return {**own, **{k: v for k, v in self.unset_defaults.items() if own.get(k) is None}}
+
+    def parameter_names(self, task: str) -> set[str]:
+        """Every hyperparameter the estimator accepts."""
+        cls = self.estimator_class(task)
+        if self.explicit_params_only:
+            return set(inspect.signature(cls).parameters) - {"args", "kwargs"}
+        return set(cls().get_params())
 
     def estimator_class(self, task: str) -> type:
         module, name = (self.classifier if task == "classification" else self.regressor).split(":")
@@ -142,10 +187,49 @@ MODELS: dict[str, ModelSpec] = {
         _lightgbm_continue,
         lambda estimator: _native(estimator, "booster_").current_iteration(),
     ),
+    "catboost": ModelSpec(
+        "catboost:CatBoostClassifier",
+        "catboost:CatBoostRegressor",
+        {"verbose": 0, "allow_writing_files": False},  # no catboost_info/ folder in the working directory
+        _catboost_early_stopping,
+        _catboost_continue,
+        lambda estimator: int(estimator.tree_count_),
+        unset_defaults={"n_estimators": 1000, "depth": 6, "l2_leaf_reg": 3.0, "colsample_bylevel": 1.0},
+        explicit_params_only=True,
+    ),
+    "linear": ModelSpec(
+        "reprotab.train.linear:LinearClassifier",
+        "reprotab.train.linear:LinearRegressor",
+        continue_training=_no_continue,
+        size=lambda estimator: 1,
+    ),
 }
 
 
 AUTO = names.AUTO  # `model: auto`: tune's search also chooses the family, among every entry of MODELS
+ENSEMBLE = names.ENSEMBLE
+
+
+def _ensemble_spec() -> ModelSpec:
+    from reprotab.train import ensemble
+
+    return ModelSpec(
+        "reprotab.train.ensemble:EnsembleClassifier",
+        "reprotab.train.ensemble:EnsembleRegressor",
+        early_stopping=ensemble.early_stopping,
+        continue_training=_no_continue,
+        size=lambda estimator: int(sum(estimator.sizes_)),
+        refit_settings=ensemble.refit_settings,
+        describe=lambda estimator: {"ensemble": {"members": estimator.describe()}},
+    )
+
+
+def spec_of(model: str) -> ModelSpec:
+    """The spec of a family, or of `ensemble` (a blend of families: not itself in MODELS, so
+    nothing that loops over the families tries to build one without members)."""
+    if model == ENSEMBLE:
+        return _ensemble_spec()
+    return MODELS[model]
 
 
 def model_name(estimator: Any, task: str) -> str | None:
@@ -166,7 +250,7 @@ def fit_estimator(
     """Fit, stopping early on `eval_set` when the model can; returns the rounds kept (None if not).
     `sample_weight` (one per training row) goes to the estimator's fit; every registered model takes it."""
     weights = {} if sample_weight is None else {"sample_weight": sample_weight}
-    stop = MODELS[model].early_stopping
+    stop = spec_of(model).early_stopping
     if stop is None or eval_set is None or not early_stopping_rounds:
         estimator.fit(X, y, **weights)
         return None
@@ -175,7 +259,7 @@ def fit_estimator(
 
 def hyperparameter_problems(*, model: str, task: str, hyperparameters: dict[str, Any]) -> list[str]:
     """Names in `hyperparameters.<model>` the estimator does not accept, each with a did-you-mean."""
-    known = set(MODELS[model].estimator_class(task)().get_params())
+    known = spec_of(model).parameter_names(task)
     return [
         problem(
             f"hyperparameters.{model}.{name}",
@@ -194,7 +278,7 @@ def build_estimator(*, model: str, task: str, hyperparameters: dict[str, Any], s
     problems = hyperparameter_problems(model=model, task=task, hyperparameters=hyperparameters)
     if problems:
         raise UserError("\n".join(problems))
-    spec = MODELS[model]
+    spec = spec_of(model)
     settings = {**hyperparameters, **spec.fixed, "random_state": seed}
     try:
         return spec.estimator_class(task)(**settings)

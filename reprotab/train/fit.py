@@ -35,16 +35,30 @@ from reprotab.model.featurizer import fit_featurizer, one_hot_groups
 from reprotab.model.schema import Schema, encode_target
 from reprotab.model.served import TabularModel, library_versions, load
 from reprotab.params.sections import FeaturizeParams, SamplingParams, TrainParams
-from reprotab.train.families import AUTO, MODELS, build_estimator, fit_estimator
+from reprotab.train.families import AUTO, ENSEMBLE, MODELS, build_estimator, fit_estimator, spec_of
 from reprotab.train.sampling import balance
 from reprotab.tune.best import BestParams
 
-LIBRARIES = ("scikit-learn", "xgboost-cpu", "lightgbm", "imbalanced-learn", "pandas", "numpy", "dvc")
+LIBRARIES = ("scikit-learn", "xgboost-cpu", "lightgbm", "catboost", "imbalanced-learn", "pandas", "numpy", "dvc")
 log = logging.getLogger(__name__)
 
 
 def trained_family(model: str, tuning: BestParams) -> str:
-    """The family train fits: params' `model`, or with model auto the one tune's search chose."""
+    """The family train fits: params' `model`, or with model auto the one tune's search chose
+    (with model ensemble, tune's record must hold the blend it chose)."""
+    if model == ENSEMBLE:
+        if tuning.model in MODELS:  # the blend did not beat its best member on validation (tune.confirm)
+            return tuning.model
+        if tuning.model != ENSEMBLE or "members" not in tuning.params:
+            raise UserError(
+                problem(
+                    paths.BEST_PARAMS,
+                    "holds no ensemble, which model: ensemble needs from tune's search",
+                    tuning.model,
+                    "Run the tune stage first (dvc repro), with tuner optuna or random",
+                )
+            )
+        return model
     if model != AUTO:
         return model
     chosen = tuning.model
@@ -125,9 +139,9 @@ def fit(
     rounds = settings.early_stopping_rounds
     if rounds and held is None:
         raise UserError(problem("train.early_stopping_rounds", "needs rows in the validation split", rounds))
-    if rounds and MODELS[model].early_stopping is None:
+    spec = spec_of(model)
+    if rounds and spec.early_stopping is None:
         log.info("%s has no early stopping; train.early_stopping_rounds is ignored", model)
-    spec = MODELS[model]
     if previous is not None:
         before = spec.size(previous)
         estimator = spec.continue_training(estimator, previous, X, y, held, rounds)
@@ -141,6 +155,7 @@ def fit(
             summary["best_iteration"] = kept
             log.info("early stopping kept %d of %s rounds", kept, hyperparameters.get("n_estimators", "default"))
     summary["size"] = spec.size(estimator)
+    summary.update(spec.describe(estimator))
     threshold, calibrator = None, None
     if schema.task == "classification" and held is not None:
         threshold, calibrator, decided = fit_decision(
@@ -198,10 +213,8 @@ def refit(
     del rows  # from here on only the featurized rows are needed
     release_arrow_memory()
     check_training_classes(y, schema)
-    settings = dict(hyperparameters)
-    kept = summary.get("best_iteration")
-    if kept is not None:
-        settings["n_estimators"] = max(1, round(kept * len(y) / counts["train"]))
+    spec = spec_of(model)
+    settings = spec.refit_settings(dict(hyperparameters), summary, len(y) / counts["train"])
     estimator = build_estimator(model=model, task=schema.task, hyperparameters=settings, seed=seed)
     X_fit, y_fit, balanced = balance(
         X=X,
@@ -221,7 +234,8 @@ def refit(
             "resampled_rows": balanced["training_rows_resampled"],
             "n_estimators": settings.get("n_estimators"),
         },
-        "size": MODELS[model].size(estimator),
+        "size": spec.size(estimator),
+        **spec.describe(estimator),
     }
     served = TabularModel.from_fitted(
         featurizer=featurizer,

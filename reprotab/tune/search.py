@@ -28,12 +28,12 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import optuna
 import pandas as pd
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import KFold, RepeatedKFold, RepeatedStratifiedKFold, StratifiedKFold
 
 from reprotab.errors import UserError, problem
 from reprotab.model.featurizer import fit_featurizer, one_hot_groups
@@ -65,12 +65,24 @@ WORKER = f"{socket.gethostname()}:{os.getpid()}"  # recorded on each trial: who 
 
 @dataclass
 class Fold:
-    """One featurized, resampled fold: fit on (X, y), score on (X_held, y_held)."""
+    """One featurized, resampled fold: fit on (X, y), score on (X_held, y_held). `held_rows`: the
+    held-out rows' positions among the scored rows (the training split with CV, else validation),
+    where their out-of-fold predictions go."""
 
     X: pd.DataFrame
     y: np.ndarray
     X_held: pd.DataFrame
     y_held: np.ndarray
+    held_rows: np.ndarray
+    share: float = 1.0  # 1 / repeats: a row's out-of-fold prediction is its mean over the repeats
+
+
+class Evaluation(NamedTuple):
+    """A candidate's mean score over folds, the rounds its boosters kept (mean), each fold's score."""
+
+    score: float
+    rounds: int | None
+    fold_scores: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,7 @@ def plan(*, train: pd.DataFrame, validation: pd.DataFrame, schema: Schema, param
             validation=validation,
             schema=schema,
             cv_folds=config.cv_folds,
+            cv_repeats=config.repeats(len(train)),
             featurize=params.featurize,
             sampler=params.sampler,
             sampling=params.sampling,
@@ -163,8 +176,11 @@ def result_record(best: dict[str, Any], *, params: Any, search: Search, name: st
     }
 
 
-def split_indices(*, y: np.ndarray, cv_folds: int, task: str, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified (classification) or plain shuffled k-fold indices over the training rows."""
+def split_indices(
+    *, y: np.ndarray, cv_folds: int, task: str, seed: int, repeats: int = 1
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified (classification) or plain shuffled k-fold indices over the training rows, the
+    whole k-fold `repeats` times with new shuffles."""
     if task == "classification":
         smallest = int(np.unique(y, return_counts=True)[1].min())
         if smallest < cv_folds:
@@ -176,9 +192,12 @@ def split_indices(*, y: np.ndarray, cv_folds: int, task: str, seed: int) -> list
                     f"Set tune.cv_folds to at most {smallest}, or 0 to score on the validation split",
                 )
             )
-        splitter: Any = StratifiedKFold(n_splits=cv_folds, shuffle=True, random_state=seed)
+        splitter: Any = RepeatedStratifiedKFold(n_splits=cv_folds, n_repeats=repeats, random_state=seed)
     else:
-        splitter = KFold(n_splits=cv_folds, shuffle=True, random_state=seed)
+        splitter = RepeatedKFold(n_splits=cv_folds, n_repeats=repeats, random_state=seed)
+    if repeats == 1:  # the plain k-fold, so a study of one repetition keeps its folds (and its name)
+        kind = StratifiedKFold if task == "classification" else KFold
+        splitter = kind(n_splits=cv_folds, shuffle=True, random_state=seed)
     return list(splitter.split(np.zeros(len(y)), y))
 
 
@@ -192,18 +211,24 @@ def build_folds(
     sampler: str,
     sampling: SamplingParams,
     seed: int,
+    cv_repeats: int = 1,
 ) -> list[Fold]:
     """Featurize and resample each fold from its own training rows (hold-out when cv_folds is 0)."""
+    repeats = 1 if cv_folds == 0 else cv_repeats
     if cv_folds == 0:
-        pairs = [(train, validation)]
+        pairs = [(train, validation, np.arange(len(validation)))]
     else:
         indices = split_indices(
-            y=encode_target(train[schema.target], schema), cv_folds=cv_folds, task=schema.task, seed=seed
+            y=encode_target(train[schema.target], schema),
+            cv_folds=cv_folds,
+            task=schema.task,
+            seed=seed,
+            repeats=repeats,
         )
-        pairs = [(train.iloc[fit_rows], train.iloc[held_rows]) for fit_rows, held_rows in indices]
+        pairs = [(train.iloc[fit_rows], train.iloc[held_rows], held_rows) for fit_rows, held_rows in indices]
     features = list(schema.features)
     folds = []
-    for fit_rows, held_rows in pairs:
+    for fit_rows, held_rows, positions in pairs:
         featurizer, fitted = fit_featurizer(fit_rows, schema=schema, config=featurize, seed=seed)  # cross-fitted
         X, y, _ = balance(
             X=fitted,
@@ -214,21 +239,46 @@ def build_folds(
             config=sampling,
             seed=seed,
         )
-        folds.append(
-            Fold(X, y, featurizer.transform(held_rows[features]), encode_target(held_rows[schema.target], schema))
-        )
+        held_X, held_y = featurizer.transform(held_rows[features]), encode_target(held_rows[schema.target], schema)
+        folds.append(Fold(X, y, held_X, held_y, np.asarray(positions), 1.0 / repeats))
     return folds
+
+
+def fold_predictions(estimator: Any, fold: Fold, schema: Schema) -> np.ndarray:
+    """Class probabilities (one column per class) or values (one column) on a fold's held-out rows."""
+    if schema.task == "regression":
+        return np.asarray(estimator.predict(fold.X_held), dtype=np.float64).reshape(-1, 1)
+    return _full_proba(estimator, fold.X_held, len(schema.classes))
+
+
+def score_predictions(predictions: np.ndarray, y: np.ndarray, *, metric: str, schema: Schema) -> float:
+    """The chosen metric of `fold_predictions`-shaped predictions (labels by argmax: thresholds are
+    train's job)."""
+    if schema.task == "regression":
+        scored = Scored(y_true=y, y_pred=predictions[:, 0])
+    else:
+        positive = schema.classes.index(schema.positive_class) if len(schema.classes) == 2 else None
+        scored = Scored(y_true=y, y_pred=predictions.argmax(axis=1), proba=predictions, positive=positive)
+    return float(BY_TASK[schema.task][metric](scored))
+
+
+def out_of_fold_shape(search: Search) -> tuple[int, int]:
+    """Rows × columns of a trial's out-of-fold predictions."""
+    rows = 1 + max(int(fold.held_rows.max()) for fold in search.folds if len(fold.held_rows))
+    return rows, (1 if search.schema.task == "regression" else len(search.schema.classes))
+
+
+def out_of_fold_targets(search: Search) -> np.ndarray:
+    """The encoded target of every scored row, in the order out-of-fold predictions are kept."""
+    y = np.empty(out_of_fold_shape(search)[0], dtype=search.folds[0].y_held.dtype)
+    for fold in search.folds:
+        y[fold.held_rows] = fold.y_held
+    return y
 
 
 def score_estimator(estimator: Any, fold: Fold, *, metric: str, schema: Schema) -> float:
     """The chosen metric on a fold's held-out rows (labels by argmax: thresholds are train's job)."""
-    if schema.task == "regression":
-        scored = Scored(y_true=fold.y_held, y_pred=estimator.predict(fold.X_held))
-    else:
-        proba = _full_proba(estimator, fold.X_held, len(schema.classes))
-        positive = schema.classes.index(schema.positive_class) if len(schema.classes) == 2 else None
-        scored = Scored(y_true=fold.y_held, y_pred=proba.argmax(axis=1), proba=proba, positive=positive)
-    return float(BY_TASK[schema.task][metric](scored))
+    return score_predictions(fold_predictions(estimator, fold, schema), fold.y_held, metric=metric, schema=schema)
 
 
 def _full_proba(estimator: Any, X: pd.DataFrame, n_classes: int) -> np.ndarray:
@@ -244,9 +294,12 @@ def evaluate(
     *,
     family: str | None = None,
     report: Callable[[int, float], None] | None = None,
-) -> tuple[float, int | None]:
+    keep: np.ndarray | None = None,
+) -> Evaluation:
     """Mean score over folds and mean rounds kept; `report(fold, running_mean)` lets Optuna prune.
-    `family`: the model the candidate belongs to (needed with model auto)."""
+    `family`: the model the candidate belongs to (needed with model auto or ensemble). `keep`
+    (rows × columns of `fold_predictions`, zeros) receives the out-of-fold predictions, averaged
+    over the repeats."""
     family = family or search.model
     hyperparameters = {**search.bases[family], **candidate}
     scores, rounds = [], []
@@ -262,12 +315,15 @@ def evaluate(
             eval_set=(fold.X_held, fold.y_held),
             early_stopping_rounds=search.early_stopping_rounds,
         )
-        scores.append(score_estimator(estimator, fold, metric=search.metric, schema=search.schema))
+        predictions = fold_predictions(estimator, fold, search.schema)
+        if keep is not None:
+            keep[fold.held_rows] += predictions * fold.share
+        scores.append(score_predictions(predictions, fold.y_held, metric=search.metric, schema=search.schema))
         if kept is not None:
             rounds.append(kept)
         if report is not None and index < len(search.folds) - 1:  # after the last fold the score is complete
             report(index, float(np.mean(scores)))
-    return float(np.mean(scores)), (round(float(np.mean(rounds))) if rounds else None)
+    return Evaluation(float(np.mean(scores)), round(float(np.mean(rounds))) if rounds else None, tuple(scores))
 
 
 def run(
@@ -278,8 +334,10 @@ def run(
     config: TuneParams,
     storage: Any,
     name: str,
+    predictions: dict[int, np.ndarray] | None = None,
 ) -> optuna.Study:
-    """Add trials to the named study until it holds the target number (or the budget ends)."""
+    """Add trials to the named study until it holds the target number (or the budget ends).
+    `predictions` (model ensemble) receives each complete trial's out-of-fold predictions by number."""
     spec = TUNERS[tuner]
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
@@ -317,9 +375,13 @@ def run(
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        value, rounds = evaluate(candidate, search, family=family, report=report)
+        keep = None if predictions is None else np.zeros(out_of_fold_shape(search))
+        value, rounds, fold_scores = evaluate(candidate, search, family=family, report=report, keep=keep)
         if rounds is not None:
             trial.set_user_attr("n_estimators", rounds)
+        trial.set_user_attr("noise", standard_error(fold_scores))
+        if predictions is not None and keep is not None:
+            predictions[trial.number] = keep
         return value
 
     study.optimize(
@@ -327,6 +389,52 @@ def run(
         n_trials=target - done,
         timeout=config.timeout_minutes * 60 if config.timeout_minutes else None,
         n_jobs=config.n_jobs,
-        callbacks=[optuna.study.MaxTrialsCallback(target, states=FINISHED), Progress(target, search.metric)],
+        callbacks=[
+            optuna.study.MaxTrialsCallback(target, states=FINISHED),
+            Progress(target, search.metric),
+            *([Patience(config.patience)] if config.patience and spec.kind == "space" else []),
+        ],
     )
     return study
+
+
+def standard_error(scores: tuple[float, ...]) -> float:
+    """How far a mean over folds moves between equally good candidates: its standard error."""
+    return float(np.std(scores, ddof=1) / np.sqrt(len(scores))) if len(scores) > 1 else 0.0
+
+
+class Patience:
+    """Stop the study once `trials` complete trials in a row have not beaten the best by more than
+    the best trial's noise (the standard error of its fold scores): the search has stopped finding
+    real gains, and more trials mostly fit the folds' noise (the small-table overfit)."""
+
+    def __init__(self, trials: int) -> None:
+        self.trials = trials
+        self.best: float | None = None
+        self.since = 0
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if trial.state != optuna.trial.TrialState.COMPLETE or trial.value is None:
+            return
+        sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+        noise = float(study.best_trial.user_attrs.get("noise", 0.0))
+        if self.best is None or sign * (trial.value - self.best) > noise:
+            self.best, self.since = trial.value, 0
+            return
+        self.since += 1
+        if self.since >= self.trials:
+            log.info(
+                "no trial beat the best by more than its noise (%.4f) in %d trials: search stopped", noise, self.trials
+            )
+            study.set_user_attr("stopped_early", self.since)
+            study.stop()
+
+
+def choose(study: optuna.Study, *, search: Search, predictions: dict[int, np.ndarray] | None) -> dict[str, Any]:
+    """tune's result: the best trial, or with model ensemble (`predictions` kept by `run`) the
+    blend of the best trials (reprotab/tune/blend.py)."""
+    if predictions is None:
+        return best_result(study, search=search)
+    from reprotab.tune import blend  # builds on this module
+
+    return blend.best_result(study, search=search, predictions=predictions)

@@ -1,6 +1,6 @@
 """Search spaces: a params space as Optuna suggestions, and checked against the estimator first.
 
-With `model: auto` a trial first draws its family (Optuna parameter `model`), then that family's
+With `model: auto` (and `model: ensemble`) a trial first draws its family (Optuna parameter `model`), then that family's
 space under prefixed names (`xgboost.max_depth`), so no two families share a distribution;
 `trial_point` and `decode` are the only places that know the naming.
 """
@@ -13,8 +13,9 @@ from typing import Any
 import optuna
 
 from reprotab.errors import UserError, problem
+from reprotab.params.names import SEARCHES_FAMILIES
 from reprotab.params.sections import Distribution
-from reprotab.train.families import AUTO, MODELS, build_estimator
+from reprotab.train.families import MODELS, build_estimator
 
 
 def suggest(trial: optuna.Trial, name: str, spec: Distribution | tuple[Any, ...]) -> Any:
@@ -33,7 +34,7 @@ def suggest(trial: optuna.Trial, name: str, spec: Distribution | tuple[Any, ...]
 
 def trial_point(trial: optuna.Trial, *, model: str, spaces: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
     """The family and hyperparameters one trial tries; `spaces` maps each searched family to its space."""
-    if model != AUTO:
+    if model not in SEARCHES_FAMILIES:
         return model, {name: suggest(trial, name, spec) for name, spec in spaces[model].items()}
     family = trial.suggest_categorical("model", list(spaces))
     return family, {name: suggest(trial, f"{family}.{name}", spec) for name, spec in spaces[family].items()}
@@ -41,7 +42,7 @@ def trial_point(trial: optuna.Trial, *, model: str, spaces: dict[str, dict[str, 
 
 def decode(point: dict[str, Any], *, model: str) -> tuple[str, dict[str, Any]]:
     """A trial's Optuna params as (family, hyperparameters): `trial_point` read back."""
-    if model != AUTO:
+    if model not in SEARCHES_FAMILIES:
         return model, dict(point)
     family = point["model"]
     prefix = f"{family}."
@@ -50,7 +51,7 @@ def decode(point: dict[str, Any], *, model: str) -> tuple[str, dict[str, Any]]:
 
 def encode(family: str, hyperparameters: dict[str, Any], *, model: str) -> dict[str, Any]:
     """Hyperparameters of one family as a trial's Optuna params (to enqueue a starting point)."""
-    if model != AUTO:
+    if model not in SEARCHES_FAMILIES:
         return dict(hyperparameters)
     return {"model": family, **{f"{family}.{name}": value for name, value in hyperparameters.items()}}
 
@@ -62,7 +63,7 @@ def check_space(*, space: dict[str, Any], where: str, search: Any, model: str) -
     rows with a tiny ensemble, so a typo fails in a second with the name and value, not after
     an hour of trials."""
     task = search.schema.task
-    known = set(MODELS[model].estimator_class(task)().get_params())
+    known = MODELS[model].parameter_names(task)
     problems = [problem(f"{where}.{name}", f"is not a parameter of {model}") for name in space if name not in known]
     fold = search.folds[0]
     sample = slice(0, min(len(fold.y), 300))

@@ -20,8 +20,8 @@ import pandas as pd
 
 from reprotab.data.tables import frame_hash
 from reprotab.errors import UserError, problem, redact
+from reprotab.params.names import SEARCHES_FAMILIES
 from reprotab.params.sections import Distribution
-from reprotab.train.families import AUTO
 from reprotab.tune.space import decode
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def study_name(*, tuner: str, search: Any, spaces: dict[str, dict[str, Any]], se
     """`<model>-<task>-<metric>-<tuner>-<fingerprint>`; see the module docstring for what it covers.
     One family's study keeps its space and base flat, as before model auto existed, so its name holds."""
     space = {family: _plain(one) for family, one in spaces.items()}
-    one = search.model != AUTO
+    one = search.model not in SEARCHES_FAMILIES
     fingerprint = {
         "space": space[search.model] if one else space,
         "base": search.bases[search.model] if one else search.bases,
@@ -142,7 +142,7 @@ def best_result(study: optuna.Study, *, search: Any) -> dict[str, Any]:
     if "n_estimators" in best.user_attrs:
         params["n_estimators"] = int(best.user_attrs["n_estimators"])
     states = [t.state for t in study.trials]
-    by_model = {"by_model": _best_by_family(study, search.families)} if search.model == AUTO else {}
+    by_model = {"by_model": _best_by_family(study, search.families)} if search.model in SEARCHES_FAMILIES else {}
     return {
         "model": family,
         "params": params,

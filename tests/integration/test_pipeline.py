@@ -95,7 +95,8 @@ BAD_EDITS = {
     "misspelt value": (
         r"(?m)^model: \w+",
         "model: xgbost",
-        "model: must be one of random_forest, xgboost, lightgbm, auto. Got 'xgbost'. Did you mean 'xgboost'?",
+        "model: must be one of random_forest, xgboost, lightgbm, catboost, linear, auto, ensemble. "
+        "Got 'xgbost'. Did you mean 'xgboost'?",
     ),
     "unknown top-level key": (r"(?m)^model: (\w+)", r"modle: \1", "modle: is not a known key"),
     "bad train setting": (

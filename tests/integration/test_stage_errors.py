@@ -70,7 +70,7 @@ CASES = {
     ),
     "unknown model": (
         lambda cwd: {**data_params("data/x.csv", target="label"), "model": "xgbost"},
-        r"model: must be one of random_forest, xgboost, lightgbm, auto\. Got 'xgbost'\. "
+        r"model: must be one of random_forest, xgboost, lightgbm, catboost, linear, auto, ensemble\. Got 'xgbost'\. "
         r"Did you mean 'xgboost'\?",
     ),
     "unknown task": (

@@ -19,7 +19,7 @@ def test_exp_run_with_model_auto_tunes_and_train_fits_the_chosen_family(reproduc
     repo = reproduced  # the project as `dvc repro` left it (tests/conftest.py)
     sh([DVC, "repro"], repo)
     audit = repo / "tune-audit.jsonl"
-    settings = ["tuner=random", "model=auto", "tune.n_trials=4", "tune.cv_folds=2"]
+    settings = ["tuner=random", "model=auto", "tune.n_trials=5", "tune.cv_folds=2", "tune.cv_repeats=1"]
     result = sh(
         [DVC, "exp", "run", *(arg for setting in settings for arg in ("-S", setting)), "--name", "rnd"],
         repo,
@@ -29,10 +29,10 @@ def test_exp_run_with_model_auto_tunes_and_train_fits_the_chosen_family(reproduc
     declared = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["tune"]["params"]
     assert reads["tune"] == sorted(declared)
     assert "Running stage 'tune'" in result.stdout
-    assert "trial 4 of 4" in result.stderr
+    assert "trial 5 of 5" in result.stderr
     best = json.loads((repo / "models/best_params.json").read_text())
-    assert best["searched"] and best["tuner"] == "random" and best["trials"]["complete"] == 4
-    families = ["random_forest", "xgboost", "lightgbm"]
+    assert best["searched"] and best["tuner"] == "random" and best["trials"]["complete"] == 5
+    families = ["random_forest", "xgboost", "lightgbm", "catboost", "linear"]
     assert best["searched_models"] == families and best["model"] in families
     assert all(best["by_model"][family]["complete"] >= 1 for family in families)  # each shipped point tried
     card = json.loads((repo / "models/model.json").read_text())
@@ -42,12 +42,12 @@ def test_exp_run_with_model_auto_tunes_and_train_fits_the_chosen_family(reproduc
     shown = json.loads(sh([DVC, "exp", "show", "--json"], repo).stdout)
     exps = {e["name"]: e for c in shown for e in (c.get("experiments") or [])}
     tune_metrics = exps["rnd"]["revs"][0]["data"]["metrics"]["reports/tune/metrics.json"]["data"]
-    assert tune_metrics["best_score"] == best["best_score"] and tune_metrics["trials"] == 4
+    assert tune_metrics["best_score"] == best["best_score"] and tune_metrics["trials"] == 5
     assert tune_metrics["by_model"] == {f: best["by_model"][f]["best_score"] for f in families}
     assert (repo / "reports/tune/plots/images/history.png").stat().st_size > 0
     trials = (repo / "reports/tune/trials.csv").read_text()
     header = trials.splitlines()[0]
-    assert trials.count("\n") == 5 and "params_model" in header and "system_attrs" not in header  # header + 4 trials
+    assert trials.count("\n") == 6 and "params_model" in header and "system_attrs" not in header  # header + 5 trials
     sh(["git", "checkout", "params.yaml"], repo)
 
 
@@ -56,7 +56,7 @@ def test_two_workers_share_one_study(reproduced):
     sh([DVC, "repro", "prepare"], repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["tuner"] = "optuna"
-    params["tune"].update(n_trials=8, cv_folds=2, pruning=False)
+    params["tune"].update(n_trials=8, cv_folds=2, cv_repeats=1, pruning=False)
     # trials slow enough (~0.5 s) that one worker cannot finish the study before the other joins
     params["model"] = "random_forest"
     params["hyperparameters"]["random_forest"].update(n_estimators=200, n_jobs=1)

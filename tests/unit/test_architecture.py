@@ -147,7 +147,7 @@ def test_threshold_semantics_live_in_the_model(small_run):
 
 def test_registry_names_are_what_params_accept():
     assert registry("models") == tuple(MODELS)
-    assert registry("model choices") == (*MODELS, "auto")
+    assert registry("model choices") == (*MODELS, "auto", "ensemble")
     assert set(registry("samplers")) == {"auto", *SAMPLERS}
     assert registry("tuners") == ("none", *TUNERS)
 
@@ -196,7 +196,8 @@ def test_a_fourth_model_is_one_registry_entry_its_booster_its_name_and_its_param
 
 def test_an_unregistered_model_is_refused_with_the_registered_names():
     with pytest.raises(
-        UserError, match=r"hyperparameters: must be one of random_forest, xgboost, lightgbm\. Got 'xgb'"
+        UserError,
+        match=r"hyperparameters: must be one of random_forest, xgboost, lightgbm, catboost, linear\. Got 'xgb'",
     ):
         parse_params(base_params(hyperparameters={"xgb": {"max_depth": 3}}))
 

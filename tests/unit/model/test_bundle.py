@@ -28,15 +28,17 @@ ROWS = generate(rows=60, seed=4).drop(columns=["churned", "next_month_spend"])
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, served.TabularModel]:
-    """One small model per family (binary; the forest with isotonic calibration)."""
+    """One small model per family (binary; the forest and CatBoost with isotonic calibration)."""
     found = {}
     for family, hyper in (
         ("lightgbm", {"n_estimators": 15, "num_leaves": 7}),
         ("xgboost", {"n_estimators": 15, "max_depth": 3}),
         ("random_forest", {"n_estimators": 8, "max_depth": 6, "n_jobs": 1}),
+        ("catboost", {"n_estimators": 15, "depth": 4, "thread_count": 1}),
+        ("linear", {"alpha": 1.0}),
     ):
         raw = base_params(seed=2, model=family, hyperparameters={family: hyper})
-        raw["train"]["calibration"] = "isotonic" if family == "random_forest" else "none"
+        raw["train"]["calibration"] = "isotonic" if family in ("random_forest", "catboost") else "none"
         found[family] = run(generate(rows=1200, seed=2), parse_params(raw), splits_to_score=()).model
     return found
 
@@ -66,7 +68,7 @@ def refused(data: bytes, match: str) -> None:
         served.loads(data, where="--model")
 
 
-@pytest.mark.parametrize("family", ["lightgbm", "xgboost", "random_forest"])
+@pytest.mark.parametrize("family", ["lightgbm", "xgboost", "random_forest", "catboost", "linear"])
 def test_a_bundle_round_trips_to_the_same_bytes_and_predictions(models, family, tmp_path):
     model = models[family]
     served.save(model, tmp_path / "model.zip")
@@ -117,6 +119,19 @@ def test_a_forest_node_pointing_outside_its_tree_is_refused(models):
     left[0] = 10**6  # the first tree's root: its left child far outside the tree
     changed = header + b"\n" + left.tobytes() + arrays[8:]
     refused(rebuilt(dict(members, **{"forest.bin": changed})), "child index is out of range")
+
+
+def test_a_catboost_split_or_a_linear_scale_out_of_bounds_is_refused(models):
+    members = members_of(models["catboost"].to_bytes())
+    model = json.loads(members["catboost.json"])
+    bins = sum(len(f["borders"]) for f in model["features_info"]["float_features"])
+    model["oblivious_trees"][0]["splits"][0]["split_index"] = bins  # one past the last border
+    refused(rebuilt(dict(members, **{"catboost.json": json.dumps(model).encode()})), "split index is out of range")
+
+    members = members_of(models["linear"].to_bytes())
+    model = json.loads(members["linear.json"])
+    model["scale"][0] = 0.0
+    refused(rebuilt(dict(members, **{"linear.json": json.dumps(model).encode()})), "scale must be positive")
 
 
 def test_a_member_from_another_model_and_a_missing_member_are_refused(models):

@@ -19,6 +19,7 @@ from reprotab.model.schema import Schema, encode_target
 from reprotab.params.sections import FeaturizeParams
 from reprotab.train.families import MODELS
 from reprotab.train.fit import fit
+from tests.unit.train.test_estimators import SMALL
 
 SCHEMA = Schema(
     task="classification", target="y", numeric=("n", "flag"), categorical=("c",), classes=(0, 1), positive_class=1
@@ -144,7 +145,7 @@ def test_every_model_accepts_category_values_and_column_names_with_json_special_
         schema=schema,
         featurizer=featurizer,
         model=model_name,
-        hyperparameters={"n_estimators": 5},
+        hyperparameters=SMALL[model_name],
         seed=0,
     )
     predicted = model.predict(frame)

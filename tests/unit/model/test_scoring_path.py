@@ -32,9 +32,16 @@ TASKS = {  # kind → (task, target, columns left out)
     "multiclass": ("classification", "contract", ["churned", "next_month_spend"]),
     "regression": ("regression", "next_month_spend", ["churned"]),
 }
+SMALL = {  # a few trees, one thread
+    "lightgbm": {"n_estimators": 15, "n_jobs": 1},
+    "xgboost": {"n_estimators": 15, "n_jobs": 1},
+    "random_forest": {"n_estimators": 15, "n_jobs": 1, "max_depth": 6},
+    "catboost": {"n_estimators": 15, "depth": 4, "thread_count": 1},
+    "linear": {"alpha": 1.0},
+}
 CASES = [
     (family, kind, calibration)
-    for family in ("lightgbm", "xgboost", "random_forest")
+    for family in SMALL
     for kind in TASKS
     for calibration in (("none", "sigmoid", "isotonic") if kind != "regression" else ("none",))
 ]
@@ -74,8 +81,7 @@ class Fitted:
         config = FeaturizeParams(max_categories=5, scale=family == "random_forest", rare_category_min_share=0.05)
         fit_rows, held = data.iloc[:700], data.iloc[700:]
         self.featurizer, features = fit_featurizer(fit_rows, schema=self.schema, config=config, seed=0)
-        hyper = {"n_estimators": 15, "n_jobs": 1} | ({"max_depth": 6} if family == "random_forest" else {})
-        self.estimator = build_estimator(model=family, task=task, hyperparameters=hyper, seed=0)
+        self.estimator = build_estimator(model=family, task=task, hyperparameters=SMALL[family], seed=0)
         self.estimator.fit(features, encode_target(fit_rows[target], self.schema))
         self.calibration, self.calibrator = calibration, None
         if calibration != "none":

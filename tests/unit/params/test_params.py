@@ -20,7 +20,7 @@ def test_shipped_params_load():
 def test_unknown_model_names_choices_and_suggests():
     with pytest.raises(
         UserError,
-        match=r"model: must be one of random_forest, xgboost, lightgbm, auto\. "
+        match=r"model: must be one of random_forest, xgboost, lightgbm, catboost, linear, auto, ensemble\. "
         r"Got 'xgbost'\. Did you mean 'xgboost'\?",
     ):
         parse_params(base_params(model="xgbost"))

@@ -15,6 +15,8 @@ SMALL = {
     "random_forest": {"n_estimators": 20, "n_jobs": 1},  # one thread: spreading tiny fits over cores is slower
     "xgboost": {"n_estimators": 20, "n_jobs": 1},
     "lightgbm": {"n_estimators": 20, "min_child_samples": 2, "n_jobs": 1},
+    "catboost": {"n_estimators": 20, "depth": 4, "thread_count": 1},
+    "linear": {"alpha": 1.0},
 }
 
 
@@ -114,3 +116,14 @@ def test_the_recorded_library_defaults_are_the_ones_the_library_applies():
         return json.loads(fitted.get_booster().save_config())["learner"]["gradient_booster"]["tree_train_param"]
 
     assert spec.unset_defaults and applied() == applied(**spec.unset_defaults)
+
+
+def test_the_recorded_catboost_defaults_are_the_ones_it_applies():
+    """CatBoost's wrapper lists only the settings passed to it; the registry's values must be the real ones."""
+    X, y = np.random.default_rng(0).normal(size=(60, 3)), np.arange(60) % 2
+    spec = MODELS["catboost"]
+    cls = spec.estimator_class("classification")
+    names = {"depth": "depth", "l2_leaf_reg": "l2_leaf_reg", "colsample_bylevel": "rsm"}  # the wrapper's → CatBoost's
+    fitted = cls(n_estimators=2, thread_count=1, **spec.fixed).fit(X, y).get_all_params()
+    assert {name: fitted[names[name]] for name in names} == {name: spec.unset_defaults[name] for name in names}
+    assert cls(**spec.fixed).get_params().get("n_estimators") is None  # 1,000 rounds, documented: not fitted here

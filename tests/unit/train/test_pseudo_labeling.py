@@ -13,7 +13,8 @@ from reprotab.train.families import MODELS, build_estimator, fit_estimator
 from reprotab.train.fit import fit
 from reprotab.train.pseudo_labeling import class_thresholds, pick, room_left, self_train, unlabeled_features
 from tests.helpers import base_params
-from tests.unit.train.test_train import SMALL, split_data
+from tests.unit.train.test_estimators import SMALL
+from tests.unit.train.test_train import split_data
 
 
 def two_class(confidence, predicted, truth):

@@ -277,7 +277,7 @@ def test_boosters_stop_early_inside_the_search_and_report_the_rounds(split):
     search = tuning.Search(
         **{**search.__dict__, "bases": {"xgboost": {"n_estimators": 400, "learning_rate": 0.5, "n_jobs": 1}}}
     )
-    score, rounds = tuning.evaluate({"max_depth": 6}, search)
+    score, rounds, _ = tuning.evaluate({"max_depth": 6}, search)
     assert 0.5 < score <= 1.0
     assert rounds is not None and rounds < 400
 
