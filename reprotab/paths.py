@@ -24,6 +24,7 @@ SCHEMA = f"{PREPARED}/schema.json"
 PREPARE_SUMMARY = "reports/prepare/summary.json"
 BEST_PARAMS = "models/best_params.json"
 MODEL = "models/model.zip"
+JUDGED = "models/judged.zip"  # the model the test split judged: model.zip itself unless train.refit is all
 MODEL_META = "models/model.json"
 TRAIN_METRICS = "reports/train/metrics.json"
 EVALUATE_METRICS = "reports/evaluate/metrics.json"
@@ -55,6 +56,7 @@ OUTPUTS = (
     PREPARE_SUMMARY,
     BEST_PARAMS,
     MODEL,
+    JUDGED,
     MODEL_META,
     TRAIN_METRICS,
     EVALUATE_METRICS,

@@ -30,7 +30,7 @@ class Run:
     """What one in-process run produced."""
 
     model: TabularModel
-    metrics: dict[str, dict[str, float]]  # split → metric → value (validation and test)
+    metrics: dict[str, dict[str, float]]  # split → metric → value (validation and test) of the judged model
     schema: Schema
     splits: dict[str, pd.DataFrame]
     training: dict[str, Any] = field(default_factory=dict)  # train's summary (sampler, threshold, ...)
@@ -38,6 +38,7 @@ class Run:
     tune_record: dict[str, Any] = field(default_factory=dict)  # what tune would write as models/best_params.json
     family: str = ""  # the model family fitted (with model auto, the one tune chose)
     card: ModelCard | None = None  # what train would write as models/model.json
+    judged: TabularModel | None = None  # what the test split judges: `model` itself unless train.refit is all
 
 
 def tune_best(*, splits: dict[str, pd.DataFrame], schema: Schema, params: Params) -> dict[str, Any]:
@@ -78,7 +79,8 @@ def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...]
     splits, schema, _ = prepare_with(frame, params)
     best = BestParams.from_dict(tune_best(splits=splits, schema=schema, params=params) or no_search(model=params.model))
     trained = run_train(schema=schema, best=best, params=params, read_split=frame_splits(splits))
-    metrics = {split: measure(trained.model, splits[split])[1] for split in splits_to_score}
+    # the judged model: with train.refit all the shipped one trained on the test rows too
+    metrics = {split: measure(trained.judged, splits[split])[1] for split in splits_to_score}
     return Run(
         model=trained.model,
         metrics=metrics,
@@ -89,6 +91,7 @@ def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...]
         tune_record=best.to_dict(),
         family=trained.family,
         card=trained.card,
+        judged=trained.judged,
     )
 
 

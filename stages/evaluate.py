@@ -1,7 +1,9 @@
 """evaluate: score the saved model on the test split (validation shown for reference) and write
 the evaluation report.
 
-Reads   models/model.zip (model.json: which splits trained it), data/prepared/{validation,test}.parquet
+Reads   models/judged.zip (the model judged: models/model.zip itself, or with train.refit all the
+            train + validation model), models/model.json (which splits trained each),
+            data/prepared/{validation,test}.parquet
 Writes  reports/evaluate/metrics.json  every metric of the task, test and validation; binary models
             add `threshold`, and with a stored threshold the threshold metrics at 0.5
             (`test/at_0.5/f1`, ...); with a calibrator, probability metrics before it (`test/uncalibrated/brier`)
@@ -9,7 +11,8 @@ Writes  reports/evaluate/metrics.json  every metric of the task, test and valida
         reports/evaluate/figures/*.png, tables/{importance,per_class}.csv, predictions.csv, summary.md
 Params  metric (headline metric, permutation importance), seed and evaluate (permutation importance)
 
-This is the only stage that reads the test split. The logic is reprotab/evaluate/scores.py.
+The test split judges only models that never trained on it; with train.refit all the report says
+so and names the rows the shipped model was refitted on. The logic is reprotab/evaluate/scores.py.
 """
 
 from __future__ import annotations
@@ -33,15 +36,17 @@ log = logging.getLogger(__name__)
 @stage_main("evaluate")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Score the model on the test split; write the evaluation report.")
-    parser.add_argument("--model", default=paths.MODEL)
+    parser.add_argument("--model", default=paths.JUDGED)
+    parser.add_argument("--card", default=paths.MODEL_META)
     parser.add_argument("--prepared", default=paths.PREPARED)
     parser.add_argument("--out-dir", default="reports/evaluate")
     args = parser.parse_args(argv)
     params = load_stage_params("evaluate", PARAMS)
     metric, seed, settings = params.metric, params.seed, params.evaluate
     model = served.load(args.model)
-    card = Path(args.model).with_suffix(".json")  # which splits trained the model (train.refit)
-    trained_on = ModelCard.read(card).trained_on if card.is_file() else ["train"]  # a broken card: one error
+    card = ModelCard.read(args.card) if Path(args.card).is_file() else None  # a broken card: one error
+    trained_on = card.judged_on if card else ["train"]  # which splits trained the judged model (train.refit)
+    shipped_on = card.trained_on_rows if card and card.judged else None  # train.refit all
     rows = {split: read_parquet(Path(args.prepared) / f"{split}.parquet") for split in ("validation", "test")}
     metrics, report, preds, summary = evaluate(
         model=model,
@@ -50,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=seed,
         permutation={"n_repeats": settings.permutation_repeats, "max_rows": settings.permutation_rows},
         trained_on=trained_on,
+        shipped_on=shipped_on,
     )
     out = Path(args.out_dir)
     write_report(out, metrics=metrics, report=report, preds=preds, summary=summary)

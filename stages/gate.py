@@ -1,7 +1,8 @@
 """gate: challenger (the model just trained) against the champion pinned in models/champion.json,
 both scored on the same current test rows and on the frozen reference set pinned with the champion.
 
-Reads   models/model.zip, models/champion.json, the champion's model at its commit and the
+Reads   models/judged.zip (the model the test split may judge: models/model.zip itself unless
+            train.refit is all), models/champion.json, the champion's judged model at its commit and the
             frozen reference set at its commit (DVC cache or remote), data/prepared/test.parquet,
             data/prepared/train.parquet and validation.parquet (no reference row may have reached them)
 Writes  reports/gate/decision.json  promote true/false, every rule with both values and its
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 @stage_main("gate")
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Challenger vs champion on the same test rows; write the decision.")
-    parser.add_argument("--model", default=paths.MODEL)
+    parser.add_argument("--model", default=paths.JUDGED)
     parser.add_argument("--champion", default=paths.CHAMPION)
     parser.add_argument("--test", default=paths.TEST)
     parser.add_argument("--train", default=paths.TRAIN)  # no reference row may be in it

@@ -4,8 +4,12 @@ Reads   data/prepared/{train,validation}.parquet, data/prepared/schema.json,
         models/best_params.json, reports/prepare/summary.json; with
         train.pseudo_labeling.enabled also data.unlabeled_path and the id column of
         data/prepared/{train,validation,test}.parquet (unlabeled rows already in a split are
-        dropped, so no test row is ever pseudo-labeled)
+        dropped, so no test row is ever pseudo-labeled); with train.refit all, the test split too,
+        once the model the test split judges is fitted (the shipped model's last refit)
 Writes  models/model.zip (the served model: featurizer + estimator + threshold + calibrator),
+        models/judged.zip (the model evaluate and the gate judge on the test split: the same file,
+        or with train.refit all the train + validation model, the shipped one having been refitted
+        on every labelled row, test included),
         models/model.json (the model card: format version, hyperparameters, the data files that
         trained it, copied from prepare's summary), reports/train/metrics.json (the sampler used
         and why, resampled rows, kept rounds, the threshold and its validation score)
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -61,6 +66,10 @@ def main(argv: list[str] | None = None) -> None:
     if summary_file.is_file():  # which data files (reference and batches, with hashes) trained the model
         card = replace(card, data=read_json(summary_file).get("data"))
     served.save(trained.model, out / "model.zip")
+    if trained.judged is trained.model:  # the same bytes: the test split judges the model that ships
+        shutil.copyfile(out / "model.zip", out / "judged.zip")
+    else:  # train.refit all: the shipped model was refitted on every row, test included
+        served.save(trained.judged, out / "judged.zip")
     card.write(out / "model.json")
     write_json(trained.summary, args.metrics)
     log.info(

@@ -89,10 +89,12 @@ def evaluate(
     seed: int,
     permutation: dict[str, int] | None = None,
     trained_on: Iterable[str] = ("train",),
+    shipped_on: dict[str, int] | None = None,
 ) -> tuple[dict[str, Any], Report, pd.DataFrame, str]:
     """The whole stage without IO: metrics, the report's plots/figures/tables, predictions, summary.
     `trained_on`: the splits whose rows fitted the model (model.json); validation among them
-    (train.refit) makes its metrics in-sample, and the summary says so."""
+    (train.refit) makes its metrics in-sample, and the summary says so. `shipped_on` (train.refit
+    all): the rows the shipped model was refitted on, which the summary names."""
     scored = {
         split: scored_predictions(model, rows, raw=True) for split, rows in (("validation", validation), ("test", test))
     }
@@ -113,6 +115,7 @@ def evaluate(
         metric=metric,
         rows={"test": len(test), "validation": len(validation)},
         validation_in_training="validation" in trained_on,
+        shipped_on=shipped_on,
         importance=report.tables["importance"],
         figures=report.figures,
         files=["metrics.json", "predictions.csv", *[f"tables/{name}.csv" for name in report.tables]],

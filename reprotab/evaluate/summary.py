@@ -26,6 +26,7 @@ def summary_markdown(
     figures: Iterable[str],
     files: Iterable[str],
     validation_in_training: bool = False,
+    shipped_on: dict[str, int] | None = None,
 ) -> str:
     """One page: what was evaluated, key metrics (test and validation), the threshold and
     calibration, top features, and links to every figure and file (relative to the page)."""
@@ -55,6 +56,13 @@ def summary_markdown(
             "Validation metrics are optimistic where the threshold or calibration was fitted on them: judge by test"
         )
 
+    if shipped_on:
+        facts.append(
+            "These figures judge the model fitted on train + validation (models/judged.zip). The shipped model "
+            f"(models/model.zip) was then refitted with the same settings on every labelled row (train.refit: all: "
+            f"{' + '.join(f'{name} {count:,}' for name, count in shipped_on.items())} rows): the test rows estimate "
+            "it but took part in fitting it"
+        )
     test, validation = metrics["test"], metrics["validation"]
     names = [metric] + [n for n, v in test.items() if n != metric and not isinstance(v, dict)]
     lines = [f"# Evaluation report: {schema.target}", "", *[f"- {fact}" for fact in facts], "", "## Metrics", ""]

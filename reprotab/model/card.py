@@ -39,6 +39,14 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)  # train's summary (reports/train/metrics.json)
     data: dict[str, Any] | None = None  # the data files behind the splits (prepare's summary)
     init_model: dict[str, Any] | None = None  # train.init_model: the model continued, with its hash
+    # train.refit all: the model the test split judged (its file and the rows that fitted it); the
+    # shipped model's own rows are trained_on_rows
+    judged: dict[str, Any] | None = None
+
+    @property
+    def judged_on(self) -> list[str]:
+        """The splits whose rows fitted the model evaluate and the gate judge."""
+        return list(self.judged["trained_on_rows"]) if self.judged else list(self.trained_on)
 
     @classmethod
     def from_dict(cls, data: Any, *, where: str = paths.MODEL_META) -> ModelCard:

@@ -251,10 +251,17 @@ class TrainParams(Section):
     min_recall: float | None = Field(None, gt=0, le=1)
     min_precision: float | None = Field(None, gt=0, le=1)
     calibration: Literal["none", "sigmoid", "isotonic"] = "none"
-    refit: bool = (
-        True  # after deciding on validation, refit featurizer + estimator on train + validation (see refit_skipped)
-    )
+    # after deciding on validation, refit featurizer + estimator on train + validation (true), and with
+    # all then once more on every labelled row, test included, for the shipped model (see refit_skipped)
+    refit: bool | Literal["all"] = True
     pseudo_labeling: PseudoLabelingParams = PseudoLabelingParams()
+
+    @field_validator("refit", mode="before")
+    @classmethod
+    def _refit_choice(cls, value: Any) -> Any:
+        if not isinstance(value, bool) and value != "all":
+            raise ValueError(one_of("train.refit", value, ["true", "false", "all"]))
+        return value
 
     @field_validator("threshold", mode="before")
     @classmethod

@@ -147,11 +147,22 @@ def model_at(
     return served.loads(data, where=where, source=path), hashlib.md5(data).hexdigest()
 
 
+def judged_path(commit: str, repo: str | Path = ".") -> str:
+    """The model file the gate compares at `commit`: models/judged.zip where that commit's train
+    wrote one (with train.refit all the shipped model.zip trained on the test rows too), else
+    models/model.zip (every commit before judged.zip existed)."""
+    from reprotab.registry.checks import locked_md5
+
+    return paths.JUDGED if locked_md5(Path(repo), commit, paths.JUDGED) else paths.MODEL
+
+
 def champion_model(pin: ChampionPin, repo: str | Path = ".") -> tuple[TabularModel | None, str | None]:
-    """The pinned champion's model and its md5, read at its commit; (None, None) without a champion."""
+    """The pinned champion's judged model (`judged_path`) and its md5, read at its commit; (None,
+    None) without a champion. Both sides of the gate are then models no test row trained."""
     if not pin.version or pin.commit is None:
         return None, None
     try:
-        return model_at(pin.commit, repo=repo, where=f"champion {pin.version}")
+        path = judged_path(pin.commit, repo)
+        return model_at(pin.commit, repo=repo, where=f"champion {pin.version}", path=path)
     except vcs.NotReadable as exc:
         raise _unreadable(exc, what="the champion's model", commit=pin.commit, version=pin.version) from None

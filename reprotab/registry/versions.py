@@ -243,7 +243,8 @@ def promote(
         raise UserError(problem("registry promote", f"{version} is in {stage} already", version))
     commit = versions[version]["commit"]
     gate, unreadable = GateDecision.readable_at(repo, commit)
-    stale = gate is not None and gate.challenger_md5 not in (None, locked_md5(repo, commit))
+    judged = locked_md5(repo, commit, paths.JUDGED) or locked_md5(repo, commit)  # the file the gate judged
+    stale = gate is not None and gate.challenger_md5 not in (None, judged)
     overridden = stage == "prod" and (stale or not (gate and gate.promote))  # the history's "forced"
     if overridden:
         said = "no gate decision" if gate is None else f"the gate said no: {gate.reason}"

@@ -198,14 +198,17 @@ def refit(
     seed: int,
     sampler: str = "none",
     sampling: SamplingParams | None = None,
+    test: pd.DataFrame | None = None,
 ) -> tuple[TabularModel, dict[str, Any], pd.DataFrame]:
     """The same model refitted on the raw train + validation rows (featurizer included), with the
     threshold and calibrator chosen on validation by `fitted`; returns the new model, the summary
-    with what changed, and the featurized rows it was fitted on."""
+    with what changed, and the featurized rows it was fitted on. With `test` (train.refit all),
+    the test rows join them: every labelled row. Rounds scale by all rows over the training split's."""
     schema = fitted.schema
-    counts = {"train": len(train), "validation": len(validation)}
-    rows = pd.concat([train, validation], ignore_index=True)
-    del train, validation  # passed inline by train_run: the concatenation is then the only raw copy
+    splits = {"train": train, "validation": validation, **({"test": test} if test is not None else {})}
+    counts = {name: len(frame) for name, frame in splits.items()}
+    rows = pd.concat(list(splits.values()), ignore_index=True)
+    del train, validation, test, splits  # passed inline by train_run: the concatenation is then the only raw copy
     release_arrow_memory()  # the splits were read from Parquet: their buffers go back now, not at exit
     featurizer, X = fit_featurizer(rows, schema=schema, config=featurize, seed=seed)  # cross-fitted, not fit+transform
     y = encode_target(rows[schema.target], schema)
@@ -226,16 +229,16 @@ def refit(
         seed=seed,
     )
     estimator.fit(X_fit, y_fit)
-    log.info("refitted %s on train + validation: %d rows (train alone %d)", model, len(y), counts["train"])
+    log.info("refitted %s on %s: %d rows (train alone %d)", model, " + ".join(counts), len(y), counts["train"])
     refitted = {
         **summary,
         "refit": {
             "rows": counts,
             "resampled_rows": balanced["training_rows_resampled"],
             "n_estimators": settings.get("n_estimators"),
+            **spec.describe(estimator),  # the first fit's (its kept rounds) stays beside
         },
         "size": spec.size(estimator),
-        **spec.describe(estimator),
     }
     served = TabularModel.from_fitted(
         featurizer=featurizer,

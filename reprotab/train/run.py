@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from reprotab import paths
 from reprotab.data.tables import file_hash, read_parquet, release_arrow_memory
 from reprotab.model.card import ModelCard
 from reprotab.model.featurizer import featurize
@@ -59,7 +60,8 @@ class TrainView(Protocol):
 class Trained:
     """What the train stage produced: the served model, the model card, and train's summary."""
 
-    model: TabularModel
+    model: TabularModel  # the shipped model, models/model.zip
+    judged: TabularModel  # the model evaluate and the gate judge on test (models/judged.zip): `model` unless refit all
     card: ModelCard  # models/model.json
     summary: dict[str, Any]  # reports/train/metrics.json
     family: str  # the family fitted (with model auto, the one tune chose)
@@ -91,7 +93,7 @@ def run_train(
         previous = load_previous(init_model, model=family, schema=schema, feature_names=names, output=output)
     # Handed over by popping, so train_model holds the only references and a refit can free the
     # first fit's featurized rows before it featurizes train + validation again.
-    model, summary, features, trained_on = train_model(
+    model, summary, features, trained_on, judged = train_model(
         family=family,
         features=featurized.pop(0),
         validation=featurized.pop(0),
@@ -111,8 +113,20 @@ def run_train(
         trained_on=trained_on,
     )
     continued = {"path": init_model, "sha256": file_hash(init_model)} if init_model else None
-    card = ModelCard.from_dict({**meta, "threshold": model.threshold, "training": summary, "init_model": continued})
-    return Trained(model=model, card=card, summary=summary, family=family, hyperparameters=hyperparameters)
+    judged_card = None
+    if judged is not None:
+        judged_card = {"file": paths.JUDGED, "trained_on_rows": summary["judged"]["rows"], "judged_by": "test"}
+    card = ModelCard.from_dict(
+        {**meta, "threshold": model.threshold, "training": summary, "init_model": continued, "judged": judged_card}
+    )
+    return Trained(
+        model=model,
+        judged=judged or model,
+        card=card,
+        summary=summary,
+        family=family,
+        hyperparameters=hyperparameters,
+    )
 
 
 def train_model(
@@ -126,9 +140,10 @@ def train_model(
     params: TrainView,
     read_split: ReadSplit,
     previous: Any = None,
-) -> tuple[TabularModel, dict[str, Any], pd.DataFrame, dict[str, int]]:
-    """The model, train's summary, the featurized rows it was fitted on, and the row count per
-    split that trained it. `family` is the model to fit (params' model, or tune's choice with model
+) -> tuple[TabularModel, dict[str, Any], pd.DataFrame, dict[str, int], TabularModel | None]:
+    """The model, train's summary, the featurized rows it was fitted on, the row count per split
+    that trained it, and with train.refit all the train + validation model the test split judges
+    (None otherwise). `family` is the model to fit (params' model, or tune's choice with model
     auto); `params` is train's view of params.yaml (seed, train, sampler, sampling, featurize,
     data); `read_split(name, columns)` gives a prepared split (raw rows for refit, the ids that
     pseudo-labeling keeps out)."""
@@ -167,20 +182,34 @@ def train_model(
         del features, validation
         release_arrow_memory()
         columns = [*schema.features, schema.target]  # not the id column or anything else prepare kept
+        again: dict[str, Any] = {
+            "featurize": featurize,
+            "model": family,
+            "hyperparameters": hyperparameters,
+            "seed": params.seed,
+            "sampler": params.sampler,
+            "sampling": params.sampling,
+        }
+        first = model  # the threshold, calibrator and kept rounds were decided with it
         model, summary, features = refit(
-            model,
-            summary,
-            train=read_split("train", columns),
-            validation=read_split("validation", columns),
-            featurize=featurize,
-            model=family,
-            hyperparameters=hyperparameters,
-            seed=params.seed,
-            sampler=params.sampler,
-            sampling=params.sampling,
+            first, summary, train=read_split("train", columns), validation=read_split("validation", columns), **again
         )
         trained_on = dict(summary["refit"]["rows"])
-    return model, summary, features, trained_on
+        if settings.refit == "all":  # the model above is the one the test split judges; ship one on every row
+            judged, judged_summary = model, summary["refit"]
+            del features
+            model, summary, features = refit(
+                first,
+                summary,
+                train=read_split("train", columns),
+                validation=read_split("validation", columns),
+                test=read_split("test", columns),
+                **again,
+            )
+            summary["judged"] = {"file": paths.JUDGED, **judged_summary}
+            trained_on = dict(summary["refit"]["rows"])
+            return model, summary, features, trained_on, judged
+    return model, summary, features, trained_on, None
 
 
 def parquet_splits(prepared: Path) -> Callable[[str, list[str] | None], pd.DataFrame]:

@@ -10,6 +10,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from reprotab.data.tables import file_md5
 from reprotab.registry import versions as registry
 from tests.helpers import DVC, reproduced_repo, request_rows, serve_command, server, sh
 from tests.integration.test_registry import cli
@@ -71,3 +72,37 @@ def test_a_family_runs_from_exp_run_through_the_gate_the_registry_predict_and_se
         assert answer.status_code == 200, answer.text
         assert len(answer.json()["predictions"]) == 3
         assert httpx.get(f"{url}/metadata", timeout=30).json()["model"] == model
+
+
+def test_refit_all_ships_a_model_of_every_row_while_the_gate_judges_the_train_validation_one(project):
+    repo = project
+    sh([DVC, "exp", "run", "-S", "model=lightgbm", "-S", "tuner=none", "-S", "train.refit=all", "--name", "all"], repo)
+    shipped, judged = repo / "models/model.zip", repo / "models/judged.zip"
+    assert file_md5(shipped) != file_md5(judged)
+    card = json.loads((repo / "models/model.json").read_text())
+    assert card["trained_on"] == ["train", "validation", "test"] and card["judged"]["judged_by"] == "test"
+    assert list(card["judged"]["trained_on_rows"]) == ["train", "validation"]
+    rows = card["trained_on_rows"]
+    assert card["training_rows"] == rows["train"] + rows["validation"] + rows["test"]
+    kept = card["training"]["best_iteration"]
+    assert card["training"]["refit"]["n_estimators"] == round(kept * card["training_rows"] / rows["train"])
+    assert "train.refit: all" in (repo / "reports/evaluate/summary.md").read_text()
+    decision = json.loads((repo / "reports/gate/decision.json").read_text())
+    assert decision["challenger_md5"] == file_md5(judged)  # never the model that saw the test rows
+
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-q", "-m", "refit on every row"], repo)
+    status, said = cli(repo, "register")
+    assert status == 0, said
+    version = said.split()[1]
+    forced = [] if decision["promote"] else ["--force", "--reason", "test of refit all"]
+    assert cli(repo, "promote", version, "--stage", "prod", *forced)[0] == 0  # the decision is not stale
+    loaded, _ = registry.load(stage="prod", repo=str(repo))
+    assert loaded.to_bytes() == shipped.read_bytes()  # prod serves the model of every row
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-q", "-m", "champion"], repo)
+
+    sh([DVC, "repro", "-f", "gate"], repo)  # the next gate reads the champion's judged model, not its shipped one
+    decision = json.loads((repo / "reports/gate/decision.json").read_text())
+    assert decision["champion"]["version"] == version and decision["champion"]["md5"] == file_md5(judged)
+    assert "the challenger is the champion's model" in decision["reason"]

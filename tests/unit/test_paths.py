@@ -86,7 +86,7 @@ def test_what_the_commands_write_is_no_stage_output(path):
 
 def test_the_gate_reads_the_splits_and_the_model_it_judges():
     gate = {resolved(entry) for entry in PIPELINE["stages"]["gate"]["deps"]}
-    assert {paths.MODEL, paths.CHAMPION, paths.TEST, paths.TRAIN, paths.VALIDATION} <= gate
+    assert {paths.JUDGED, paths.CHAMPION, paths.TEST, paths.TRAIN, paths.VALIDATION} <= gate
     assert {resolved(entry) for entry in PIPELINE["stages"]["gate"]["outs"]} == {
         paths.GATE_DECISION,
         paths.GATE_DECISION_MD,

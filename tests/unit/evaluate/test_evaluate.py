@@ -94,7 +94,7 @@ def evaluated(request, churn_small, tmp_path_factory):
         (work / "model.json").write_text(json.dumps({**MODEL_CARD, "trained_on": ["train", "validation"]}))
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(work)
-        evaluate.main(["--model", "model.zip", "--prepared", "prepared", "--out-dir", "out"])
+        evaluate.main(["--model", "model.zip", "--card", "model.json", "--prepared", "prepared", "--out-dir", "out"])
     return case, work / "out", splits
 
 
@@ -210,7 +210,9 @@ def test_a_broken_model_card_stops_evaluate_with_one_message(evaluated, capsys):
     try:
         with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit) as stopped:
             patch.chdir(work)
-            evaluate.main(["--model", "model.zip", "--prepared", "prepared", "--out-dir", "out-broken"])
+            evaluate.main(
+                ["--model", "model.zip", "--card", "model.json", "--prepared", "prepared", "--out-dir", "out-broken"]
+            )
     finally:
         (work / "model.json").write_text(card)
     assert stopped.value.code == 2

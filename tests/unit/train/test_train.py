@@ -316,3 +316,48 @@ def test_refit_steps_aside_for_continued_training_and_pseudo_labeling():
     assert skipped() is None and skipped(refit=False, init_model="models/previous.zip") is None
     assert skipped(init_model="models/previous.zip") == "train.init_model continues a previous model"
     assert skipped(pseudo_labeling={"enabled": True}) == "train.pseudo_labeling decides on validation rows"
+
+
+@pytest.mark.parametrize("model", ["lightgbm", "ensemble"])
+def test_refit_all_ships_every_row_and_keeps_the_train_validation_model_to_judge(model):
+    from reprotab.pipeline import run
+
+    members = [
+        {"model": "lightgbm", "hyperparameters": {"n_estimators": 80, "n_jobs": 1}, "weight": 0.5},
+        {"model": "linear", "hyperparameters": {"alpha": 1.0}, "weight": 0.5},
+    ]
+    raw = base_params(model="lightgbm", hyperparameters={"lightgbm": {"n_estimators": 80, "n_jobs": 1}})
+    raw["train"] = {**raw["train"], "refit": "all"}
+    result = run(generate(rows=2000, seed=4), parse_params(raw))
+    if model == "ensemble":  # a blend as tune hands it over
+        from reprotab.train.run import frame_splits, run_train
+        from reprotab.tune.best import BestParams
+
+        params = parse_params({**raw, "model": "ensemble", "tuner": "random"})
+        best = BestParams.from_dict({"tuner": "random", "model": "ensemble", "params": {"members": members}})
+        trained = run_train(schema=result.schema, best=best, params=params, read_split=frame_splits(result.splits))
+        card, summary, shipped, judged = trained.card, trained.summary, trained.model, trained.judged
+        kept = [m["best_iteration"] for m in summary["ensemble"]["members"]]
+        refitted = card.hyperparameters["members"]
+        assert kept[0] is not None and kept[1] is None  # the linear member has no rounds
+    else:
+        card, summary, shipped, judged = result.card, result.training, result.model, result.judged
+    rows = card.trained_on_rows
+    assert card.trained_on == ["train", "validation", "test"] and card.judged_on == ["train", "validation"]
+    assert card.training_rows == sum(rows.values()) == 2000
+    assert summary["judged"]["rows"] == {"train": rows["train"], "validation": rows["validation"]}
+    if model == "lightgbm":
+        assert summary["refit"]["n_estimators"] == round(summary["best_iteration"] * 2000 / rows["train"])
+        assert summary["judged"]["n_estimators"] == round(
+            summary["best_iteration"] * (rows["train"] + rows["validation"]) / rows["train"]
+        )
+    else:
+        assert judged is not shipped and shipped.family == judged.family == "ensemble"
+        assert len(refitted) == 2
+    test = result.splits["test"]
+    assert judged is not shipped and not np.allclose(judged.predict_proba(test), shipped.predict_proba(test))
+
+
+def test_a_refit_value_other_than_true_false_or_all_is_named():
+    with pytest.raises(UserError, match=r"train\.refit: must be one of true, false, all\. Got 'everything'"):
+        parse_params(base_params(train={"refit": "everything"}))
