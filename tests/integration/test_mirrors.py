@@ -26,6 +26,7 @@ def mirrored_repo(tmp_path_factory) -> Path:
     """A small project: a first commit without metrics, then `dvc repro` committed."""
     path = reproduced_repo(tmp_path_factory, "mirrors")
     raw = yaml.safe_load((path / "params.yaml").read_text())
+    raw["model"] = "lightgbm"  # the tests below read its settings back
     raw["hyperparameters"]["lightgbm"]["n_estimators"] = 10
     (path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     sh(["git", "rm", "-rq", "--cached", "reports"], path)

@@ -105,9 +105,9 @@ BAD_EDITS = {
         "train.threshold: must be auto, null or a number",
     ),
     "rejected hyperparameter value": (
-        r"(?m)^    n_estimators: 300\n    learning_rate: 0.05\n    num_leaves",
-        "    n_estimators: -3\n    learning_rate: 0.05\n    num_leaves",
-        "hyperparameters.lightgbm.n_estimators: must be an int in the range [1, inf). Got -3.",
+        r"(?m)^    n_estimators: 500\n    learning_rate: 0.08\n    depth",
+        "    n_estimators: -3\n    learning_rate: 0.08\n    depth",
+        "hyperparameters.catboost.n_estimators: must be an int in the range [1, inf). Got -3.",
     ),
 }
 

@@ -45,6 +45,7 @@ def edit_params(repo: Path, change) -> None:
 
 
 def small_and_on_log_loss(params: dict) -> None:
+    params["model"] = "lightgbm"  # small and fast, and the broken edit below breaks its settings
     params["hyperparameters"]["lightgbm"].update(n_estimators=60, n_jobs=1)
     params["gate"].update(metric="log_loss", guards={"roc_auc": 0.01}, bootstrap={"samples": 200, "confidence": 0.95})
 
