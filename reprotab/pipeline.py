@@ -19,7 +19,6 @@ from reprotab.model.card import ModelCard
 from reprotab.model.schema import Schema
 from reprotab.model.served import TabularModel
 from reprotab.params.loader import Params
-from reprotab.params.names import ENSEMBLE
 from reprotab.train.run import frame_splits, run_train
 from reprotab.tune.best import BestParams
 from reprotab.tune.report import no_search
@@ -46,32 +45,17 @@ def tune_best(*, splits: dict[str, pd.DataFrame], schema: Schema, params: Params
     study); {} with tuner none."""
     if params.tuner == "none":
         return {}
-    from reprotab.tune import search as tuning
+    from reprotab.tune.run import run_search  # imports Optuna: only when a search runs
 
-    search, spaces, name = tuning.plan(
-        train=splits["train"], validation=splits["validation"], schema=schema, params=params
-    )
-    predictions: dict | None = {} if params.model == ENSEMBLE else None
-    study = tuning.run(
-        search=search,
-        tuner=params.tuner,
-        spaces=spaces,
-        config=params.tune,
-        storage=None,
-        name=name,
-        predictions=predictions,
-    )
-    from reprotab.tune import confirm
-
-    best = confirm.result(
-        study,
-        search=search,
-        predictions=predictions,
+    _, record = run_search(
         train=splits["train"],
         validation=splits["validation"],
+        schema=schema,
         params=params,
+        storage=None,
+        study_file="in memory",
     )
-    return tuning.result_record(best, params=params, search=search, name=name, study_file="in memory")
+    return record or {}
 
 
 def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...] = ("validation", "test")) -> Run:

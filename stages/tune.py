@@ -27,7 +27,6 @@ from reprotab import paths
 from reprotab.data.tables import read_json
 from reprotab.model.schema import Schema
 from reprotab.params.loader import load_stage_params
-from reprotab.params.names import ENSEMBLE
 from reprotab.runner import stage_main
 from reprotab.tune import report as tune_report
 from reprotab.tune.best import BestParams
@@ -57,38 +56,24 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     from reprotab.tune import search as tuning  # imports Optuna: only when a search runs
+    from reprotab.tune.run import run_search
 
     prepared = Path(args.prepared)
     train, validation = pd.read_parquet(prepared / "train.parquet"), pd.read_parquet(prepared / "validation.parquet")
-    search, spaces, name = tuning.plan(
+    Path(args.study).parent.mkdir(parents=True, exist_ok=True)
+    study, best = run_search(
         train=train,
         validation=validation,
         schema=Schema.from_dict(read_json(prepared / "schema.json")),
         params=params,
+        storage=tuning.open_storage(params.tune.storage, args.study),
+        study_file=args.study,
+        worker=args.worker,
     )
-    Path(args.study).parent.mkdir(parents=True, exist_ok=True)
-    storage = tuning.open_storage(params.tune.storage, args.study)
-    blending = params.model == ENSEMBLE and not args.worker
-    predictions: dict | None = {} if blending else None  # each trial's out-of-fold predictions (model ensemble)
-    study = tuning.run(
-        search=search,
-        tuner=params.tuner,
-        spaces=spaces,
-        config=params.tune,
-        storage=storage,
-        name=name,
-        predictions=predictions,
-    )
-    if args.worker:
+    if best is None:
         log.info("worker done; the study holds %d trials", len(study.trials))
         return
-    from reprotab.tune import confirm
-
-    best = confirm.result(
-        study, search=search, predictions=predictions, train=train, validation=validation, params=params
-    )
-    record = tuning.result_record(best, params=params, search=search, name=name, study_file=args.study)
-    BestParams.from_dict(record).write(args.out)
+    BestParams.from_dict(best).write(args.out)
     tune_report.write_reports(
         reports,
         metrics={
