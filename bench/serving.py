@@ -1,6 +1,6 @@
 """Benchmark the served model: its file, batch scoring and the HTTP service, and print the figures.
 
-    .venv/bin/python bench/serving.py [--family lightgbm|xgboost|random_forest | --model FILE]
+    .venv/bin/python bench/serving.py [--family catboost|lightgbm|xgboost|random_forest|linear | --model FILE]
                                       [--rows 1000000] [--seconds 10] [--url URL] [--pickle OLD]
 
 The model: --model (e.g. the pipeline's models/model.zip), else one of --family trained in-process
@@ -190,7 +190,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--family", default="lightgbm", choices=("lightgbm", "xgboost", "random_forest"))
+    parser.add_argument(
+        "--family", default="catboost", choices=("catboost", "lightgbm", "xgboost", "random_forest", "linear")
+    )
     parser.add_argument("--model", type=Path, help="score with this model file (e.g. models/model.zip) instead")
     parser.add_argument("--pickle", type=Path, help="an older version's pickle of the same model: its size is printed")
     parser.add_argument("--url", help="measure the service already running here instead of starting one")

@@ -45,8 +45,11 @@ def main(argv: list[str] | None = None) -> None:
     metric, seed, settings = params.metric, params.seed, params.evaluate
     model = served.load(args.model)
     card = ModelCard.read(args.card) if Path(args.card).is_file() else None  # a broken card: one error
-    trained_on = card.judged_on if card else ["train"]  # which splits trained the judged model (train.refit)
-    shipped_on = card.trained_on_rows if card and card.judged else None  # train.refit all
+    judged = card is not None and card.judged is not None and Path(args.model).name == Path(paths.JUDGED).name
+    # which splits trained the model evaluated (train.refit); with refit all, the judged one unless
+    # --model names the shipped file (then the test rows trained it too, and the summary says in-sample)
+    trained_on = (card.judged_on if judged else card.trained_on) if card else ["train"]
+    shipped_on = card.trained_on_rows if card and judged else None
     rows = {split: read_parquet(Path(args.prepared) / f"{split}.parquet") for split in ("validation", "test")}
     metrics, report, preds, summary = evaluate(
         model=model,

@@ -86,14 +86,16 @@ def main(argv: list[str] | None = None) -> None:
         importances=tuning.importances(study),
         metric=params.metric,
     )
+    shipped = best.get("confirmed", {}).get("chosen")
     log.info(
-        "best %s %.4f (trial %d of %d): %s with %s",
+        "best %s %.4f (trial %d of %d); %s ships with %s%s",
         params.metric,
         best["best_score"],
         best["best_trial"],
         len(study.trials),
         best["model"],
-        best["params"],
+        best["params"] or "params.yaml's hyperparameters",
+        f" (tune.confirm chose the {shipped} configuration on the validation split)" if shipped else "",
     )
 
 

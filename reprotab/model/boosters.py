@@ -1105,10 +1105,7 @@ class EnsembleBooster(Booster):
 
     @classmethod
     def from_bytes(cls, data: bytes, *, kind: str, n_classes: int, n_features: int) -> Booster:
-        try:
-            raw = json.loads(data)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise BoosterError("ensemble is not JSON") from None
+        raw = _strict_json(data, "ensemble")
         members = raw.get("members") if isinstance(raw, dict) else None
         if not isinstance(members, list) or not 1 <= len(members) <= ENSEMBLE_MAX_MEMBERS or set(raw) != {"members"}:
             raise BoosterError(f"ensemble must hold 'members' only: a list of 1 to {ENSEMBLE_MAX_MEMBERS}")

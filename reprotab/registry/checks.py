@@ -126,25 +126,31 @@ def check_registrable(repo: Path) -> tuple[str, str, list[str]]:
         )
     from dvc.repo import Repo  # imported here: opening DVC is slow and only register needs it
 
+    # with train.refit all the gate of a later month reads this version's judged model too
+    judged = locked_md5(repo, commit, paths.JUDGED)
+    stored = {paths.MODEL: md5, **({paths.JUDGED: judged} if judged and judged != md5 else {})}
     warnings = []
     with Repo(str(repo)) as dvc:
-        if not dvc.cache.local.exists(md5):
-            raise UserError(
-                problem(
-                    "registry register",
-                    f"{paths.MODEL} is not in the DVC cache, so this version could not be loaded back",
-                    md5,
-                    "Run `dvc commit` (or `dvc repro`) so DVC stores it, then register",
+        for path, digest in stored.items():
+            if not dvc.cache.local.exists(digest):
+                raise UserError(
+                    problem(
+                        "registry register",
+                        f"{path} is not in the DVC cache, so this version could not be loaded back",
+                        digest,
+                        "Run `dvc commit` (or `dvc repro`) so DVC stores it, then register",
+                    )
                 )
-            )
         try:
             remote = dvc.cloud.get_remote_odb()
         except Exception:  # no default remote: DVC raises its own NoRemoteError
             warnings.append("no DVC remote is configured: the model is in the local cache only")
         else:
-            try:
-                if not remote.exists(md5):
-                    warnings.append(f"{paths.MODEL} is not in the DVC remote yet: run `dvc push` so others can load it")
-            except Exception as exc:  # an unreachable remote must not block a local registration
-                warnings.append(f"could not check the DVC remote ({type(exc).__name__}); run `dvc push` to be sure")
+            for path, digest in stored.items():
+                try:
+                    if not remote.exists(digest):
+                        warnings.append(f"{path} is not in the DVC remote yet: run `dvc push` so others can load it")
+                except Exception as exc:  # an unreachable remote must not block a local registration
+                    warnings.append(f"could not check the DVC remote ({type(exc).__name__}); run `dvc push` to be sure")
+                    break
     return commit, md5, warnings

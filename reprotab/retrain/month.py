@@ -50,6 +50,7 @@ from reprotab.monitoring import report as monitor_report
 from reprotab.monitoring.inputs import MonitorInputs, inputs
 from reprotab.monitoring.verdict import Verdict
 from reprotab.params.loader import Params, load_params
+from reprotab.params.names import SEARCHES_FAMILIES
 from reprotab.registry import versions as registry
 from reprotab.registry.gate_decision import GateDecision
 from reprotab.retrain.batches import check_labels
@@ -72,7 +73,7 @@ from reprotab.retrain.steps import (
 )
 from reprotab.retrain.summary import batch_action, batch_name, first_reason, markdown
 from reprotab.runner import stage_main
-from reprotab.train.families import AUTO
+from reprotab.train.families import spec_of
 
 RUN_FILES = ["dvc.lock", "params.yaml", "reports", "data", "models", ".gitignore"]
 log = logging.getLogger(__name__)
@@ -119,13 +120,25 @@ def record(repo: Path, summary: dict[str, Any], name: str, subject: str, *, trai
 
 
 def check_mode(mode: str, params: Params) -> None:
-    if mode == "continue" and params.model == AUTO:
+    if mode != "continue":
+        return
+    if params.model in SEARCHES_FAMILIES:
         raise UserError(
             problem(
                 "retrain --mode continue",
-                "continues the prod champion's model family, so params.yaml must name it (model: auto does not)",
-                f"model {AUTO}",
+                f"continues the prod champion's model family, so params.yaml must name it (model: {params.model} "
+                "does not)",
+                f"model {params.model}",
                 "Set model to the champion's family (models/model.json names it), or use --mode refit",
+            )
+        )
+    if not spec_of(params.model).continues:
+        raise UserError(
+            problem(
+                "retrain --mode continue",
+                f"needs a family that adds rounds or trees; {params.model} has none to add",
+                f"model {params.model}",
+                "Use --mode refit",
             )
         )
 

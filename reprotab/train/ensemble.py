@@ -17,24 +17,28 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
+from reprotab import paths
 from reprotab.errors import UserError, problem
 
+RERUN = "Run the tune stage again with model: ensemble (dvc repro)"
 MAX_MEMBERS = 50  # greedy selection takes 25 rounds: more members than that is not a blend tune made
 
 
-def check_members(members: Any, *, where: str = "hyperparameters.ensemble.members") -> list[dict[str, Any]]:
-    """The members as plain records, or one UserError naming what is wrong."""
+def check_members(members: Any, *, where: str = f"{paths.BEST_PARAMS} params.members") -> list[dict[str, Any]]:
+    """The members as plain records (tune's blend, read back from models/best_params.json), or one
+    UserError naming what is wrong."""
     from reprotab.params.names import MODELS
 
     if not isinstance(members, Sequence) or isinstance(members, str) or not 1 <= len(members) <= MAX_MEMBERS:
-        raise UserError(
-            problem(where, f"must be a list of 1 to {MAX_MEMBERS} members", members, "Run tune with model: ensemble")
-        )
+        raise UserError(problem(where, f"must be a list of 1 to {MAX_MEMBERS} members", members, RERUN))
     out = []
     for index, member in enumerate(members):
         here = f"{where}[{index}]"
-        if not isinstance(member, Mapping) or set(member) - {"model", "hyperparameters", "weight", "trial"}:
-            raise UserError(problem(here, "must hold model, hyperparameters and weight", member))
+        if not isinstance(member, Mapping):
+            raise UserError(problem(here, "must be a mapping of model, hyperparameters and weight", member, RERUN))
+        unknown = sorted(set(member) - {"model", "hyperparameters", "weight", "trial"})
+        if unknown:
+            raise UserError(problem(here, f"has unknown keys {unknown}; a member holds model, hyperparameters, weight"))
         family, weight = member.get("model"), member.get("weight")
         if family not in MODELS:
             raise UserError(problem(f"{here}.model", "is not a model family", family))

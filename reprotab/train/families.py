@@ -83,7 +83,7 @@ def _no_continue(new: Any, old: Any, X: Any, y: Any, eval_set: Any, rounds: int 
     raise UserError(
         problem(
             "train.init_model",
-            "cannot continue a linear model (it has no rounds or trees to add)",
+            f"cannot continue a {type(new).__name__} (it has no rounds or trees to add)",
             None,
             "Retrain from scratch: train.init_model null, or reprotab retrain --mode refit",
         )
@@ -141,6 +141,11 @@ class ModelSpec:
         """The estimator's default settings, with the library's values where the wrapper says None."""
         own = self.estimator_class(task)().get_params()
         return {**own, **{k: v for k, v in self.unset_defaults.items() if own.get(k) is None}}
+
+    @property
+    def continues(self) -> bool:
+        """Whether `train.init_model` (and `retrain --mode continue`) can add to a fitted model."""
+        return self.continue_training is not _no_continue
 
     def parameter_names(self, task: str) -> set[str]:
         """Every hyperparameter the estimator accepts."""
@@ -288,6 +293,18 @@ def build_estimator(*, model: str, task: str, hyperparameters: dict[str, Any], s
         ) from None
 
 
+def storable(estimator: Any, *, model: str, task: str) -> None:
+    """The fitted estimator goes into the model bundle and back, or the bundle's refusal is raised:
+    a setting the bundle cannot hold (CatBoost's depth-wise trees, an exponentiated loss) is found
+    by validate, not after a whole fit."""
+    from reprotab.model.boosters import BOOSTERS
+
+    kind = "regression" if task == "regression" else "binary"
+    shape: dict[str, Any] = {"kind": kind, "n_classes": 0 if task == "regression" else 2, "n_features": 3}
+    booster = BOOSTERS[model].from_estimator(estimator, **shape)
+    BOOSTERS[model].from_bytes(booster.to_bytes(), **shape)
+
+
 def hyperparameter_value_problems(*, model: str, task: str, hyperparameters: dict[str, Any]) -> list[str]:
     """Values in `hyperparameters.<model>` the estimator rejects, found before any stage runs.
 
@@ -309,6 +326,7 @@ def hyperparameter_value_problems(*, model: str, task: str, hyperparameters: dic
             X = rng.normal(size=(40, 3))
             y = (X[:, 0] > 0).astype(int) if task == "classification" else X[:, 0]
             estimator.set_params(n_estimators=2).fit(X, y)
+            storable(estimator, model=model, task=task)
     except UserError as exc:
         return [str(exc)]
     except Exception as exc:  # each library raises its own types for a bad value

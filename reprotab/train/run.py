@@ -173,7 +173,8 @@ def train_model(
     summary = {"model_used": family, **summary}  # with model auto, the family tune chose (compare shows it)
     trained_on = {"train": len(features)}
     if settings.refit_skipped:  # None unless refit is on and something overrides it
-        log.info("train.refit skipped: %s; the model keeps its train rows only", settings.refit_skipped)
+        say = log.warning if settings.refit == "all" else log.info  # all promised a model of every row
+        say("train.refit %s skipped: %s; the model keeps its train rows only", settings.refit, settings.refit_skipped)
         summary["refit"] = {"skipped": settings.refit_skipped}
     elif settings.refit:
         # The first fit's featurized rows are done with; the refit featurizes the raw rows again.

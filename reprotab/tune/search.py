@@ -44,7 +44,7 @@ from reprotab.params.sections import FeaturizeParams, SamplingParams, TuneParams
 from reprotab.stats.metrics import BY_TASK, LOWER_IS_BETTER, Scored
 from reprotab.train.families import MODELS, build_estimator, fit_estimator
 from reprotab.train.sampling import balance
-from reprotab.tune.space import check_space, encode, grid_size, starting_point, trial_point
+from reprotab.tune.space import check_space, decode, encode, grid_size, starting_point, trial_point
 from reprotab.tune.studies import (  # noqa: F401  (best_result, history, importances, trials_table: tune's API, re-exported)
     FINISHED,
     Progress,
@@ -365,6 +365,9 @@ def run(
         log.info("study %s already holds %d of %d trials; continuing", name, done, target)
     if done >= target:
         return study
+    if study.user_attrs.get("stopped_at") == target:  # Patience ended it: more of the same would not help
+        log.info("study %s stopped early at %d trials (tune.patience); raise tune.n_trials to go on", name, done)
+        return study
 
     def objective(trial: optuna.Trial) -> float:
         family, candidate = trial_point(trial, model=search.model, spaces=spaces)
@@ -382,6 +385,7 @@ def run(
         trial.set_user_attr("noise", standard_error(fold_scores))
         if predictions is not None and keep is not None:
             predictions[trial.number] = keep
+            forget_weak(predictions, study, search, keeping=(trial.number, value, family))
         return value
 
     study.optimize(
@@ -392,10 +396,37 @@ def run(
         callbacks=[
             optuna.study.MaxTrialsCallback(target, states=FINISHED),
             Progress(target, search.metric),
-            *([Patience(config.patience)] if config.patience and spec.kind == "space" else []),
+            *([Patience(config.patience, study, target)] if config.patience and spec.kind == "space" else []),
         ],
     )
     return study
+
+
+KEEP_PREDICTIONS = 30  # out-of-fold predictions kept (model ensemble): the best trials, and each family's best
+
+
+def forget_weak(
+    predictions: dict[int, np.ndarray], study: optuna.Study, search: Search, *, keeping: tuple[int, float, str]
+) -> None:
+    """Drop the out-of-fold predictions no blend will use, so memory stays at `KEEP_PREDICTIONS`
+    trials whatever `tune.n_trials` is: only the best trials and each family's best are candidates
+    (reprotab/tune/blend.py)."""
+    if len(predictions) <= KEEP_PREDICTIONS:
+        return
+    number, value, family = keeping  # the trial still running: not in the study's values yet
+    scored = {
+        t.number: (float(t.value), decode(t.params, model=search.model)[0])
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if t.number in predictions and t.value is not None
+    }
+    scored[number] = (value, family)
+    sign = -1.0 if search.direction == "maximize" else 1.0
+    ranked = sorted(scored, key=lambda n: (sign * scored[n][0], n))
+    keep = set(ranked[:KEEP_PREDICTIONS])
+    for name in {f for _, f in scored.values()}:
+        keep.add(next(n for n in ranked if scored[n][1] == name))
+    for gone in set(predictions) - keep:
+        predictions.pop(gone, None)
 
 
 def standard_error(scores: tuple[float, ...]) -> float:
@@ -408,9 +439,10 @@ class Patience:
     the best trial's noise (the standard error of its fold scores): the search has stopped finding
     real gains, and more trials mostly fit the folds' noise (the small-table overfit)."""
 
-    def __init__(self, trials: int) -> None:
-        self.trials = trials
-        self.best: float | None = None
+    def __init__(self, trials: int, study: optuna.Study, target: int) -> None:
+        self.trials, self.target = trials, target
+        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        self.best: float | None = study.best_value if complete else None  # a resumed study's best so far
         self.since = 0
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -427,6 +459,7 @@ class Patience:
                 "no trial beat the best by more than its noise (%.4f) in %d trials: search stopped", noise, self.trials
             )
             study.set_user_attr("stopped_early", self.since)
+            study.set_user_attr("stopped_at", self.target)  # a rerun with the same n_trials adds nothing
             study.stop()
 
 

@@ -163,7 +163,7 @@ def test_params_page_and_params_comments_list_every_registered_name():
         assert all(name in comment.split("#", 1)[1].split() for name in names), key
 
 
-def test_a_fourth_model_is_one_registry_entry_its_booster_its_name_and_its_params_block(
+def test_another_model_is_one_registry_entry_its_booster_its_name_and_its_params_block(
     churn_small, monkeypatch, tmp_path
 ):
     from reprotab.model.boosters import BOOSTERS, ForestBooster

@@ -68,3 +68,40 @@ def test_each_seed_splits_differently_and_keeps_the_class_shares(quality):
     share = frame[table.target].value_counts(normalize=True)
     for train in (first, second):
         assert train[table.target].value_counts(normalize=True).round(3).equals(share.round(3))
+
+
+def test_public_and_shaped_tables_have_the_documented_shapes(quality):
+    fair = quality.TABLES["fair"].build()
+    assert len(fair) == 6366 and 0.25 < fair["affair"].mean() < 0.40
+    star = quality.TABLES["star98"].build()
+    assert star.shape == (303, 21) and star["above_share"].between(0, 1).all()
+    assert quality.TABLES["grunfeld"].build()["firm"].nunique() == 11  # a category, not a number
+    wide = quality.TABLES["wide_imbalanced"].build()
+    assert wide.shape[1] == 86 and 0.08 < wide["uptake"].mean() < 0.12
+    houses = quality.TABLES["wide_regression"].build()
+    assert houses.shape == (1460, 81) and houses.isna().any().sum() == 3
+    assert len(quality.TABLES) >= 12
+
+
+def test_the_summary_checks_each_target_and_the_blend_against_its_own_best_single_trial(quality):
+    outcome = quality.Outcome
+    results = {
+        "fair": {
+            "default": outcome(0.75, spread=0.02),
+            "lgbm": outcome(0.76),
+            "ensemble": outcome(0.80, extra={"single": [0.79, 0.78]}),
+            "flaml": outcome(0.79),
+        },
+        "grunfeld": {
+            "default": outcome(0.86, spread=0.01),
+            "lgbm": outcome(0.47),
+            "ensemble": outcome(0.88, extra={"single": 0.90}),
+            "flaml": outcome(0.89),
+        },
+    }
+    lines = "\n".join(quality.summarize(results, ("default", "lgbm", "ensemble", "flaml")))
+    assert "default >= LightGBM defaults within one sd, every table: 2/2 tables -> met" in lines
+    assert "(info) default >= LightGBM defaults, strictly: 1/2 tables -> NOT met (behind on fair)" in lines
+    assert "mean (default - lgbm) over 2 tables: +0.1900" in lines
+    assert "ensemble >= FLAML on >= 5/6 of the tables (10 of 12): 1/2 tables -> NOT met (behind on grunfeld)" in lines
+    assert "ensemble >= its search's best single trial on >= 5/6 of the tables: 1/2 tables -> NOT met" in lines

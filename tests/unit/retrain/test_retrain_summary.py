@@ -154,3 +154,25 @@ def test_continue_with_model_auto_is_refused_before_anything_is_committed(tmp_pa
         retrain(batch=batch, mode="continue")
     log = subprocess.run(["git", "log", "--oneline"], cwd=tmp_path, capture_output=True, text=True).stdout
     assert log.count("\n") == 1 and not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize(
+    ("model", "tuner", "message"),
+    [
+        ("auto", "optuna", r"continues the prod champion.s model family, so params\.yaml must name it \(model: auto"),
+        (
+            "ensemble",
+            "optuna",
+            r"continues the prod champion.s model family, so params\.yaml must name it \(model: ens",
+        ),
+        ("linear", "none", r"needs a family that adds rounds or trees; linear has none to add.*--mode refit"),
+    ],
+)
+def test_continue_is_refused_before_anything_for_a_model_it_cannot_continue(model, tuner, message):
+    from reprotab.retrain.month import check_mode
+
+    params = parse_params(base_params(model=model, tuner=tuner))
+    with pytest.raises(UserError, match=rf"retrain --mode continue: {message}"):
+        check_mode("continue", params)
+    check_mode("refit", params)  # refit is always possible
+    check_mode("continue", parse_params(base_params(model="catboost")))

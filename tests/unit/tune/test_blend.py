@@ -130,7 +130,7 @@ def test_the_ensemble_estimator_is_the_weighted_mean_of_its_members(split):  # n
         ([{"model": "lightgbm", "weight": 0.5}], r"has weights that do not sum to 1"),
         ([{"model": "lightgbn", "weight": 1.0}], r"members\[0\]\.model: is not a model family"),
         ([{"model": "linear", "weight": 0}], r"members\[0\]\.weight: must be a number in \(0, 1\]"),
-        ([{"model": "linear", "weight": 1.0, "extra": 1}], r"must hold model, hyperparameters and weight"),
+        ([{"model": "linear", "weight": 1.0, "extra": 1}], r"has unknown keys \[.extra.\]"),
     ],
 )
 def test_malformed_members_are_named(members, message):
@@ -155,3 +155,31 @@ def test_train_fits_the_blend_or_the_single_model_that_beat_it():
         trained_family("ensemble", BestParams.from_dict({"tuner": "none", "model": "ensemble"}))
     single = BestParams.from_dict({"tuner": "optuna", "model": "catboost", "params": {}})  # tune.confirm's choice
     assert trained_family("ensemble", single) == "catboost"
+
+
+def test_only_the_predictions_a_blend_can_use_are_kept(split, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(tuning, "KEEP_PREDICTIONS", 3)
+    search = make_search(split, early=10)
+    search = tuning.Search(**{**search.__dict__, "model": "ensemble", "bases": BASES})
+    tune = TuneParams(space=SPACE, n_trials=9, timeout_minutes=None, pruning=False)
+    spaces = {family: tune.search_space(kind="space", model=family, task="classification") for family in BASES}
+    predictions: dict = {}
+    study = tuning.run(
+        search=search, tuner="random", spaces=spaces, config=tune, storage=None, name="few", predictions=predictions
+    )
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    best_three = sorted(complete, key=lambda t: -t.value)[:3]
+    family_best = {}
+    for trial in sorted(complete, key=lambda t: -t.value):
+        family_best.setdefault(trial.params["model"], trial.number)
+    assert set(predictions) == {t.number for t in best_three} | set(family_best.values())
+    assert len(predictions) < len(complete)
+    assert blend.best_result(study, search=search, predictions=predictions)["params"]["members"]
+
+
+def test_an_ensemble_file_naming_a_key_twice_is_refused():
+    from reprotab.model.boosters import BoosterError, EnsembleBooster
+
+    twice = b'{"members": [], "members": []}'
+    with pytest.raises(BoosterError, match="ensemble names a key twice"):
+        EnsembleBooster.from_bytes(twice, kind="binary", n_classes=2, n_features=3)

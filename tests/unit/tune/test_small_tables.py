@@ -2,6 +2,7 @@
 check of its choice against the shipped configuration on the validation split."""
 
 import numpy as np
+import optuna
 import pytest
 
 from reprotab.errors import UserError
@@ -121,3 +122,29 @@ def test_the_check_is_skipped_when_the_search_scored_on_validation(split):  # no
         params=_params(cv_folds=0),
     )
     assert "tune.cv_folds 0" in best["confirmed"]["skipped"]
+
+
+def test_a_study_patience_stopped_is_not_resumed_with_the_same_budget(split):  # noqa: F811
+    search = make_search(split)
+    search = tuning.Search(**{**search.__dict__, "model": "linear", "bases": {"linear": {"alpha": 1.0}}})
+    space = {"linear": {"alpha": {"low": 1.0, "high": 1.001}}}
+    tune = TuneParams(space=space, n_trials=40, timeout_minutes=None, patience=3)
+    spaces = {"linear": tune.search_space(kind="space", model="linear", task="classification")}
+    storage = optuna.storages.InMemoryStorage()
+    first = tuning.run(search=search, tuner="random", spaces=spaces, config=tune, storage=storage, name="s")
+    assert len(first.trials) == 4 and first.user_attrs["stopped_at"] == 40
+    again = tuning.run(search=search, tuner="random", spaces=spaces, config=tune, storage=storage, name="s")
+    assert len(again.trials) == 4  # the same n_trials: nothing more to learn
+    more = TuneParams(space=space, n_trials=41, timeout_minutes=None, patience=3)
+    resumed = tuning.run(search=search, tuner="random", spaces=spaces, config=more, storage=storage, name="s")
+    assert 4 < len(resumed.trials) <= 8  # resumed, and its patience starts from the study's best
+
+
+def test_a_catboost_setting_the_model_file_cannot_hold_is_found_by_validate():
+    from reprotab.params.checks import params_problems
+
+    raw = base_params(hyperparameters={"catboost": {"n_estimators": 10, "grow_policy": "Depthwise"}})
+    problems = params_problems(parse_params(raw))
+    assert (
+        len(problems) == 1 and "hyperparameters.catboost: rejected by catboost (CatBoost model must have" in problems[0]
+    )
