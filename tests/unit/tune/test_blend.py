@@ -29,17 +29,22 @@ SPACE = {
 }
 
 
-@pytest.fixture(scope="module")
-def blended(split):  # noqa: F811
+def blend_search(split, *, trials: int, name: str):  # noqa: F811
+    """A model: ensemble search of `trials` random trials over BASES: (search, study, kept predictions)."""
     search = make_search(split, early=10)
     search = tuning.Search(**{**search.__dict__, "model": "ensemble", "bases": BASES})
-    tune = TuneParams(space=SPACE, n_trials=10, timeout_minutes=None, pruning=False)
+    tune = TuneParams(space=SPACE, n_trials=trials, timeout_minutes=None, pruning=False)
     spaces = {family: tune.search_space(kind="space", model=family, task="classification") for family in BASES}
     predictions: dict = {}
     study = tuning.run(
-        search=search, tuner="random", spaces=spaces, config=tune, storage=None, name="blend", predictions=predictions
+        search=search, tuner="random", spaces=spaces, config=tune, storage=None, name=name, predictions=predictions
     )
     return search, study, predictions
+
+
+@pytest.fixture(scope="module")
+def blended(split):  # noqa: F811
+    return blend_search(split, trials=10, name="blend")
 
 
 def test_every_complete_trial_keeps_its_out_of_fold_predictions(blended):
@@ -159,14 +164,7 @@ def test_train_fits_the_blend_or_the_single_model_that_beat_it():
 
 def test_only_the_predictions_a_blend_can_use_are_kept(split, monkeypatch):  # noqa: F811
     monkeypatch.setattr(tuning, "KEEP_PREDICTIONS", 3)
-    search = make_search(split, early=10)
-    search = tuning.Search(**{**search.__dict__, "model": "ensemble", "bases": BASES})
-    tune = TuneParams(space=SPACE, n_trials=9, timeout_minutes=None, pruning=False)
-    spaces = {family: tune.search_space(kind="space", model=family, task="classification") for family in BASES}
-    predictions: dict = {}
-    study = tuning.run(
-        search=search, tuner="random", spaces=spaces, config=tune, storage=None, name="few", predictions=predictions
-    )
+    search, study, predictions = blend_search(split, trials=9, name="few")
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     best_three = sorted(complete, key=lambda t: -t.value)[:3]
     family_best = {}
