@@ -1,11 +1,14 @@
 """prepare: load the raw table (and the accepted batches), validate and clean it lightly, split it once.
 
 Reads   data.path (CSV or Parquet); with data.batches.combine all/window also the batch files
-        in data.batches.dir (all, or the last `window` by file name), appended below it
+        in data.batches.dir (all, or the last `window` by file name), appended below it.
+        A folder data.path (or engine dask) is prepared in partitions by reprotab/engine/prepare.py:
+        the splits are then folders of part files, and data/prepared/manifest.json lets the next
+        run process only partitions it has not seen (data/prepared persists between runs)
 Writes  data/prepared/{train,validation,test}.parquet, data/prepared/schema.json,
         reports/prepare/summary.json (rows and class balance per split, what cleaning did, and
         under `data` exactly which files trained the model: name, rows and SHA-256 of each)
-Params  task, seed, data, prepare
+Params  task, seed, data, prepare, engine and dask (where partitions are processed, part file rows)
 
 The logic is reprotab/data/prepare.py; this shell wires files to it.
 """
@@ -19,11 +22,13 @@ from pathlib import Path
 from reprotab import paths
 from reprotab.data.prepare import SPLITS, choose_batches, combine_batches, prepare_with
 from reprotab.data.tables import file_hash, read_table, write_json, write_table
+from reprotab.engine.cluster import engine_client
+from reprotab.engine.prepare import clear_outputs, prepare_partitions
 from reprotab.errors import UserError, problem
 from reprotab.params.loader import load_stage_params
 from reprotab.runner import stage_main
 
-PARAMS = ("task", "seed", "data", "prepare")
+PARAMS = ("task", "seed", "data", "prepare", "engine", "dask")
 log = logging.getLogger(__name__)
 
 
@@ -35,6 +40,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = load_stage_params("prepare", PARAMS)
     data, batches = params.data, params.data.batches
+    out, engine, cluster = Path(args.out_dir), params.engine, params.dask
+    if engine == "dask" or Path(data.path).is_dir():
+        with engine_client(engine, cluster) as client:
+            schema, summary = prepare_partitions(params, out, client)
+        write_json(schema.to_dict(), out / "schema.json")
+        write_json(summary, args.summary)
+        return
+    clear_outputs(out)  # a folder-prepared run's part files and manifest (data/prepared persists)
     folder = Path(batches.dir)
     if batches.combine != "none" and not folder.is_dir():
         fix = "Create it or set data.batches.combine: none"
@@ -52,7 +65,6 @@ def main(argv: list[str] | None = None) -> None:
         "batch_count": len(frames),  # numbers show in `dvc metrics diff reports/prepare/summary.json`
         "rows": len(frame),
     }
-    out = Path(args.out_dir)
     for name, part in splits.items():
         write_table(part, out / f"{name}.parquet")
     write_json(schema.to_dict(), out / "schema.json")

@@ -1,6 +1,6 @@
 """profile: describe the raw table and flag what deserves a look before training.
 
-Reads   data.path (CSV or Parquet)
+Reads   data.path (CSV or Parquet); of a folder of partitions, a hashed sample of PROFILE_ROWS rows
 Writes  reports/profile/profile.json (per column: kind, missing share, distinct count, top values
         or range, flags; duplicates; class balance and the sampler `auto` would pick),
         reports/profile/summary.md (the same for pull requests), reports/profile/profile.html
@@ -20,10 +20,12 @@ from pathlib import Path
 from reprotab.data.profile import profile_table
 from reprotab.data.profile_report import summary_markdown, table_report_html
 from reprotab.data.tables import atomic_path, read_table, write_json
+from reprotab.engine.partitions import read_sample
 from reprotab.params.loader import load_stage_params
 from reprotab.runner import stage_main
 
 PARAMS = ("task", "seed", "data", "prepare", "sampling")
+PROFILE_ROWS = 200_000  # rows of a folder data.path profiled (a hashed sample)
 log = logging.getLogger(__name__)
 
 
@@ -33,7 +35,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", default="reports/profile")
     args = parser.parse_args(argv)
     params = load_stage_params("profile", PARAMS)
-    frame = read_table(params.data.path)
+    source = Path(params.data.path)
+    if source.is_dir():  # a table in partitions: a sample, read one partition at a time
+        frame, total = read_sample(source, rows=PROFILE_ROWS, seed=params.seed, id_column=params.data.id_column)
+        log.info("profiling a hashed sample of %d of %d rows (folder %s)", len(frame), total, source)
+    else:
+        frame = read_table(source)
     profile = profile_table(
         frame,
         data=params.data,

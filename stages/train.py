@@ -15,7 +15,8 @@ Writes  models/model.zip (the served model: featurizer + estimator + threshold +
         and why, resampled rows, kept rounds, the threshold and its validation score)
 Params  model (auto: the family named in best_params.json), seed, hyperparameters, train,
         sampler, sampling, featurize (fitted here: on train, refitted on train + validation with
-        train.refit), data (unlabeled_path)
+        train.refit), data (unlabeled_path), engine and dask (engine dask: XGBoost or LightGBM
+        trained on the cluster from the prepared partitions; reprotab/engine/train.py)
 
 The logic is reprotab/train/run.py (`run_train`). `train.init_model` continues a previous model;
 that file is only read.
@@ -31,6 +32,8 @@ from pathlib import Path
 
 from reprotab import paths
 from reprotab.data.tables import read_json, write_json
+from reprotab.engine.cluster import open_client
+from reprotab.engine.train import run_train_dask
 from reprotab.model import served
 from reprotab.model.schema import Schema
 from reprotab.params.loader import load_stage_params
@@ -38,7 +41,7 @@ from reprotab.runner import stage_main
 from reprotab.train.run import parquet_splits, run_train
 from reprotab.tune.best import BestParams
 
-PARAMS = ("model", "seed", "hyperparameters", "train", "sampler", "sampling", "featurize", "data")
+PARAMS = ("model", "seed", "hyperparameters", "train", "sampler", "sampling", "featurize", "data", "engine", "dask")
 log = logging.getLogger(__name__)
 
 
@@ -54,13 +57,15 @@ def main(argv: list[str] | None = None) -> None:
     params = load_stage_params("train", PARAMS)
     prepared, out = Path(args.prepared), Path(args.out_dir)
     schema = Schema.from_dict(read_json(prepared / "schema.json"))
-    trained = run_train(
-        schema=schema,
-        best=BestParams.read(args.best_params),
-        params=params,
-        read_split=parquet_splits(prepared),
-        output=out / "model.zip",
-    )
+    best = BestParams.read(args.best_params)
+    engine, cluster = params.engine, params.dask
+    if engine == "dask":  # the same Trained record, fitted on the cluster (reprotab/engine/train.py)
+        with open_client(cluster) as client:
+            trained = run_train_dask(schema=schema, best=best, params=params, prepared=prepared, client=client)
+    else:
+        trained = run_train(
+            schema=schema, best=best, params=params, read_split=parquet_splits(prepared), output=out / "model.zip"
+        )
     card = trained.card
     summary_file = Path(args.prepare_summary)
     if summary_file.is_file():  # which data files (reference and batches, with hashes) trained the model

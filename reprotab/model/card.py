@@ -42,6 +42,9 @@ class ModelCard:
     # train.refit all: the model the test split judged (its file and the rows that fitted it); the
     # shipped model's own rows are trained_on_rows
     judged: dict[str, Any] | None = None
+    engine: dict[str, Any] | None = (
+        None  # engine dask: workers, threads, part files (a different count is a different run)
+    )
 
     @property
     def judged_on(self) -> list[str]:

@@ -51,7 +51,7 @@ class Schema:
         classes: tuple[Any, ...] = ()
         if task == "classification":
             classes = tuple(_native(v) for v in _sorted(frame[target].unique().tolist()))
-            positive_class = _positive_class(frame[target], classes, positive_class)
+            positive_class = positive_class_of(frame[target].astype(str).value_counts(), classes, positive_class)
         return cls(
             task=task,
             target=target,
@@ -85,10 +85,11 @@ class Schema:
         )
 
 
-def _positive_class(values: pd.Series, classes: tuple[Any, ...], wanted: Any) -> Any:
+def positive_class_of(counts: pd.Series, classes: tuple[Any, ...], wanted: Any) -> Any:
     """The class whose probability ROC-AUC and friends score, for binary targets only.
 
-    Given in params, or 1/True when the classes are 0/1 or booleans, else the minority class.
+    Given in params, or 1/True when the classes are 0/1 or booleans, else the minority class
+    (`counts`: rows per class, indexed by the class as text).
     """
     if len(classes) != 2:
         if wanted is not None:
@@ -108,7 +109,6 @@ def _positive_class(values: pd.Series, classes: tuple[Any, ...], wanted: Any) ->
         return match[0]
     if set(map(str, classes)) in ({"0", "1"}, {"False", "True"}):
         return classes[1]
-    counts = values.astype(str).value_counts()
     return next(c for c in classes if str(c) == counts.idxmin())
 
 

@@ -25,13 +25,14 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic_core import ErrorDetails
 
 from reprotab.errors import UserError, did_you_mean, one_of, problem
-from reprotab.params.names import SEARCHES_FAMILIES, families
+from reprotab.params.names import DASK_MODELS, SEARCHES_FAMILIES, families
 from reprotab.params.sections import (
     AUDIT_ENV,
     SHARED,
     TASK_KEYS,
     TASKS,
     CanaryParams,
+    DaskParams,
     DataParams,
     EvaluateParams,
     FeaturizeParams,
@@ -58,6 +59,8 @@ class Params(Section):
     tuner: str = "none"
     metric: str = "roc_auc"
     seed: int = Field(42, ge=0)
+    engine: Literal["local", "dask"] = "local"  # dask: partitions processed and models trained on a cluster
+    dask: DaskParams = DaskParams()
     data: DataParams
     prepare: PrepareParams = PrepareParams()
     featurize: FeaturizeParams = FeaturizeParams()
@@ -168,6 +171,37 @@ class Params(Section):
                             f"Add hyperparameters to tune.{kind}.{model} (see params.yaml), or use tuner: none",
                         )
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _engine_fits(self) -> Params:
+        """What engine dask cannot do yet is refused here, before any stage runs, naming what works."""
+        if self.engine != "dask":
+            return self
+        refusals: list[tuple[str, str, Any, str]] = []
+        if self.model not in DASK_MODELS:
+            refusals.append(
+                ("model", "has no distributed trainer", self.model, "Use model: xgboost (early stopping) or lightgbm")
+            )
+        if self.sampler != "none":
+            fix = "Use sampler: none; train.threshold and train.calibration still handle imbalance"
+            refusals.append(("sampler", "resamples the whole table in one process", self.sampler, fix))
+        if self.tuner != "none":
+            fix = "Use tuner: none with engine dask, or search with engine: local on a sample"
+            refusals.append(("tuner", "runs its trials in one process", self.tuner, fix))
+        if self.train.pseudo_labeling.enabled:
+            fix = "Set train.pseudo_labeling.enabled: false"
+            refusals.append(("train.pseudo_labeling.enabled", "scores unlabeled rows in one process", True, fix))
+        if self.train.init_model:
+            fix = "Set train.init_model: null"
+            refusals.append(("train.init_model", "continues a model in one process", self.train.init_model, fix))
+        if self.data.batches.combine != "none":
+            fix = "Put each batch in the data.path folder as a new partition and set data.batches.combine: none"
+            refusals.append(("data.batches.combine", "adds files outside data.path", self.data.batches.combine, fix))
+        if refusals:
+            raise ValueError(
+                "\n  - ".join(problem(f"{where} (engine dask)", rule, got, fix) for where, rule, got, fix in refusals)
+            )
         return self
 
     def _search_model_fits(self) -> None:

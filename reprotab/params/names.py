@@ -15,6 +15,7 @@ AUTO = "auto"  # `model: auto`: tune's search also chooses the family, among eve
 ENSEMBLE = "ensemble"  # `model: ensemble`: a weighted blend of the search's best trials across families
 SEARCHES_FAMILIES = (AUTO, ENSEMBLE)  # model values whose search draws the family of each trial
 MODELS = ("random_forest", "xgboost", "lightgbm", "catboost", "linear")
+DASK_MODELS = ("xgboost", "lightgbm")  # engine: dask trains these on the cluster (reprotab/engine/train.py)
 SAMPLERS = (
     "none",
     "random_over",

@@ -68,6 +68,30 @@ class PrepareParams(Section):
         return self
 
 
+class DaskParams(Section):
+    """engine: dask — the cluster the partitioned stages run on (reprotab/engine/)."""
+
+    address: str | None = None  # a running scheduler (tcp://host:8786); null = a local cluster inside the stage
+    n_workers: int = Field(2, ge=1)  # local cluster only; training is reproducible for one worker count
+    threads_per_worker: int = Field(1, ge=1)
+    memory_limit: str = "2GiB"  # per worker, local cluster only (Dask's notation: 4GiB, 512MiB, auto)
+    partition_rows: int = Field(250_000, ge=100)  # rows per prepared part file: the unit a worker holds
+    sample_rows: int = Field(200_000, ge=100)  # training rows the featurizer is fitted on (a hashed sample)
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_notation(cls, value: str) -> str:
+        from dask.utils import parse_bytes
+
+        if value == "auto":
+            return value
+        try:
+            parse_bytes(value)
+        except (ValueError, TypeError):
+            raise Rule("must be a size such as 2GiB or 512MiB, or auto", value) from None
+        return value
+
+
 class FeaturizeParams(Section):
     """How rows become model columns (reprotab/model/featurizer.py): train fits the featurizer on its
     training split (reprotab/train/run.py), tune fits one in every fold."""

@@ -2,6 +2,11 @@
 
     reprotab predict --input data/incoming/batch.parquet --output reports/scored.parquet
                      [--model models/model.zip | --stage prod | --version v3] [--chunk-rows 50000]
+    reprotab predict --input data/incoming/ --output reports/scored/ [--workers 2 | --scheduler tcp://...]
+
+A folder --input (a table in partitions, e.g. one file per day) is scored partition by partition
+into a folder of the same layout, in this process or on a Dask cluster, only partitions not scored
+before by the same model being read (reprotab/engine/scoring.py).
 
 Reads the input in chunks (pyarrow), so a file larger than memory works, and writes one
 file, Parquet (--output ending .parquet or .pq) or CSV (ending .csv), with, per row: the id
@@ -196,6 +201,36 @@ def predict_file(
     return {"rows": seen, "scored": scored, "failed": len(failed)}
 
 
+def check_folder_output(output: str | Path) -> Path:
+    """A folder --input writes a folder of the same layout: `output` may not be a file."""
+    output = Path(output)
+    if output.is_file() or output.suffix.lower() in OUTPUT_FORMATS:
+        fix = "Name a folder, e.g. reports/scored"
+        raise UserError(problem("--output", "must be a folder when --input is one", str(output), fix))
+    return output
+
+
+def _predict_folder(model: TabularModel, version: str, args: argparse.Namespace) -> dict[str, Any]:
+    """A folder of partitions: each one scored as a file (reprotab/engine/scoring.py), new ones only."""
+    from reprotab.engine.cluster import engine_client
+    from reprotab.engine.scoring import predict_folder
+    from reprotab.params.sections import DaskParams
+
+    if args.workers < 0:
+        raise UserError(problem("--workers", "must be 0 (this process) or more", args.workers))
+    dask = args.workers > 0 or args.scheduler
+    settings = DaskParams(address=args.scheduler, n_workers=max(args.workers, 1))
+    with engine_client("dask" if dask else "local", settings) as client:
+        summary = predict_folder(
+            model, version=version, input=args.input, output=args.output, chunk_rows=args.chunk_rows, client=client
+        )
+    log.info(
+        "%d partitions: %d scored, %d reused (unchanged, same model)",
+        *(summary[k] for k in ("partitions", "processed", "reused")),
+    )
+    return summary
+
+
 def _write_errors(failed: list[dict[str, Any]], output: Path) -> None:
     path = errors_path(output)
     if not failed:
@@ -212,13 +247,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", required=True, help="file to write (atomically): .parquet, .pq or .csv")
     add_model_arguments(parser)
     parser.add_argument("--chunk-rows", type=int, default=50_000, help="rows scored at a time (memory bound)")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="a folder --input: score its partitions on a local Dask cluster of N"
+    )
+    parser.add_argument("--scheduler", help="a folder --input: score its partitions on this Dask scheduler")
     args = parser.parse_args(argv)
-    check_output(args.output)  # before the model is loaded
+    folder = Path(args.input).is_dir()
+    if folder:
+        check_folder_output(args.output)
+    else:
+        check_output(args.output)  # before the model is loaded
     model, info = resolve_model(args.model, stage=args.stage, version=args.version)
     started = time.perf_counter()
-    summary = predict_file(
-        model, version=info["version"], input=args.input, output=args.output, chunk_rows=args.chunk_rows
-    )
+    if folder:
+        summary = _predict_folder(model, info["version"], args)
+    else:
+        summary = predict_file(
+            model, version=info["version"], input=args.input, output=args.output, chunk_rows=args.chunk_rows
+        )
     seconds = time.perf_counter() - started
     log.info(
         "scored %d of %d rows with model %s in %.1fs (%.0f rows/s) → %s",
