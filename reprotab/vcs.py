@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 
 class GitError(subprocess.CalledProcessError):
@@ -137,6 +138,25 @@ def start_dvc(*args: str, cwd: str | Path) -> subprocess.Popen:
         start_new_session=True,
         preexec_fn=_die_with_parent,
     )
+
+
+def read_parquet_at(path: str, *, rev: str | None, repo: str | Path) -> Any:
+    """The Parquet table at `path` at `rev` as a pandas frame: one file, or a folder of part files
+    (a table prepared in partitions) read in name order; NotReadable when it cannot be."""
+    import io
+
+    import pandas as pd
+    from dvc.api import DVCFileSystem
+
+    try:
+        fs = DVCFileSystem(str(repo), rev=rev)
+        if fs.isdir(path):
+            names = sorted(name for name in fs.find(path) if name.endswith((".parquet", ".pq")))
+            frames = [pd.read_parquet(io.BytesIO(fs.read_bytes(name))) for name in names]
+            return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    except Exception as exc:  # an unknown rev, a file in neither cache nor remote: DVC raises many types
+        raise NotReadable(exc) from exc
+    return pd.read_parquet(io.BytesIO(read_at(path, rev=rev, repo=repo)))
 
 
 def read_at(path: str, *, rev: str | None, repo: str | Path) -> bytes:

@@ -42,6 +42,11 @@ def main(argv: list[str] | None = None) -> None:
     data, batches = params.data, params.data.batches
     out, engine, cluster = Path(args.out_dir), params.engine, params.dask
     if engine == "dask" or Path(data.path).is_dir():
+        if batches.combine != "none":  # engine dask refuses it in validate; a folder with engine local here
+            fix = "Put each batch in the data.path folder as a new partition and set data.batches.combine: none"
+            raise UserError(
+                problem("data.batches.combine", "adds files outside a folder data.path", batches.combine, fix)
+            )
         with engine_client(engine, cluster) as client:
             schema, summary = prepare_partitions(params, out, client)
         write_json(schema.to_dict(), out / "schema.json")

@@ -26,6 +26,7 @@ LONGEST_FIRST = (
     "integration/test_walkthrough.py",  # 115 s
     "integration/test_chaos.py",  # 108 s
     "integration/test_labels.py",  # 100 s
+    "integration/test_engine_dask.py",  # 100 s (a LocalCluster, then dvc repro on dask)
     "integration/test_retraining.py",  # 81 s
     "integration/test_monitor_registry.py",  # 75 s
     "integration/test_service_contract.py",  # 90 s (schemathesis: 14,000 generated requests)

@@ -107,6 +107,8 @@ class DaskTrainer:
     def __init__(self, client: Any, *, schema: Schema, params: Any, prepared: Path) -> None:
         self.client, self.schema, self.params, self.prepared = client, schema, params, prepared
         self.workers = workers_of(client)
+        info = client.scheduler_info(n_workers=-1)["workers"]
+        self.threads = sorted({int(info[w].get("nthreads", 0)) for w in self.workers})  # the cluster's, not params'
         self.files = {split: part_files(prepared, split) for split in ("train", "validation", "test")}
         summary = read_json(prepared / MANIFEST)["partitions"]
         self.rows = {s: sum(e["splits"][s]["rows"] for e in summary) for s in self.files}
@@ -249,7 +251,7 @@ def run_train_dask(*, schema: Schema, best: BestParams, params: Any, prepared: P
     engine = {
         "engine": "dask",
         "workers": len(trainer.workers),
-        "threads_per_worker": params.dask.threads_per_worker,
+        "threads_per_worker": trainer.threads,
         "partition_rows": params.dask.partition_rows,
         "sample_rows": params.dask.sample_rows,
         "part_files": {s: len(trainer.files[s]) for s in trained_on},

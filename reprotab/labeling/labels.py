@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(problem("--model", "must be a classification model with an id column", model.kind))
     queue = read_table(args.queue, where="--queue")
     test_ids = set()
-    if Path(args.test).is_file():
+    if Path(args.test).exists():  # a file, or a folder of part files (a table prepared in partitions)
         test_ids = set(pd.read_parquet(args.test, columns=[schema.id_column])[schema.id_column].astype(str))
     else:
         log.warning("%s not found: cannot check labels against the test split (run dvc repro prepare)", args.test)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from reprotab import paths, vcs
 from reprotab.data.tables import write_json
 from reprotab.errors import UserError, problem
@@ -117,12 +119,13 @@ def _unreadable(exc: vcs.NotReadable, *, what: str, commit: str, version: str | 
     )
 
 
-def read_pinned(path: str, *, commit: str, repo: str | Path, what: str, version: str | None) -> bytes:
-    """A file's bytes at a commit the pin names (DVC cache or remote); a UserError when it cannot be read."""
+def read_pinned_table(path: str, *, commit: str, repo: str | Path, what: str, version: str | None) -> pd.DataFrame:
+    """A Parquet table (a file, or a folder of part files) at a commit the pin names."""
     try:
-        return vcs.read_at(path, rev=commit, repo=repo)
+        frame: pd.DataFrame = vcs.read_parquet_at(path, rev=commit, repo=repo)
     except vcs.NotReadable as exc:
         raise _unreadable(exc, what=what, commit=commit, version=version) from None
+    return frame
 
 
 def model_at(

@@ -10,7 +10,6 @@ reference rows that also stand among training rows (the gate's `reference_leak` 
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import pandas as pd
 from reprotab import paths
 from reprotab.data.tables import frame_hash
 from reprotab.errors import UserError, problem
-from reprotab.registry.champion import ChampionPin, FrozenReference, read_pinned
+from reprotab.registry.champion import ChampionPin, FrozenReference, read_pinned_table
 
 REFERENCE_PATH = paths.TEST  # the split the reference is frozen from, at a pinned commit
 TRAINING_PATHS = (paths.TRAIN, paths.VALIDATION)
@@ -43,7 +42,7 @@ def freeze_reference(commit: str, repo: str | Path = ".", *, id_column: str | No
     """The pin of a frozen reference set: the test split at `commit`, its row hash, and how many of
     its rows the training rows of that commit already held (duplicates the data itself has)."""
     read = {
-        path: pd.read_parquet(io.BytesIO(read_pinned(path, commit=commit, repo=repo, what=path, version=None)))
+        path: read_pinned_table(path, commit=commit, repo=repo, what=path, version=None)
         for path in (REFERENCE_PATH, *TRAINING_PATHS)
     }
     frame = read[REFERENCE_PATH]
@@ -62,10 +61,9 @@ def reference_rows(pin: ChampionPin, repo: str | Path = ".") -> pd.DataFrame | N
     reference = pin.reference
     if not pin.version or reference is None:
         return None
-    data = read_pinned(
+    frame = read_pinned_table(
         reference.path, commit=reference.commit, repo=repo, what="the frozen reference set", version=pin.version
     )
-    frame = pd.read_parquet(io.BytesIO(data))
     if frame_hash(frame) != reference.rows_hash:
         raise UserError(
             problem(

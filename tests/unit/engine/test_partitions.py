@@ -3,6 +3,7 @@ prepare processing only partitions it has not seen (engine local: no cluster nee
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from tests.helpers import base_params
 def write_parts(folder: Path, frame: pd.DataFrame, cuts: list[int]) -> None:
     """`frame` as hive-style month folders cut at `cuts` (row positions)."""
     bounds = [0, *cuts, len(frame)]
-    for k, (start, stop) in enumerate(zip(bounds, bounds[1:], strict=False)):
+    for k, (start, stop) in enumerate(itertools.pairwise(bounds)):
         target = folder / f"month=2026-{k + 1:02d}" / "part-0.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
         frame.iloc[start:stop].to_parquet(target, index=False)
@@ -53,9 +54,9 @@ def test_partitions_are_listed_in_path_order_and_hidden_files_skipped(tmp_path, 
     names = [p.name for p in list_partitions(tmp_path)]
     assert names == ["month=2026-01/part-0.parquet", "month=2026-02/part-0.parquet", "month=2026-03/part-0.parquet"]
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match="data.path: folder holds no .csv"):
+    with pytest.raises(UserError, match=r"data\.path: folder holds no \.csv"):
         list_partitions(tmp_path / "empty")
-    with pytest.raises(UserError, match="data.path: file or folder not found"):
+    with pytest.raises(UserError, match=r"data\.path: file or folder not found"):
         list_partitions(tmp_path / "none")
 
 
