@@ -155,41 +155,23 @@ def main(argv: list[str] | None = None) -> None:
                 ("local engine, same rows", f"{seconds:.1f} s, test ROC-AUC {test_auc(local.model, prepared):.4f}")
             )
         model = trained.model
-        scored, seconds = timed(
-            predict_folder,
-            model,
-            version="bench",
-            input=parts,
-            output=work / "scored",
-            chunk_rows=100_000,
-            client=client,
-        )
+
+        def score(folder: Path, output: Path) -> dict[str, Any]:
+            return predict_folder(
+                model, version="bench", input=folder, output=output, chunk_rows=100_000, client=client
+            )
+
+        scored, seconds = timed(score, parts, work / "scored")
         figures.append(("scoring the folder", f"{seconds:.1f} s ({scored['rows'] / seconds:,.0f} rows/s)"))
         new_rows = max(args.rows // 100, 1000)
         write_partitions(parts, rows=new_rows, partitions=1, first=args.partitions)
         (_, added), prepare_new = timed(prepare_partitions, params, prepared, client)
-        _, predict_new = timed(
-            predict_folder,
-            model,
-            version="bench",
-            input=parts,
-            output=work / "scored",
-            chunk_rows=100_000,
-            client=client,
-        )
+        _, predict_new = timed(score, parts, work / "scored")
         alone = work / "alone"
         write_partitions(alone, rows=new_rows, partitions=1, first=args.partitions)
         alone_params = parse_params({**raw, "data": {**raw["data"], "path": str(alone)}})
         _, prepare_alone = timed(prepare_partitions, alone_params, work / "alone-prepared", client)
-        _, predict_alone = timed(
-            predict_folder,
-            model,
-            version="bench",
-            input=alone,
-            output=work / "alone-scored",
-            chunk_rows=100_000,
-            client=client,
-        )
+        _, predict_alone = timed(score, alone, work / "alone-scored")
         processed = added["partitions"]["processed"]
         figures.append(
             (

@@ -23,7 +23,7 @@ from reprotab import paths
 from reprotab.data.prepare import SPLITS, choose_batches, combine_batches, prepare_with
 from reprotab.data.tables import file_hash, read_table, write_json, write_table
 from reprotab.engine.cluster import engine_client
-from reprotab.engine.prepare import clear_outputs, prepare_partitions
+from reprotab.engine.prepare import clear_partitioned, prepare_partitions
 from reprotab.errors import UserError, problem
 from reprotab.params.loader import load_stage_params
 from reprotab.runner import stage_main
@@ -52,7 +52,6 @@ def main(argv: list[str] | None = None) -> None:
         write_json(schema.to_dict(), out / "schema.json")
         write_json(summary, args.summary)
         return
-    clear_outputs(out)  # a folder-prepared run's part files and manifest (data/prepared persists)
     folder = Path(batches.dir)
     if batches.combine != "none" and not folder.is_dir():
         fix = "Create it or set data.batches.combine: none"
@@ -70,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         "batch_count": len(frames),  # numbers show in `dvc metrics diff reports/prepare/summary.json`
         "rows": len(frame),
     }
+    clear_partitioned(out)  # only now: a failed run keeps every previous output (data/prepared persists)
     for name, part in splits.items():
         write_table(part, out / f"{name}.parquet")
     write_json(schema.to_dict(), out / "schema.json")

@@ -403,6 +403,15 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return manifest if isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT else {}
 
 
+def clear_partitioned(out: Path) -> None:
+    """Remove what a folder-prepared run left in `out` (split folders, the manifest) before the
+    single-table prepare writes its files there; its own files are replaced atomically."""
+    for split in SPLITS:
+        if (out / f"{split}.parquet").is_dir():
+            _remove(out / f"{split}.parquet")
+    _remove(out / MANIFEST)
+
+
 def clear_outputs(out: Path) -> None:
     """Remove the split outputs of any earlier run (single files of the local prepare included)."""
     for split in SPLITS:
