@@ -86,7 +86,7 @@ def test_auc(model: Any, prepared: Path) -> float:
     from sklearn.metrics import roc_auc_score
 
     test = pd.read_parquet(prepared / "test.parquet")
-    return float(roc_auc_score(test["churned"], model.predict_proba(test)[:, model.positive_index]))
+    return float(roc_auc_score(test["churned"], model.predict_proba(test)[:, model.positive_index()]))
 
 
 def main(argv: list[str] | None = None) -> None:
