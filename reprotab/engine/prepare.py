@@ -24,7 +24,7 @@ import json
 import logging
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +52,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Plan:
-    """What every partition is conformed to: the schema's columns and how each is stored."""
+    """What every partition is conformed to: the schema, how its target is stored, the split."""
 
+    schema: Schema
     columns: tuple[str, ...]  # the reference partition's columns, data.drop_columns removed
-    numeric: tuple[str, ...]
-    categorical: tuple[str, ...]
-    target: str
     target_kind: str  # bool | number | text (classification); number (regression)
-    id_column: str | None
-    task: str
     seed: int
     test_size: float
     validation_size: float
@@ -84,9 +80,9 @@ def _label_texts(values: pd.Series) -> pd.Series:
     return pd.Series(texts[codes], index=values.index, dtype=object)
 
 
-def decide(surveys: list[dict[str, Any]], names: list[str], params: Any) -> tuple[Plan, Schema, dict[str, Any]]:
-    """The plan and schema for every partition, from every partition's survey; and the cleaning
-    summary. `names` name the partitions in messages; the first is the reference for columns."""
+def decide(surveys: list[dict[str, Any]], names: list[str], params: Any) -> tuple[Plan, dict[str, Any]]:
+    """The plan (the schema included) for every partition, from every partition's survey; and the
+    cleaning summary. `names` name the partitions in messages; the first is the reference for columns."""
     data, prepare = params.data, params.prepare
     reference = surveys[0]["columns"]
     select_columns(pd.DataFrame(columns=reference), data=data)  # the named columns exist (one message)
@@ -150,13 +146,9 @@ def decide(surveys: list[dict[str, Any]], names: list[str], params: Any) -> tupl
         ignored=(*data.drop_columns, *empty, *constant),
     )
     plan = Plan(
+        schema=schema,
         columns=tuple(c for c in reference if c not in data.drop_columns),
-        numeric=tuple(numeric),
-        categorical=tuple(categorical),
-        target=data.target,
         target_kind=kind,
-        id_column=data.id_column,
-        task=params.task,
         seed=params.seed,
         test_size=prepare.test_size,
         validation_size=prepare.validation_size,
@@ -168,7 +160,7 @@ def decide(surveys: list[dict[str, Any]], names: list[str], params: Any) -> tupl
         "dropped_constant": constant,
         "rows_without_target": rows_without_target,
     }
-    return plan, schema, cleaning
+    return plan, cleaning
 
 
 def _label_kind(facts: list[dict[str, Any]], surveys: list[dict[str, Any]]) -> str:
@@ -208,27 +200,28 @@ def _check_classes(counts: Mapping[str, int], *, target: str) -> None:
 
 def conform(frame: pd.DataFrame, plan: Plan) -> tuple[pd.DataFrame, dict[str, int]]:
     """One partition in the schema's columns and storage; the infinities made missing, per column."""
-    frame = frame[frame[plan.target].notna()].reset_index(drop=True)
+    schema = plan.schema
+    frame = frame[frame[schema.target].notna()].reset_index(drop=True)
     out: dict[str, Any] = {}
     infinite: dict[str, int] = {}
-    if plan.id_column:
-        out[plan.id_column] = _as_text(frame[plan.id_column])
-    for column in plan.numeric:
+    if schema.id_column:
+        out[schema.id_column] = _as_text(frame[schema.id_column])
+    for column in schema.numeric:
         numbers = _as_numbers(frame[column])
         inf = np.isinf(numbers)
         if inf.any():
             infinite[column] = int(inf.sum())
             numbers[inf] = np.nan
         out[column] = numbers
-    for column in plan.categorical:
+    for column in schema.categorical:
         out[column] = _as_text(frame[column])
-    target = frame[plan.target]
-    if plan.task == "regression":
-        out[plan.target] = _as_numbers(target)
+    target = frame[schema.target]
+    if schema.task == "regression":
+        out[schema.target] = _as_numbers(target)
     else:  # each distinct label converted once
         codes, levels = pd.factorize(target)
         labels = np.asarray([_label_value(label_text(v), plan.target_kind) for v in levels])
-        out[plan.target] = pd.Series(labels[codes], dtype="string") if plan.target_kind == "text" else labels[codes]
+        out[schema.target] = pd.Series(labels[codes], dtype="string") if plan.target_kind == "text" else labels[codes]
     return pd.DataFrame(out, index=frame.index), infinite
 
 
@@ -253,7 +246,7 @@ def split_partition(partition: Partition, plan: Plan, out: Path) -> dict[str, An
     rows = len(frame)
     frame, infinite = conform(frame[list(plan.columns)], plan)
     codes = split_codes(
-        row_hashes(frame, id_column=plan.id_column, seed=plan.seed),
+        row_hashes(frame, id_column=plan.schema.id_column, seed=plan.seed),
         test_size=plan.test_size,
         validation_size=plan.validation_size,
     )
@@ -267,7 +260,7 @@ def split_partition(partition: Partition, plan: Plan, out: Path) -> dict[str, An
             write_table(part.iloc[start : start + plan.partition_rows], out / f"{split}.parquet" / name)
             files.append(name)
         outputs[split] = files
-        stats[split] = _target_stats(part[plan.target], plan.task)
+        stats[split] = _target_stats(part[plan.schema.target], plan.schema.task)
     return {"rows": rows, "outputs": outputs, "splits": stats, "infinite": infinite}
 
 
@@ -277,10 +270,10 @@ def _target_stats(values: pd.Series, task: str) -> dict[str, Any]:
     return {"rows": len(values), "sum": float(values.sum())}
 
 
-def settings_key(plan: Plan, schema: Schema) -> str:
+def settings_key(plan: Plan) -> str:
     """Everything that shapes a partition's part files: the plan, the schema and this code."""
     code = b"".join(Path(m).read_bytes() for m in (__file__, Path(__file__).with_name("partitions.py")))
-    text = json.dumps({"plan": plan.__dict__, "schema": schema.to_dict()}, sort_keys=True, default=str)
+    text = json.dumps(asdict(plan), sort_keys=True, default=str)
     return hashlib.sha256(code + text.encode()).hexdigest()[:16]
 
 
@@ -294,8 +287,9 @@ def prepare_partitions(params: Any, out: Path, client: Any = None) -> tuple[Sche
     fresh = [p for p in partitions if p.sha256 not in known]
     surveyed = dict(zip([p.sha256 for p in fresh], run_all(_SurveyTask(data.target), fresh, client), strict=True))
     surveys = [surveyed.get(p.sha256) or known[p.sha256]["survey"] for p in partitions]
-    plan, schema, cleaning = decide(surveys, [p.name for p in partitions], params)
-    key = settings_key(plan, schema)
+    plan, cleaning = decide(surveys, [p.name for p in partitions], params)
+    schema = plan.schema
+    key = settings_key(plan)
     reusable = {
         sha: entry
         for sha, entry in known.items()
@@ -327,7 +321,7 @@ def prepare_partitions(params: Any, out: Path, client: Any = None) -> tuple[Sche
         for stale in {p.name for p in folder.iterdir()} - listed:
             _remove(folder / stale)
     write_json({"format": MANIFEST_FORMAT, "key": key, "partitions": entries}, out / MANIFEST)
-    summary = _summary(entries, schema, cleaning, params)
+    summary = _summary(entries, schema, cleaning)
     summary["partitions"] = {"count": len(partitions), "processed": len(todo), "reused": len(partitions) - len(todo)}
     summary["data"] = {
         "reference": {"path": data.path, "rows": sum(e["rows"] for e in entries), "sha256": folder_digest(partitions)},
@@ -367,7 +361,7 @@ class _SplitTask:
         return split_partition(partition, self.plan, self.out)
 
 
-def _summary(entries: list[dict[str, Any]], schema: Schema, cleaning: dict[str, Any], params: Any) -> dict[str, Any]:
+def _summary(entries: list[dict[str, Any]], schema: Schema, cleaning: dict[str, Any]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for split in SPLITS:
         stats = [e["splits"][split] for e in entries]

@@ -40,7 +40,7 @@ from reprotab.model.served import TabularModel
 from reprotab.params.loader import hyperparameters_for
 from reprotab.train.families import spec_of
 from reprotab.train.fit import merge_hyperparameters, metadata, trained_family
-from reprotab.train.run import Trained
+from reprotab.train.run import Trained, judged_entry
 from reprotab.tune.best import BestParams
 
 TARGET = "__target__"  # the encoded target's column in a featurized part
@@ -57,14 +57,13 @@ class Piece:
     worker: str
 
 
-def part_files(prepared: Path, split: str) -> list[str]:
-    """A split's part files in the manifest's order (partitions in path order)."""
+def read_manifest(prepared: Path) -> dict[str, Any]:
+    """prepare's manifest: the part files of each split, in partition order, and their row counts."""
     manifest = prepared / MANIFEST
     if not manifest.is_file():
         fix = "Run prepare with engine: dask (dvc repro), which writes the splits in partitions"
         raise UserError(problem(str(manifest), "file not found; engine dask trains on prepared partitions", None, fix))
-    entries = read_json(manifest)["partitions"]
-    return [str(prepared / f"{split}.parquet" / name) for entry in entries for name in entry["outputs"][split]]
+    return read_json(manifest)
 
 
 def pin(files: list[str], workers: list[str]) -> list[Piece]:
@@ -109,9 +108,13 @@ class DaskTrainer:
         self.workers = workers_of(client)
         info = client.scheduler_info(n_workers=-1)["workers"]
         self.threads = sorted({int(info[w].get("nthreads", 0)) for w in self.workers})  # the cluster's, not params'
-        self.files = {split: part_files(prepared, split) for split in ("train", "validation", "test")}
-        summary = read_json(prepared / MANIFEST)["partitions"]
-        self.rows = {s: sum(e["splits"][s]["rows"] for e in summary) for s in self.files}
+        manifest = read_manifest(prepared)
+        entries, self.key = manifest["partitions"], manifest["key"]
+        splits = ("train", "validation", "test")
+        self.files = {
+            s: [str(prepared / f"{s}.parquet" / name) for e in entries for name in e["outputs"][s]] for s in splits
+        }
+        self.rows = {s: sum(e["splits"][s]["rows"] for e in entries) for s in splits}
 
     def fit_featurizer(self, splits: tuple[str, ...]) -> Any:
         """The featurizer, fitted on a hashed sample of `splits`' rows (all of them when fewer
@@ -152,9 +155,8 @@ class DaskTrainer:
     def rows_hash(self, splits: tuple[str, ...]) -> str:
         """What the model was fitted on, by content: the manifest's key (settings, schema, code)
         and the part files, each named by its partition's SHA-256."""
-        key = read_json(self.prepared / MANIFEST)["key"]
         names = [Path(f).relative_to(self.prepared).as_posix() for s in splits for f in self.files[s]]
-        return hashlib.sha256("\n".join([key, *names]).encode()).hexdigest()[:16]
+        return hashlib.sha256("\n".join([self.key, *names]).encode()).hexdigest()[:16]
 
 
 def predict_piece(features: pd.DataFrame, estimator: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -256,11 +258,14 @@ def run_train_dask(*, schema: Schema, best: BestParams, params: Any, prepared: P
         "sample_rows": params.dask.sample_rows,
         "part_files": {s: len(trainer.files[s]) for s in trained_on},
     }
-    judged_card = None
-    if judged is not None:
-        judged_card = {"file": paths.JUDGED, "trained_on_rows": summary["judged"]["rows"], "judged_by": "test"}
     card = ModelCard.from_dict(
-        {**meta, "threshold": model.threshold, "training": summary, "judged": judged_card, "engine": engine}
+        {
+            **meta,
+            "threshold": model.threshold,
+            "training": summary,
+            "judged": judged_entry(judged, summary),
+            "engine": engine,
+        }
     )
     return Trained(
         model=model, judged=judged or model, card=card, summary=summary, family=family, hyperparameters=hyperparameters

@@ -216,8 +216,6 @@ def _predict_folder(model: TabularModel, version: str, args: argparse.Namespace)
     from reprotab.engine.scoring import predict_folder
     from reprotab.params.sections import DaskParams
 
-    if args.workers < 0:
-        raise UserError(problem("--workers", "must be 0 (this process) or more", args.workers))
     dask = args.workers > 0 or args.scheduler
     settings = DaskParams(address=args.scheduler, n_workers=max(args.workers, 1))
     with engine_client("dask" if dask else "local", settings) as client:
@@ -255,8 +253,13 @@ def main(argv: list[str] | None = None) -> None:
     folder = Path(args.input).is_dir()
     if folder:
         check_folder_output(args.output)
+        if args.workers < 0:
+            raise UserError(problem("--workers", "must be 0 (this process) or more", args.workers))
     else:
         check_output(args.output)  # before the model is loaded
+        if args.workers or args.scheduler:
+            fix = "Score a file in this process (leave them out), or pass a folder of partitions"
+            raise UserError(problem("--workers/--scheduler", "apply to a folder --input", args.input, fix))
     model, info = resolve_model(args.model, stage=args.stage, version=args.version)
     started = time.perf_counter()
     if folder:

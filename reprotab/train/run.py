@@ -113,11 +113,14 @@ def run_train(
         trained_on=trained_on,
     )
     continued = {"path": init_model, "sha256": file_hash(init_model)} if init_model else None
-    judged_card = None
-    if judged is not None:
-        judged_card = {"file": paths.JUDGED, "trained_on_rows": summary["judged"]["rows"], "judged_by": "test"}
     card = ModelCard.from_dict(
-        {**meta, "threshold": model.threshold, "training": summary, "init_model": continued, "judged": judged_card}
+        {
+            **meta,
+            "threshold": model.threshold,
+            "training": summary,
+            "init_model": continued,
+            "judged": judged_entry(judged, summary),
+        }
     )
     return Trained(
         model=model,
@@ -127,6 +130,13 @@ def run_train(
         family=family,
         hyperparameters=hyperparameters,
     )
+
+
+def judged_entry(judged: TabularModel | None, summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The card's `judged` entry: with train.refit all, the model the test split judged and its rows."""
+    if judged is None:
+        return None
+    return {"file": paths.JUDGED, "trained_on_rows": summary["judged"]["rows"], "judged_by": "test"}
 
 
 def train_model(

@@ -170,3 +170,31 @@ def test_a_bad_output_is_refused_before_the_model_is_loaded(tmp_path, monkeypatc
     errors = capsys.readouterr().err
     assert re.search(message, errors) and "no-such-model" not in errors, errors
     assert sorted(p.name for p in tmp_path.iterdir()) == ["existing_dir", "in.csv", "reports"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["--input", "in.csv", "--output", "out.parquet", "--workers", "2"],
+            r"--workers/--scheduler: apply to a folder",
+        ),
+        (["--input", "parts", "--output", "out.parquet"], r"--output: must be a folder when --input is one"),
+        (
+            ["--input", "parts", "--output", "scored", "--workers", "-1"],
+            r"--workers: must be 0 \(this process\) or more",
+        ),
+    ],
+)
+def test_folder_scoring_arguments_are_checked_before_the_model_is_loaded(
+    tmp_path, monkeypatch, capsys, arguments, message
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "in.csv").write_text("a\n1\n")
+    with pytest.raises(SystemExit) as exit:
+        main([*arguments, "--model", "no-such-model.zip"])  # never opened
+    assert exit.value.code == 2
+    errors = capsys.readouterr().err
+    assert re.search(message, errors) and "no-such-model" not in errors, errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "parts", "reports"]
