@@ -39,8 +39,9 @@ def main() -> None:
 
     from reprotab.data.demo import generate
     from reprotab.model import served
+    from reprotab.monitoring.reference import build, model_scores
     from reprotab.monitoring.report import main as monitor_command
-    from reprotab.monitoring.verdict import clean, feature_drift, label_drift, model_scores
+    from reprotab.monitoring.verdict import clean, feature_drift, label_drift
     from reprotab.params.loader import load_params
     from reprotab.stats import bootstrap
     from reprotab.stats.drift import sample
@@ -67,7 +68,9 @@ def main() -> None:
             result.splits["train"].to_parquet(reference_path)
             result.splits["test"].to_parquet(tmp / "test.parquet")
             extra = ["--holdout", str(tmp / "test.parquet"), "--metrics", str(tmp / "none.json")]
+            extra += ["--drift-reference", str(tmp / "none.json")]  # built from the splits, as for an old version
         reference = pd.read_parquet(reference_path)
+        holdout = pd.read_parquet(reference_path.with_name("test.parquet"))
         batch = generate(rows=args.rows, seed=101, drift=args.drift)
         batch.to_parquet(tmp / "batch.parquet", index=False)
         config = params.monitor
@@ -94,11 +97,19 @@ def main() -> None:
         print("parts of the core:")
         schema = model.schema
         cleaned = clock("clean the batch (text → numbers, ±inf)", clean, batch, model, min_share=0.95).frame
-        clean_reference = clean(reference, model, min_share=0.95).frame
+        summary = clock(
+            "summarize the reference (the pipeline does it once)",
+            build,
+            model,
+            reference,
+            holdout,
+            model_sha256=None,
+            origin="",
+        )
         clock(
             f"PSI + KS/chi2 of {len(schema.features)} features",
             feature_drift,
-            clean_reference,
+            summary,
             cleaned,
             schema=schema,
             config=config,
@@ -127,7 +138,7 @@ def main() -> None:
         clock(
             f"label drift of {len(batch):,} labeled rows",
             label_drift,
-            reference,
+            summary,
             batch,
             schema=schema,
             config=config,

@@ -26,6 +26,7 @@ BEST_PARAMS = "models/best_params.json"
 MODEL = "models/model.zip"
 JUDGED = "models/judged.zip"  # the model the test split judged: model.zip itself unless train.refit is all
 MODEL_META = "models/model.json"
+DRIFT_REFERENCE = "models/reference.json"  # the monitor's reference: training split and test scores, summarized
 TRAIN_METRICS = "reports/train/metrics.json"
 EVALUATE_METRICS = "reports/evaluate/metrics.json"
 IMPORTANCE = "reports/evaluate/tables/importance.csv"
@@ -58,6 +59,7 @@ OUTPUTS = (
     MODEL,
     JUDGED,
     MODEL_META,
+    DRIFT_REFERENCE,
     TRAIN_METRICS,
     EVALUATE_METRICS,
     IMPORTANCE,

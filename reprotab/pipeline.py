@@ -79,7 +79,7 @@ def run(frame: pd.DataFrame, params: Params, *, splits_to_score: tuple[str, ...]
     )
 
 
-STAGES = ("validate", "profile", "prepare", "tune", "train", "evaluate", "gate")  # dvc.yaml's order
+STAGES = ("validate", "profile", "prepare", "tune", "train", "reference", "evaluate", "gate")  # dvc.yaml's order
 
 
 def run_stages(stages: tuple[str, ...] = STAGES) -> None:

@@ -281,3 +281,11 @@ MODEL_CARD = {  # a whole model card (reprotab/model/card.py) for tests that nee
     "threshold": 0.31,
     "training": {"sampler_used": "none"},
 }
+
+
+def reference_of(result):
+    """The drift reference of a `reprotab.pipeline.run` result, as the reference stage builds it: its training
+    split and its model's scores on the test split."""
+    from reprotab.monitoring.reference import build
+
+    return build(result.model, result.splits["train"], result.splits["test"], model_sha256=None, origin="test run")

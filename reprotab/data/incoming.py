@@ -166,7 +166,7 @@ def clean_incoming(
         notes[column] = note
     if refused:
         raise NotNumbers(_refusal(refused, where=where, min_share=min_share), refused, refused_rows)
-    frame = pd.DataFrame(columns, index=rows.index)
+    frame = pd.DataFrame(columns, index=rows.index, copy=False)  # no consolidated copy: 1,000 columns x 1M rows
     return Cleaned(frame=frame, notes=MappingProxyType(notes), ignored=tuple(ignored))
 
 

@@ -2,13 +2,20 @@
 against, from one place, `inputs(...)`: the workspace's model and files, or a registered stage's or
 version's model with the same files read at ITS commit (data through DVC, metrics through git), so
 the verdict is about the model that serves, not whatever the workspace holds now.
+
+The data is the drift reference the pipeline stored with the model (models/reference.json,
+reprotab/monitoring/reference.py). Where there is none (a version registered before references
+existed) or it is of another model file, it is built from the training and test splits, as train
+builds it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,10 +23,10 @@ from typing import Any
 import pandas as pd
 
 from reprotab import paths, vcs
-from reprotab.data.tables import read_table
 from reprotab.errors import UserError, problem
 from reprotab.evaluate.importance import model_importance
 from reprotab.model import served
+from reprotab.monitoring.reference import DriftReference, build, parse, read_rows
 from reprotab.serving.scoring import local_version
 
 log = logging.getLogger(__name__)
@@ -33,8 +40,7 @@ class MonitorInputs:
     version: str | None  # vX.Y.Z, or local:<digest> for a model file
     commit: str | None  # the commit the model was trained at (None when unknown)
     source: str  # where it all came from, for the report
-    reference: pd.DataFrame  # the prepared training split
-    holdout: pd.DataFrame  # the test split
+    reference: DriftReference  # the training split and the test split's scores, summarized
     test_metrics: dict[str, Any] | None  # evaluate's `test` block
     importance: pd.Series | None
 
@@ -48,6 +54,7 @@ def inputs(
     stage: str | None = None,
     version: str | None = None,
     model: str | Path = paths.MODEL,
+    drift_reference: str = paths.DRIFT_REFERENCE,
     reference: str = paths.TRAIN,
     holdout: str = paths.TEST,
     metrics: str = paths.EVALUATE_METRICS,
@@ -58,7 +65,7 @@ def inputs(
     if stage and version:
         raise UserError(problem("monitor", "takes --stage or --version, not both", f"{stage}, {version}"))
     if not stage and not (version and not version.startswith("local:")):
-        return _workspace(Path(model), version, reference, holdout, metrics, importance)
+        return _workspace(Path(model), version, drift_reference, reference, holdout, metrics, importance)
     from reprotab.registry import versions as registry  # GTO and DVC's API load only when asked for
 
     found, info = registry.load(stage=stage, version=version, repo=str(repo))
@@ -66,23 +73,37 @@ def inputs(
     text = _git_show(repo, commit, metrics)
     test_metrics = read_metrics(text, where=f"{metrics} at {commit[:8]}")
     table = _open_at(repo, commit, importance)
+
+    def tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+        train = _table_at(repo, commit, reference, what="reference (the training split)")
+        return train, _table_at(repo, commit, holdout, what="holdout (the test split)")
+
+    stored = _open_at(repo, commit, drift_reference)
+    where = f"{drift_reference} at {commit[:8]}"
+    # the stored reference is train's output of the same commit as the model: no digest to compare
+    summary = _reference(found, stored, where=where, sha256=None, tables=tables, origin=f"{reference} at {commit[:8]}")
     return MonitorInputs(
         model=found,
         version=info["version"],
         commit=commit,
         source=f"registry {f'stage {stage}' if stage else 'version'} {info['version']}, commit {commit[:8]} of {repo}",
-        reference=_table_at(repo, commit, reference, what="reference (the training split)"),
-        holdout=_table_at(repo, commit, holdout, what="holdout (the test split)"),
+        reference=summary,
         test_metrics=test_metrics,
         importance=load_importance(table, found, where=f"{importance} at {commit[:8]}"),
     )
 
 
 def _workspace(
-    model: Path, version: str | None, reference: str, holdout: str, metrics: str, importance: str
+    model: Path, version: str | None, drift_reference: str, reference: str, holdout: str, metrics: str, importance: str
 ) -> MonitorInputs:
     found = served.load(model, where="--model")
     digest = local_version(model)
+    sha256 = hashlib.sha256(model.read_bytes()).hexdigest()
+    stored = Path(drift_reference)
+
+    def tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+        return read_rows(reference, where="--reference"), read_rows(holdout, where="--holdout")
+
     if version and version != digest:
         raise UserError(problem("--version", f"names a model file's digest, and --model {model} is {digest}", version))
     metrics_path = Path(metrics)
@@ -92,11 +113,44 @@ def _workspace(
         version=digest,
         commit=None,  # a workspace file is not a registered version; its card names no commit
         source=f"workspace ({model}, {reference}, {holdout})",
-        reference=read_table(reference, where="--reference"),
-        holdout=read_table(holdout, where="--holdout"),
+        reference=_reference(
+            found,
+            stored.read_bytes() if stored.is_file() else None,
+            where=str(stored),
+            sha256=sha256,
+            tables=tables,
+            origin=f"{reference} and {holdout}",
+        ),
         test_metrics=read_metrics(text, where=metrics),
         importance=load_importance(Path(importance).read_bytes() if Path(importance).is_file() else None, found),
     )
+
+
+def _reference(
+    model: served.TabularModel,
+    stored: bytes | None,
+    *,
+    where: str,
+    sha256: str | None,
+    tables: Callable[[], tuple[pd.DataFrame, pd.DataFrame]],
+    origin: str,
+) -> DriftReference:
+    """The stored reference when there is one of this model (`sha256` None: not compared), else
+    one built from the training and test splits `tables` reads."""
+    if stored is not None:
+        found = parse(stored, schema=model.schema, where=where)
+        if sha256 is None or found.model_sha256 == sha256:
+            return found
+        log.warning(
+            "%s is of another model file (sha256 %s, --model is %s): building the reference from the splits",
+            where,
+            (found.model_sha256 or "unknown")[:12],
+            sha256[:12],
+        )
+    else:
+        log.info("%s not found: building the reference from the training and test splits", where)
+    train, holdout = tables()
+    return build(model, train, holdout, model_sha256=sha256, origin=f"built from {origin}")
 
 
 def read_metrics(text: str | None, *, where: str) -> dict[str, Any] | None:

@@ -1,13 +1,16 @@
 """`reprotab monitor`: the drift report of a new batch or of the prediction log.
 
     reprotab monitor --batch data/batches/2026-11.parquet [--stage prod | --version v1.2.0]
+    reprotab monitor --batch data/daily/            (a folder: each new partition checked alone)
     reprotab monitor --from-log logs/predictions [--since 2026-11-01 --until 2026-12-01] [--version v1.2.0] [--shadow]
                      [--labels outcomes.csv]
 
 The model judged and what it is judged against come from one place, `inputs(...)`
 (reprotab/monitoring/inputs.py):
-- by default the workspace: --model, --reference (the prepared training split), --holdout (the
-  test split: the reference of the model's scores), --metrics (evaluate's metrics.json; its
+- by default the workspace: --model, --drift-reference (models/reference.json: the training
+  split and the model's test scores, summarized when it was trained; when it is missing or of
+  another model file, it is built from --reference, the prepared training split, and --holdout,
+  the test split), --metrics (evaluate's metrics.json; its
   `test` block) and --importance (evaluate's table, else the model's own importance); the
   version is the model file's `local:<digest>` (what the service logs for it);
 - with --stage or --version: that registered model (reprotab.registry.versions.load) and the same paths
@@ -46,9 +49,10 @@ from reprotab import paths
 from reprotab.data.tables import atomic_path, fresh_dir, read_table, write_json
 from reprotab.errors import UserError, problem
 from reprotab.model import served
-from reprotab.monitoring import outcomes
+from reprotab.monitoring import outcomes, partitions
 from reprotab.monitoring.inputs import MonitorInputs, inputs
 from reprotab.monitoring.page import figures, markdown
+from reprotab.monitoring.partitions import monitor_folder
 from reprotab.monitoring.verdict import Verdict, monitor
 from reprotab.params.loader import Params, load_params
 from reprotab.runner import stage_main
@@ -76,6 +80,7 @@ def run(
     out: Path,
     name: str,
     extra: dict[str, Any] | None = None,
+    where: str = "batch",
 ) -> Verdict:
     """Monitor `batch` against `source` (see `inputs`) with params' `monitor` section, add `extra`
     to the report and write it to `out`; the verdict."""
@@ -83,7 +88,6 @@ def run(
         model=source.model,
         reference=source.reference,
         batch=batch,
-        holdout=source.holdout,
         config=params.monitor,
         metric=params.metric,
         seed=params.seed,
@@ -91,6 +95,7 @@ def run(
         importance=source.importance,
         test_metrics=source.test_metrics,
         judged=source.judged(),
+        where=where,
     )
     verdict.report.update(extra or {})
     write(out, verdict, name=name)
@@ -147,7 +152,9 @@ def from_log(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="reprotab monitor", description="Drift report of a batch or the log.")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--batch", help="CSV or Parquet file of new rows (raw, as exported)")
+    source.add_argument(
+        "--batch", help="CSV or Parquet file of new rows (raw, as exported), or a folder of them: each checked alone"
+    )
     source.add_argument("--from-log", help="prediction log directory (*.jsonl)")
     judged = parser.add_mutually_exclusive_group()
     judged.add_argument("--stage", help="judge the registered model this stage holds (e.g. prod), with its own data")
@@ -164,8 +171,15 @@ def main(argv: list[str] | None = None) -> None:
         "--labels", help="--from-log: labels (CSV/Parquet) of served rows: live metrics per route (params canary)"
     )
     parser.add_argument("--model", default=paths.MODEL)
-    parser.add_argument("--reference", default=paths.TRAIN)
-    parser.add_argument("--holdout", default=paths.TEST)
+    parser.add_argument(
+        "--drift-reference",
+        default=paths.DRIFT_REFERENCE,
+        help="the drift reference the pipeline stored with the model",
+    )
+    parser.add_argument(
+        "--reference", default=paths.TRAIN, help="the training split, when there is no stored reference"
+    )
+    parser.add_argument("--holdout", default=paths.TEST, help="the test split, when there is no stored reference")
     parser.add_argument("--metrics", default=paths.EVALUATE_METRICS)
     parser.add_argument("--importance", default=paths.IMPORTANCE)
     parser.add_argument("--params", default="params.yaml")
@@ -180,12 +194,19 @@ def main(argv: list[str] | None = None) -> None:
         stage=args.stage,
         version=args.version,
         model=args.model,
+        drift_reference=args.drift_reference,
         reference=args.reference,
         holdout=args.holdout,
         metrics=args.metrics,
         importance=args.importance,
     )
     extra: dict[str, Any]
+    if args.batch and Path(args.batch).is_dir():  # a folder of partitions: each its own batch, new ones only
+        name = args.name or Path(args.batch).resolve().name
+        entries = monitor_folder(chosen, args.batch, params=params, out=Path(args.out) / name, check=run)
+        print(f"model: {chosen.version} (commit {(chosen.commit or 'unknown')[:12]})")
+        print("\n".join(partitions.summary_lines(entries)))
+        return
     if args.batch:
         batch, name, extra = read_table(args.batch, where="--batch"), args.name or Path(args.batch).stem, {}
     else:

@@ -54,6 +54,7 @@ from reprotab.data.incoming import Cleaned, clean_incoming, log_notes
 from reprotab.errors import UserError, problem
 from reprotab.model.schema import Schema, encode_target, label_text
 from reprotab.model.served import TabularModel
+from reprotab.monitoring.reference import DriftReference, category_labels, model_scores
 from reprotab.params.sections import MonitorParams
 from reprotab.stats import bootstrap
 from reprotab.stats.drift import (
@@ -66,6 +67,7 @@ from reprotab.stats.drift import (
     target_shift,
 )
 from reprotab.stats.metrics import BY_TASK, LOWER_IS_BETTER, Scored
+from reprotab.stats.sketch import CategorySketch, NumericSketch, Sketch
 
 
 @dataclass
@@ -113,51 +115,29 @@ def clean(batch: pd.DataFrame, model: TabularModel, *, min_share: float, where: 
     return clean_incoming(batch, model.schema, featurizer=model.plan, where=where, min_share=min_share)
 
 
-def category_labels(values: pd.Series) -> pd.Series:
-    """Categories as text, missing kept missing; whole numbers as '3' whether stored as 3 or 3.0."""
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        numbers = values.to_numpy(dtype=float, na_value=np.nan)
-        text = pd.Series([f"{v:g}" for v in numbers], index=values.index, dtype=object)
-        return text.where(~np.isnan(numbers), None)
-    if pd.api.types.is_string_dtype(values):  # already text: as is (converting a million rows costs seconds)
-        return values
-    return values.astype("string").astype(object).where(values.notna(), None)
-
-
 def feature_drift(
-    reference: pd.DataFrame, batch: pd.DataFrame, *, schema: Schema, config: MonitorParams, seed: int
+    reference: DriftReference, batch: pd.DataFrame, *, schema: Schema, config: MonitorParams, seed: int
 ) -> dict[str, tuple[ColumnDrift, Bins]]:
-    """PSI and test per feature, on cleaned frames (see `clean`)."""
+    """PSI and test per feature of a cleaned batch (see `clean`) against the reference's sketches."""
     found = {}
     for i, column in enumerate(schema.features):
-        if column in schema.numeric:
+        summary = reference.features[column]
+        if isinstance(summary, NumericSketch):
             found[column] = numeric_drift(
-                reference[column].to_numpy(dtype=float),
-                batch[column].to_numpy(dtype=float),
+                summary,
+                batch[column].to_numpy(dtype=float, na_value=np.nan),
                 bins=config.bins,
                 max_rows=config.sample_rows,
                 seed=seed + i,
             )
         else:
-            found[column] = categorical_drift(category_labels(reference[column]), category_labels(batch[column]))
+            found[column] = categorical_drift(summary, category_labels(batch[column]))
     return found
 
 
-def model_scores(model: TabularModel, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
-    """(score for drift, class probabilities or None): see the module docstring for what the score is."""
-    if model.kind == "regression":
-        return np.asarray(model.predict(rows), dtype=float), None
-    proba = model.predict_proba(rows)
-    if model.binary:
-        return proba[:, model.positive_index()], proba
-    return model.classes[model.class_indices(proba)], proba
-
-
-def score_drift(
-    reference: np.ndarray, batch: np.ndarray, *, config: MonitorParams, seed: int
-) -> tuple[ColumnDrift, Bins]:
-    if reference.dtype == object:
-        return categorical_drift(pd.Series(reference).map(str), pd.Series(batch).map(str))
+def score_drift(reference: Sketch, batch: np.ndarray, *, config: MonitorParams, seed: int) -> tuple[ColumnDrift, Bins]:
+    if isinstance(reference, CategorySketch):
+        return categorical_drift(reference, pd.Series(batch).map(str))
     return numeric_drift(reference, batch, bins=config.bins, max_rows=config.sample_rows, seed=seed)
 
 
@@ -234,26 +214,27 @@ def performance(
 
 
 def label_drift(
-    reference: pd.DataFrame, batch: pd.DataFrame, *, schema: Schema, config: MonitorParams, seed: int
+    reference: DriftReference, batch: pd.DataFrame, *, schema: Schema, config: MonitorParams, seed: int
 ) -> dict[str, Any]:
     """The batch's labeled target against the reference's (see reprotab/stats/drift.py); {"rows": 0, ...}
     when the batch has no labeled row."""
     target = schema.target
-    before = reference[target].dropna() if target in reference.columns else reference.iloc[:0, :0]
+    before = reference.target
     after = batch[target].dropna() if target in batch.columns else batch.iloc[:0, :0]
-    if not len(after) or not len(before):
-        return {"rows": len(after), "reference_rows": len(before), "drifted": False, "reason": None}
+    present = 0 if before is None else before.rows - before.missing
+    if not len(after) or not present:
+        return {"rows": len(after), "reference_rows": present, "drifted": False, "reason": None}
     rules = config.labels
-    if schema.task == "regression":
+    if isinstance(before, NumericSketch):
         return target_shift(
-            pd.to_numeric(before).to_numpy(dtype=float),
+            before,
             pd.to_numeric(after).to_numpy(dtype=float),
             max_mean_shift=rules.max_mean_shift,
             max_rows=config.sample_rows,
             seed=seed,
         )
     return class_share_drift(
-        encode_target(before, schema),
+        reference.class_counts(schema),
         encode_target(after, schema),
         classes=[str(c) for c in schema.classes],
         max_share_change=rules.max_share_change,
@@ -265,9 +246,8 @@ def label_drift(
 def monitor(
     *,
     model: TabularModel,
-    reference: pd.DataFrame,
+    reference: DriftReference,
     batch: pd.DataFrame,
-    holdout: pd.DataFrame,
     config: MonitorParams,
     metric: str,
     seed: int,
@@ -275,15 +255,16 @@ def monitor(
     importance: pd.Series | None = None,
     test_metrics: dict[str, Any] | None = None,
     judged: dict[str, Any] | None = None,
+    where: str = "batch",
 ) -> Verdict:
-    """Compare `batch` (raw rows) with `reference` (prepared training rows); see the module docstring.
+    """Compare `batch` (raw rows) with `reference` (the model's training rows and test scores,
+    summarized: reprotab/monitoring/reference.py); see the module docstring.
     `judged` names the model ({"version", "commit", "source"}): the report's `model`."""
     schema = model.schema
-    cleaned = clean(batch, model, min_share=min_share)
-    log_notes(cleaned.notes, where="batch")
+    cleaned = clean(batch, model, min_share=min_share, where=where)
+    log_notes(cleaned.notes, where=where)
     clean_batch = cleaned.frame
-    clean_reference = clean(reference, model, min_share=min_share, where="reference").frame
-    drift = feature_drift(clean_reference, clean_batch, schema=schema, config=config, seed=seed)
+    drift = feature_drift(reference, clean_batch, schema=schema, config=config, seed=seed)
     alpha = config.alpha / len(schema.features)
     ranked = rank_features(schema.features, importance)
     features: dict[str, Any] = {}
@@ -307,8 +288,7 @@ def monitor(
     if schema.target in batch.columns:
         scored_rows = scored_rows.assign(**{schema.target: batch[schema.target].iloc[picked].to_numpy()})
     batch_scores, proba = model_scores(model, scored_rows)
-    holdout_scores, _ = model_scores(model, holdout)
-    prediction, prediction_bins = score_drift(holdout_scores, batch_scores, config=config, seed=seed)
+    prediction, prediction_bins = score_drift(reference.scores, batch_scores, config=config, seed=seed)
     prediction_drifted = prediction.psi >= config.psi_moderate and prediction.p_value < config.alpha
     perf = None
     if schema.target in batch.columns and batch[schema.target].notna().any():
@@ -348,7 +328,8 @@ def monitor(
         "retrain": bool(reasons),
         "reasons": reasons,
         "rows": len(batch),
-        "reference_rows": len(reference),
+        "reference_rows": reference.rows,
+        "reference": reference.origin,
         "thresholds": {**config.model_dump(), "alpha_per_feature": alpha},
         "ranked_by": "none (no importance)" if importance is None else "importance",
         "drifted": drifted,
@@ -359,7 +340,7 @@ def monitor(
                 model.kind, "prediction"
             ),
             "scored_rows": len(scored_rows),
-            "holdout_rows": len(holdout),
+            "holdout_rows": reference.holdout_rows,
             **prediction.as_dict(),
             "drifted": bool(prediction_drifted),
         },

@@ -1,7 +1,8 @@
 """`reprotab monitor --stage prod` / `--version` for real: a temporary git + DVC repository,
 `dvc repro`, v1.0.0 registered and promoted; then the workspace moves on (another model and other
 prepared splits, uncommitted) and the monitor must still judge v1.0.0 on v1.0.0's own training
-split, test split, test metrics and importance, read at its commit."""
+split (summarized in the drift reference train stored), test split, test metrics and importance,
+read at its commit."""
 
 from __future__ import annotations
 
@@ -61,11 +62,15 @@ def test_monitor_judges_the_registered_model_on_its_own_data(project, tmp_path, 
     assert f"Model judged: **v1.0.0** (commit {commit[:12]}" in (tmp_path / "out/november/drift.md").read_text()
 
     by_version = inputs(repo=repo, version="v1.0.0")
-    assert (by_version.version, by_version.commit, len(by_version.reference)) == ("v1.0.0", commit, len(prod_train))
+    assert (by_version.version, by_version.commit, by_version.reference.rows) == ("v1.0.0", commit, len(prod_train))
+    assert by_version.reference.origin == f"models/reference.json at {commit[:8]}"  # train's, not the rows
+    assert report["reference"] == by_version.reference.origin
     np.testing.assert_array_equal(by_version.model.predict_proba(prod_test), prod_scores)
     expected = prod_importance.set_index("feature")["permutation"].astype(float).fillna(0.0)
     pd.testing.assert_series_equal(by_version.importance, expected)
 
     workspace = inputs()  # the default: the workspace's files, named by the model file's digest
-    assert workspace.version.startswith("local:") and len(workspace.reference) == len(other.splits["train"])
+    assert workspace.version.startswith("local:") and workspace.reference.rows == len(other.splits["train"])
     assert "workspace" in workspace.source
+    # models/reference.json is v1.0.0's, of another model file: rebuilt from the workspace's splits
+    assert workspace.reference.origin.startswith("built from data/prepared/train.parquet")

@@ -23,7 +23,7 @@ def test_repro_writes_sane_metrics_and_every_declared_plot(repo):
     (repo / "reports/validate/params.json").unlink()
     result = sh([DVC, "repro"], repo, env={AUDIT_ENV: str(audit)})
     ran = ran_stages(result.stdout)  # profile (a report on the raw table) is independent of the chain
-    chain = ["validate", "prepare", "tune", "train", "evaluate", "gate"]
+    chain = ["validate", "prepare", "tune", "train", "reference", "evaluate", "gate"]
     assert [s for s in ran if s != "profile"] == chain and "profile" in ran
     metrics = json.loads((repo / "reports/evaluate/metrics.json").read_text())
     assert 0.7 < metrics["test"]["roc_auc"] <= 1.0
@@ -67,7 +67,7 @@ def test_exp_run_with_changed_model_reruns_only_dependent_stages(repo):
     sh(["git", "commit", "-q", "--allow-empty", "-m", "baseline run"], repo)  # may be committed already
     result = sh([DVC, "exp", "run", "-S", "model=xgboost", "--name", "try-xgboost"], repo)
     # validate checks every params.yaml edit; its output does not change, so prepare stays cached
-    assert ran_stages(result.stdout) == ["validate", "tune", "train", "evaluate", "gate"]
+    assert ran_stages(result.stdout) == ["validate", "tune", "train", "reference", "evaluate", "gate"]
     shown = json.loads(sh([DVC, "exp", "show", "--json"], repo).stdout)
     experiments = [exp for commit in shown for exp in (commit.get("experiments") or [])]
     names = {exp["name"]: exp for exp in experiments}
@@ -81,7 +81,7 @@ def test_exp_run_with_a_sampler_reruns_only_the_stages_that_resample(repo):
     sh([DVC, "repro"], repo)
     result = sh([DVC, "exp", "run", "-S", "sampler=adasyn", "--name", "try-adasyn"], repo)
     # tune resamples inside its CV folds, train before fitting; prepare is untouched
-    assert ran_stages(result.stdout) == ["validate", "tune", "train", "evaluate", "gate"]
+    assert ran_stages(result.stdout) == ["validate", "tune", "train", "reference", "evaluate", "gate"]
     assert "sampler adasyn → adasyn" in result.stderr
     shown = json.loads(sh([DVC, "exp", "show", "--json"], repo).stdout)
     experiments = {exp["name"]: exp for commit in shown for exp in (commit.get("experiments") or [])}
@@ -138,7 +138,8 @@ def test_bad_params_stop_repro_before_any_stage_clears_its_outputs(repo, edit):
 
 
 def test_editing_a_module_marks_exactly_the_stages_that_import_it(repo):
-    """Code is a dependency: reprotab/model/served.py is imported by train, evaluate and gate, not by prepare."""
+    """Code is a dependency: reprotab/model/served.py is imported by train, reference, evaluate and
+    gate, not by prepare."""
     sh([DVC, "repro"], repo)
     served = repo / "reprotab/model/served.py"
     original = served.read_text()
@@ -147,7 +148,7 @@ def test_editing_a_module_marks_exactly_the_stages_that_import_it(repo):
         status = json.loads(sh([DVC, "status", "--json"], repo).stdout)
     finally:
         served.write_text(original)
-    assert set(status) == {"train", "evaluate", "gate"}
+    assert set(status) == {"train", "reference", "evaluate", "gate"}
 
 
 def test_in_process_run_gives_the_pipelines_metrics(repo):

@@ -126,7 +126,7 @@ def test_run_cache_restores_a_teammates_experiment_without_retraining(tmp_path_f
     ran = [line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")]
     # validate checks the edited params.yaml; gate keeps its decision in git (cache: false)
     assert ran == ["validate", "evaluate", "gate"], result.stdout
-    for stage in ("tune", "train"):
+    for stage in ("tune", "train", "reference"):
         assert f"Stage '{stage}' is cached - skipping run, checking out outputs" in result.stdout, result.stdout
     assert (clone / "models/model.zip").read_bytes() == trained
     assert not (clone / "reports/logs/train.log").exists()

@@ -27,7 +27,7 @@ from reprotab.params.loader import parse_params
 from reprotab.params.sections import FeaturizeParams, MonitorParams
 from reprotab.pipeline import run
 from reprotab.serving.predict import predict_file
-from tests.helpers import base_params
+from tests.helpers import base_params, reference_of
 
 SCHEMA = Schema(task="regression", target="y", numeric=("x",), categorical=("color", "city"), id_column="id")
 TRAIN = pd.DataFrame(
@@ -206,9 +206,8 @@ def test_predict_and_monitor_give_the_same_verdict_and_notes(trained, tmp_path, 
                 else:
                     verdict = monitor(
                         model=result.model,
-                        reference=result.splits["train"],
+                        reference=reference_of(result),
                         batch=batch,
-                        holdout=result.splits["test"],
                         config=MonitorParams(bootstrap=0),
                         metric=params.metric,
                         seed=0,

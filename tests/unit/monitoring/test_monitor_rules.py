@@ -18,7 +18,8 @@ from reprotab.params.loader import parse_params
 from reprotab.params.sections import MonitorParams
 from reprotab.pipeline import run
 from reprotab.stats.drift import class_share_drift, target_shift
-from tests.helpers import base_params
+from reprotab.stats.sketch import numeric_sketch
+from tests.helpers import base_params, reference_of
 
 RULES = {"max_share_change": 0.4, "min_rows": 50, "min_reference_share": 0.01}
 CLASSES = ["False", "True"]
@@ -28,30 +29,34 @@ def codes(false: int, true: int) -> np.ndarray:
     return np.array([0] * false + [1] * true)
 
 
+def counts(false: int, true: int) -> np.ndarray:
+    return np.array([false, true])
+
+
 # --- label drift ---------------------------------------------------------------------------------
 
 
 def test_the_demo_months_strong_churn_rise_is_not_label_drift():
-    found = class_share_drift(codes(93, 7), codes(62, 38), classes=CLASSES, **RULES)  # 7% -> 38%
+    found = class_share_drift(counts(93, 7), codes(62, 38), classes=CLASSES, **RULES)  # 7% -> 38%
     assert found["drifted"] is False and found["reason"] is None
     assert found["shares"]["True"] == {"reference": 0.07, "batch": 0.38, "change": 0.31}
     assert found["p_value"] < 1e-6  # significant, yet a real month: the p-value is reported, not used
 
 
 def test_a_batch_of_one_class_is_label_drift():
-    found = class_share_drift(codes(93, 7), codes(0, 120), classes=CLASSES, **RULES)  # a broken join: all True
+    found = class_share_drift(counts(93, 7), codes(0, 120), classes=CLASSES, **RULES)  # a broken join: all True
     assert found["drifted"] is True
     assert found["reason"].startswith("every labeled row (120) is class 'True'")
     assert "class 'True' share 0.070 -> 1.000" in found["reason"]
 
 
 def test_a_share_that_moves_too_far_is_label_drift():
-    assert class_share_drift(codes(50, 50), codes(5, 95), classes=CLASSES, **RULES)["drifted"] is True
-    assert class_share_drift(codes(50, 50), codes(15, 85), classes=CLASSES, **RULES)["drifted"] is False
+    assert class_share_drift(counts(50, 50), codes(5, 95), classes=CLASSES, **RULES)["drifted"] is True
+    assert class_share_drift(counts(50, 50), codes(15, 85), classes=CLASSES, **RULES)["drifted"] is False
 
 
 def test_an_absent_class_is_label_drift_only_on_enough_rows():
-    reference = np.array([0] * 50 + [1] * 45 + [2] * 5)  # class 2 holds 5% of the reference
+    reference = np.array([50, 45, 5])  # class 2 holds 5% of the reference
     classes = ["a", "b", "c"]
     big, small = np.array([0] * 30 + [1] * 30), np.array([0] * 20 + [1] * 20)
     found = class_share_drift(reference, big, classes=classes, **RULES)
@@ -60,10 +65,12 @@ def test_an_absent_class_is_label_drift_only_on_enough_rows():
 
 
 def test_regression_target_shift_and_constant_target():
-    reference = np.arange(100.0)  # mean 49.5, std 28.87
-    assert target_shift(reference, reference + 10, max_mean_shift=1.0, max_rows=1000, seed=0)["drifted"] is False
-    moved = target_shift(reference, reference + 40, max_mean_shift=1.0, max_rows=1000, seed=0)
-    assert moved["drifted"] and moved["mean_shift_sd"] == pytest.approx(40 / reference.std(), abs=1e-6)
+    values = np.arange(100.0)  # mean 49.5, std 28.87
+    reference = numeric_sketch(values)
+    assert target_shift(reference, values + 10, max_mean_shift=1.0, max_rows=1000, seed=0)["drifted"] is False
+    moved = target_shift(reference, values + 40, max_mean_shift=1.0, max_rows=1000, seed=0)
+    assert moved["drifted"] and moved["mean_shift_sd"] == pytest.approx(40 / values.std(), abs=1e-6)
+    assert moved["reference"] == {"mean": 49.5, "std": round(values.std(), 6), "min": 0.0, "max": 99.0}
     constant = target_shift(reference, np.full(20, 49.5), max_mean_shift=1.0, max_rows=1000, seed=0)
     assert constant["reason"] == "the target is constant (49.5) over 20 labeled rows"
 
@@ -96,9 +103,8 @@ def trained():
 def _monitor(result, batch, test_metrics):
     return monitor(
         model=result.model,
-        reference=result.splits["train"],
+        reference=reference_of(result),
         batch=batch,
-        holdout=result.splits["test"],
         config=MonitorParams(bootstrap=100),
         metric="roc_auc",
         seed=0,

@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from reprotab.data.demo import generate
 from reprotab.data.tables import write_json
@@ -21,7 +22,8 @@ from reprotab.params.loader import parse_params
 from reprotab.params.sections import MonitorParams
 from reprotab.pipeline import run
 from reprotab.stats.drift import EPSILON, categorical_bins, ks_test, numeric_bins, psi
-from tests.helpers import base_params
+from reprotab.stats.sketch import MAX_CATEGORIES, POINTS, category_sketch, from_dict, numeric_sketch
+from tests.helpers import base_params, reference_of
 
 CONFIG = MonitorParams(bootstrap=200)
 
@@ -44,30 +46,70 @@ def test_psi_floors_an_empty_bin_at_epsilon():
 
 
 def test_numeric_bins_are_reference_quantiles_plus_missing():
-    reference = np.arange(1.0, 11.0)  # deciles... with bins=5 the inner edges are 2.8, 4.6, 6.4, 8.2
+    reference = numeric_sketch(np.arange(1.0, 11.0))  # with bins=5 the inner edges are 2, 4, 6, 8
     counted = numeric_bins(reference, np.array([1.0, 1.0, 9.0, np.nan]), bins=5)
-    assert counted.reference.tolist() == [2, 2, 2, 2, 2, 0]
+    assert counted.reference.tolist() == pytest.approx([1, 2, 2, 2, 3, 0], abs=10 / POINTS)  # an edge goes above
     assert counted.batch.tolist() == [2, 0, 0, 0, 1, 1]
-    assert counted.labels[0] == "[-inf, 2.8)" and counted.labels[-1] == "(missing)"
+    assert counted.labels[0] == "[-inf, 2)" and counted.labels[-1] == "(missing)"
 
 
 def test_few_distinct_values_get_one_bin_each():
-    counted = numeric_bins(np.array([1.0, 2.0, 3.0] * 10), np.array([3.0, 3.0]), bins=10)
-    assert counted.reference.tolist() == [0, 10, 10, 10, 0] and counted.batch.tolist() == [0, 0, 0, 2, 0]
+    counted = numeric_bins(numeric_sketch(np.array([1.0, 2.0, 3.0] * 10)), np.array([3.0, 3.0]), bins=10)
+    assert counted.reference.tolist() == pytest.approx(
+        [0, 10, 10, 10, 0], abs=30 / POINTS
+    ) and counted.batch.tolist() == [0, 0, 0, 2, 0]
+
+
+def test_the_sketch_bins_a_large_column_as_its_rows_would():
+    values = np.random.default_rng(1).lognormal(size=200_000)
+    counted = numeric_bins(numeric_sketch(values), values[:1000], bins=10)
+    exact = np.bincount(np.searchsorted(numeric_sketch(values).edges(10), values, side="right"), minlength=10)
+    assert np.abs(counted.reference[:-1] - exact).max() <= 200_000 / 1000  # within the sketch's 1/POINTS
 
 
 def test_categorical_bins_have_missing_and_unseen():
-    counted = categorical_bins(pd.Series(["a", "a", "b", None]), pd.Series(["a", "c", None, None]))
+    counted = categorical_bins(category_sketch(pd.Series(["a", "a", "b", None])), pd.Series(["a", "c", None, None]))
     assert counted.labels == ["a", "b", "(missing)", "(unseen)"]
     assert counted.reference.tolist() == [2, 1, 1, 0]
     assert counted.batch.tolist() == [1, 0, 2, 1]
 
 
-def test_ks_on_a_seeded_subsample_is_repeatable():
+def test_categories_beyond_the_sketchs_limit_are_pooled_as_other():
+    many = pd.Series([f"c{i}" for i in range(MAX_CATEGORIES + 5)] + ["c0"] * 10)
+    summary = category_sketch(many)
+    assert len(summary.counts) == MAX_CATEGORIES and summary.other == 5 and next(iter(summary.counts)) == "c0"
+    counted = categorical_bins(summary, pd.Series(["c0", "never seen", None]))
+    assert counted.labels[-3:] == ["(other)", "(missing)", "(unseen)"]
+    assert counted.batch[-3:].tolist() == [1, 1, 0]  # an unknown value may be one of the pooled ones
+
+
+def test_ks_against_the_sketch_agrees_with_scipy_on_the_rows():
     rng = np.random.default_rng(0)
-    a, b = rng.normal(size=5000), rng.normal(0.5, size=5000)
-    assert ks_test(a, b, max_rows=1000, seed=3) == ks_test(a, b, max_rows=1000, seed=3)
-    assert ks_test(a, np.full(3, np.nan), max_rows=1000, seed=3) == (1.0, 0.0)
+    a = rng.normal(size=100_000)
+    for shift, rows in ((0.0, 5000), (0.05, 5000), (0.5, 2000)):
+        b = rng.normal(shift, size=rows)
+        exact = stats.ks_2samp(a[:50_000], b)
+        statistic, p_value = ks_test(numeric_sketch(a), b, max_rows=50_000, seed=3)
+        assert statistic == pytest.approx(exact.statistic, abs=2 / POINTS)
+        assert math.log10(max(p_value, 1e-300)) == pytest.approx(math.log10(max(exact.pvalue, 1e-300)), abs=1.0)
+    assert ks_test(numeric_sketch(a), b, max_rows=1000, seed=3) == ks_test(numeric_sketch(a), b, max_rows=1000, seed=3)
+    assert ks_test(numeric_sketch(a), np.full(3, np.nan), max_rows=1000, seed=3) == (1.0, 0.0)
+
+
+def test_a_malformed_sketch_is_refused_by_name():
+    good = numeric_sketch(np.arange(10.0)).as_dict()
+    assert from_dict(good, what="x").as_dict() == good
+    for broken, said in (
+        ({**good, "rows": -1}, "x rows must be a count"),
+        ({**good, "missing": 11}, "more missing values"),
+        ({**good, "quantiles": good["quantiles"][::-1]}, "must not decrease"),
+        ({**good, "quantiles": [1.0, 2.0]}, "quantiles must be a list of 1001"),
+        ({**good, "mean": float("nan")}, "x mean must be a finite number"),
+        ({"kind": "categorical", "rows": 3, "missing": 0, "counts": {"a": 1}}, "do not add up"),
+        ({"kind": "other"}, "kind 'numeric' or 'categorical'"),
+    ):
+        with pytest.raises(ValueError, match=said):
+            from_dict(broken, what="x")
 
 
 # --- the monitor on demo batches -------------------------------------------------------------------
@@ -89,9 +131,8 @@ def _monitor(trained, batch, **kwargs):
     result, params = trained
     return monitor(
         model=result.model,
-        reference=result.splits["train"],
+        reference=reference_of(result),
         batch=batch,
-        holdout=result.splits["test"],
         config=kwargs.pop("config", CONFIG),
         metric=params.metric,
         seed=params.seed,
@@ -168,9 +209,8 @@ def test_regression_model_scores_its_predictions():
     result = run(generate(rows=3000, seed=0), params)
     verdict = monitor(
         model=result.model,
-        reference=result.splits["train"],
+        reference=reference_of(result),
         batch=generate(rows=2000, seed=5, drift=1.0),
-        holdout=result.splits["test"],
         config=CONFIG,
         metric="rmse",
         seed=0,
@@ -183,9 +223,8 @@ def test_regression_model_scores_its_predictions():
     with pytest.raises(UserError, match=r"batch target 'next_month_spend': must be numeric for a regression model"):
         monitor(
             model=result.model,
-            reference=result.splits["train"],
+            reference=reference_of(result),
             batch=text_target,
-            holdout=result.splits["test"],
             config=CONFIG,
             metric="rmse",
             seed=0,
