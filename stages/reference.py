@@ -22,6 +22,7 @@ from pathlib import Path
 
 from reprotab import paths
 from reprotab.data.tables import read_json
+from reprotab.engine.partitions import read_split
 from reprotab.model import served
 from reprotab.model.schema import Schema
 from reprotab.monitoring import reference
@@ -45,7 +46,9 @@ def main(argv: list[str] | None = None) -> None:
     model = served.load(model_file, where="--model")
     splits = {name: prepared / f"{name}.parquet" for name in ("train", "test")}
     rows = {
-        name: reference.read_rows(path, where=str(path), seed=params.seed, id_column=schema.id_column)
+        name: read_split(
+            path, sample_rows=reference.SAMPLE_ROWS, seed=params.seed, id_column=schema.id_column, where=str(path)
+        )
         for name, path in splits.items()
     }
     built = reference.build(

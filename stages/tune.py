@@ -4,7 +4,9 @@ Reads   data/prepared/{train,validation}.parquet, data/prepared/schema.json
 Writes  models/best_params.json (read by train), models/study.journal (the Optuna study, kept
         between runs so more trials continue it), reports/tune/metrics.json (best score),
         reports/tune/trials.csv, reports/tune/plots/ (history and parameter importance)
-Params  tuner, model, metric, seed, tune, hyperparameters, featurize, sampler, sampling
+Params  tuner, model, metric, seed, tune, hyperparameters, featurize, sampler, sampling, engine and
+        dask (engine dask: the trials run on the cluster's workers, `tune.n_jobs` at a time, on a
+        hashed sample of `dask.sample_rows` training and validation rows; reprotab/tune/cluster.py)
 
 `tuner: none` searches nothing and says so; train then uses `hyperparameters.<model>` as
 given. With `model: auto` the search also chooses the family; best_params.json names it and
@@ -18,6 +20,7 @@ machine with the same params, data and a shared `tune.storage`) joins a running 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 from pathlib import Path
 
@@ -25,14 +28,47 @@ import pandas as pd
 
 from reprotab import paths
 from reprotab.data.tables import read_json
+from reprotab.engine.cluster import engine_client
+from reprotab.engine.partitions import read_split
 from reprotab.model.schema import Schema
-from reprotab.params.loader import load_stage_params
+from reprotab.params.loader import StageParams, load_stage_params
 from reprotab.runner import stage_main
 from reprotab.tune import report as tune_report
 from reprotab.tune.best import BestParams
 
-PARAMS = ("tuner", "model", "metric", "seed", "tune", "hyperparameters", "featurize", "sampler", "sampling")
+PARAMS = (
+    "tuner",
+    "model",
+    "metric",
+    "seed",
+    "tune",
+    "hyperparameters",
+    "featurize",
+    "sampler",
+    "sampling",
+    "engine",
+    "dask",
+)
 log = logging.getLogger(__name__)
+
+
+def whole_splits(prepared: Path, params: StageParams, schema: Schema) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.read_parquet(prepared / "train.parquet"), pd.read_parquet(prepared / "validation.parquet")
+
+
+def read_splits(prepared: Path, params: StageParams, schema: Schema) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """engine dask: each trial runs in one worker, on a hashed sample of `dask.sample_rows` rows."""
+    train, validation = (
+        read_split(
+            prepared / f"{name}.parquet",
+            sample_rows=params.dask.sample_rows,
+            seed=params.seed,
+            id_column=schema.id_column,
+            where=f"{name} split",
+        )
+        for name in ("train", "validation")
+    )
+    return train, validation
 
 
 @stage_main("tune")
@@ -59,17 +95,22 @@ def main(argv: list[str] | None = None) -> None:
     from reprotab.tune.run import run_search
 
     prepared = Path(args.prepared)
-    train, validation = pd.read_parquet(prepared / "train.parquet"), pd.read_parquet(prepared / "validation.parquet")
+    schema = Schema.from_dict(read_json(prepared / "schema.json"))
+    train, validation = (read_splits if params.engine == "dask" else whole_splits)(prepared, params, schema)
     Path(args.study).parent.mkdir(parents=True, exist_ok=True)
-    study, best = run_search(
-        train=train,
-        validation=validation,
-        schema=Schema.from_dict(read_json(prepared / "schema.json")),
-        params=params,
-        storage=tuning.open_storage(params.tune.storage, args.study),
-        study_file=args.study,
-        worker=args.worker,
-    )
+    reopen = functools.partial(tuning.open_storage, params.tune.storage, str(Path(args.study).resolve()))
+    with engine_client(params.engine, params.dask) as client:  # engine dask: trials on the workers
+        study, best = run_search(
+            train=train,
+            validation=validation,
+            schema=schema,
+            params=params,
+            storage=reopen(),
+            study_file=args.study,
+            worker=args.worker,
+            client=client,
+            reopen=reopen,
+        )
     if best is None:
         log.info("worker done; the study holds %d trials", len(study.trials))
         return

@@ -134,3 +134,13 @@ def read_sample(path: str | Path, *, rows: int, seed: int, id_column: str | None
         usable = id_column if id_column in frame.columns else None
         parts.append(frame[sample_mask(row_hashes(frame, id_column=usable, seed=seed), share)])
     return pd.concat(parts, ignore_index=True), total
+
+
+def read_split(
+    path: str | Path, *, sample_rows: int, seed: int, id_column: str | None, where: str = "split"
+) -> pd.DataFrame:
+    """A prepared split for a stage that works in one process: a file whole, a folder of part files
+    as a hashed sample of about `sample_rows` rows (the same rows however it is cut)."""
+    if Path(path).is_dir():
+        return read_sample(path, rows=sample_rows, seed=seed, id_column=id_column)[0]
+    return read_table(path, where=where)

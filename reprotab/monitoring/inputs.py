@@ -23,10 +23,11 @@ from typing import Any
 import pandas as pd
 
 from reprotab import paths, vcs
+from reprotab.engine.partitions import read_split
 from reprotab.errors import UserError, problem
 from reprotab.evaluate.importance import model_importance
 from reprotab.model import served
-from reprotab.monitoring.reference import DriftReference, build, parse, read_rows
+from reprotab.monitoring.reference import SAMPLE_ROWS, DriftReference, build, parse
 from reprotab.serving.scoring import local_version
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,10 @@ def _workspace(
     stored = Path(drift_reference)
 
     def tables() -> tuple[pd.DataFrame, pd.DataFrame]:
-        return read_rows(reference, where="--reference"), read_rows(holdout, where="--holdout")
+        def rows(path: str, where: str) -> pd.DataFrame:
+            return read_split(path, sample_rows=SAMPLE_ROWS, seed=0, id_column=found.schema.id_column, where=where)
+
+        return rows(reference, "--reference"), rows(holdout, "--holdout")
 
     if version and version != digest:
         raise UserError(problem("--version", f"names a model file's digest, and --model {model} is {digest}", version))

@@ -29,8 +29,7 @@ import numpy as np
 import pandas as pd
 
 from reprotab.data.incoming import MIN_SHARE, clean_incoming
-from reprotab.data.tables import read_table, write_json
-from reprotab.engine.partitions import read_sample
+from reprotab.data.tables import write_json
 from reprotab.errors import UserError, problem
 from reprotab.model.schema import Schema, encode_target, label_text
 from reprotab.model.served import TabularModel
@@ -38,7 +37,7 @@ from reprotab.stats import sketch
 from reprotab.stats.sketch import CategorySketch, NumericSketch, Sketch
 
 FORMAT = 1
-SAMPLE_ROWS = 1_000_000  # rows of a partitioned split summarized: quantiles within 0.1%, like the sketch
+SAMPLE_ROWS = 1_000_000  # rows of a folder split summarized: its quantiles within 0.1%, as the sketch's
 
 
 @dataclass(frozen=True)
@@ -114,16 +113,6 @@ def target_sketch(rows: pd.DataFrame, schema: Schema) -> Sketch | None:
         missing=int(values.isna().sum()),
         counts={label_text(c): int(n) for c, n in zip(schema.classes, counts, strict=True)},
     )
-
-
-def read_rows(
-    path: str | Path, *, where: str, sample_rows: int = SAMPLE_ROWS, seed: int = 0, id_column: str | None = None
-) -> pd.DataFrame:
-    """The rows of a split to summarize: a file whole, a folder of partitions as a hashed sample of
-    about `sample_rows` rows (the same rows however it is cut: reprotab/engine/partitions.py)."""
-    if Path(path).is_dir():
-        return read_sample(path, rows=sample_rows, seed=seed, id_column=id_column)[0]
-    return read_table(path, where=where)
 
 
 def build(

@@ -186,9 +186,6 @@ class Params(Section):
         if self.sampler != "none":
             fix = "Use sampler: none; train.threshold and train.calibration still handle imbalance"
             refusals.append(("sampler", "resamples the whole table in one process", self.sampler, fix))
-        if self.tuner != "none":
-            fix = "Use tuner: none with engine dask, or search with engine: local on a sample"
-            refusals.append(("tuner", "runs its trials in one process", self.tuner, fix))
         if self.train.pseudo_labeling.enabled:
             fix = "Set train.pseudo_labeling.enabled: false"
             refusals.append(("train.pseudo_labeling.enabled", "scores unlabeled rows in one process", True, fix))

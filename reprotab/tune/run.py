@@ -8,6 +8,7 @@ to it. With `model: ensemble` the trials' out-of-fold predictions are kept for t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -28,9 +29,12 @@ def run_search(
     storage: Any,
     study_file: str,
     worker: bool = False,
+    client: Any = None,
+    reopen: Callable[[], Any] | None = None,
 ) -> tuple[optuna.Study, dict[str, Any] | None]:
     """The study, and what tune hands to train (models/best_params.json's record; None for a worker).
-    `params` is tune's view of params.yaml."""
+    `params` is tune's view of params.yaml. With a Dask `client` the trials run on its workers,
+    each opening the study's storage with `reopen` (reprotab/tune/cluster.py)."""
     search, spaces, name = tuning.plan(train=train, validation=validation, schema=schema, params=params)
     predictions: dict | None = {} if params.model == ENSEMBLE and not worker else None
     study = tuning.run(
@@ -41,6 +45,8 @@ def run_search(
         storage=storage,
         name=name,
         predictions=predictions,
+        client=client,
+        reopen=reopen,
     )
     if worker:
         return study, None

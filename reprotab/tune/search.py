@@ -326,6 +326,63 @@ def evaluate(
     return Evaluation(float(np.mean(scores)), round(float(np.mean(rounds))) if rounds else None, tuple(scores))
 
 
+def pruner(spec: Any, config: TuneParams, search: Search) -> optuna.pruners.BasePruner:
+    """Only optuna prunes, and only over several folds (a trial's running mean vs earlier trials')."""
+    if spec.prunes and config.pruning and len(search.folds) > 1:
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    return optuna.pruners.NopPruner()
+
+
+def sampler_space(spec: Any, spaces: dict[str, dict[str, Any]], search: Search) -> dict[str, list[Any]]:
+    """The grid sampler's points (grid: one family, params refuses auto); empty for the others."""
+    grid = spaces[search.model] if spec.kind == "grid" else {}
+    return {k: list(v) for k, v in grid.items()}
+
+
+def callbacks(study: optuna.Study, spec: Any, config: TuneParams, search: Search, target: int) -> list[Any]:
+    """Stop at `target` finished trials; log progress; stop early without gains (tune.patience)."""
+    return [
+        optuna.study.MaxTrialsCallback(target, states=FINISHED),
+        Progress(target, search.metric),
+        *([Patience(config.patience, study, target)] if config.patience and spec.kind == "space" else []),
+    ]
+
+
+class Objective:
+    """One trial: the point it draws, scored over the search's folds. A class, so a Dask worker can
+    run it (reprotab/tune/cluster.py). With `predictions` (model ensemble) each complete trial's
+    out-of-fold predictions are kept by number, the weakest forgotten."""
+
+    def __init__(
+        self,
+        search: Search,
+        spaces: dict[str, dict[str, Any]],
+        predictions: dict[int, np.ndarray] | None = None,
+        study: optuna.Study | None = None,
+    ) -> None:
+        self.search, self.spaces, self.predictions, self.study = search, spaces, predictions, study
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        search, predictions = self.search, self.predictions
+        family, candidate = trial_point(trial, model=search.model, spaces=self.spaces)
+        trial.set_user_attr("worker", WORKER)
+
+        def report(step: int, value: float) -> None:
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        keep = None if predictions is None else np.zeros(out_of_fold_shape(search))
+        value, rounds, fold_scores = evaluate(candidate, search, family=family, report=report, keep=keep)
+        if rounds is not None:
+            trial.set_user_attr("n_estimators", rounds)
+        trial.set_user_attr("noise", standard_error(fold_scores))
+        if predictions is not None and keep is not None and self.study is not None:
+            predictions[trial.number] = keep
+            forget_weak(predictions, self.study, search, keeping=(trial.number, value, family))
+        return value
+
+
 def run(
     *,
     search: Search,
@@ -335,25 +392,23 @@ def run(
     storage: Any,
     name: str,
     predictions: dict[int, np.ndarray] | None = None,
+    client: Any = None,
+    reopen: Callable[[], Any] | None = None,
 ) -> optuna.Study:
     """Add trials to the named study until it holds the target number (or the budget ends).
-    `predictions` (model ensemble) receives each complete trial's out-of-fold predictions by number."""
+    `predictions` (model ensemble) receives each complete trial's out-of-fold predictions by number.
+    With a Dask `client`, `config.n_jobs` tasks run the trials on its workers, each opening the
+    study's storage with `reopen` (reprotab/tune/cluster.py)."""
     spec = TUNERS[tuner]
-    pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
-        if spec.prunes and config.pruning and len(search.folds) > 1
-        else optuna.pruners.NopPruner()
-    )
-    grid = spaces[search.model] if spec.kind == "grid" else {}  # grid: one family (params refuses auto)
-    sampler_space = {k: list(v) for k, v in grid.items()}
     study = optuna.create_study(
         study_name=name,
         storage=storage,
-        sampler=spec.sampler(sampler_space, search.seed),
-        pruner=pruner,
+        sampler=spec.sampler(sampler_space(spec, spaces, search), search.seed),
+        pruner=pruner(spec, config, search),
         direction=search.direction,
         load_if_exists=True,
     )
+    grid = spaces[search.model] if spec.kind == "grid" else {}
     target = grid_size(grid) if spec.kind == "grid" else config.n_trials
     if spec.kind == "space" and not study.get_trials(deepcopy=False):  # a new study: the shipped point(s) first
         cheapest_first = sorted(spaces, key=lambda f: MODELS[f].early_stopping is None)  # boosters stop early
@@ -368,36 +423,17 @@ def run(
     if study.user_attrs.get("stopped_at") == target:  # Patience ended it: more of the same would not help
         log.info("study %s stopped early at %d trials (tune.patience); raise tune.n_trials to go on", name, done)
         return study
+    if client is not None and reopen is not None:
+        from reprotab.tune.cluster import TrialTask, optimize_on_cluster
 
-    def objective(trial: optuna.Trial) -> float:
-        family, candidate = trial_point(trial, model=search.model, spaces=spaces)
-        trial.set_user_attr("worker", WORKER)
-
-        def report(step: int, value: float) -> None:
-            trial.report(value, step)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-
-        keep = None if predictions is None else np.zeros(out_of_fold_shape(search))
-        value, rounds, fold_scores = evaluate(candidate, search, family=family, report=report, keep=keep)
-        if rounds is not None:
-            trial.set_user_attr("n_estimators", rounds)
-        trial.set_user_attr("noise", standard_error(fold_scores))
-        if predictions is not None and keep is not None:
-            predictions[trial.number] = keep
-            forget_weak(predictions, study, search, keeping=(trial.number, value, family))
-        return value
-
+        optimize_on_cluster(client, TrialTask(search, spaces, tuner, config, reopen, name, target))
+        return study
     study.optimize(
-        objective,
+        Objective(search, spaces, predictions, study),
         n_trials=target - done,
         timeout=config.timeout_minutes * 60 if config.timeout_minutes else None,
         n_jobs=config.n_jobs,
-        callbacks=[
-            optuna.study.MaxTrialsCallback(target, states=FINISHED),
-            Progress(target, search.metric),
-            *([Patience(config.patience, study, target)] if config.patience and spec.kind == "space" else []),
-        ],
+        callbacks=callbacks(study, spec, config, search, target),
     )
     return study
 

@@ -4,6 +4,7 @@ both workers, partitioned scoring of only new partitions, and the whole pipeline
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -22,8 +23,12 @@ from reprotab.engine.train import run_train_dask
 from reprotab.errors import UserError
 from reprotab.model import served
 from reprotab.params.loader import parse_params
+from reprotab.pipeline import run
 from reprotab.serving.predict import predict_file
 from reprotab.tune.best import BestParams
+from reprotab.tune.run import run_search
+from reprotab.tune.search import WORKER
+from reprotab.tune.studies import FINISHED, open_storage
 from tests.helpers import DVC, base_params, make_repo, sh
 from tests.integration.test_registry import cli
 from tests.unit.engine.test_partitions import write_parts
@@ -147,13 +152,51 @@ def test_a_folder_is_scored_partition_by_partition_and_only_new_ones_after(clien
     assert len(manifest["partitions"]) == 4 and not (scored / "month=2026-05").exists()  # the old output, whole
 
 
+def test_the_search_runs_its_trials_on_the_workers_in_one_shared_study(client, table, tmp_path):
+    raw = base_params(model="xgboost", hyperparameters={"xgboost": {"n_estimators": 60, "n_jobs": 1}})
+    prepared = run(table, parse_params(raw))  # prepared splits, as prepare writes them, and the schema
+    splits, schema = prepared.splits, prepared.model.schema
+    tune = {"n_trials": 6, "n_jobs": 2, "cv_folds": 2, "cv_repeats": 1, "confirm": False}
+    params = parse_params({**raw, "engine": "dask", "tuner": "random", "tune": {**raw["tune"], **tune}})
+    reopen = functools.partial(open_storage, None, str(tmp_path / "study.journal"))
+    study, best = run_search(
+        train=splits["train"],
+        validation=splits["validation"],
+        schema=schema,
+        params=params,
+        storage=reopen(),
+        study_file="study.journal",
+        client=client,
+        reopen=reopen,
+    )
+    finished = study.get_trials(deepcopy=False, states=FINISHED)
+    assert len(finished) >= 6  # two tasks may each start a trial before the study holds six
+    ran_on = {trial.user_attrs["worker"] for trial in finished}
+    assert len(ran_on) == 2 and WORKER not in ran_on  # both workers, never this process
+    assert best is not None and best["model"] == "xgboost" and "n_estimators" in best["params"]
+    again, _ = run_search(
+        train=splits["train"],
+        validation=splits["validation"],
+        schema=schema,
+        params=params,
+        storage=reopen(),
+        study_file="study.journal",
+        client=client,
+        reopen=reopen,
+    )
+    assert len(again.trials) == len(study.trials)  # a finished study runs no new trial
+
+
 def test_dvc_repro_on_dask_reproduces_the_model_and_processes_only_a_new_partition(tmp_path, table):
     repo = make_repo(tmp_path / "repo")
     write_parts(repo / "data" / "parts", table.iloc[:3000], [1000, 2000])
-    raw = base_params(engine="dask", model="xgboost", data={"path": "data/parts"})
+    raw = base_params(engine="dask", model="xgboost", data={"path": "data/parts"}, tuner="random")
     raw["hyperparameters"]["xgboost"].update(n_estimators=100, learning_rate=0.2)
+    raw["tune"].update(n_trials=4, n_jobs=2, cv_folds=2, cv_repeats=1)
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     sh([DVC, "repro"], repo)
+    trials = pd.read_csv(repo / "reports" / "tune" / "trials.csv")
+    assert len(trials) >= 4 and trials["user_attrs_worker"].nunique() == 2  # the search ran on both workers
     first = hashlib.sha256((repo / "models" / "model.zip").read_bytes()).hexdigest()
     sh([DVC, "repro", "--force", "prepare", "train"], repo)
     assert hashlib.sha256((repo / "models" / "model.zip").read_bytes()).hexdigest() == first

@@ -139,7 +139,6 @@ def test_every_worker_gets_a_piece_even_from_one_file():
     [
         ({"model": "random_forest"}, r"model \(engine dask\): has no distributed trainer"),
         ({"sampler": "smote"}, r"sampler \(engine dask\): resamples the whole table in one process"),
-        ({"tuner": "optuna"}, r"tuner \(engine dask\): runs its trials in one process"),
         ({"data": {"batches": {"combine": "all"}}}, r"data.batches.combine \(engine dask\): adds files outside"),
     ],
 )
@@ -149,3 +148,7 @@ def test_engine_dask_refuses_what_it_cannot_run(overrides, message):
         raw[key] = {**raw[key], **value} if isinstance(value, dict) else value
     with pytest.raises(UserError, match=message):
         parse_params(raw)
+
+
+def test_engine_dask_searches_on_the_cluster():
+    assert parse_params(base_params(engine="dask", model="xgboost", tuner="optuna")).tuner == "optuna"
