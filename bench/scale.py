@@ -10,8 +10,10 @@ local cluster (127.0.0.1, dashboard off) prints:
 - the local engine on the same prepared rows when they are at most --local-max (seconds, test
   ROC-AUC): the quality the cluster must match;
 - scoring the folder (`reprotab predict --input <folder>` with the cluster): rows/s;
-- only new partitions: one more partition of 1% of the rows, then prepare and predict again, each
-  beside the same stage run on that partition alone (the target: at most 1.2× the time);
+- monitoring the folder (`reprotab monitor --batch <folder>`: each partition alone, against the
+  model's drift reference);
+- only new partitions: one more partition of 1% of the rows, then prepare, predict and monitor
+  again, each beside the same stage run on that partition alone (the target: at most 1.2× the time);
 - the peak resident memory of each worker over the whole run, beside --memory-limit, and the
   table's in-memory size (pandas) beside the cluster's total limit.
 """
@@ -89,6 +91,28 @@ def test_auc(model: Any, prepared: Path) -> float:
     return float(roc_auc_score(test["churned"], model.predict_proba(test)[:, model.positive_index()]))
 
 
+def monitor_source(model: Any, prepared: Path, schema: Any) -> Any:
+    """What `reprotab monitor` judges with: the model and its drift reference, as the reference stage builds it."""
+    from reprotab.engine.partitions import read_split
+    from reprotab.monitoring.inputs import MonitorInputs
+    from reprotab.monitoring.reference import SAMPLE_ROWS, build
+
+    rows = {
+        name: read_split(prepared / f"{name}.parquet", sample_rows=SAMPLE_ROWS, seed=0, id_column=schema.id_column)
+        for name in ("train", "test")
+    }
+    summary = build(model, rows["train"], rows["test"], model_sha256=None, origin="bench")
+    return MonitorInputs(
+        model=model,
+        version="bench",
+        commit=None,
+        source="bench",
+        reference=summary,
+        test_metrics=None,
+        importance=None,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=2_000_000)
@@ -107,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     from reprotab.engine.scoring import predict_folder
     from reprotab.engine.train import run_train_dask
     from reprotab.model.schema import Schema
+    from reprotab.monitoring.partitions import monitor_folder
+    from reprotab.monitoring.report import run as check
     from reprotab.params.loader import parse_params
     from reprotab.train.run import parquet_splits, run_train
     from reprotab.tune.best import BestParams
@@ -163,15 +189,24 @@ def main(argv: list[str] | None = None) -> None:
 
         scored, seconds = timed(score, parts, work / "scored")
         figures.append(("scoring the folder", f"{seconds:.1f} s ({scored['rows'] / seconds:,.0f} rows/s)"))
+        source = monitor_source(model, prepared, schema)
+
+        def monitor(folder: Path, out: Path) -> list[dict[str, Any]]:
+            return monitor_folder(source, folder, params=params, out=out, check=check)
+
+        checked, seconds = timed(monitor, parts, work / "monitored")
+        figures.append(("monitor the folder (each partition alone)", f"{seconds:.1f} s for {len(checked)} partitions"))
         new_rows = max(args.rows // 100, 1000)
         write_partitions(parts, rows=new_rows, partitions=1, first=args.partitions)
         (_, added), prepare_new = timed(prepare_partitions, params, prepared, client)
         _, predict_new = timed(score, parts, work / "scored")
+        _, monitor_new = timed(monitor, parts, work / "monitored")
         alone = work / "alone"
         write_partitions(alone, rows=new_rows, partitions=1, first=args.partitions)
         alone_params = parse_params({**raw, "data": {**raw["data"], "path": str(alone)}})
         _, prepare_alone = timed(prepare_partitions, alone_params, work / "alone-prepared", client)
         _, predict_alone = timed(score, alone, work / "alone-scored")
+        _, monitor_alone = timed(monitor, alone, work / "alone-monitored")
         processed = added["partitions"]["processed"]
         figures.append(
             (
@@ -184,6 +219,12 @@ def main(argv: list[str] | None = None) -> None:
             (
                 "+1 partition: predict",
                 f"{predict_new:.2f} s vs {predict_alone:.2f} s alone ({predict_new / predict_alone:.2f}×)",
+            )
+        )
+        figures.append(
+            (
+                "+1 partition: monitor",
+                f"{monitor_new:.2f} s vs {monitor_alone:.2f} s alone ({monitor_new / monitor_alone:.2f}×)",
             )
         )
         peaks = memory.stop()

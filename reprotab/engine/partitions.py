@@ -8,11 +8,19 @@ is one partition. Folder names are not read as columns: every column lives insid
 row without an id column), so a row keeps its split however the table is cut, whichever partitions
 are added, and on any worker. `column_facts` summarises one partition's columns for the schema
 decision, cheap enough to keep in the manifest for every partition seen.
+
+Each listing hashes every file, which would make a run that adds one day cost a read of every
+day. `HASH_CACHE` (in DVC's own scratch folder, never versioned) keeps each file's digest with its
+size, modification time and inode, as DVC's and git's caches do: a file whose three are unchanged
+is not read again. A file modified in the last two seconds is never cached (its next write may
+keep the same time stamp: git's "racy" case). The cache is used only inside a DVC repository.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reprotab.data.tables import FORMATS_TEXT, file_hash, read_table, table_format
+from reprotab.data.tables import FORMATS_TEXT, file_hash, read_table, table_format, write_json
 from reprotab.errors import UserError, problem
 
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
@@ -40,7 +48,7 @@ def list_partitions(path: str | Path, *, where: str = "data.path") -> list[Parti
     starts with `.` or `_` (_SUCCESS, _common_metadata, .tmp files) are skipped, as Spark and Arrow do."""
     path = Path(path)
     if path.is_file():
-        return [Partition(path.name, path, file_hash(path))]
+        return [Partition(path.name, path, hashes([path])[0])]
     if not path.is_dir():
         raise UserError(problem(where, "file or folder not found", str(path), f"Point {where} at a table or a folder"))
     files = sorted(
@@ -49,7 +57,44 @@ def list_partitions(path: str | Path, *, where: str = "data.path") -> list[Parti
     )
     if not files:
         raise UserError(problem(where, f"folder holds no {FORMATS_TEXT} file", str(path)))
-    return [Partition(p.relative_to(path).as_posix(), p, file_hash(p)) for p in files]
+    return [
+        Partition(p.relative_to(path).as_posix(), p, digest) for p, digest in zip(files, hashes(files), strict=True)
+    ]
+
+
+HASH_CACHE = Path(".dvc/tmp/reprotab-partition-hashes.json")
+RACY_NS = 2_000_000_000  # a file modified this recently is hashed but not cached
+
+
+def hashes(files: list[Path]) -> list[str]:
+    """Each file's SHA-256: from `HASH_CACHE` when its size, mtime and inode are those recorded,
+    else read (and recorded). Without a .dvc folder in the working directory, every file is read."""
+    use = HASH_CACHE.parent.parent.is_dir()
+    cache = _read_cache() if use else {}
+    found, now, changed = [], time.time_ns(), False
+    for file in files:
+        stat = file.stat()
+        key, stamp = str(file.resolve()), [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+        entry = cache.get(key)
+        if isinstance(entry, list) and len(entry) == 4 and entry[:3] == stamp:
+            found.append(str(entry[3]))
+            continue
+        digest = file_hash(file)
+        found.append(digest)
+        if now - stat.st_mtime_ns > RACY_NS:
+            cache[key], changed = [*stamp, digest], True
+    if use and changed:
+        kept = {k: v for k, v in cache.items() if Path(k).exists()}  # files gone leave the cache
+        write_json(kept, HASH_CACHE)
+    return found
+
+
+def _read_cache() -> dict[str, Any]:
+    try:
+        found = json.loads(HASH_CACHE.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _hidden(relative: Path) -> bool:

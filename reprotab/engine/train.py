@@ -85,12 +85,18 @@ def load_piece(piece: Piece, columns: list[str]) -> pd.DataFrame:
 
 
 def featurize_pieces(pieces: list[Piece], featurizer: Any, schema: Schema) -> pd.DataFrame:
-    """Pieces' rows, in order, featurized (float32) with the encoded target beside them."""
+    """Pieces' rows, in order, featurized (float32) with the encoded target beside them. Each piece
+    is featurized as it is read (the featurizer is row by row), so a worker never holds more than
+    one piece's raw rows beside the float32 features: those are what training needs in memory."""
     columns = [*schema.features, schema.target]
-    frame = pd.concat([load_piece(p, columns) for p in pieces], ignore_index=True)
-    features = to_float32(featurizer.transform(frame[list(schema.features)]))
-    features[TARGET] = encode_target(frame[schema.target], schema).astype(np.float32)
-    return features
+    parts = []
+    for piece in pieces:
+        frame = load_piece(piece, columns)
+        features = to_float32(featurizer.transform(frame[list(schema.features)]))
+        features[TARGET] = encode_target(frame[schema.target], schema).astype(np.float32)
+        parts.append(features)
+        del frame
+    return pd.concat(parts, ignore_index=True)
 
 
 def sample_piece(path: str, schema: Schema, share: float, seed: int) -> pd.DataFrame:

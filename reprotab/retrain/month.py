@@ -56,11 +56,12 @@ from reprotab.registry.gate_decision import GateDecision
 from reprotab.retrain.batches import check_labels
 from reprotab.retrain.journal import Transaction, check_recoverable, rollback
 from reprotab.retrain.steps import (
-    BATCHES,
     OWN_OUTPUTS,
     WRITES,
     StepFailed,
     add_batch,
+    batch_commit_paths,
+    batch_destination,
     check_clean,
     check_source,
     combine_changes,
@@ -165,7 +166,7 @@ def retrain(
         mode = mode or params.retrain.mode
         check_mode(mode, params)
         rows = read_table(batch, where="--batch")
-        dest = repo / BATCHES / f"{name}.parquet"  # the name is checked before anything is written
+        dest = batch_destination(repo, params, name)  # the name is checked before anything is written
         batch_action(batch, dest, source_rows=rows, dest_rows=read_table(dest) if dest.is_file() else None)
         if override is not None and not override.strip():
             raise UserError(problem("--override", "must say why the monitor's stop does not apply", override))
@@ -276,10 +277,11 @@ def run_month(
         record(repo, summary, name, f"Monitor batch {name}: no retrain{note}", trailer=journal.trailer)
         return summary
     tx.step("add batch")
-    action, dest = add_batch(tx, batch, name, rows)
-    changes = edit_params(repo, combine_changes(params))
+    action, dest = add_batch(tx, batch, name, rows, params)
+    changes = edit_params(repo, combine_changes(repo, params))
     summary |= {"batch_added": action, "batch_path": str(dest.relative_to(repo)), "params_changes": changes}
-    done = commit(repo, tx.sign(f"Add batch {name}{note}"), [str(BATCHES), "params.yaml"], made=tx.committed)
+    paths_added = batch_commit_paths(repo, params, dest)
+    done = commit(repo, tx.sign(f"Add batch {name}{note}"), paths_added, made=tx.committed)
     summary["commits"] += [done] if done else []
     return run_and_record(tx, summary, name=name, mode=summary["mode"], promote=promote, note=note)
 

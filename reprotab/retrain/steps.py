@@ -177,24 +177,56 @@ def check_source(repo: Path, source: Path) -> None:
             )
 
 
-def add_batch(tx: Transaction, source: Path, name: str, rows: Any) -> tuple[str, Path]:
-    """Copy the batch into data/batches as Parquet and `dvc add` it; never twice."""
+def batch_destination(repo: Path, params: Params, name: str) -> Path:
+    """Where a month's batch goes: data/batches/<name>.parquet, or with a folder `data.path` a new
+    partition of it, <data.path>/batch=<name>/part-0.parquet (prepare then processes it alone,
+    reprotab/engine/prepare.py). A folder must be tracked on its own (`dvc add <folder>`), so the
+    month versions it by adding to it; anything else is refused with the command to run."""
+    folder = repo / params.data.path
+    if not folder.is_dir():
+        return repo / BATCHES / f"{name}.parquet"
+    if not folder.with_name(folder.name + ".dvc").is_file():
+        raise UserError(
+            problem(
+                "data.path",
+                "is a folder not tracked by its own .dvc file, so a month cannot add a partition to it",
+                params.data.path,
+                f"Track it: `dvc add {params.data.path}` and commit the .dvc file",
+            )
+        )
+    return folder / f"batch={name}" / "part-0.parquet"
+
+
+def add_batch(tx: Transaction, source: Path, name: str, rows: Any, params: Params) -> tuple[str, Path]:
+    """Copy the batch to its destination (`batch_destination`) as Parquet and `dvc add` it (a new
+    partition: the whole folder); never twice."""
     repo = tx.repo
-    dest = repo / BATCHES / f"{name}.parquet"
+    dest = batch_destination(repo, params, name)
+    partition = dest.parent.parent == repo / params.data.path
+    tracked = (repo / f"{params.data.path}.dvc") if partition else dest.with_suffix(".parquet.dvc")
     action = batch_action(source, dest, source_rows=rows, dest_rows=read_table(dest) if dest.is_file() else None)
     if action == "add":
-        tx.will_create(dest)
+        tx.will_create(dest.parent if partition else dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(dest) as tmp:
             if source.suffix.lower() in (".parquet", ".pq"):
                 shutil.copyfile(source, tmp)
             else:
                 rows.to_parquet(tmp, index=False)
-    if action == "add" or not dest.with_suffix(".parquet.dvc").is_file():
-        tx.will_create(dest.with_suffix(".parquet.dvc"))
+    if partition and action == "add":  # the folder's .dvc file changes; git restores it on a rollback
+        dvc(repo, "add", params.data.path)
+    elif not partition and (action == "add" or not tracked.is_file()):
+        tx.will_create(tracked)
         dvc(repo, "add", str(dest.relative_to(repo)))
     log.info("batch %s: %s as %s", name, action, dest.relative_to(repo))
     return action, dest
+
+
+def batch_commit_paths(repo: Path, params: Params, dest: Path) -> list[str]:
+    """What the month's "Add batch" commit holds: data/batches (or the folder's .dvc file) and params.yaml."""
+    if dest.parent.parent == repo / params.data.path:
+        return [f"{params.data.path}.dvc", "params.yaml"]
+    return [str(BATCHES), "params.yaml"]
 
 
 def edit_params(repo: Path, changes: dict[str, str]) -> list[str]:
@@ -213,8 +245,11 @@ def edit_params(repo: Path, changes: dict[str, str]) -> list[str]:
     return done
 
 
-def combine_changes(params: Params) -> dict[str, str]:
-    """A batch only trains the model when prepare adds batches: `none` becomes `all`."""
+def combine_changes(repo: Path, params: Params) -> dict[str, str]:
+    """A batch file only trains the model when prepare adds batches: `none` becomes `all`. A
+    partition of a folder `data.path` is part of the table already: nothing to change."""
+    if (repo / params.data.path).is_dir():
+        return {}
     return {"data.batches.combine": "all"} if params.data.batches.combine == "none" else {}
 
 

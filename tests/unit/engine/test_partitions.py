@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import pandas as pd
 import pytest
 
 from reprotab.data.demo import generate
-from reprotab.engine.partitions import list_partitions, row_hashes, split_codes
+from reprotab.engine.partitions import HASH_CACHE, RACY_NS, list_partitions, row_hashes, split_codes
 from reprotab.engine.prepare import prepare_partitions
 from reprotab.engine.train import pin
 from reprotab.errors import UserError
@@ -152,3 +154,29 @@ def test_engine_dask_refuses_what_it_cannot_run(overrides, message):
 
 def test_engine_dask_searches_on_the_cluster():
     assert parse_params(base_params(engine="dask", model="xgboost", tuner="optuna")).tuner == "optuna"
+
+
+def test_a_file_is_read_again_only_when_its_stamp_changes(tmp_path, monkeypatch, table):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".dvc" / "tmp").mkdir(parents=True)
+    write_parts(tmp_path / "parts", table, [100, 200])
+    files = [p.path for p in list_partitions(tmp_path / "parts")]
+    old = time.time_ns() - 10 * RACY_NS
+    for file in files:  # written long ago, so their stamps are cached
+        os.utime(file, ns=(old, old))
+    real = [p.sha256 for p in list_partitions(tmp_path / "parts")]
+    cache = json.loads(HASH_CACHE.read_text())
+    assert [cache[str(f.resolve())][3] for f in files] == real
+    cache[str(files[0].resolve())][3] = "0" * 64  # a cached digest is trusted while the stamp holds...
+    HASH_CACHE.write_text(json.dumps(cache))
+    assert list_partitions(tmp_path / "parts")[0].sha256 == "0" * 64
+    os.utime(files[0], ns=(old, old + 1))  # ...and a new modification time reads the file again
+    assert [p.sha256 for p in list_partitions(tmp_path / "parts")] == real
+
+
+def test_a_file_written_just_now_is_never_cached(tmp_path, monkeypatch, table):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".dvc" / "tmp").mkdir(parents=True)
+    write_parts(tmp_path / "parts", table, [100, 200])
+    list_partitions(tmp_path / "parts")
+    assert not HASH_CACHE.exists()  # every file is younger than two seconds: its stamp may repeat

@@ -63,10 +63,13 @@ def test_set_value_edits_one_key_and_keeps_every_comment():
         set_value(text, "data.batches", "1")
 
 
-def test_combine_none_becomes_all_and_other_choices_stay():
-    assert combine_changes(parse_params(base_params())) == {"data.batches.combine": "all"}
+def test_combine_none_becomes_all_and_other_choices_stay(tmp_path):
+    assert combine_changes(tmp_path, parse_params(base_params())) == {"data.batches.combine": "all"}
     window = base_params(data={**base_params()["data"], "batches": {"dir": "data/batches", "combine": "window"}})
-    assert combine_changes(parse_params(window)) == {}
+    assert combine_changes(tmp_path, parse_params(window)) == {}
+    (tmp_path / "data" / "parts").mkdir(parents=True)  # a folder data.path: a batch is a new partition
+    folder = base_params(data={**base_params()["data"], "path": "data/parts"})
+    assert combine_changes(tmp_path, parse_params(folder)) == {}
 
 
 SUMMARY = {
