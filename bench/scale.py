@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/scale.py [--rows 2000000] [--partitions 20] [--workers 2]
                                     [--memory-limit 1GiB] [--local-max 3000000] [--keep DIR]
+                                    [--score-rows 10000000]
 
 Generates a partitioned demo table (--partitions day folders, ids unique across them), then on one
 local cluster (127.0.0.1, dashboard off) prints:
@@ -9,7 +10,8 @@ local cluster (127.0.0.1, dashboard off) prints:
   kept rounds, test ROC-AUC), then train again: the two models' sha256 (byte-reproducible or not);
 - the local engine on the same prepared rows when they are at most --local-max (seconds, test
   ROC-AUC): the quality the cluster must match;
-- scoring the folder (`reprotab predict --input <folder>` with the cluster): rows/s;
+- scoring the folder (`reprotab predict --input <folder>` with the cluster): rows/s; with
+  --score-rows, also a separate folder of that many new rows (the scoring target is set over 10M);
 - monitoring the folder (`reprotab monitor --batch <folder>`: each partition alone, against the
   model's drift reference);
 - only new partitions: one more partition of 1% of the rows, then prepare, predict and monitor
@@ -121,6 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-limit", default="1GiB")
     parser.add_argument("--local-max", type=int, default=3_000_000)
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp dir)")
+    parser.add_argument(
+        "--score-rows", type=int, default=0, help="also score a separate folder of this many rows (e.g. 10000000)"
+    )
     args = parser.parse_args(argv)
 
     import yaml
@@ -189,6 +194,13 @@ def main(argv: list[str] | None = None) -> None:
 
         scored, seconds = timed(score, parts, work / "scored")
         figures.append(("scoring the folder", f"{seconds:.1f} s ({scored['rows'] / seconds:,.0f} rows/s)"))
+        if args.score_rows:  # scoring alone over a larger folder: the model above, new rows
+            write_partitions(work / "to-score", rows=args.score_rows, partitions=args.partitions, first=1000)
+            big, seconds = timed(score, work / "to-score", work / "big-scored")
+            rate = f"{seconds:.1f} s ({big['rows'] / seconds:,.0f} rows/s)"
+            figures.append((f"scoring {args.score_rows:,} rows", rate))
+            shutil.rmtree(work / "to-score")
+            shutil.rmtree(work / "big-scored")
         source = monitor_source(model, prepared, schema)
 
         def monitor(folder: Path, out: Path) -> list[dict[str, Any]]:

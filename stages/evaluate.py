@@ -9,7 +9,9 @@ Writes  reports/evaluate/metrics.json  every metric of the task, test and valida
             (`test/at_0.5/f1`, ...); with a calibrator, probability metrics before it (`test/uncalibrated/brier`)
         reports/evaluate/plots/custom/*.json  dvclive plots declared in dvc.yaml (see reprotab/evaluate/report.py)
         reports/evaluate/figures/*.png, tables/{importance,per_class}.csv, predictions.csv, summary.md
-Params  metric (headline metric, permutation importance), seed and evaluate (permutation importance)
+Params  metric (headline metric, permutation importance), seed and evaluate (permutation importance),
+        engine and dask (engine dask: each part file of the splits is scored on a worker, and
+        permutation importance runs on a hashed sample of the validation split)
 
 The test split judges only models that never trained on it; with train.refit all the report says
 so and names the rows the shipped model was refitted on. The logic is reprotab/evaluate/scores.py.
@@ -23,13 +25,16 @@ from pathlib import Path
 
 from reprotab import paths
 from reprotab.data.tables import read_parquet
+from reprotab.engine.cluster import open_client
+from reprotab.engine.partitions import read_split
+from reprotab.engine.scoring import score_split
 from reprotab.evaluate.scores import evaluate, write_report
 from reprotab.model import served
 from reprotab.model.card import ModelCard
 from reprotab.params.loader import load_stage_params
 from reprotab.runner import stage_main
 
-PARAMS = ("metric", "seed", "evaluate")
+PARAMS = ("metric", "seed", "evaluate", "engine", "dask")
 log = logging.getLogger(__name__)
 
 
@@ -50,10 +55,28 @@ def main(argv: list[str] | None = None) -> None:
     # --model names the shipped file (then the test rows trained it too, and the summary says in-sample)
     trained_on = (card.judged_on if judged else card.trained_on) if card else ["train"]
     shipped_on = card.trained_on_rows if card and judged else None
-    rows = {split: read_parquet(Path(args.prepared) / f"{split}.parquet") for split in ("validation", "test")}
+    prepared = Path(args.prepared)
+    engine, cluster = params.engine, params.dask
+    if engine == "dask":  # each part file scored on a worker; permutation importance on a sample
+        with open_client(cluster) as client:
+            scored = {
+                split: score_split(model, prepared / f"{split}.parquet", client) for split in ("validation", "test")
+            }
+        sample = read_split(
+            prepared / "validation.parquet",
+            sample_rows=settings.permutation_rows,
+            seed=seed,
+            id_column=model.schema.id_column,
+            where="validation split",
+        )
+        rows, found = {"validation": sample, "test": scored["test"][2]}, {s: r[:2] for s, r in scored.items()}
+    else:
+        rows = {split: read_parquet(prepared / f"{split}.parquet") for split in ("validation", "test")}
+        found = None
     metrics, report, preds, summary = evaluate(
         model=model,
         **rows,
+        scored=found,
         metric=metric,
         seed=seed,
         permutation={"n_repeats": settings.permutation_repeats, "max_rows": settings.permutation_rows},

@@ -102,12 +102,17 @@ def load_bench(name: str) -> ModuleType:
     return module
 
 
-def promoted_repo(path: Path, *, rows: int, params: Callable[[dict], None]) -> Path:
-    """Month one of the loop: a project copy of `rows` demo rows, `params` applied to params.yaml,
-    reproduced, committed, v1.0.0 registered and promoted to prod (its frozen reference set pinned)."""
+def promoted_repo(
+    path: Path, *, rows: int, params: Callable[[dict], None], data: Callable[[Path], None] | None = None
+) -> Path:
+    """Month one of the loop: a project copy of `rows` demo rows (`data` may reshape them in the
+    copy first), `params` applied to params.yaml, reproduced, committed, v1.0.0 registered and
+    promoted to prod (its frozen reference set pinned)."""
     from reprotab.registry import versions as registry
 
     repo = make_repo(path, rows=rows)
+    if data is not None:
+        data(repo)
     settings = yaml.safe_load((repo / "params.yaml").read_text())
     params(settings)
     (repo / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))

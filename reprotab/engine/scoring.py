@@ -19,10 +19,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from reprotab.data.tables import fresh_dir, read_json, write_json
+import numpy as np
+import pandas as pd
+
+from reprotab.data.tables import fresh_dir, read_json, read_parquet, write_json
 from reprotab.engine.cluster import run_all
 from reprotab.engine.partitions import Partition, list_partitions
 from reprotab.errors import UserError, problem
+from reprotab.stats.metrics import Scored
 
 MANIFEST = "_manifest.json"  # `_` keeps it out of a reader's partitions, as Spark's _SUCCESS
 ERRORS = "_errors"
@@ -99,6 +103,43 @@ def predict_folder(
         write_json({"model_sha256": model_sha, "version": version, "partitions": ordered}, folder / MANIFEST)
     totals = {key: sum(e[key] for e in ordered) for key in ("rows", "scored", "failed")}
     return {**totals, "partitions": len(partitions), "processed": len(todo), "reused": len(reused)}
+
+
+class _EvaluateTask:
+    """Scoring one part file of a prepared split for evaluate: a picklable callable for the cluster."""
+
+    def __init__(self, model: bytes, columns: list[str]) -> None:
+        self.model, self.columns = model, columns
+
+    def __call__(self, path: str) -> tuple[Any, Any, pd.DataFrame]:
+        from reprotab.evaluate.scores import scored_predictions
+        from reprotab.model import served
+
+        rows = read_parquet(path)
+        scored, raw = scored_predictions(served.loads(self.model), rows, raw=True)
+        return scored, raw, rows[self.columns].reset_index(drop=True)
+
+
+def score_split(model: Any, folder: Path, client: Any) -> tuple[Scored, Any, pd.DataFrame]:
+    """evaluate on a split kept as part files (engine dask): each part scored on a worker by the
+    served model, exactly as one table would be, and the pieces joined in part order: the
+    predictions, the estimator's own probabilities (with a calibrator, else None), and the id and
+    target columns (what predictions.csv names each row by)."""
+    schema = model.schema
+    files = sorted(str(p) for p in folder.glob("*.parquet"))
+    if not files:
+        raise UserError(problem(str(folder), "holds no part file", None, "Run prepare again (dvc repro)"))
+    columns = [c for c in (schema.id_column, schema.target) if c]
+    pieces = run_all(_EvaluateTask(model.to_bytes(), columns), files, client)
+    first = pieces[0][0]
+    joined = Scored(
+        y_true=np.concatenate([p[0].y_true for p in pieces]),
+        y_pred=np.concatenate([p[0].y_pred for p in pieces]),
+        proba=None if first.proba is None else np.concatenate([p[0].proba for p in pieces]),
+        positive=first.positive,
+    )
+    raw = None if pieces[0][1] is None else np.concatenate([p[1] for p in pieces])
+    return joined, raw, pd.concat([p[2] for p in pieces], ignore_index=True)
 
 
 def _manifest(output: Path) -> dict[str, Any]:

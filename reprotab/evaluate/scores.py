@@ -90,20 +90,25 @@ def evaluate(
     permutation: dict[str, int] | None = None,
     trained_on: Iterable[str] = ("train",),
     shipped_on: dict[str, int] | None = None,
+    scored: dict[str, tuple[Scored, np.ndarray | None]] | None = None,
 ) -> tuple[dict[str, Any], Report, pd.DataFrame, str]:
     """The whole stage without IO: metrics, the report's plots/figures/tables, predictions, summary.
     `trained_on`: the splits whose rows fitted the model (model.json); validation among them
     (train.refit) makes its metrics in-sample, and the summary says so. `shipped_on` (train.refit
-    all): the rows the shipped model was refitted on, which the summary names."""
-    scored = {
+    all): the rows the shipped model was refitted on, which the summary names. `scored` (engine
+    dask): each split's predictions made on the workers (reprotab/engine/scoring.py
+    `score_split`); `validation` is then a sample for permutation importance and `test` the id and
+    target columns of every test row."""
+    scored = scored or {
         split: scored_predictions(model, rows, raw=True) for split, rows in (("validation", validation), ("test", test))
     }
     metrics: dict[str, Any] = {split: split_metrics(model, *result) for split, result in scored.items()}
     threshold = model.decision_threshold
     if threshold is not None:  # binary
         metrics["threshold"] = round(threshold, 6)
+    truth = encode_target(validation[model.schema.target], model.schema)
     permutation = permutation_importance(
-        model, validation, scored["validation"][0].y_true, metric=metric, seed=seed, **(permutation or PERMUTATION)
+        model, validation, truth, metric=metric, seed=seed, **(permutation or PERMUTATION)
     )
     (test_scored, raw), own = scored["test"], model_importance(model)
     report = build_report(
@@ -113,7 +118,7 @@ def evaluate(
         model=model,
         metrics=metrics,
         metric=metric,
-        rows={"test": len(test), "validation": len(validation)},
+        rows={split: len(result[0].y_true) for split, result in scored.items()},
         validation_in_training="validation" in trained_on,
         shipped_on=shipped_on,
         importance=report.tables["importance"],

@@ -18,13 +18,15 @@ from sklearn.metrics import roc_auc_score
 
 from reprotab.data.demo import generate
 from reprotab.engine.prepare import prepare_partitions
-from reprotab.engine.scoring import predict_folder
+from reprotab.engine.scoring import predict_folder, score_split
 from reprotab.engine.train import run_train_dask
 from reprotab.errors import UserError
+from reprotab.evaluate.scores import evaluate
 from reprotab.model import served
 from reprotab.params.loader import parse_params
 from reprotab.pipeline import run
 from reprotab.serving.predict import predict_file
+from reprotab.stats.metrics import flatten
 from reprotab.tune.best import BestParams
 from reprotab.tune.run import run_search
 from reprotab.tune.search import WORKER
@@ -152,6 +154,28 @@ def test_a_folder_is_scored_partition_by_partition_and_only_new_ones_after(clien
     assert len(manifest["partitions"]) == 4 and not (scored / "month=2026-05").exists()  # the old output, whole
 
 
+def test_evaluate_scores_each_part_file_on_a_worker_as_one_table_would_be(client, prepared):
+    folder = prepared[0] / "prepared"
+    model = train(client, prepared).model
+    whole = {split: pd.read_parquet(folder / f"{split}.parquet") for split in ("validation", "test")}
+    scored = {split: score_split(model, folder / f"{split}.parquet", client) for split in ("validation", "test")}
+    local, _, local_predictions, _ = evaluate(model=model, **whole, metric="roc_auc", seed=0)
+    parted, _, predictions, summary = evaluate(
+        model=model,
+        validation=whole["validation"],
+        test=scored["test"][2],
+        metric="roc_auc",
+        seed=0,
+        scored={split: found[:2] for split, found in scored.items()},
+    )
+    assert flatten(parted) == pytest.approx(flatten(local))
+    assert len(predictions) == len(whole["test"]) and f"{len(whole['test']):,}" in summary
+    pd.testing.assert_frame_equal(
+        predictions.sort_values("customer_id").reset_index(drop=True),
+        local_predictions.sort_values("customer_id").reset_index(drop=True),
+    )
+
+
 def test_the_search_runs_its_trials_on_the_workers_in_one_shared_study(client, table, tmp_path):
     raw = base_params(model="xgboost", hyperparameters={"xgboost": {"n_estimators": 60, "n_jobs": 1}})
     prepared = run(table, parse_params(raw))  # prepared splits, as prepare writes them, and the schema
@@ -159,31 +183,26 @@ def test_the_search_runs_its_trials_on_the_workers_in_one_shared_study(client, t
     tune = {"n_trials": 6, "n_jobs": 2, "cv_folds": 2, "cv_repeats": 1, "confirm": False}
     params = parse_params({**raw, "engine": "dask", "tuner": "random", "tune": {**raw["tune"], **tune}})
     reopen = functools.partial(open_storage, None, str(tmp_path / "study.journal"))
-    study, best = run_search(
-        train=splits["train"],
-        validation=splits["validation"],
-        schema=schema,
-        params=params,
-        storage=reopen(),
-        study_file="study.journal",
-        client=client,
-        reopen=reopen,
-    )
+
+    def search():
+        return run_search(
+            train=splits["train"],
+            validation=splits["validation"],
+            schema=schema,
+            params=params,
+            storage=reopen(),
+            study_file="study.journal",
+            client=client,
+            reopen=reopen,
+        )
+
+    study, best = search()
     finished = study.get_trials(deepcopy=False, states=FINISHED)
     assert len(finished) >= 6  # two tasks may each start a trial before the study holds six
     ran_on = {trial.user_attrs["worker"] for trial in finished}
     assert len(ran_on) == 2 and WORKER not in ran_on  # both workers, never this process
     assert best is not None and best["model"] == "xgboost" and "n_estimators" in best["params"]
-    again, _ = run_search(
-        train=splits["train"],
-        validation=splits["validation"],
-        schema=schema,
-        params=params,
-        storage=reopen(),
-        study_file="study.journal",
-        client=client,
-        reopen=reopen,
-    )
+    again, _ = search()
     assert len(again.trials) == len(study.trials)  # a finished study runs no new trial
 
 

@@ -9,33 +9,29 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from reprotab.registry import versions as registry
-from tests.helpers import DVC, make_repo, sh
+from tests.helpers import DVC, promoted_repo, sh
 from tests.integration.test_retraining import batch, edit_params, retrain, small_and_on_log_loss, subjects
 from tests.unit.engine.test_partitions import write_parts
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def project(tmp_path) -> Path:
-    """Month one on a folder data.path of two partitions, tracked by data/parts.dvc: v1.0.0 in prod."""
-    repo = make_repo(tmp_path / "repo", rows=1500)
+def as_partitions(repo: Path) -> None:
+    """The demo table as a folder of two partitions, tracked by data/parts.dvc."""
     write_parts(repo / "data" / "parts", pd.read_parquet(repo / "data/raw/churn.parquet"), [700])
     sh([DVC, "add", "-q", "data/parts"], repo)
-    settings = yaml.safe_load((repo / "params.yaml").read_text())
-    small_and_on_log_loss(settings)
-    settings["data"]["path"] = "data/parts"
-    (repo / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
-    sh([DVC, "repro", "-q"], repo)
-    sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-q", "-m", "month 1"], repo)
-    registry.register(repo)
-    registry.promote(repo, version="v1.0.0", stage="prod")
-    sh(["git", "commit", "-q", "-am", "champion v1.0.0"], repo)
-    return repo
+
+
+def on_partitions(params: dict) -> None:
+    small_and_on_log_loss(params)
+    params["data"]["path"] = "data/parts"
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """Month one on a folder data.path of two partitions: v1.0.0 in prod."""
+    return promoted_repo(tmp_path / "repo", rows=1500, params=on_partitions, data=as_partitions)
 
 
 def test_a_month_adds_its_batch_as_a_partition_and_prepare_processes_it_alone(project, tmp_path):
