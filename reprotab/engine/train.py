@@ -89,14 +89,20 @@ def featurize_pieces(pieces: list[Piece], featurizer: Any, schema: Schema) -> pd
     is featurized as it is read (the featurizer is row by row), so a worker never holds more than
     one piece's raw rows beside the float32 features: those are what training needs in memory."""
     columns = [*schema.features, schema.target]
-    parts = []
-    for piece in pieces:
-        frame = load_piece(piece, columns)
+
+    def featurized(frame: pd.DataFrame) -> pd.DataFrame:
         features = to_float32(featurizer.transform(frame[list(schema.features)]))
         features[TARGET] = encode_target(frame[schema.target], schema).astype(np.float32)
-        parts.append(features)
-        del frame
-    return pd.concat(parts, ignore_index=True)
+        return features
+
+    parts, empty = [], pd.DataFrame(columns=columns)
+    for piece in pieces:
+        frame = load_piece(piece, columns)
+        if len(frame):
+            parts.append(featurized(frame))
+        else:  # a part cut in more ranges than it has rows leaves empty pieces
+            empty = frame
+    return pd.concat(parts, ignore_index=True) if parts else featurized(empty)  # all empty: as one table
 
 
 def sample_piece(path: str, schema: Schema, share: float, seed: int) -> pd.DataFrame:

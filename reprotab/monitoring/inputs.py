@@ -5,8 +5,8 @@ the verdict is about the model that serves, not whatever the workspace holds now
 
 The data is the drift reference the pipeline stored with the model (models/reference.json,
 reprotab/monitoring/reference.py). Where there is none (a version registered before references
-existed) or it is of another model file, it is built from the training and test splits, as train
-builds it.
+existed), it is of another model file, or a past commit's is damaged, it is built from the
+training and test splits, as the reference stage builds it.
 """
 
 from __future__ import annotations
@@ -81,8 +81,10 @@ def inputs(
 
     stored = _open_at(repo, commit, drift_reference)
     where = f"{drift_reference} at {commit[:8]}"
-    # the stored reference is train's output of the same commit as the model: no digest to compare
-    summary = _reference(found, stored, where=where, sha256=None, tables=tables, origin=f"{reference} at {commit[:8]}")
+    # the stored reference is the reference stage's output of the model's own commit: no digest to
+    # compare; a damaged one cannot be written again at that commit, so it is rebuilt from the splits
+    origin = f"{reference} at {commit[:8]}"
+    summary = _reference(found, stored, where=where, sha256=None, tables=tables, origin=origin, rebuild_damaged=True)
     return MonitorInputs(
         model=found,
         version=info["version"],
@@ -138,19 +140,27 @@ def _reference(
     sha256: str | None,
     tables: Callable[[], tuple[pd.DataFrame, pd.DataFrame]],
     origin: str,
+    rebuild_damaged: bool = False,
 ) -> DriftReference:
     """The stored reference when there is one of this model (`sha256` None: not compared), else
-    one built from the training and test splits `tables` reads."""
+    one built from the training and test splits `tables` reads. A damaged stored one is refused,
+    or with `rebuild_damaged` (a past commit's, which no run can write again) rebuilt with a warning."""
     if stored is not None:
-        found = parse(stored, schema=model.schema, where=where)
-        if sha256 is None or found.model_sha256 == sha256:
-            return found
-        log.warning(
-            "%s is of another model file (sha256 %s, --model is %s): building the reference from the splits",
-            where,
-            (found.model_sha256 or "unknown")[:12],
-            sha256[:12],
-        )
+        try:
+            found = parse(stored, schema=model.schema, where=where)
+        except UserError as exc:
+            if not rebuild_damaged:
+                raise
+            log.warning("%s; building the reference from the splits instead", str(exc).split(" Run `dvc repro`")[0])
+        else:
+            if sha256 is None or found.model_sha256 == sha256:
+                return found
+            log.warning(
+                "%s is of another model file (sha256 %s, --model is %s): building the reference from the splits",
+                where,
+                (found.model_sha256 or "unknown")[:12],
+                sha256[:12],
+            )
     else:
         log.info("%s not found: building the reference from the training and test splits", where)
     train, holdout = tables()

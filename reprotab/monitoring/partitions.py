@@ -10,7 +10,7 @@ everything that judged it (the model's version and commit, the reference, the te
 importance, params' `monitor`, `metric`, `seed` and the cleaning share). A rerun under the same key
 checks only the partitions it has not seen, so a new day costs its own rows; another key checks
 them all again. The manifest is rewritten after each partition, so a killed run keeps what it
-finished. A partition gone from the folder leaves the manifest, and its report is removed.
+finished. A partition gone from the folder leaves the manifest, and its report is removed (whatever the key).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -51,20 +52,24 @@ def judged_key(source: MonitorInputs, params: Params) -> str:
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def report_folder(name: str) -> str:
-    """A partition's report folder: its path inside the batch folder, without the suffix."""
-    path = PurePosixPath(name)
-    return path.with_name(path.name.split(".", 1)[0]).as_posix()
+def report_folders(names: list[str]) -> dict[str, str]:
+    """Each partition's report folder: its path inside the batch folder without the suffix, or
+    with it where two partitions would share one (day.csv and day.parquet)."""
+    short = {name: PurePosixPath(name).with_suffix("").as_posix() for name in names}
+    taken = Counter(short.values())
+    return {name: short[name] if taken[short[name]] == 1 else name for name in names}
 
 
-def _previous(out: Path, key: str) -> dict[str, dict[str, Any]]:
+def _previous(out: Path) -> tuple[str | None, dict[str, dict[str, Any]]]:
+    """The last run's key and entries by partition name (none when unreadable)."""
     try:
         found = read_json(out / MANIFEST)
     except (OSError, ValueError):
-        return {}
-    if not isinstance(found, dict) or found.get("key") != key or not isinstance(found.get("partitions"), list):
-        return {}
-    return {e["name"]: e for e in found["partitions"] if isinstance(e, dict) and "name" in e and "sha256" in e}
+        return None, {}
+    if not isinstance(found, dict) or not isinstance(found.get("partitions"), list):
+        return None, {}
+    entries = {e["name"]: e for e in found["partitions"] if isinstance(e, dict) and "name" in e and "sha256" in e}
+    return found.get("key"), entries
 
 
 def monitor_folder(
@@ -76,18 +81,21 @@ def monitor_folder(
     (checked by this run)."""
     partitions = list_partitions(folder, where="--batch")
     key = judged_key(source, params)
-    previous = _previous(out, key)
+    last_key, previous = _previous(out)
+    folders = report_folders([p.name for p in partitions])
     done = {
         p.name: {**previous[p.name], "new": False}
         for p in partitions
-        if p.name in previous
+        if last_key == key
+        and p.name in previous
         and previous[p.name]["sha256"] == p.sha256
-        and (out / previous[p.name].get("report", "") / "drift.json").is_file()
+        and previous[p.name].get("report") == folders[p.name]
+        and (out / folders[p.name] / "drift.json").is_file()
     }
     for partition in partitions:
         if partition.name in done:
             continue
-        report = report_folder(partition.name)
+        report = folders[partition.name]
         batch = read_table(partition.path, where=f"--batch partition {partition.name}")
         extra = {"partition": {"name": partition.name, "sha256": partition.sha256, "folder": str(folder)}}
         where = f"--batch partition {partition.name}"
@@ -105,8 +113,11 @@ def monitor_folder(
         _write(out, key, [done[p.name] for p in partitions if p.name in done])
     entries = [done[p.name] for p in partitions]
     _write(out, key, entries)
+    kept = set(folders.values())
     for gone in sorted(set(previous) - {p.name for p in partitions}):
-        stale = out / previous[gone].get("report", "")
+        if previous[gone].get("report") in kept:  # its folder is a current partition's now
+            continue
+        stale = out / str(previous[gone].get("report", ""))
         if stale != out and out in stale.parents and stale.is_dir():
             shutil.rmtree(stale)
             for parent in stale.parents:  # the hive folders it leaves empty (date=.../)

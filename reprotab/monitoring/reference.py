@@ -152,10 +152,8 @@ def parse(text: str | bytes, *, schema: Schema, where: str) -> DriftReference:
     """A stored reference, checked against the model's schema; UserError naming `where` when it is
     not one (unreadable, another format, a malformed sketch, features other than the model's)."""
 
-    def refuse(what: str) -> UserError:
-        return UserError(
-            problem(where, what, None, "Run `dvc repro`: its reference stage writes the model's reference again")
-        )
+    def refuse(what: str, got: Any = None) -> UserError:
+        return UserError(problem(where, what, got, "Run `dvc repro`: its reference stage writes it again"))
 
     try:
         data = json.loads(text)
@@ -166,7 +164,7 @@ def parse(text: str | bytes, *, schema: Schema, where: str) -> DriftReference:
     try:
         features = data.get("features")
         if not isinstance(features, dict):
-            raise ValueError("features must be an object of column: sketch")
+            raise sketch.SketchError("features must be an object of column: sketch")
         parsed = {str(k): sketch.from_dict(v, what=f"feature '{k}'") for k, v in features.items()}
         target = data.get("target")
         reference = DriftReference(
@@ -178,8 +176,8 @@ def parse(text: str | bytes, *, schema: Schema, where: str) -> DriftReference:
             model_sha256=data.get("model_sha256"),
             origin=where,
         )
-    except ValueError as exc:
-        raise refuse(f"is malformed: {exc}") from None
+    except sketch.SketchError as exc:
+        raise refuse(f"is malformed: {exc.what}", exc.got) from None
     expected = {c: "numeric" if c in schema.numeric else "categorical" for c in schema.features}
     found = {c: _kind(entry) for c, entry in reference.features.items()}
     if found != expected:

@@ -22,6 +22,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import signal
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -278,6 +279,11 @@ def rollback(repo: Path, journal: Journal, *, dvc_checkout: Callable[[], str | N
             done.append(f"restored tag {ref.removeprefix('refs/tags/')}")
     for relative in journal.created:
         path = repo / relative
+        if path.is_dir():  # a folder the month created (a new partition): gone unless git tracks some of it
+            if not vcs.git("ls-files", "--", relative, cwd=repo, check=False):
+                shutil.rmtree(path)
+                done.append(f"removed {relative}/")
+            continue
         leftovers = list(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
         for found in ([path] if path.is_file() else []) + leftovers:
             if not vcs.git("ls-files", "--", str(found.relative_to(repo)), cwd=repo, check=False):

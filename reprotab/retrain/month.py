@@ -160,9 +160,9 @@ def retrain(
     try:
         refuse_interrupted(tx)
         check_clean(repo)
-        check_source(repo, batch)
-        name = batch_name(batch)
         params = load_params()
+        check_source(repo, batch, params)
+        name = batch_name(batch)
         mode = mode or params.retrain.mode
         check_mode(mode, params)
         rows = read_table(batch, where="--batch")

@@ -159,9 +159,19 @@ def push(repo: Path) -> str:
     return "pushed"
 
 
-def check_source(repo: Path, source: Path) -> None:
+def check_source(repo: Path, source: Path, params: Params | None = None) -> None:
     if not source.is_file():
         raise UserError(problem("--batch", "file not found", str(source)))
+    folder = (repo / params.data.path).resolve() if params is not None else None
+    if folder is not None and folder.is_dir() and source.resolve().is_relative_to(folder):
+        raise UserError(
+            problem(
+                "--batch",
+                "is inside the data.path folder, where a month adds its own partition (a failed month would remove it)",
+                str(source),
+                "Pass a file from outside the folder, e.g. the export itself",
+            )
+        )
     inside = source.resolve().is_relative_to(repo.resolve() / "data")
     if inside and not source.resolve().is_relative_to((repo / BATCHES).resolve()):
         ignored = vcs.git_succeeds("check-ignore", "-q", str(source.resolve()), cwd=repo)
@@ -202,19 +212,22 @@ def add_batch(tx: Transaction, source: Path, name: str, rows: Any, params: Param
     partition: the whole folder); never twice."""
     repo = tx.repo
     dest = batch_destination(repo, params, name)
-    partition = dest.parent.parent == repo / params.data.path
-    tracked = (repo / f"{params.data.path}.dvc") if partition else dest.with_suffix(".parquet.dvc")
+    folder = repo / params.data.path
+    partition = dest.parent.parent == folder
+    tracked = folder.with_name(folder.name + ".dvc") if partition else dest.with_suffix(".parquet.dvc")
     action = batch_action(source, dest, source_rows=rows, dest_rows=read_table(dest) if dest.is_file() else None)
     if action == "add":
-        tx.will_create(dest.parent if partition else dest)
+        if partition:
+            tx.will_create(dest.parent)  # the whole batch=<name> folder goes on a rollback
+        tx.will_create(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(dest) as tmp:
             if source.suffix.lower() in (".parquet", ".pq"):
                 shutil.copyfile(source, tmp)
             else:
                 rows.to_parquet(tmp, index=False)
-    if partition and action == "add":  # the folder's .dvc file changes; git restores it on a rollback
-        dvc(repo, "add", params.data.path)
+    if partition:  # the folder's .dvc file changes (git restores it on a rollback); a no-op when current
+        dvc(repo, "add", str(folder.relative_to(repo)))
     elif not partition and (action == "add" or not tracked.is_file()):
         tx.will_create(tracked)
         dvc(repo, "add", str(dest.relative_to(repo)))
@@ -224,8 +237,9 @@ def add_batch(tx: Transaction, source: Path, name: str, rows: Any, params: Param
 
 def batch_commit_paths(repo: Path, params: Params, dest: Path) -> list[str]:
     """What the month's "Add batch" commit holds: data/batches (or the folder's .dvc file) and params.yaml."""
-    if dest.parent.parent == repo / params.data.path:
-        return [f"{params.data.path}.dvc", "params.yaml"]
+    folder = repo / params.data.path
+    if dest.parent.parent == folder:
+        return [str(folder.with_name(folder.name + ".dvc").relative_to(repo)), "params.yaml"]
     return [str(BATCHES), "params.yaml"]
 
 

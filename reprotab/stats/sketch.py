@@ -12,7 +12,7 @@ the pipeline summarizes each column once (reprotab/monitoring/reference.py) and 
 - `CategorySketch`: counts of the `MAX_CATEGORIES` most frequent categories (as text), the rest
   pooled in `other`, and the missing count.
 
-Both are JSON-ready (`as_dict`, `from_dict`); `from_dict` refuses a malformed entry with ValueError.
+Both are JSON-ready (`as_dict`, `from_dict`); `from_dict` refuses a malformed entry with `SketchError`.
 """
 
 from __future__ import annotations
@@ -117,41 +117,49 @@ def category_sketch(values: pd.Series) -> CategorySketch:
     )
 
 
+class SketchError(ValueError):
+    """A malformed stored sketch: what is wrong (`what`) and the value found (`got`, when one is)."""
+
+    def __init__(self, what: str, got: Any = None) -> None:
+        super().__init__(what if got is None else f"{what}, got {got!r}")
+        self.what, self.got = what, got
+
+
 def count(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{what} must be a count (a whole number >= 0), got {value!r}")
+        raise SketchError(f"{what} must be a count (a whole number >= 0)", value)
     return value
 
 
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
-        raise ValueError(f"{what} must be a finite number, got {value!r}")
+        raise SketchError(f"{what} must be a finite number", value)
     return float(value)
 
 
 def from_dict(entry: Any, *, what: str) -> Sketch:
-    """A sketch from its `as_dict` form; ValueError naming `what` when the entry is malformed."""
+    """A sketch from its `as_dict` form; `SketchError` naming `what` when the entry is malformed."""
     if not isinstance(entry, dict) or entry.get("kind") not in ("numeric", "categorical"):
-        raise ValueError(f"{what} must be an object with kind 'numeric' or 'categorical'")
+        raise SketchError(f"{what} must be an object with kind 'numeric' or 'categorical'")
     rows, missing = count(entry.get("rows"), f"{what} rows"), count(entry.get("missing"), f"{what} missing")
     if missing > rows:
-        raise ValueError(f"{what} has more missing values ({missing}) than rows ({rows})")
+        raise SketchError(f"{what} has more missing values than rows ({rows})", missing)
     if entry["kind"] == "categorical":
         counts = entry.get("counts")
         if not isinstance(counts, dict):
-            raise ValueError(f"{what} counts must be an object of category: count")
+            raise SketchError(f"{what} counts must be an object of category: count")
         counts = {str(k): count(v, f"{what} count of '{k}'") for k, v in counts.items()}
         other = count(entry.get("other", 0), f"{what} other")
         if sum(counts.values()) + other + missing != rows:
-            raise ValueError(f"{what} counts, other and missing do not add up to its {rows} rows")
+            raise SketchError(f"{what} counts, other and missing do not add up to its {rows} rows")
         return CategorySketch(rows=rows, missing=missing, counts=counts, other=other)
     quantiles = entry.get("quantiles")
     if not isinstance(quantiles, list) or len(quantiles) not in (0, POINTS + 1):
-        raise ValueError(f"{what} quantiles must be a list of {POINTS + 1} numbers (none when nothing is present)")
+        raise SketchError(f"{what} quantiles must be a list of {POINTS + 1} numbers (none when nothing is present)")
     points = np.array([_number(q, f"{what} quantile") for q in quantiles], dtype=float)
     if np.any(np.diff(points) < 0):
-        raise ValueError(f"{what} quantiles must not decrease")
+        raise SketchError(f"{what} quantiles must not decrease")
     if (len(points) == 0) != (rows == missing):
-        raise ValueError(f"{what} quantiles must be present exactly when some value is ({rows - missing} present)")
+        raise SketchError(f"{what} quantiles must be present exactly when some value is ({rows - missing} present)")
     mean, std = _number(entry.get("mean"), f"{what} mean"), _number(entry.get("std"), f"{what} std")
     return NumericSketch(rows=rows, missing=missing, mean=mean, std=std, quantiles=points)

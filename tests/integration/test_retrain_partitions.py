@@ -73,3 +73,11 @@ def test_an_untracked_folder_is_refused_before_anything_is_written(project, tmp_
     assert "data.path: is a folder not tracked by its own .dvc file" in result.stderr
     assert "`dvc add data/parts`" in result.stderr
     assert subjects(repo)[0] == head and not (repo / "data/parts/batch=2026-05").exists()
+
+
+def test_a_batch_from_inside_the_folder_is_refused(project):
+    repo = project
+    inside = repo / "data/parts/month=2026-01/part-0.parquet"
+    result = retrain(repo, inside, "--force", check=False)
+    assert result.returncode == 2 and "--batch: is inside the data.path folder" in result.stderr
+    assert inside.is_file()  # a failed month would have removed the only copy

@@ -16,8 +16,9 @@ import pytest
 from reprotab.data.demo import generate
 from reprotab.engine.partitions import HASH_CACHE, RACY_NS, list_partitions, row_hashes, split_codes
 from reprotab.engine.prepare import prepare_partitions
-from reprotab.engine.train import pin
+from reprotab.engine.train import featurize_pieces, pin
 from reprotab.errors import UserError
+from reprotab.model.featurizer import fit_featurizer
 from reprotab.params.loader import parse_params
 from tests.helpers import base_params
 
@@ -180,3 +181,16 @@ def test_a_file_written_just_now_is_never_cached(tmp_path, monkeypatch, table):
     write_parts(tmp_path / "parts", table, [100, 200])
     list_partitions(tmp_path / "parts")
     assert not HASH_CACHE.exists()  # every file is younger than two seconds: its stamp may repeat
+
+
+def test_a_part_cut_in_more_ranges_than_rows_featurizes_its_empty_pieces_away(tmp_path, table):
+    write_parts(tmp_path / "parts", table, [2000])
+    params = params_for(tmp_path / "parts")
+    schema, _ = prepare_partitions(params, tmp_path / "prepared")
+    rows = pd.read_parquet(tmp_path / "prepared" / "train.parquet")
+    featurizer, _ = fit_featurizer(rows, schema=schema, config=params.featurize, seed=0)
+    one = tmp_path / "one.parquet"
+    rows.iloc[:1].to_parquet(one, index=False)  # one row cut in three ranges: two of them empty
+    pieces = pin([str(one)], ["tcp://a", "tcp://b", "tcp://c"])
+    featurized = featurize_pieces(pieces, featurizer, schema)
+    assert len(featurized) == 1 and featurized.dtypes.eq("float32").all()

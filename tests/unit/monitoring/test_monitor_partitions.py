@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from reprotab.data.demo import generate
+from reprotab.monitoring.partitions import report_folders
 from reprotab.monitoring.report import main
 from tests.helpers import base_params
 
@@ -99,3 +100,13 @@ def test_a_bad_partition_stops_the_run_and_keeps_what_was_checked(daily, workspa
     capsys.readouterr()
     main(["--batch", str(daily)])
     assert _checked(capsys) == "3 partitions, 2 checked now, 1 seen before"
+
+
+def test_partitions_that_would_share_a_report_folder_keep_their_suffix():
+    folders = report_folders(["events.2026-11-01.parquet", "events.2026-11-02.parquet", "day.csv", "day.parquet"])
+    assert folders == {
+        "events.2026-11-01.parquet": "events.2026-11-01",
+        "events.2026-11-02.parquet": "events.2026-11-02",
+        "day.csv": "day.csv",
+        "day.parquet": "day.parquet",
+    }

@@ -11,7 +11,7 @@ import pytest
 
 from reprotab.data.demo import generate
 from reprotab.errors import UserError
-from reprotab.monitoring.inputs import inputs
+from reprotab.monitoring.inputs import _reference, inputs
 from reprotab.monitoring.reference import build, read
 from reprotab.monitoring.verdict import monitor
 from reprotab.params.sections import MonitorParams
@@ -75,9 +75,12 @@ def test_a_missing_reference_is_built_from_the_splits(workspace):
         (lambda data: json.dumps({k: v for k, v in data.items() if k != "scores"}), "scores must be an object"),
         (
             lambda data: json.dumps(
-                {**data, "features": {**data["features"], "tenure_months": {"kind": "numeric", "rows": 1}}}
+                {
+                    **data,
+                    "features": {**data["features"], "tenure_months": {"kind": "numeric", "rows": 1, "missing": -2}},
+                }
             ),
-            "feature 'tenure_months' missing must be a count",
+            r"feature 'tenure_months' missing must be a count \(a whole number >= 0\)\. Got -2\.",
         ),
     ],
 )
@@ -88,3 +91,21 @@ def test_a_damaged_reference_is_refused_with_one_line(workspace, damage, said):
         inputs()
     assert str(raised.value).startswith("models/reference.json: ")
     assert "Run `dvc repro`" in str(raised.value)
+
+
+def test_a_past_commits_damaged_reference_is_rebuilt_from_its_splits(trained, caplog):
+    def tables():
+        return trained.splits["train"], trained.splits["test"]
+
+    with caplog.at_level(logging.WARNING):
+        summary = _reference(
+            trained.model,
+            b"{not json",
+            where="models/reference.json at 0123abcd",
+            sha256=None,
+            tables=tables,
+            origin="the splits at 0123abcd",
+            rebuild_damaged=True,
+        )
+    assert summary.origin == "built from the splits at 0123abcd" and summary.rows == len(trained.splits["train"])
+    assert "models/reference.json at 0123abcd: is not JSON" in caplog.text
